@@ -1,0 +1,75 @@
+// The closed set of counters the packet path keeps, and the drop reasons.
+//
+// Every frame handed to the packet path is counted in frames_in and then exactly once more:
+// either in frames_out (it, or the reply built in its place, is transmitted) or under one drop
+// reason. So frames_in = frames_out + sum(drops) at all times. The names are stable: they appear
+// in `vipgate replay --json`, metrics and the README; add new ones at the end, never rename.
+
+export const DROP_REASONS = [
+  'truncated',            // frame shorter than a header it carries claims
+  'malformed',            // a header field is impossible (IP version/IHL/total length, TCP data offset, ARP SHA)
+  'bad_ip_checksum',      // IPv4 header checksum does not verify
+  'own_frame',            // source MAC is vipgate's own: a frame we sent, seen again
+  'too_many_vlan_tags',   // more than two 802.1Q/802.1ad tags
+  'unsupported_ethertype',// not ARP or IPv4 (IPv6, LLDP, ...)
+  'not_for_us',           // IPv4 not to our MAC, or not to a VIP and not a reply of a nat flow
+  'arp_unsupported',      // ARP that is not Ethernet/IPv4, or an opcode other than request/reply
+  'arp_reply',            // an ARP reply: learned from, nothing to send
+  'arp_not_for_vip',      // an ARP request for an address that is not one of our VIPs
+  'arp_conflict',         // another host claims one of our VIPs (request, reply or gratuitous ARP)
+  'not_tcp',              // IPv4 to a VIP that is not TCP (ICMP, UDP, ...)
+  'ip_fragment',          // a fragment to a VIP: no L4 header to steer on in later fragments
+  'ttl_exceeded',         // nat mode routes: TTL would reach 0
+  'bad_tcp_flags',        // SYN together with FIN, RST or ACK to a VIP (e.g. all flags set)
+  'no_service',           // SYN to a VIP and port with no service
+  'no_backend',           // the service has no usable backend (all down or drained)
+  'backend_unresolved',   // the backend's MAC is not configured and not learned from ARP yet
+  'unknown_flow',         // a non-SYN segment to a VIP with no flow (or an expired one)
+  'flow_table_full',      // no room for a new flow (capacity reached or probe limit)
+  'nat_conflict',         // nat: the backend already has a flow with the same client address and port
+  'internal_error',       // an exception inside the packet path (a bug): counted at the link boundary
+] as const;
+
+export type DropReason = (typeof DROP_REASONS)[number];
+
+/** Drop reason -> counter index. `as const` objects rather than const enums (STYLE.md). */
+export const Drop = Object.fromEntries(DROP_REASONS.map((n, i) => [n, i])) as { readonly [K in DropReason]: number };
+
+export const COUNTER_NAMES = [
+  'frames_in',
+  'frames_out',
+  'bytes_in',
+  'bytes_out',
+  'arp_replies',          // ARP replies sent for VIPs
+  'arp_requests_seen',    // ARP requests seen (any target)
+  'neigh_learned',        // new IP->MAC entries
+  'neigh_updated',        // an entry's MAC changed
+  'neigh_table_full',     // could not learn: no room (the frame itself is still processed)
+  'flows_created',
+  'flows_expired',
+  'flows_active',         // gauge: flows created and not yet expired (lazily expired entries included until swept)
+  'syn_retransmits',      // a SYN of a flow we already have (sent to the same backend)
+  'flows_reused',         // a SYN reopened a closing flow's 5-tuple (port reuse): re-steered
+  'forwarded',            // TCP frames transmitted, both directions
+  'forwarded_to_backend',
+  'forwarded_to_client',  // nat replies rewritten back to the VIP
+] as const;
+
+export type CounterName = (typeof COUNTER_NAMES)[number];
+export const Ctr = Object.fromEntries(COUNTER_NAMES.map((n, i) => [n, DROP_REASONS.length + i])) as { readonly [K in CounterName]: number };
+
+/** Slots in the counters array: drop reasons first, then the other counters. */
+export const COUNTER_SLOTS = DROP_REASONS.length + COUNTER_NAMES.length;
+
+export interface CounterSnapshot {
+  counters: Record<CounterName, number>;
+  drops: Record<DropReason, number>;
+}
+
+export function snapshotCounters(c: Float64Array): CounterSnapshot {
+  const counters = {} as Record<CounterName, number>;
+  const drops = {} as Record<DropReason, number>;
+  COUNTER_NAMES.forEach((n, i) => { counters[n] = c[DROP_REASONS.length + i]!; });
+  DROP_REASONS.forEach((n, i) => { drops[n] = c[i]!; });
+  return { counters, drops };
+}

@@ -1,0 +1,262 @@
+// The packet path: one synchronous function over the bytes of one Ethernet frame that returns a
+// verdict. It never allocates, never awaits and never throws on bad input; every frame is counted
+// in frames_in and then exactly once more, in frames_out or under one drop reason.
+//
+//   ARP request for a VIP ........................ reply built in place (TX)
+//   TCP SYN to a VIP with a service ............... pick backend, create flow, rewrite (TX)
+//   TCP segment of a known flow ................... rewrite (TX): dsr = MAC, nat = IP + MAC
+//   TCP reply from a backend of a nat flow ........ reverse rewrite to the VIP (TX)
+//   anything else ................................. DROP, counted by reason
+//
+// TX means: transmit buf[off, off+len) as it now is (same length). All checks that can fail come
+// before the first write, so a dropped frame is left as it was.
+
+import { u16, u32, setU16, setU32, macEq, macCopy, macIsBroadcast, macIsGroup, macIsZero } from '../wire/bytes';
+import { ETH_DST, ETH_SRC, ETH_HEADER_LEN, ETHERTYPE_ARP, ETHERTYPE_IPV4, VLAN_TAG_LEN, isVlanTpid, MAX_VLAN_TAGS } from '../wire/ethernet';
+import { ARP_LEN, ARP_SHA, ARP_SPA, ARP_TPA, ARP_OP_REQUEST, ARP_OP_REPLY, arpIsEthIpv4, arpOper, arpMakeReplyInPlace } from '../wire/arp';
+import { IP_MIN_HEADER_LEN, IP_TOTAL_LEN, IP_FLAGS_FRAG, IP_FLAG_MF, IP_FRAG_OFFSET_MASK, IP_TTL, IP_PROTO, IP_CSUM, IP_SRC, IP_DST, IPPROTO_TCP } from '../wire/ipv4';
+import { TCP_MIN_HEADER_LEN, TCP_DOFF, TCP_FLAGS, TCP_CSUM, TCP_SYN, TCP_ACKF, TCP_RST, TCP_FIN } from '../wire/tcp';
+import { sum16, fold, csumReplace16, csumReplace32 } from '../wire/checksum';
+import { Tables, MODE_NAT, BackendState } from '../tables/services';
+import { StateViews } from './state';
+import { FlowTable, FS_SYN, FS_ESTABLISHED, FS_CLOSING } from './flows';
+import { NeighbourTable } from './neighbours';
+import { Drop, Ctr } from './counters';
+
+export const VERDICT_DROP = 0;
+export const VERDICT_TX = 1;
+
+const SYN_ACK_RST_FIN = TCP_SYN | TCP_ACKF | TCP_RST | TCP_FIN;
+
+export class Dataplane {
+  /** The tables control published; replaced whole by publish(), read once per frame. */
+  private tables: Tables;
+  readonly flows: FlowTable;
+  readonly neighbours: NeighbourTable;
+  readonly state: StateViews;
+  private readonly c: Float64Array;
+  /** Drop reason of the last dropped frame (for tests and tracing), -1 after a TX. */
+  lastDrop = -1;
+
+  constructor(state: StateViews, tables: Tables) {
+    this.state = state;
+    this.tables = tables;
+    this.c = state.counters;
+    this.flows = new FlowTable(state);
+    this.neighbours = new NeighbourTable(state);
+  }
+
+  /** Swap in new tables; takes effect from the next frame. Existing flows keep their backend slots. */
+  publish(t: Tables): void { this.tables = t; }
+  get currentTables(): Tables { return this.tables; }
+
+  private drop(reason: number): number {
+    this.c[reason]!++;
+    this.lastDrop = reason;
+    return VERDICT_DROP;
+  }
+
+  private tx(len: number): number {
+    this.c[Ctr.frames_out]!++;
+    this.c[Ctr.bytes_out]! += len;
+    this.lastDrop = -1;
+    return VERDICT_TX;
+  }
+
+  /** Process one frame occupying buf[off, off+len) at time `now` (ms). Returns VERDICT_TX or VERDICT_DROP. */
+  process(buf: Uint8Array, off: number, len: number, now: number): number {
+    const c = this.c;
+    c[Ctr.frames_in]!++;
+    c[Ctr.bytes_in]! += len;
+    const end = off + len;
+    if (len < ETH_HEADER_LEN || end > buf.length || off < 0) return this.drop(Drop.truncated);
+    const t = this.tables;
+    const mac = t.mac;
+    if (macEq(buf, off + ETH_SRC, mac, 0)) return this.drop(Drop.own_frame);
+
+    let p = off + 12;
+    let type = u16(buf, p);
+    for (let tags = 0; isVlanTpid(type); tags++) {
+      if (tags === MAX_VLAN_TAGS) return this.drop(Drop.too_many_vlan_tags);
+      if (p + VLAN_TAG_LEN + 2 > end) return this.drop(Drop.truncated);
+      p += VLAN_TAG_LEN;
+      type = u16(buf, p);
+    }
+    const l3 = p + 2;
+    if (type === ETHERTYPE_ARP) return this.arp(buf, off, l3, end, now, t);
+    if (type !== ETHERTYPE_IPV4) return this.drop(Drop.unsupported_ethertype);
+    if (!macEq(buf, off + ETH_DST, mac, 0)) return this.drop(Drop.not_for_us);
+
+    // IPv4: check the header once; accessors below trust it.
+    if (end - l3 < IP_MIN_HEADER_LEN) return this.drop(Drop.truncated);
+    const vihl = buf[l3]!;
+    const ihl = (vihl & 0x0f) << 2;
+    if (vihl >>> 4 !== 4 || ihl < IP_MIN_HEADER_LEN) return this.drop(Drop.malformed);
+    const total = u16(buf, l3 + IP_TOTAL_LEN);
+    if (total < ihl) return this.drop(Drop.malformed);
+    if (l3 + total > end) return this.drop(Drop.truncated);
+    if (fold(sum16(buf, l3, ihl)) !== 0xffff) return this.drop(Drop.bad_ip_checksum);
+
+    const dst = u32(buf, l3 + IP_DST);
+    const proto = buf[l3 + IP_PROTO]!;
+    const frag = (u16(buf, l3 + IP_FLAGS_FRAG) & (IP_FLAG_MF | IP_FRAG_OFFSET_MASK)) !== 0;
+    if (t.vipIndex(dst) >= 0) {
+      if (proto !== IPPROTO_TCP) return this.drop(Drop.not_tcp);
+      if (frag) return this.drop(Drop.ip_fragment);
+      const l4 = l3 + ihl;
+      if (total - ihl < TCP_MIN_HEADER_LEN) return this.drop(Drop.truncated);
+      const doff = (buf[l4 + TCP_DOFF]! >>> 4) << 2;
+      if (doff < TCP_MIN_HEADER_LEN || doff > total - ihl) return this.drop(Drop.malformed);
+      return this.toVip(buf, off, len, l3, l4, dst, now, t);
+    }
+    if (t.mode === MODE_NAT && proto === IPPROTO_TCP && !frag) {
+      const l4 = l3 + ihl;
+      if (total - ihl >= TCP_MIN_HEADER_LEN) {
+        const doff = (buf[l4 + TCP_DOFF]! >>> 4) << 2;
+        if (doff >= TCP_MIN_HEADER_LEN && doff <= total - ihl) {
+          const f = this.flows.reverseLookup(u32(buf, l3 + IP_SRC), dst, ((u16(buf, l4 + 2) << 16) | u16(buf, l4)) >>> 0, now);
+          if (f >= 0) return this.fromBackend(buf, off, len, l3, l4, f, now, t);
+        }
+      }
+    }
+    return this.drop(Drop.not_for_us);
+  }
+
+  private arp(buf: Uint8Array, off: number, l3: number, end: number, now: number, t: Tables): number {
+    if (end - l3 < ARP_LEN) return this.drop(Drop.truncated);
+    if (!arpIsEthIpv4(buf, l3)) return this.drop(Drop.arp_unsupported);
+    const sha = l3 + ARP_SHA;
+    if (macIsGroup(buf, sha) || macIsZero(buf, sha)) return this.drop(Drop.malformed);
+    const op = arpOper(buf, l3);
+    if (op === ARP_OP_REQUEST) this.c[Ctr.arp_requests_seen]!++;
+    const spa = u32(buf, l3 + ARP_SPA);
+    // Someone else claims one of our VIPs (a request, a reply, or a gratuitous announcement):
+    // an address conflict. Never learn it and never answer it. Our own frames were dropped above.
+    if (spa !== 0 && t.vipIndex(spa) >= 0 && !macEq(buf, sha, t.mac, 0)) return this.drop(Drop.arp_conflict);
+    if (spa !== 0) this.neighbours.learn(spa, buf, sha, now);
+    if (op === ARP_OP_REPLY) return this.drop(Drop.arp_reply);
+    if (op !== ARP_OP_REQUEST) return this.drop(Drop.arp_unsupported);
+    const tpa = u32(buf, l3 + ARP_TPA);
+    if (t.vipIndex(tpa) < 0) return this.drop(Drop.arp_not_for_vip);
+    // A request is for us when broadcast or unicast to our MAC (a cache refresh, RFC 1122 2.3.2.1).
+    if (!macIsBroadcast(buf, off + ETH_DST) && !macEq(buf, off + ETH_DST, t.mac, 0)) return this.drop(Drop.not_for_us);
+    // Reply in place, to the requester, on the same VLAN (the tags stay as they are). An RFC 5227
+    // probe (sender IP 0.0.0.0) is answered too: that is how an owner defends its address.
+    macCopy(buf, off + ETH_DST, buf, sha);
+    macCopy(buf, off + ETH_SRC, t.mac, 0);
+    arpMakeReplyInPlace(buf, l3, t.mac, tpa);
+    this.c[Ctr.arp_replies]!++;
+    return this.tx(end - off);
+  }
+
+  /** A TCP segment to a VIP. The IP and TCP headers are checked. */
+  private toVip(buf: Uint8Array, off: number, len: number, l3: number, l4: number, vip: number, now: number, t: Tables): number {
+    const c = this.c, v = this.state, flows = this.flows;
+    const cli = u32(buf, l3 + IP_SRC);
+    const dport = u16(buf, l4 + 2);
+    const ports = ((u16(buf, l4) << 16) | dport) >>> 0;
+    const flags = buf[l4 + TCP_FLAGS]!;
+    const control = flags & SYN_ACK_RST_FIN;
+    let f = flows.lookup(cli, vip, ports, now);
+    let next = -1; // the flow's next state, written only once the frame is sure to be sent
+
+    if (flags & TCP_SYN) {
+      if (control !== TCP_SYN) return this.drop(Drop.bad_tcp_flags);
+      if (f >= 0 && v.fState[f] !== FS_CLOSING) {
+        c[Ctr.syn_retransmits]!++;
+      } else {
+        // A new connection (or a new one reusing a closing flow's 5-tuple: re-steer it).
+        const svc = t.serviceIndex(vip, dport);
+        if (svc < 0) return this.drop(Drop.no_service);
+        const b = t.pickBackend(svc);
+        if (b < 0) return this.drop(Drop.no_backend);
+        const backIp = t.bIp[b]!;
+        if (t.bHasMac[b] === 0 && this.neighbours.lookup(backIp, now) < 0) return this.drop(Drop.backend_unresolved);
+        const nat = t.mode === MODE_NAT;
+        if (nat && buf[l3 + IP_TTL]! <= 1) return this.drop(Drop.ttl_exceeded);
+        let rslot = -1;
+        if (nat) {
+          const rf = flows.reverseLookup(backIp, cli, ports, now);
+          if (rf >= 0 && rf !== f) return this.drop(Drop.nat_conflict);
+          rslot = flows.reverseFreeSlot(backIp, cli, ports);
+          if (rslot < 0) return this.drop(Drop.flow_table_full);
+        }
+        if (f >= 0) { flows.remove(f); c[Ctr.flows_reused]!++; }
+        f = flows.insert(cli, vip, ports, b, backIp, now);
+        if (f < 0) return this.drop(Drop.flow_table_full);
+        if (nat) flows.setReverse(rslot, f);
+        macCopy(v.fCliMac, f * 8, buf, off + ETH_SRC);
+      }
+    } else {
+      if (f < 0) return this.drop(Drop.unknown_flow);
+      const st = v.fState[f]!;
+      if (control & (TCP_RST | TCP_FIN)) next = FS_CLOSING;
+      else if (st === FS_SYN && (control & TCP_ACKF)) next = FS_ESTABLISHED;
+    }
+    return this.toBackend(buf, off, len, l3, l4, f, next, now, t);
+  }
+
+  /** Rewrite a client's segment of flow f for its backend and transmit it. */
+  private toBackend(buf: Uint8Array, off: number, len: number, l3: number, l4: number, f: number, next: number, now: number, t: Tables): number {
+    const v = this.state;
+    const b = v.fBackend[f]!;
+    // A backend removed from the tables (not merely drained or down) cannot take more packets.
+    if (b >= t.backendSlots || t.bState[b] === BackendState.absent) return this.drop(Drop.no_backend);
+    let macBuf: Uint8Array = t.bMac, macOff = b * 8;
+    if (t.bHasMac[b] === 0) {
+      const n = this.neighbours.lookup(v.fBackIp[f]!, now);
+      if (n < 0) return this.drop(Drop.backend_unresolved);
+      macBuf = v.nMac; macOff = n * 8;
+    }
+    if (t.mode === MODE_NAT) {
+      const ttl = buf[l3 + IP_TTL]!;
+      if (ttl <= 1) return this.drop(Drop.ttl_exceeded);
+      const vip = v.fVip[f]!, backIp = v.fBackIp[f]!;
+      // RFC 1624 incremental updates: the IP header checksum covers TTL and the destination; the
+      // TCP checksum covers the destination through the pseudo-header (RFC 9293 §3.1).
+      let ipc = u16(buf, l3 + IP_CSUM);
+      ipc = csumReplace16(ipc, (ttl << 8) | buf[l3 + IP_PROTO]!, ((ttl - 1) << 8) | buf[l3 + IP_PROTO]!);
+      ipc = csumReplace32(ipc, vip, backIp);
+      buf[l3 + IP_TTL] = ttl - 1;
+      setU32(buf, l3 + IP_DST, backIp);
+      setU16(buf, l3 + IP_CSUM, ipc);
+      setU16(buf, l4 + TCP_CSUM, csumReplace32(u16(buf, l4 + TCP_CSUM), vip, backIp));
+    }
+    macCopy(buf, off + ETH_DST, macBuf, macOff);
+    macCopy(buf, off + ETH_SRC, t.mac, 0);
+    if (next >= 0) v.fState[f] = next;
+    v.fLast[f] = now;
+    v.fPktsIn[f]!++;
+    this.c[Ctr.forwarded]!++;
+    this.c[Ctr.forwarded_to_backend]!++;
+    return this.tx(len);
+  }
+
+  /** nat: a backend's segment of flow f back to its client, from the VIP. */
+  private fromBackend(buf: Uint8Array, off: number, len: number, l3: number, l4: number, f: number, now: number, t: Tables): number {
+    const v = this.state;
+    const ttl = buf[l3 + IP_TTL]!;
+    if (ttl <= 1) return this.drop(Drop.ttl_exceeded);
+    const flags = buf[l4 + TCP_FLAGS]!;
+    if (flags & (TCP_RST | TCP_FIN)) v.fState[f] = FS_CLOSING;
+    else if (v.fState[f] === FS_SYN && (flags & (TCP_SYN | TCP_ACKF)) === (TCP_SYN | TCP_ACKF)) v.fState[f] = FS_ESTABLISHED;
+    const vip = v.fVip[f]!, backIp = v.fBackIp[f]!;
+    let ipc = u16(buf, l3 + IP_CSUM);
+    ipc = csumReplace16(ipc, (ttl << 8) | buf[l3 + IP_PROTO]!, ((ttl - 1) << 8) | buf[l3 + IP_PROTO]!);
+    ipc = csumReplace32(ipc, backIp, vip);
+    buf[l3 + IP_TTL] = ttl - 1;
+    setU32(buf, l3 + IP_SRC, vip);
+    setU16(buf, l3 + IP_CSUM, ipc);
+    setU16(buf, l4 + TCP_CSUM, csumReplace32(u16(buf, l4 + TCP_CSUM), backIp, vip));
+    macCopy(buf, off + ETH_DST, v.fCliMac, f * 8);
+    macCopy(buf, off + ETH_SRC, t.mac, 0);
+    v.fLast[f] = now;
+    v.fPktsOut[f]!++;
+    this.c[Ctr.forwarded]!++;
+    this.c[Ctr.forwarded_to_client]!++;
+    return this.tx(len);
+  }
+
+  /** Expire idle flows, a slice at a time; call from a timer (live) or every so often (replay). */
+  sweep(now: number, budget: number): number { return this.flows.sweep(now, budget); }
+}
