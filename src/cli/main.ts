@@ -1,0 +1,98 @@
+// The `vipgate` command.
+
+import { parseArgs, ParseArgsConfig } from 'node:util';
+import { runReplay, formatReplayReport } from './replay';
+import { loadConfig, describeConfig } from '../control/config';
+
+const VERSION: string = (() => {
+  try { return (require('../../../package.json') as { version: string }).version; } catch { return 'unknown'; }
+})();
+
+const USAGE = `vipgate ${VERSION} — userspace front-end: ARP for VIPs, SYN steering, dsr and nat forwarding
+
+usage:
+  vipgate replay --config FILE --out OUT.pcap [--json] [--allow-truncated] IN.pcap
+      Run the packet path over every frame of IN (pcap or pcapng, Ethernet) with the capture's
+      timestamps as the clock; write every frame vipgate would transmit to OUT (classic pcap,
+      always written, even when empty) and print a summary (--json: one JSON object).
+  vipgate check-config FILE
+      Validate a config file and print what it describes.
+  vipgate help | --help       this text
+  vipgate version | --version
+
+exit status: 0 ok, 2 bad usage, config or input (the message says what to fix), 1 internal error.`;
+
+/** A user's mistake: print the message, exit 2. */
+class UsageError extends Error {}
+
+function out(s: string): void { process.stdout.write(s + '\n'); }
+function err(s: string): void { process.stderr.write(s + '\n'); }
+
+function parse<O extends NonNullable<ParseArgsConfig['options']>>(args: string[], options: O, cmd: string) {
+  try {
+    return parseArgs({ args, options, allowPositionals: true, strict: true });
+  } catch (e) {
+    throw new UsageError(`vipgate ${cmd}: ${(e as Error).message.replace(/\. To specify.*$/s, '')}\nrun 'vipgate help' for usage`);
+  }
+}
+
+function cmdReplay(args: string[]): number {
+  const { values, positionals } = parse(args, {
+    config: { type: 'string', short: 'c' },
+    out: { type: 'string', short: 'o' },
+    json: { type: 'boolean' },
+    'allow-truncated': { type: 'boolean' },
+    seed: { type: 'string' },
+  }, 'replay');
+  const missing = [!values.config && '--config FILE', !values.out && '--out OUT.pcap', positionals.length === 0 && 'the input capture IN.pcap'].filter(Boolean);
+  if (missing.length) throw new UsageError(`vipgate replay: missing ${missing.join(', ')}\nusage: vipgate replay --config FILE --out OUT.pcap [--json] IN.pcap`);
+  if (positionals.length > 1) throw new UsageError(`vipgate replay: one input capture at a time (got ${positionals.length}: ${positionals.join(' ')})`);
+  let seed: number | undefined;
+  if (values.seed !== undefined) {
+    seed = Number(values.seed);
+    if (!Number.isInteger(seed) || seed < 0 || seed > 0xffffffff) throw new UsageError(`vipgate replay: --seed must be an integer 0..4294967295, got "${values.seed}"`);
+  }
+  const report = runReplay({
+    config: values.config as string, out: values.out as string, input: positionals[0]!,
+    json: values.json === true, allowTruncated: values['allow-truncated'] === true, ...(seed === undefined ? {} : { seed }),
+  });
+  out(values.json ? JSON.stringify(report) : formatReplayReport(report));
+  return 0;
+}
+
+function cmdCheckConfig(args: string[]): number {
+  const { positionals } = parse(args, {}, 'check-config');
+  if (positionals.length !== 1) throw new UsageError('usage: vipgate check-config FILE');
+  out(describeConfig(loadConfig(positionals[0]!)));
+  out('config ok');
+  return 0;
+}
+
+export function run(argv: string[]): number {
+  const [cmd, ...rest] = argv;
+  try {
+    switch (cmd) {
+      case 'replay': return cmdReplay(rest);
+      case 'check-config': return cmdCheckConfig(rest);
+      case 'version': case '--version': case '-v': out(VERSION); return 0;
+      case undefined: case 'help': case '--help': case '-h': out(USAGE); return cmd === undefined ? 2 : 0;
+      default: throw new UsageError(`vipgate: unknown command "${cmd}"\nrun 'vipgate help' for usage`);
+    }
+  } catch (e) {
+    if (e instanceof UsageError) { err(e.message); return 2; }
+    // Errors raised on purpose carry a string code (ConfigError, CaptureError, VipgateError): the
+    // message already names the file and says what to do. Anything else is a bug.
+    const code = (e as { code?: unknown } | null)?.code;
+    if (e instanceof Error && typeof code === 'string' && /^E[A-Z_]+$/.test(code)) {
+      err(`vipgate: ${e.message}`);
+      if (code === 'ECAPTURE_TRUNCATED') err('(to replay the complete frames before the cut, add --allow-truncated)');
+      return 2;
+    }
+    err(`vipgate: internal error (a bug; please report it with the command line): ${e instanceof Error ? e.stack : String(e)}`);
+    return 1;
+  }
+}
+
+export function main(argv: string[]): void {
+  process.exitCode = run(argv);
+}

@@ -1,0 +1,50 @@
+// The one place that wires the parts together: config -> tables + state -> packet path.
+
+import type { Config } from './control/config';
+import { Tables, TablesSpec } from './tables/services';
+import { createState, StateViews } from './dataplane/state';
+import { Dataplane } from './dataplane/dataplane';
+
+export interface Built {
+  config: Config;
+  tables: Tables;
+  state: StateViews;
+  dataplane: Dataplane;
+}
+
+/** The tables the packet path reads, from a validated config (`mac` must be set). */
+export function tablesSpec(c: Config, mac: Uint8Array): TablesSpec {
+  return {
+    mac,
+    mode: c.mode,
+    vips: c.vips,
+    backends: c.backends.map((b) => ({ name: b.name, ip: b.ip, mac: b.mac })),
+    services: c.services.map((s) => ({ vip: s.vip, port: s.port, active: s.active, standby: s.standby })),
+  };
+}
+
+export interface BuildOptions {
+  /** Hash seed for the flow and neighbour tables (a parameter so runs are repeatable). */
+  seed?: number;
+  /** Put the state in a SharedArrayBuffer (for a supervisor/worker split). */
+  shared?: boolean;
+  /** The MAC to answer with when the config has none (live mode: the NIC's). */
+  mac?: Uint8Array;
+}
+
+export function buildDataplane(config: Config, o: BuildOptions = {}): Built {
+  const mac = config.mac ?? o.mac;
+  if (!mac) throw new Error('buildDataplane: no MAC in the config and none given');
+  const tables = new Tables(tablesSpec(config, mac));
+  const state = createState({
+    flowCapacity: config.flows.capacity,
+    neighbourCapacity: config.neighbours.capacity,
+    halfOpenTimeoutMs: config.flows.halfOpenTimeoutMs,
+    establishedTimeoutMs: config.flows.establishedTimeoutMs,
+    closingTimeoutMs: config.flows.closingTimeoutMs,
+    neighbourTtlMs: config.neighbours.ttlMs,
+    seed: o.seed ?? 0x9e3779b9,
+    shared: o.shared ?? false,
+  });
+  return { config, tables, state, dataplane: new Dataplane(state, tables) };
+}
