@@ -17,7 +17,8 @@ export function tablesSpec(c: Config, mac: Uint8Array): TablesSpec {
   return {
     mac,
     mode: c.mode,
-    vips: c.vips,
+    // The nat gateway is owned like a VIP (ARP answered, announced) but has no service.
+    vips: c.natGateway === null ? c.vips : [...c.vips, c.natGateway],
     backends: c.backends.map((b) => ({ name: b.name, ip: b.ip, mac: b.mac })),
     services: c.services.map((s) => ({ vip: s.vip, port: s.port, active: s.active, standby: s.standby })),
   };

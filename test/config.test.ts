@@ -57,8 +57,20 @@ function expectedExample(file: string, mode: 'dsr' | 'nat'): Config {
     ],
     flows: { capacity: 65536, halfOpenTimeoutMs: 15_000, establishedTimeoutMs: 900_000, closingTimeoutMs: 30_000 },
     neighbours: { capacity: 4096, ttlMs: 300_000 },
+    natGateway: null,
+    natGatewayText: null,
+    announce: { count: 3, intervalMs: 1000, refreshMs: 0 },
   };
 }
+
+t.test('nat_gateway and announce', async (t) => {
+  const nat = parseConfig(SCHEMA_EXAMPLE.replace('mode: dsr', 'mode: nat') + 'nat_gateway: 10.0.1.1\nannounce: { count: 5, interval: 200ms, refresh: 60s }\n', 'n.yaml');
+  t.same([nat.natGateway, nat.natGatewayText], [0x0a000101, '10.0.1.1']);
+  t.same(nat.announce, { count: 5, intervalMs: 200, refreshMs: 60_000 });
+  t.match(reject(SCHEMA_EXAMPLE + 'nat_gateway: 10.0.1.1\n').message, /only applies to mode: nat/);
+  t.match(reject(SCHEMA_EXAMPLE.replace('mode: dsr', 'mode: nat') + 'nat_gateway: 10.0.1.21\n').message, /already a VIP or a backend/);
+  t.match(reject(SCHEMA_EXAMPLE + 'announce: { count: 0 }\n').message, /announce\.count/);
+});
 
 /** Parse and return the ConfigError, or fail the test if it parsed. */
 function reject(text: string, file = 'test.yaml', opts?: { requireMac?: boolean }): ConfigError {

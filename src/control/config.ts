@@ -77,6 +77,18 @@ export interface Config {
   services: ServiceConfig[];
   flows: FlowConfig;
   neighbours: NeighbourConfig;
+  /** nat: the backends' default gateway, an address vipgate answers ARP for (no kernel owns it). */
+  natGateway: number | null;
+  natGatewayText: string | null;
+  announce: AnnounceConfig;
+}
+
+/** Gratuitous ARP for every VIP at start and when a VIP is added: `count` times, `intervalMs`
+ *  apart; then every `refreshMs` (0 = no periodic refresh). */
+export interface AnnounceConfig {
+  count: number;
+  intervalMs: number;
+  refreshMs: number;
 }
 
 export interface ConfigOptions {
@@ -183,7 +195,8 @@ const BACKEND_NAME_RE = /^[A-Za-z0-9_.-]{1,64}$/;
 // Linux dev_valid_name(): 1..15 bytes (IFNAMSIZ - 1), not "." or "..", no '/', ':' or space.
 const IFNAME_RE = /^[^/:\s]{1,15}$/;
 
-const TOP_KEYS = ['interface', 'mac', 'mode', 'vips', 'backends', 'services', 'flows', 'neighbours'] as const;
+const TOP_KEYS = ['interface', 'mac', 'mode', 'vips', 'backends', 'services', 'flows', 'neighbours', 'nat_gateway', 'announce'] as const;
+const ANNOUNCE_KEYS = ['count', 'interval', 'refresh'] as const;
 const BACKEND_KEYS = ['name', 'ip', 'mac'] as const;
 const SERVICE_KEYS = ['vip', 'backend', 'port', 'active', 'standby'] as const;
 const FLOW_KEYS = ['capacity', 'half_open_timeout', 'established_timeout', 'closing_timeout'] as const;
@@ -1000,8 +1013,40 @@ class Checker {
       }
     }
 
+    // nat_gateway: the address nat backends route through (vipgate answers ARP for it)
+    let natGateway: { ip: number; text: string } | null = null;
+    if (f.nat_gateway) {
+      const a = this.ipv4(f.nat_gateway);
+      if (a) {
+        const why = unusableAddress(a.ip);
+        if (mode !== 'nat') {
+          this.fail(f.nat_gateway.at, f.nat_gateway.path, 'nat_gateway only applies to mode: nat (dsr backends answer clients directly); remove it or set mode: nat');
+        } else if (why) {
+          this.fail(f.nat_gateway.at, f.nat_gateway.path, `${a.text} ${why}; use the address the backends have as their default gateway, e.g. 10.0.1.1`);
+        } else if (vipsWritten.has(a.ip) || backends.some((b) => b.ip === a.ip)) {
+          this.fail(f.nat_gateway.at, f.nat_gateway.path, `${a.text} is already a VIP or a backend; the gateway needs an address of its own on the backends' subnet`);
+        } else {
+          natGateway = a;
+        }
+      }
+    }
+
+    // announce
+    const announce: AnnounceConfig = { count: 3, intervalMs: 1000, refreshMs: 0 };
+    if (f.announce) {
+      const m = this.mapping(f.announce, ANNOUNCE_KEYS, 'a mapping like { count: 3, interval: 1s, refresh: 60s }');
+      if (m) {
+        if (m.count) announce.count = this.integer(m.count, 1, 100, 'announce.count (gratuitous ARPs sent per VIP at start)') ?? announce.count;
+        if (m.interval) announce.intervalMs = this.duration(m.interval, announce.intervalMs);
+        if (m.refresh) announce.refreshMs = this.duration(m.refresh, 0);
+      }
+    }
+
     if (this.issues.length) return null;
     return {
+      natGateway: natGateway?.ip ?? null,
+      natGatewayText: natGateway?.text ?? null,
+      announce,
       file: this.file,
       interface: iface,
       mac: mac?.mac ?? null,
