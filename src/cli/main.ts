@@ -2,7 +2,8 @@
 
 import { parseArgs, ParseArgsConfig } from 'node:util';
 import { runReplay, formatReplayReport } from './replay';
-import { loadConfig, describeConfig } from '../control/config';
+import { loadConfig, describeConfig, parseDuration } from '../control/config';
+import { cmdRunLive } from './run';
 
 const VERSION: string = (() => {
   try { return (require('../../../package.json') as { version: string }).version; } catch { return 'unknown'; }
@@ -15,6 +16,11 @@ usage:
       Run the packet path over every frame of IN (pcap or pcapng, Ethernet) with the capture's
       timestamps as the clock; write every frame vipgate would transmit to OUT (classic pcap,
       always written, even when empty) and print a summary (--json: one JSON object).
+  vipgate run --config FILE [--interface IF] [--no-kernel-filter] [--stats-interval 10s]
+      Attach to the NIC (config interface:, or --interface) and run the packet path live until
+      SIGINT/SIGTERM: answer ARP for the VIPs, announce them, steer and forward TCP. Needs
+      CAP_NET_RAW and CAP_NET_ADMIN (root). Installs an nftables netdev ingress rule so this
+      host's kernel ignores VIP traffic; removes it at exit. Prints counters on exit.
   vipgate check-config FILE
       Validate a config file and print what it describes.
   vipgate help | --help       this text
@@ -60,6 +66,27 @@ function cmdReplay(args: string[]): number {
   return 0;
 }
 
+function cmdRun(args: string[]): Promise<number> {
+  const { values, positionals } = parse(args, {
+    config: { type: 'string', short: 'c' },
+    interface: { type: 'string', short: 'i' },
+    'no-kernel-filter': { type: 'boolean' },
+    'stats-interval': { type: 'string' },
+  }, 'run');
+  if (!values.config) throw new UsageError('vipgate run: missing --config FILE\nusage: vipgate run --config FILE [--interface IF]');
+  if (positionals.length) throw new UsageError(`vipgate run: unexpected argument ${positionals[0]}`);
+  let statsIntervalMs = 0;
+  if (values['stats-interval'] !== undefined) {
+    const d = parseDuration(values['stats-interval']);
+    if (d === null || d < 100) throw new UsageError(`vipgate run: --stats-interval takes a duration like 10s (at least 100ms), got "${values['stats-interval']}"`);
+    statsIntervalMs = d;
+  }
+  return cmdRunLive({
+    config: values.config as string, ...(values.interface ? { iface: values.interface as string } : {}),
+    kernelFilter: values['no-kernel-filter'] !== true, statsIntervalMs, log: (s) => err(s),
+  });
+}
+
 function cmdCheckConfig(args: string[]): number {
   const { positionals } = parse(args, {}, 'check-config');
   if (positionals.length !== 1) throw new UsageError('usage: vipgate check-config FILE');
@@ -68,10 +95,25 @@ function cmdCheckConfig(args: string[]): number {
   return 0;
 }
 
-export function run(argv: string[]): number {
+function report(e: unknown): number {
+  if (e instanceof UsageError) { err(e.message); return 2; }
+  // Errors raised on purpose carry a string code (ConfigError, CaptureError, VipgateError): the
+  // message already names the file and says what to do. Anything else is a bug.
+  const code = (e as { code?: unknown } | null)?.code;
+  if (e instanceof Error && typeof code === 'string' && /^E[A-Z_]+$/.test(code)) {
+    err(`vipgate: ${e.message}`);
+    if (code === 'ECAPTURE_TRUNCATED') err('(to replay the complete frames before the cut, add --allow-truncated)');
+    return 2;
+  }
+  err(`vipgate: internal error (a bug; please report it with the command line): ${e instanceof Error ? e.stack : String(e)}`);
+  return 1;
+}
+
+export function run(argv: string[]): number | Promise<number> {
   const [cmd, ...rest] = argv;
   try {
     switch (cmd) {
+      case 'run': return cmdRun(rest).catch(report);
       case 'replay': return cmdReplay(rest);
       case 'check-config': return cmdCheckConfig(rest);
       case 'version': case '--version': case '-v': out(VERSION); return 0;
@@ -79,20 +121,12 @@ export function run(argv: string[]): number {
       default: throw new UsageError(`vipgate: unknown command "${cmd}"\nrun 'vipgate help' for usage`);
     }
   } catch (e) {
-    if (e instanceof UsageError) { err(e.message); return 2; }
-    // Errors raised on purpose carry a string code (ConfigError, CaptureError, VipgateError): the
-    // message already names the file and says what to do. Anything else is a bug.
-    const code = (e as { code?: unknown } | null)?.code;
-    if (e instanceof Error && typeof code === 'string' && /^E[A-Z_]+$/.test(code)) {
-      err(`vipgate: ${e.message}`);
-      if (code === 'ECAPTURE_TRUNCATED') err('(to replay the complete frames before the cut, add --allow-truncated)');
-      return 2;
-    }
-    err(`vipgate: internal error (a bug; please report it with the command line): ${e instanceof Error ? e.stack : String(e)}`);
-    return 1;
+    return report(e);
   }
 }
 
 export function main(argv: string[]): void {
-  process.exitCode = run(argv);
+  const r = run(argv);
+  if (typeof r === 'number') process.exitCode = r;
+  else void r.then((code) => { process.exitCode = code; });
 }

@@ -6,7 +6,8 @@ import { readCaptureFile } from '../pcap/reader';
 import { PcapWriter } from '../pcap/writer';
 import { buildDataplane } from '../main';
 import { replayFrames, LINKTYPE_ETHERNET } from '../link/replay';
-import { snapshotCounters, DROP_REASONS } from '../dataplane/counters';
+import { snapshotCounters, DROP_REASONS, CounterSnapshot } from '../dataplane/counters';
+import { formatCounters } from '../obs/format';
 
 export interface ReplayArgs {
   config: string;
@@ -84,13 +85,7 @@ export function formatReplayReport(r: ReplayReport, configSummary?: string): str
   if (configSummary) lines.push(configSummary.split('\n').map((l) => '  ' + l).join('\n'));
   if (r.input_truncated) lines.push(`  warning: input cut off (${r.input_truncated}); replayed the complete frames before it`);
   if (r.skipped_not_ethernet) lines.push(`  skipped ${r.skipped_not_ethernet} frames that are not Ethernet`);
-  const w = (n: number) => String(n).padStart(8);
-  lines.push(`  frames in    ${w(r.frames_in)}    frames out     ${w(r.frames_out)}`);
-  lines.push(`  arp replies  ${w(r.arp_replies)}    flows created  ${w(r.flows_created)}`);
-  lines.push(`  forwarded    ${w(r.forwarded)}    to backends ${w(r.counters.forwarded_to_backend ?? 0)}, to clients (nat) ${r.counters.forwarded_to_client ?? 0}`);
-  const nz = Object.entries(r.drops).filter(([, n]) => n > 0).sort((x, y) => y[1] - x[1]);
-  lines.push(`  dropped      ${w(r.drops_total)}${nz.length ? ':' : ''}`);
-  for (const [k, n] of nz) lines.push(`    ${k.padEnd(22)}${w(n)}`);
+  lines.push(formatCounters({ counters: r.counters as CounterSnapshot['counters'], drops: r.drops as CounterSnapshot['drops'] }));
   lines.push(`  wrote ${r.frames_out} frame${r.frames_out === 1 ? '' : 's'} to ${r.output}`);
   return lines.join('\n');
 }

@@ -53,6 +53,9 @@ export const COUNTER_NAMES = [
   'forwarded',            // TCP frames transmitted, both directions
   'forwarded_to_backend',
   'forwarded_to_client',  // nat replies rewritten back to the VIP
+  'tx_errors',            // live: the NIC refused a frame the packet path (or control) sent
+  'garp_sent',            // live: gratuitous ARP announcements sent (request and reply forms)
+  'arp_requests_sent',    // live: ARP requests sent to resolve or refresh backends
 ] as const;
 
 export type CounterName = (typeof COUNTER_NAMES)[number];

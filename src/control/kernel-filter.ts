@@ -1,0 +1,81 @@
+// Keep the host's own kernel out of the traffic vipgate handles. Packet sockets (libpcap) see a
+// frame before the netdev ingress hook, so an nftables rule there drops VIP traffic (and, in nat
+// mode, backend replies) for the kernel only: vipgate has its copy already. Without it the
+// kernel would also process every packet: forward it, answer with ICMP or RST, or burn CPU.
+//
+// The rule lives in its own table, `netdev vipgate_<iface>`, installed at start and deleted at
+// exit (and replaced at start if a crashed run left one).
+
+import { execFileSync } from 'node:child_process';
+import { VipgateError } from './errors';
+import { formatIpv4 } from '../wire/addr';
+
+export interface KernelFilterSpec {
+  iface: string;
+  /** Addresses vipgate owns: VIPs and the nat gateway. Frames to them are dropped for the kernel. */
+  owned: number[];
+  /** nat: backend addresses whose replies vipgate rewrites; dropped unless to the host itself. */
+  backends: number[];
+  /** The host's own addresses on the NIC (traffic to them, e.g. the API, is left alone). */
+  hostAddrs: number[];
+}
+
+export function tableName(iface: string): string {
+  return 'vipgate_' + iface.replace(/[^A-Za-z0-9_]/g, '_');
+}
+
+export function ruleset(s: KernelFilterSpec): string {
+  const set = (xs: number[]) => `{ ${xs.map(formatIpv4).join(', ')} }`;
+  const lines = [
+    `table netdev ${tableName(s.iface)} {`,
+    `  chain ingress {`,
+    `    type filter hook ingress device "${s.iface}" priority -500; policy accept;`,
+  ];
+  if (s.owned.length) lines.push(`    ip daddr ${set(s.owned)} counter drop comment "vipgate: VIP traffic is handled in userspace"`);
+  if (s.backends.length) {
+    const notHost = s.hostAddrs.length ? ` ip daddr != ${set(s.hostAddrs)}` : '';
+    lines.push(`    ip saddr ${set(s.backends)}${notHost} meta l4proto tcp counter drop comment "vipgate: nat replies are rewritten in userspace"`);
+  }
+  lines.push('  }', '}');
+  return lines.join('\n') + '\n';
+}
+
+function nft(args: string[], input?: string): void {
+  execFileSync('nft', args, { input, stdio: ['pipe', 'ignore', 'pipe'], encoding: 'utf8' });
+}
+
+export class KernelFilter {
+  private installed = false;
+  constructor(readonly spec: KernelFilterSpec) {}
+
+  install(): void {
+    try { nft(['delete', 'table', 'netdev', tableName(this.spec.iface)]); } catch { /* none left over: fine */ }
+    try {
+      nft(['-f', '-'], ruleset(this.spec));
+    } catch (e) {
+      const err = e as NodeJS.ErrnoException & { stderr?: string };
+      if (err.code === 'ENOENT') {
+        throw new VipgateError('EKERNEL_FILTER',
+          'the nft command is not installed, so vipgate cannot keep the host kernel out of VIP traffic: ' +
+          'apt-get install -y nftables (or run with --no-kernel-filter and drop the traffic yourself)');
+      }
+      throw new VipgateError('EKERNEL_FILTER',
+        `could not install the nftables ingress rule on ${this.spec.iface}: ${(err.stderr ?? err.message).trim()} ` +
+        '(vipgate needs CAP_NET_ADMIN and a kernel with nf_tables netdev support; or run with --no-kernel-filter)');
+    }
+    this.installed = true;
+  }
+
+  remove(): void {
+    if (!this.installed) return;
+    this.installed = false;
+    try { nft(['delete', 'table', 'netdev', tableName(this.spec.iface)]); } catch { /* gone with the interface */ }
+  }
+
+  describe(): string {
+    return `nftables table netdev ${tableName(this.spec.iface)} drops, in this host's kernel only, IPv4 to ` +
+      `${this.spec.owned.map(formatIpv4).join(', ')}` +
+      (this.spec.backends.length ? ` and TCP from the backends ${this.spec.backends.map(formatIpv4).join(', ')}` : '') +
+      ' (removed at exit)';
+  }
+}
