@@ -18,7 +18,7 @@ import { IP_MIN_HEADER_LEN, IP_TOTAL_LEN, IP_FLAGS_FRAG, IP_FLAG_MF, IP_FRAG_OFF
 import { TCP_MIN_HEADER_LEN, TCP_DOFF, TCP_FLAGS, TCP_CSUM, TCP_SYN, TCP_ACKF, TCP_RST, TCP_FIN } from '../wire/tcp';
 import { sum16, fold, csumReplace16, csumReplace32 } from '../wire/checksum';
 import { Tables, MODE_NAT, BackendState } from '../tables/services';
-import { StateViews } from './state';
+import { StateViews, T_NOW, B_STATE, F_VIP, F_BACKIP, F_BACKEND, D_LAST, D_PKTS_IN, D_PKTS_OUT, B_CLIMAC } from './state';
 import { FlowTable, FS_SYN, FS_ESTABLISHED, FS_CLOSING } from './flows';
 import { NeighbourTable } from './neighbours';
 import { Drop, Ctr } from './counters';
@@ -35,6 +35,7 @@ export class Dataplane {
   readonly neighbours: NeighbourTable;
   readonly state: StateViews;
   private readonly c: Float64Array;
+  private readonly times: Float64Array;
   /** Drop reason of the last dropped frame (for tests and tracing), -1 after a TX. */
   lastDrop = -1;
 
@@ -42,6 +43,7 @@ export class Dataplane {
     this.state = state;
     this.tables = tables;
     this.c = state.counters;
+    this.times = state.times;
     this.flows = new FlowTable(state);
     this.neighbours = new NeighbourTable(state);
   }
@@ -65,6 +67,18 @@ export class Dataplane {
 
   /** Process one frame occupying buf[off, off+len) at time `now` (ms). Returns VERDICT_TX or VERDICT_DROP. */
   process(buf: Uint8Array, off: number, len: number, now: number): number {
+    this.times[T_NOW] = now;
+    return this.step(buf, off, len);
+  }
+
+  /** Set the packet path's clock (ms) for step() and the table methods. */
+  setClock(now: number): void { this.times[T_NOW] = now; }
+
+  /**
+   * process() with the time already set (setClock, or a store into state.times[T_NOW]): for a
+   * link that updates the clock without passing a double per call.
+   */
+  step(buf: Uint8Array, off: number, len: number): number {
     const c = this.c;
     c[Ctr.frames_in]!++;
     c[Ctr.bytes_in]! += len;
@@ -83,7 +97,7 @@ export class Dataplane {
       type = u16(buf, p);
     }
     const l3 = p + 2;
-    if (type === ETHERTYPE_ARP) return this.arp(buf, off, l3, end, now, t);
+    if (type === ETHERTYPE_ARP) return this.arp(buf, off, l3, end, t);
     if (type !== ETHERTYPE_IPV4) return this.drop(Drop.unsupported_ethertype);
     if (!macEq(buf, off + ETH_DST, mac, 0)) return this.drop(Drop.not_for_us);
 
@@ -107,22 +121,22 @@ export class Dataplane {
       if (total - ihl < TCP_MIN_HEADER_LEN) return this.drop(Drop.truncated);
       const doff = (buf[l4 + TCP_DOFF]! >>> 4) << 2;
       if (doff < TCP_MIN_HEADER_LEN || doff > total - ihl) return this.drop(Drop.malformed);
-      return this.toVip(buf, off, len, l3, l4, dst, now, t);
+      return this.toVip(buf, off, len, l3, l4, dst, t);
     }
     if (t.mode === MODE_NAT && proto === IPPROTO_TCP && !frag) {
       const l4 = l3 + ihl;
       if (total - ihl >= TCP_MIN_HEADER_LEN) {
         const doff = (buf[l4 + TCP_DOFF]! >>> 4) << 2;
         if (doff >= TCP_MIN_HEADER_LEN && doff <= total - ihl) {
-          const f = this.flows.reverseLookup(u32(buf, l3 + IP_SRC), dst, ((u16(buf, l4 + 2) << 16) | u16(buf, l4)) >>> 0, now);
-          if (f >= 0) return this.fromBackend(buf, off, len, l3, l4, f, now, t);
+          const f = this.flows.reverseLookup(u32(buf, l3 + IP_SRC), dst, ((u16(buf, l4 + 2) << 16) | u16(buf, l4)) >>> 0);
+          if (f >= 0) return this.fromBackend(buf, off, len, l3, l4, f, t);
         }
       }
     }
     return this.drop(Drop.not_for_us);
   }
 
-  private arp(buf: Uint8Array, off: number, l3: number, end: number, now: number, t: Tables): number {
+  private arp(buf: Uint8Array, off: number, l3: number, end: number, t: Tables): number {
     if (end - l3 < ARP_LEN) return this.drop(Drop.truncated);
     if (!arpIsEthIpv4(buf, l3)) return this.drop(Drop.arp_unsupported);
     const sha = l3 + ARP_SHA;
@@ -133,7 +147,7 @@ export class Dataplane {
     // Someone else claims one of our VIPs (a request, a reply, or a gratuitous announcement):
     // an address conflict. Never learn it and never answer it. Our own frames were dropped above.
     if (spa !== 0 && t.vipIndex(spa) >= 0 && !macEq(buf, sha, t.mac, 0)) return this.drop(Drop.arp_conflict);
-    if (spa !== 0) this.neighbours.learn(spa, buf, sha, now);
+    if (spa !== 0) this.neighbours.learn(spa, buf, sha);
     if (op === ARP_OP_REPLY) return this.drop(Drop.arp_reply);
     if (op !== ARP_OP_REQUEST) return this.drop(Drop.arp_unsupported);
     const tpa = u32(buf, l3 + ARP_TPA);
@@ -150,19 +164,19 @@ export class Dataplane {
   }
 
   /** A TCP segment to a VIP. The IP and TCP headers are checked. */
-  private toVip(buf: Uint8Array, off: number, len: number, l3: number, l4: number, vip: number, now: number, t: Tables): number {
+  private toVip(buf: Uint8Array, off: number, len: number, l3: number, l4: number, vip: number, t: Tables): number {
     const c = this.c, v = this.state, flows = this.flows;
     const cli = u32(buf, l3 + IP_SRC);
     const dport = u16(buf, l4 + 2);
     const ports = ((u16(buf, l4) << 16) | dport) >>> 0;
     const flags = buf[l4 + TCP_FLAGS]!;
     const control = flags & SYN_ACK_RST_FIN;
-    let f = flows.lookup(cli, vip, ports, now);
+    let f = flows.lookup(cli, vip, ports);
     let next = -1; // the flow's next state, written only once the frame is sure to be sent
 
     if (flags & TCP_SYN) {
       if (control !== TCP_SYN) return this.drop(Drop.bad_tcp_flags);
-      if (f >= 0 && v.fState[f] !== FS_CLOSING) {
+      if (f >= 0 && v.fb[(f << 6) + B_STATE] !== FS_CLOSING) {
         c[Ctr.syn_retransmits]!++;
       } else {
         // A new connection (or a new one reusing a closing flow's 5-tuple: re-steer it).
@@ -171,47 +185,47 @@ export class Dataplane {
         const b = t.pickBackend(svc);
         if (b < 0) return this.drop(Drop.no_backend);
         const backIp = t.bIp[b]!;
-        if (t.bHasMac[b] === 0 && this.neighbours.lookup(backIp, now) < 0) return this.drop(Drop.backend_unresolved);
+        if (t.bHasMac[b] === 0 && this.neighbours.lookup(backIp) < 0) return this.drop(Drop.backend_unresolved);
         const nat = t.mode === MODE_NAT;
         if (nat && buf[l3 + IP_TTL]! <= 1) return this.drop(Drop.ttl_exceeded);
         let rslot = -1;
         if (nat) {
-          const rf = flows.reverseLookup(backIp, cli, ports, now);
+          const rf = flows.reverseLookup(backIp, cli, ports);
           if (rf >= 0 && rf !== f) return this.drop(Drop.nat_conflict);
           rslot = flows.reverseFreeSlot(backIp, cli, ports);
           if (rslot < 0) return this.drop(Drop.flow_table_full);
         }
         if (f >= 0) { flows.remove(f); c[Ctr.flows_reused]!++; }
-        f = flows.insert(cli, vip, ports, b, backIp, now);
+        f = flows.insert(cli, vip, ports, b, backIp);
         if (f < 0) return this.drop(Drop.flow_table_full);
         if (nat) flows.setReverse(rslot, f);
-        macCopy(v.fCliMac, f * 8, buf, off + ETH_SRC);
+        macCopy(v.fb, (f << 6) + B_CLIMAC, buf, off + ETH_SRC);
       }
     } else {
       if (f < 0) return this.drop(Drop.unknown_flow);
-      const st = v.fState[f]!;
+      const st = v.fb[(f << 6) + B_STATE]!;
       if (control & (TCP_RST | TCP_FIN)) next = FS_CLOSING;
       else if (st === FS_SYN && (control & TCP_ACKF)) next = FS_ESTABLISHED;
     }
-    return this.toBackend(buf, off, len, l3, l4, f, next, now, t);
+    return this.toBackend(buf, off, len, l3, l4, f, next, t);
   }
 
   /** Rewrite a client's segment of flow f for its backend and transmit it. */
-  private toBackend(buf: Uint8Array, off: number, len: number, l3: number, l4: number, f: number, next: number, now: number, t: Tables): number {
-    const v = this.state;
-    const b = v.fBackend[f]!;
+  private toBackend(buf: Uint8Array, off: number, len: number, l3: number, l4: number, f: number, next: number, t: Tables): number {
+    const v = this.state, w = f << 4, d = f << 3;
+    const b = v.fw[w + F_BACKEND]!;
     // A backend removed from the tables (not merely drained or down) cannot take more packets.
     if (b >= t.backendSlots || t.bState[b] === BackendState.absent) return this.drop(Drop.no_backend);
     let macBuf: Uint8Array = t.bMac, macOff = b * 8;
     if (t.bHasMac[b] === 0) {
-      const n = this.neighbours.lookup(v.fBackIp[f]!, now);
+      const n = this.neighbours.lookup(v.fw[w + F_BACKIP]!);
       if (n < 0) return this.drop(Drop.backend_unresolved);
       macBuf = v.nMac; macOff = n * 8;
     }
     if (t.mode === MODE_NAT) {
       const ttl = buf[l3 + IP_TTL]!;
       if (ttl <= 1) return this.drop(Drop.ttl_exceeded);
-      const vip = v.fVip[f]!, backIp = v.fBackIp[f]!;
+      const vip = v.fw[w + F_VIP]!, backIp = v.fw[w + F_BACKIP]!;
       // RFC 1624 incremental updates: the IP header checksum covers TTL and the destination; the
       // TCP checksum covers the destination through the pseudo-header (RFC 9293 §3.1).
       let ipc = u16(buf, l3 + IP_CSUM);
@@ -224,23 +238,24 @@ export class Dataplane {
     }
     macCopy(buf, off + ETH_DST, macBuf, macOff);
     macCopy(buf, off + ETH_SRC, t.mac, 0);
-    if (next >= 0) v.fState[f] = next;
-    v.fLast[f] = now;
-    v.fPktsIn[f]!++;
+    if (next >= 0) v.fb[(f << 6) + B_STATE] = next;
+    v.fd[d + D_LAST] = this.times[T_NOW]!;
+    v.fd[d + D_PKTS_IN]!++;
     this.c[Ctr.forwarded]!++;
     this.c[Ctr.forwarded_to_backend]!++;
     return this.tx(len);
   }
 
   /** nat: a backend's segment of flow f back to its client, from the VIP. */
-  private fromBackend(buf: Uint8Array, off: number, len: number, l3: number, l4: number, f: number, now: number, t: Tables): number {
-    const v = this.state;
+  private fromBackend(buf: Uint8Array, off: number, len: number, l3: number, l4: number, f: number, t: Tables): number {
+    const v = this.state, w = f << 4, d = f << 3;
     const ttl = buf[l3 + IP_TTL]!;
     if (ttl <= 1) return this.drop(Drop.ttl_exceeded);
     const flags = buf[l4 + TCP_FLAGS]!;
-    if (flags & (TCP_RST | TCP_FIN)) v.fState[f] = FS_CLOSING;
-    else if (v.fState[f] === FS_SYN && (flags & (TCP_SYN | TCP_ACKF)) === (TCP_SYN | TCP_ACKF)) v.fState[f] = FS_ESTABLISHED;
-    const vip = v.fVip[f]!, backIp = v.fBackIp[f]!;
+    const sb = (f << 6) + B_STATE;
+    if (flags & (TCP_RST | TCP_FIN)) v.fb[sb] = FS_CLOSING;
+    else if (v.fb[sb] === FS_SYN && (flags & (TCP_SYN | TCP_ACKF)) === (TCP_SYN | TCP_ACKF)) v.fb[sb] = FS_ESTABLISHED;
+    const vip = v.fw[w + F_VIP]!, backIp = v.fw[w + F_BACKIP]!;
     let ipc = u16(buf, l3 + IP_CSUM);
     ipc = csumReplace16(ipc, (ttl << 8) | buf[l3 + IP_PROTO]!, ((ttl - 1) << 8) | buf[l3 + IP_PROTO]!);
     ipc = csumReplace32(ipc, backIp, vip);
@@ -248,15 +263,15 @@ export class Dataplane {
     setU32(buf, l3 + IP_SRC, vip);
     setU16(buf, l3 + IP_CSUM, ipc);
     setU16(buf, l4 + TCP_CSUM, csumReplace32(u16(buf, l4 + TCP_CSUM), backIp, vip));
-    macCopy(buf, off + ETH_DST, v.fCliMac, f * 8);
+    macCopy(buf, off + ETH_DST, v.fb, (f << 6) + B_CLIMAC);
     macCopy(buf, off + ETH_SRC, t.mac, 0);
-    v.fLast[f] = now;
-    v.fPktsOut[f]!++;
+    v.fd[d + D_LAST] = this.times[T_NOW]!;
+    v.fd[d + D_PKTS_OUT]!++;
     this.c[Ctr.forwarded]!++;
     this.c[Ctr.forwarded_to_client]!++;
     return this.tx(len);
   }
 
   /** Expire idle flows, a slice at a time; call from a timer (live) or every so often (replay). */
-  sweep(now: number, budget: number): number { return this.flows.sweep(now, budget); }
+  sweep(now: number, budget: number): number { this.times[T_NOW] = now; return this.flows.sweep(budget); }
 }

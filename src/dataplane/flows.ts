@@ -1,4 +1,4 @@
-// The flow table: open addressing with linear probing over the typed arrays of StateViews,
+// The flow table: open addressing with linear probing over 64-byte flow records (state.ts),
 // keyed by a numeric hash of (client IP, VIP, client port << 16 | VIP port). TCP only.
 //
 // Entries expire lazily: a lookup that meets an idle-too-long entry expires it; `sweep` walks
@@ -10,10 +10,12 @@
 // flow_table_full; existing flows are never evicted for new ones (Katran under a SYN flood).
 //
 // nat mode keeps a second index (rRef) keyed by the backend's view of the flow
-// (backend IP, client IP, client port << 16 | VIP port) pointing at the forward slot; an entry
-// is valid only while the slot it points to holds a live flow with that same reverse key.
+// (backend IP, client IP, client port << 16 | VIP port) pointing at the forward slot. An entry
+// is valid only while the flow it points to is live and points back at it (F_RSLOT): a slot
+// whose flow died, or was reused by a flow indexed elsewhere, is free again.
 
-import { StateViews, T_HALF_OPEN, T_ESTABLISHED, T_CLOSING, H_SWEEP_CURSOR } from './state';
+import { StateViews, T_HALF_OPEN, T_ESTABLISHED, T_CLOSING, T_NOW, H_SWEEP_CURSOR,
+  B_STATE, F_CLI, F_VIP, F_PORTS, F_BACKIP, F_BACKEND, F_RSLOT, D_LAST, D_CREATED, D_PKTS_IN, D_PKTS_OUT } from './state';
 import { hash3 } from '../tables/hash';
 import { Ctr } from './counters';
 
@@ -33,12 +35,18 @@ export class FlowTable {
   readonly capacity: number;
   private readonly seed: number;
   private readonly rseed: number;
+  private readonly fb: Uint8Array;
+  private readonly fw: Uint32Array;
+  private readonly fd: Float64Array;
 
   constructor(private readonly v: StateViews) {
     this.mask = v.flowSlots - 1;
     this.capacity = v.flowCapacity;
     this.seed = v.seed | 0;
     this.rseed = (v.seed ^ REVERSE_SALT) | 0;
+    this.fb = v.fb;
+    this.fw = v.fw;
+    this.fd = v.fd;
   }
 
   timeoutOf(state: number): number {
@@ -46,22 +54,36 @@ export class FlowTable {
     return state === FS_ESTABLISHED ? t[T_ESTABLISHED]! : state === FS_SYN ? t[T_HALF_OPEN]! : t[T_CLOSING]!;
   }
 
+  // Field accessors by slot, for control code, tests and listing (the packet path inlines them).
+  state(s: number): number { return this.fb[(s << 6) + B_STATE]!; }
+  client(s: number): number { return this.fw[(s << 4) + F_CLI]!; }
+  vip(s: number): number { return this.fw[(s << 4) + F_VIP]!; }
+  ports(s: number): number { return this.fw[(s << 4) + F_PORTS]!; }
+  backendIp(s: number): number { return this.fw[(s << 4) + F_BACKIP]!; }
+  backend(s: number): number { return this.fw[(s << 4) + F_BACKEND]!; }
+  lastSeen(s: number): number { return this.fd[(s << 3) + D_LAST]!; }
+  created(s: number): number { return this.fd[(s << 3) + D_CREATED]!; }
+  packetsIn(s: number): number { return this.fd[(s << 3) + D_PKTS_IN]!; }
+  packetsOut(s: number): number { return this.fd[(s << 3) + D_PKTS_OUT]!; }
+  live(s: number): boolean { return this.fb[(s << 6) + B_STATE]! > FS_DEAD; }
+
   private expire(s: number): void {
-    const v = this.v;
-    v.fState[s] = FS_DEAD;
-    v.counters[Ctr.flows_active]!--;
-    v.counters[Ctr.flows_expired]!++;
+    const c = this.v.counters;
+    this.fb[(s << 6) + B_STATE] = FS_DEAD;
+    c[Ctr.flows_active]!--;
+    c[Ctr.flows_expired]!++;
   }
 
-  /** Slot of the live flow with this forward key, or -1. Meeting it expired, expires it. */
-  lookup(cli: number, vip: number, ports: number, now: number): number {
-    const v = this.v, mask = this.mask;
+  /** Slot of the live flow with this forward key, or -1. Meeting it expired, expires it. Time: times[T_NOW]. */
+  lookup(cli: number, vip: number, ports: number): number {
+    const fb = this.fb, fw = this.fw, mask = this.mask, now = this.v.times[T_NOW]!;
     let s = hash3(cli, vip, ports, this.seed) & mask;
     for (let i = 0; i < MAX_PROBE; i++) {
-      const st = v.fState[s]!;
+      const w = s << 4;
+      const st = fb[s << 6]!;
       if (st === FS_EMPTY) return -1;
-      if (st !== FS_DEAD && v.fCli[s] === cli && v.fVip[s] === vip && v.fPorts[s] === ports) {
-        if (now - v.fLast[s]! > this.timeoutOf(st)) { this.expire(s); return -1; }
+      if (st !== FS_DEAD && fw[w + F_CLI] === cli && fw[w + F_VIP] === vip && fw[w + F_PORTS] === ports) {
+        if (now - this.fd[(s << 3) + D_LAST]! > this.timeoutOf(st)) { this.expire(s); return -1; }
         return s;
       }
       s = (s + 1) & mask;
@@ -73,45 +95,51 @@ export class FlowTable {
    * Create a flow whose key the caller has just looked up and not found. Returns the slot, or -1
    * when the table is full (nothing is changed then, except expiring idle entries met on the way).
    */
-  insert(cli: number, vip: number, ports: number, backend: number, backIp: number, now: number): number {
-    const v = this.v, mask = this.mask;
+  insert(cli: number, vip: number, ports: number, backend: number, backIp: number): number {
+    const fb = this.fb, fw = this.fw, fd = this.fd, mask = this.mask, now = this.v.times[T_NOW]!;
     let s = hash3(cli, vip, ports, this.seed) & mask;
     let free = -1;
     for (let i = 0; i < MAX_PROBE; i++) {
-      const st = v.fState[s]!;
+      const st = fb[s << 6]!;
       if (st === FS_EMPTY || st === FS_DEAD) { free = s; break; }
-      if (now - v.fLast[s]! > this.timeoutOf(st)) { this.expire(s); free = s; break; }
+      if (now - fd[(s << 3) + D_LAST]! > this.timeoutOf(st)) { this.expire(s); free = s; break; }
       s = (s + 1) & mask;
     }
-    if (free < 0 || v.counters[Ctr.flows_active]! >= this.capacity) return -1;
-    v.fState[free] = FS_SYN;
-    v.fCli[free] = cli; v.fVip[free] = vip; v.fPorts[free] = ports;
-    v.fBackend[free] = backend; v.fBackIp[free] = backIp;
-    v.fLast[free] = now; v.fCreated[free] = now;
-    v.fPktsIn[free] = 0; v.fPktsOut[free] = 0;
-    v.counters[Ctr.flows_active]!++;
-    v.counters[Ctr.flows_created]!++;
+    const c = this.v.counters;
+    if (free < 0 || c[Ctr.flows_active]! >= this.capacity) return -1;
+    const w = free << 4, d = free << 3;
+    fb[(free << 6) + B_STATE] = FS_SYN;
+    fw[w + F_CLI] = cli; fw[w + F_VIP] = vip; fw[w + F_PORTS] = ports;
+    fw[w + F_BACKEND] = backend; fw[w + F_BACKIP] = backIp; fw[w + F_RSLOT] = 0;
+    fd[d + D_LAST] = now; fd[d + D_CREATED] = now;
+    fd[d + D_PKTS_IN] = 0; fd[d + D_PKTS_OUT] = 0;
+    c[Ctr.flows_active]!++;
+    c[Ctr.flows_created]!++;
     return free;
   }
 
   /** End a flow now (its 5-tuple is being reused by a new connection). */
   remove(s: number): void {
-    if (this.v.fState[s]! > FS_DEAD) this.expire(s);
+    if (this.fb[(s << 6) + B_STATE]! > FS_DEAD) this.expire(s);
   }
 
   // ---- nat reverse index ----
 
+  /** True when reverse-index slot `r` holds a valid entry: its flow is live and points back at it. */
+  private reverseValid(r: number, f: number): boolean {
+    return this.fb[f << 6]! > FS_DEAD && this.fw[(f << 4) + F_RSLOT] === r + 1;
+  }
+
   /** Forward slot of the live flow whose backend-side key is this, or -1. */
-  reverseLookup(backIp: number, cli: number, ports: number, now: number): number {
-    const v = this.v, mask = this.mask;
+  reverseLookup(backIp: number, cli: number, ports: number): number {
+    const r = this.v.rRef, mask = this.mask, now = this.v.times[T_NOW]!;
     let s = hash3(backIp, cli, ports, this.rseed) & mask;
     for (let i = 0; i < MAX_PROBE; i++) {
-      const r = v.rRef[s]!;
-      if (r === 0) return -1;
-      const f = r - 1;
-      const st = v.fState[f]!;
-      if (st > FS_DEAD && v.fBackIp[f] === backIp && v.fCli[f] === cli && v.fPorts[f] === ports) {
-        if (now - v.fLast[f]! > this.timeoutOf(st)) { this.expire(f); return -1; }
+      const ref = r[s]!;
+      if (ref === 0) return -1;
+      const f = ref - 1, w = f << 4, fw = this.fw;
+      if (this.reverseValid(s, f) && fw[w + F_BACKIP] === backIp && fw[w + F_CLI] === cli && fw[w + F_PORTS] === ports) {
+        if (now - this.fd[(f << 3) + D_LAST]! > this.timeoutOf(this.fb[f << 6]!)) { this.expire(f); return -1; }
         return f;
       }
       s = (s + 1) & mask;
@@ -119,15 +147,13 @@ export class FlowTable {
     return -1;
   }
 
-  /** A reverse-index slot free for this key (never used, or pointing at a flow that no longer has this key), or -1. */
+  /** A reverse-index slot free for this key (never used, or no longer valid), or -1. */
   reverseFreeSlot(backIp: number, cli: number, ports: number): number {
-    const v = this.v, mask = this.mask;
+    const r = this.v.rRef, mask = this.mask;
     let s = hash3(backIp, cli, ports, this.rseed) & mask;
     for (let i = 0; i < MAX_PROBE; i++) {
-      const r = v.rRef[s]!;
-      if (r === 0) return s;
-      const f = r - 1;
-      if (!(v.fState[f]! > FS_DEAD && v.fBackIp[f] === backIp && v.fCli[f] === cli && v.fPorts[f] === ports)) return s;
+      const ref = r[s]!;
+      if (ref === 0 || !this.reverseValid(s, ref - 1)) return s;
       s = (s + 1) & mask;
     }
     return -1;
@@ -135,18 +161,19 @@ export class FlowTable {
 
   setReverse(rslot: number, flowSlot: number): void {
     this.v.rRef[rslot] = flowSlot + 1;
+    this.fw[(flowSlot << 4) + F_RSLOT] = rslot + 1;
   }
 
   /**
    * Expire idle flows, visiting at most `budget` slots from where the last sweep stopped
-   * (the cursor lives in shared memory). Returns the number expired.
+   * (the cursor lives in shared memory). Returns the number expired. Time: times[T_NOW].
    */
-  sweep(now: number, budget: number): number {
-    const v = this.v, n = v.flowSlots;
+  sweep(budget: number): number {
+    const v = this.v, n = v.flowSlots, fb = this.fb, fd = this.fd, now = v.times[T_NOW]!;
     let cur = v.header[H_SWEEP_CURSOR]! % n, expired = 0;
     for (let i = 0; i < budget && i < n; i++) {
-      const st = v.fState[cur]!;
-      if (st > FS_DEAD && now - v.fLast[cur]! > this.timeoutOf(st)) { this.expire(cur); expired++; }
+      const st = fb[cur << 6]!;
+      if (st > FS_DEAD && now - fd[(cur << 3) + D_LAST]! > this.timeoutOf(st)) { this.expire(cur); expired++; }
       cur = (cur + 1) % n;
     }
     v.header[H_SWEEP_CURSOR] = cur;

@@ -21,11 +21,35 @@ export interface StateOptions {
   shared?: boolean;
 }
 
+// Flow record layout (slot s), 64 bytes = one cache line:
+//   bytes  0      state (FS_* in flows.ts)     bytes 2..7  the MAC the client's frames came from
+//   words  2 cli  3 vip  4 ports (client port << 16 | VIP port)  5 backend IPv4  6 backend slot
+//          7 nat reverse-index slot + 1 (0 = none)
+//   doubles 4 last packet time (ms)  5 created  6 packets client->backend  7 packets backend->client
+// Views: bytes fb[(s << 6) + B_*], u32 fw[(s << 4) + F_*], f64 fd[(s << 3) + D_*]. IPv4
+// addresses are u32 (10.0.0.1 = 0x0a000001).
+export const FLOW_RECORD_BYTES = 64;
+export const B_STATE = 0;
+export const B_CLIMAC = 2;
+export const F_CLI = 2;
+export const F_VIP = 3;
+export const F_PORTS = 4;
+export const F_BACKIP = 5;
+export const F_BACKEND = 6;
+export const F_RSLOT = 7;
+export const D_LAST = 4;
+export const D_CREATED = 5;
+export const D_PKTS_IN = 6;
+export const D_PKTS_OUT = 7;
+
 // Header words (Uint32Array)
 const H_MAGIC = 0, H_VERSION = 1, H_FLOW_CAP = 2, H_FLOW_SLOTS = 3, H_NEIGH_CAP = 4, H_NEIGH_SLOTS = 5, H_SEED = 6;
 export const H_SWEEP_CURSOR = 7;
 // Header times (Float64Array)
 export const T_HALF_OPEN = 0, T_ESTABLISHED = 1, T_CLOSING = 2, T_NEIGH_TTL = 3;
+/** The packet path's clock (ms). Kept here rather than passed along: a double argument to a call
+ *  V8 does not inline is boxed into a new heap number, which per packet means garbage and GC. */
+export const T_NOW = 4;
 
 export interface StateViews {
   memory: Memory;
@@ -37,18 +61,11 @@ export interface StateViews {
   neighbourCapacity: number;
   neighbourSlots: number;
   seed: number;
-  // flows (structure of arrays, one entry per slot)
-  fState: Uint8Array;
-  fCli: Uint32Array;     // client IPv4
-  fVip: Uint32Array;     // VIP
-  fPorts: Uint32Array;   // client port << 16 | VIP port
-  fBackIp: Uint32Array;  // backend IPv4 (nat reverse key and rewrite)
-  fBackend: Int32Array;  // backend slot in Tables
-  fLast: Float64Array;   // last packet time, ms
-  fCreated: Float64Array;
-  fPktsIn: Float64Array; // client -> backend
-  fPktsOut: Float64Array;// backend -> client (nat)
-  fCliMac: Uint8Array;   // 8 bytes per slot: the MAC the client's frames came from (nat replies go there)
+  // flows: one 64-byte record per slot (one cache line: a lookup touches one line, not one per
+  // field), seen through three views of the same memory; see the F_* offsets below.
+  fw: Uint32Array;       // 16 words per slot
+  fd: Float64Array;      // 8 doubles per slot
+  fb: Uint8Array;        // 64 bytes per slot
   rRef: Int32Array;      // nat reverse index: forward slot + 1, 0 = never used
   // neighbours
   nIp: Uint32Array;
@@ -58,14 +75,15 @@ export interface StateViews {
 }
 
 function layout(c: Carver, flowSlots: number, neighSlots: number) {
+  const header = c.u32(16), times = c.f64(8), counters = c.f64(COUNTER_SLOTS); // header first: attachState reads it at 0
+  const flowsAt = c.region(flowSlots * FLOW_RECORD_BYTES, 64);
+  const m = c.buf;
   return {
-    header: c.u32(16),
-    times: c.f64(8),
-    counters: c.f64(COUNTER_SLOTS),
-    fLast: c.f64(flowSlots), fCreated: c.f64(flowSlots), fPktsIn: c.f64(flowSlots), fPktsOut: c.f64(flowSlots),
-    fCli: c.u32(flowSlots), fVip: c.u32(flowSlots), fPorts: c.u32(flowSlots), fBackIp: c.u32(flowSlots),
-    fBackend: c.i32(flowSlots), rRef: c.i32(flowSlots),
-    fState: c.u8(flowSlots), fCliMac: c.u8(flowSlots * 8),
+    header, times, counters,
+    fw: m ? new Uint32Array(m, flowsAt, flowSlots * 16) : new Uint32Array(0),
+    fd: m ? new Float64Array(m, flowsAt, flowSlots * 8) : new Float64Array(0),
+    fb: m ? new Uint8Array(m, flowsAt, flowSlots * 64) : new Uint8Array(0),
+    rRef: c.i32(flowSlots),
     nSeen: c.f64(neighSlots), nIp: c.u32(neighSlots), nMac: c.u8(neighSlots * 8), nState: c.u8(neighSlots),
   };
 }

@@ -15,7 +15,9 @@ export class Carver {
     this.off += bytes;
     return at;
   }
-  get size(): number { return (this.off + 7) & ~7; }
+  get size(): number { return (this.off + 63) & ~63; }
+  /** Reserve `bytes` aligned to `align` (a power of two) and return the byte offset, for several views over one region. */
+  region(bytes: number, align: number): number { return this.take(bytes, align); }
   f64(n: number): Float64Array { const at = this.take(n * 8, 8); return this.buf ? new Float64Array(this.buf, at, n) : new Float64Array(0); }
   u32(n: number): Uint32Array { const at = this.take(n * 4, 8); return this.buf ? new Uint32Array(this.buf, at, n) : new Uint32Array(0); }
   i32(n: number): Int32Array { const at = this.take(n * 4, 8); return this.buf ? new Int32Array(this.buf, at, n) : new Int32Array(0); }
