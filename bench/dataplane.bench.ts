@@ -1,0 +1,444 @@
+// Packet-path benchmark: Dataplane.process() in-process over synthetic traffic mixes.
+//
+// Run:   npm run bench                      (= tsc && node --expose-gc dist/bench/dataplane.bench.js)
+//        node --expose-gc dist/bench/dataplane.bench.js [--json] [--case SUBSTR] [--seconds S] [--repeats N] [--quick]
+// Prints progress on stderr, then the table and one PASS/FAIL line per goal on stdout; --json adds
+// one line of JSON at the end (`| tail -1`). About 75 s with the defaults (--quick: about 20 s).
+// The numbers move by ±20% between runs on a shared VM: compare medians of the same machine.
+// --expose-gc is needed for the heap figures (without it they are reported as n/a).
+//
+// Every case pre-builds its frames once, each in its own fixed-size slot of one big buffer, with
+// a pristine copy alongside. The packet path rewrites frames in place and a rewritten frame is no
+// longer the same input (dsr sets the source MAC to ours, so a second pass would be an
+// own_frame drop; nat also rewrites an address, the TTL and both checksums; an ARP request
+// becomes a reply), so before each frame its first bytes are restored from the pristine copy
+// with a tight loop of 32-bit word copies (12 bytes for dsr, 44 for ARP, 64 for nat).
+//
+// Figures per case (each the median of --repeats windows of at least --seconds, after a warm-up):
+//   frames/s   frames through process() per second, restore copy INCLUDED
+//   ns/frame   1e9 / frames/s
+//   copy ns    the restore copy alone, measured with the same loop minus process(): subtract it
+//   net f/s    frames/s with the copy subtracted (1e9 / (ns/frame - copy ns)): the packet path alone
+//   heap Δwin  heapUsed at the end of a window minus at its start (after a forced gc): garbage
+//              made and not yet collected (a lower bound when GCs ran: see B/frame)
+//   heap Δkeep the same after another forced gc: memory kept
+//   B/frame    bytes allocated per frame: heap growth plus what the window's GCs freed (v8.GCProfiler)
+//   GCs        garbage collections (PerformanceObserver 'gc' entries) that started inside windows
+//   tx         share of TX verdicts (every case is built so that all frames are transmitted)
+//
+// Cases:
+//   arp-request       ARP who-has for 2 VIPs from 512 requesters (reply built in place)
+//   syn-new dsr|nat   SYNs, each creating a flow: 512Ki distinct (client IP, port) cycled through
+//                     a 1Mi-flow table; the fake clock runs 2 µs per frame and the half-open
+//                     timeout is 500 ms, so by the time a 5-tuple comes round again its flow has
+//                     expired: each SYN is lookup (lazy expiry) + service + backend + insert +
+//                     rewrite. No sweep runs, so flows_active stays at ~512Ki (each expired flow
+//                     is reclaimed when its 5-tuple returns), under the capacity: it never fills.
+//   est dsr N         ACKs of N established flows, dsr (MAC rewrite). N = 4Ki: the flows' state
+//                     stays in cache; 64Ki and 1Mi: it does not, and each packet waits on memory.
+//   est nat c->b 4Ki  ACKs of established nat flows, client to backend (DNAT + TTL + checksums)
+//   est nat b->c 4Ki  the backends' replies of those flows (reverse lookup + SNAT)
+//   est nat mixed N   both directions interleaved
+// Addresses are chosen like real ones: clients in 172.16.0.0/12 from ports 40000+, ARP requesters
+// in 192.168.1.0/24, i.e. u32 values >= 2^31 (not V8 small integers) as half of all IPv4
+// addresses and every ephemeral-port key are.
+// Frames are visited in flow order, so consecutive packets belong to different flows (the
+// flows' slots are spread over the table by the hash): a worst case for locality.
+//
+// Goals (the issue): >= 5 M established-flow frames/s and >= 1 M SYNs/s on one core, no heap
+// growth and no GC in steady state. A PASS/FAIL line per goal is printed after the table.
+
+import { performance, PerformanceObserver } from 'node:perf_hooks';
+import * as v8 from 'node:v8';
+import { Dataplane, VERDICT_TX } from '../src/dataplane/dataplane';
+import { createState } from '../src/dataplane/state';
+import { Ctr, DROP_REASONS } from '../src/dataplane/counters';
+import { Tables } from '../src/tables/services';
+import { parseIpv4, parseMac, formatIpv4 } from '../src/wire/addr';
+import { setU16, setU32 } from '../src/wire/bytes';
+import { checksum } from '../src/wire/checksum';
+import { tcpChecksum } from '../src/wire/tcp';
+import { arp, tcp } from '../test/helpers/frames';
+
+// ---- options ----
+
+const argv = process.argv.slice(2);
+const flag = (n: string): boolean => argv.includes(n);
+const opt = (n: string, d: string): string => { const i = argv.indexOf(n); return i >= 0 && i + 1 < argv.length ? argv[i + 1]! : d; };
+const QUICK = flag('--quick');
+const SECONDS = Number(opt('--seconds', QUICK ? '0.25' : '1'));
+const REPEATS = Math.max(1, Number(opt('--repeats', QUICK ? '3' : '5')) | 0);
+const ONLY = opt('--case', '');
+const JSON_OUT = flag('--json');
+const gc = (globalThis as { gc?: () => void }).gc;
+
+// ---- the world ----
+
+const OUR_MAC = '02:00:5e:00:00:01';
+const VIP1 = '10.0.0.100', VIP2 = '10.0.0.101';
+const WEB1 = { name: 'web1', ip: '10.0.1.21', mac: '02:00:00:00:01:21' };
+const WEB2 = { name: 'web2', ip: '10.0.1.22', mac: '02:00:00:00:01:22' };
+
+function tables(mode: 'dsr' | 'nat'): Tables {
+  return new Tables({
+    mac: parseMac(OUR_MAC)!, mode, vips: [parseIpv4(VIP1)!, parseIpv4(VIP2)!],
+    backends: [WEB1, WEB2].map((b) => ({ name: b.name, ip: parseIpv4(b.ip)!, mac: parseMac(b.mac) })),
+    services: [
+      { vip: parseIpv4(VIP1)!, port: 0, active: 'web1', standby: [] },
+      { vip: parseIpv4(VIP2)!, port: 80, active: 'web2', standby: ['web1'] },
+    ],
+  });
+}
+
+function dataplane(mode: 'dsr' | 'nat', flowCapacity: number, halfOpenTimeoutMs: number): Dataplane {
+  const st = createState({
+    flowCapacity, neighbourCapacity: 1024, halfOpenTimeoutMs, establishedTimeoutMs: 900_000,
+    closingTimeoutMs: 30_000, neighbourTtlMs: 300_000, seed: 1,
+  });
+  return new Dataplane(st, tables(mode));
+}
+
+// ---- frames ----
+
+/** Frames in fixed-size slots of one buffer, plus a pristine copy to restore them from. */
+class FrameSet {
+  readonly work: Uint8Array;
+  readonly pristine: Uint8Array;
+  readonly work32: Int32Array;
+  readonly pristine32: Int32Array;
+  len = 0;
+  constructor(readonly count: number, readonly slot: number) {
+    this.work = new Uint8Array(count * slot);
+    this.pristine = new Uint8Array(count * slot);
+    this.work32 = new Int32Array(this.work.buffer);
+    this.pristine32 = new Int32Array(this.pristine.buffer);
+  }
+  put(i: number, frame: Uint8Array): void {
+    if (frame.length > this.slot) throw new Error(`bench: frame of ${frame.length} bytes > slot ${this.slot}`);
+    if (this.len && frame.length !== this.len) throw new Error('bench: frames of one case must have one length');
+    this.len = frame.length;
+    this.pristine.set(frame, i * this.slot);
+    this.work.set(frame, i * this.slot);
+  }
+}
+
+/**
+ * i-th client: 172.16.0.0 + i/256, port 40000 + i%256 (distinct 5-tuples). Deliberately above
+ * 2^31 and in the ephemeral port range, as real clients are: the u32 keys (IP, sport << 16 |
+ * dport) are then not small integers, which is where a JS packet path can start allocating.
+ */
+const clientIp = (i: number): number => (0xac100000 + (i >>> 8)) >>> 0;
+const clientPort = (i: number): number => 40000 + (i & 255);
+
+/** Rewrite a built frame's client address and port (as source or destination) and fix both checksums. */
+function retarget(f: Uint8Array, cli: number, port: number, cliIsSrc: boolean): Uint8Array {
+  const l3 = 14, l4 = 34;
+  setU32(f, l3 + (cliIsSrc ? 12 : 16), cli);
+  setU16(f, l4 + (cliIsSrc ? 0 : 2), port);
+  setU16(f, l3 + 10, 0);
+  setU16(f, l3 + 10, checksum(f, l3, 20));
+  const total = (f[l3 + 2]! << 8) | f[l3 + 3]!;
+  const src = ((f[l3 + 12]! << 24) | (f[l3 + 13]! << 16) | (f[l3 + 14]! << 8) | f[l3 + 15]!) >>> 0;
+  const dst = ((f[l3 + 16]! << 24) | (f[l3 + 17]! << 16) | (f[l3 + 18]! << 8) | f[l3 + 19]!) >>> 0;
+  setU16(f, l4 + 16, tcpChecksum(f, l4, total - 20, src, dst));
+  return f;
+}
+
+const SYN_OPTS = { mss: 1460, sackPermitted: true, tsval: 1, tsecr: 0, wscale: 7 };
+const clientSeg = (flags: number, opts?: typeof SYN_OPTS): Uint8Array => Uint8Array.from(tcp({
+  srcMac: '02:00:00:00:00:07', dstMac: OUR_MAC, src: '172.16.0.0', dst: VIP1, srcPort: 40000, dstPort: 80, flags,
+  seq: 1, ack: 1, ...(opts ? { options: opts } : {}),
+}));
+const backendSeg = (flags: number): Uint8Array => Uint8Array.from(tcp({
+  srcMac: WEB1.mac, dstMac: OUR_MAC, src: WEB1.ip, dst: '172.16.0.0', srcPort: 80, dstPort: 40000, flags, seq: 1, ack: 1,
+}));
+
+// ---- cases ----
+
+interface Case {
+  name: string;
+  dp: Dataplane;
+  fs: FrameSet;
+  /** 32-bit words restored before each frame. */
+  restoreWords: number;
+  /** Fake clock step per frame, ms. */
+  msPerFrame: number;
+  now: number;
+  cursor: number;
+  flows: number;
+  note: string;
+}
+
+/** Run every frame once, requiring TX; the case's set-up (flows created and established). */
+function prime(c: Case, fs: FrameSet, what: string): number {
+  let lost = 0;
+  const words = fs.slot >> 2;
+  for (let i = 0; i < fs.count; i++) {
+    for (let j = 0; j < words; j++) fs.work32[i * words + j] = fs.pristine32[i * words + j]!;
+    if (c.dp.process(fs.work, i * fs.slot, fs.len, c.now) !== VERDICT_TX) {
+      lost++;
+      if (lost === 1) console.error(`  ${c.name}: ${what} frame ${i} dropped: ${DROP_REASONS[c.dp.lastDrop]}`);
+    }
+    c.now += c.msPerFrame;
+  }
+  return lost;
+}
+
+function arpCase(): Case {
+  const n = 512;
+  const fs = new FrameSet(n, 64);
+  for (let i = 0; i < n; i++) {
+    const mac = `02:00:00:aa:${((i >> 8) & 255).toString(16).padStart(2, '0')}:${(i & 255).toString(16).padStart(2, '0')}`;
+    fs.put(i, Uint8Array.from(arp({ src: mac, senderIp: formatIpv4(0xc0a80000 + 256 + i), targetIp: i & 1 ? VIP2 : VIP1, pad: true })));
+  }
+  return { name: 'arp-request', dp: dataplane('dsr', 1024, 15_000), fs, restoreWords: 11, msPerFrame: 0.001, now: 1e6, cursor: 0, flows: 0, note: '512 requesters, 2 VIPs' };
+}
+
+function synCase(mode: 'dsr' | 'nat'): Case {
+  const n = 512 * 1024;
+  const fs = new FrameSet(n, 128);
+  const tpl = clientSeg(0x02, SYN_OPTS);
+  for (let i = 0; i < n; i++) fs.put(i, retarget(tpl.slice(), clientIp(i), clientPort(i), true));
+  // 2 µs per frame: a 5-tuple comes back after ~1049 ms of fake time, its half-open flow (500 ms) has expired.
+  return { name: `syn-new ${mode}`, dp: dataplane(mode, 1024 * 1024, 500), fs, restoreWords: mode === 'dsr' ? 3 : 16,
+    msPerFrame: 0.002, now: 1e6, cursor: 0, flows: n, note: '512Ki 5-tuples cycled, table 1Mi' };
+}
+
+/** Flows 0..n-1 created (SYN) and established (ACK; nat: also the backend's SYN-ACK). */
+function establish(c: Case, n: number, nat: boolean): void {
+  const syns = new FrameSet(n, 64), acks = new FrameSet(n, 64);
+  const syn = clientSeg(0x02), ack = clientSeg(0x10);
+  for (let i = 0; i < n; i++) {
+    syns.put(i, retarget(syn.slice(), clientIp(i), clientPort(i), true));
+    acks.put(i, retarget(ack.slice(), clientIp(i), clientPort(i), true));
+  }
+  let lost = prime(c, syns, 'SYN');
+  if (nat) {
+    const sa = new FrameSet(n, 64), tpl = backendSeg(0x12);
+    for (let i = 0; i < n; i++) sa.put(i, retarget(tpl.slice(), clientIp(i), clientPort(i), false));
+    const unreachable = prime(c, sa, 'SYN-ACK from backend');
+    if (unreachable) c.note += `; ${unreachable} of ${n} flows unreachable from the backend side`;
+  }
+  lost += prime(c, acks, 'ACK');
+  if (lost) throw new Error(`bench: ${c.name}: ${lost} set-up frames dropped`);
+}
+
+function estCase(name: string, mode: 'dsr' | 'nat', flows: number, dir: 'c2b' | 'b2c' | 'mixed'): Case {
+  const nat = mode === 'nat';
+  const c: Case = { name, dp: dataplane(mode, flows * 2, 15_000), fs: new FrameSet(1, 64), restoreWords: nat ? 16 : 3,
+    msPerFrame: 0.0002, now: 1e6, cursor: 0, flows, note: `${flows >= 1 << 20 ? flows / (1 << 20) + 'Mi' : flows / 1024 + 'Ki'} flows` };
+  establish(c, flows, nat);
+  // Only flows a backend's segment can reach are used for b->c (see the note when some are not).
+  const fwd = clientSeg(0x10), rev = backendSeg(0x10);
+  const probe = new Uint8Array(64);
+  const usable: number[] = [];
+  for (let i = 0; i < flows; i++) {
+    if (dir === 'c2b') { usable.push(i); continue; }
+    probe.set(retarget(rev.slice(), clientIp(i), clientPort(i), false));
+    if (c.dp.process(probe, 0, rev.length, c.now) === VERDICT_TX) usable.push(i);
+  }
+  const count = dir === 'mixed' ? usable.length * 2 : usable.length;
+  const fs = new FrameSet(count, 64);
+  for (let k = 0; k < usable.length; k++) {
+    const i = usable[k]!;
+    if (dir === 'c2b') fs.put(k, retarget(fwd.slice(), clientIp(i), clientPort(i), true));
+    else if (dir === 'b2c') fs.put(k, retarget(rev.slice(), clientIp(i), clientPort(i), false));
+    else {
+      fs.put(2 * k, retarget(fwd.slice(), clientIp(i), clientPort(i), true));
+      fs.put(2 * k + 1, retarget(rev.slice(), clientIp(i), clientPort(i), false));
+    }
+  }
+  c.fs = fs;
+  return c;
+}
+
+// ---- the hot loops ----
+
+const BATCH = 16384;
+
+/**
+ * Restore and process `count` frames of c, cyclically, all at time `now`; returns the number of
+ * TX verdicts. The clock advances per batch, not per frame, and `now` arrives as an argument and
+ * is only passed on: a double computed inside this loop would be boxed into a fresh HeapNumber
+ * for every call (16 bytes a frame of garbage that is the harness's, not the packet path's). A
+ * live link should likewise read the clock once per batch of frames.
+ */
+function runFrames(c: Case, count: number, now: number): number {
+  const dp = c.dp, fs = c.fs, work = fs.work, w = fs.work32, p = fs.pristine32;
+  const rw = c.restoreWords, n = fs.count, len = fs.len, slot = fs.slot, slotWords = slot >> 2;
+  let f = c.cursor, tx = 0;
+  for (let i = 0; i < count; i++) {
+    const o = f * slotWords;
+    for (let j = 0; j < rw; j++) w[o + j] = p[o + j]!;
+    tx += dp.process(work, f * slot, len, now);
+    if (++f === n) f = 0;
+  }
+  c.cursor = f;
+  return tx;
+}
+
+/** The same loop without process(): what the restore copy costs. */
+function copyOnly(c: Case, count: number): number {
+  const fs = c.fs, w = fs.work32, p = fs.pristine32;
+  const rw = c.restoreWords, n = fs.count, slotWords = fs.slot >> 2;
+  let f = c.cursor, x = 0;
+  for (let i = 0; i < count; i++) {
+    const o = f * slotWords;
+    for (let j = 0; j < rw; j++) w[o + j] = p[o + j]!;
+    x ^= w[o]!;
+    if (++f === n) f = 0;
+  }
+  c.cursor = f;
+  return x;
+}
+
+// ---- measuring ----
+
+const gcStarts: number[] = [];
+const obs = new PerformanceObserver((list) => { for (const e of list.getEntries()) gcStarts.push(e.startTime); });
+obs.observe({ entryTypes: ['gc'] });
+
+const tick = (): Promise<void> => new Promise((r) => setTimeout(r, 20));
+
+interface Window { fps: number; frames: number; tx: number; heapWin: number; heapKeep: number; gcs: number; allocated: number }
+
+interface GcStat { beforeGC: { heapStatistics: { usedHeapSize: number } }; afterGC: { heapStatistics: { usedHeapSize: number } } }
+
+/** Bytes the GCs seen by `prof` freed; its statistics become garbage on return (not kept heap). */
+function gcFreed(prof: v8.GCProfiler): number {
+  const stats = (prof.stop() as unknown as { statistics: GcStat[] }).statistics;
+  return stats.reduce((sum, g) => sum + g.beforeGC.heapStatistics.usedHeapSize - g.afterGC.heapStatistics.usedHeapSize, 0);
+}
+
+async function window(c: Case, seconds: number): Promise<Window> {
+  if (gc) gc();
+  await tick();
+  gcStarts.length = 0; // earlier entries are not this window's (and would count as kept heap)
+  // v8.GCProfiler records heap statistics before and after every GC: what the window allocated
+  // = net heap growth + everything its GCs freed (the PerformanceObserver count is kept as asked).
+  const prof = new v8.GCProfiler();
+  const h0 = process.memoryUsage().heapUsed;
+  prof.start();
+  const t0 = performance.now();
+  let frames = 0, tx = 0, t1 = t0;
+  do {
+    tx += runFrames(c, BATCH, c.now);
+    c.now += BATCH * c.msPerFrame;
+    frames += BATCH;
+    t1 = performance.now();
+  } while (t1 - t0 < seconds * 1000);
+  const freed = gcFreed(prof);
+  const h1 = process.memoryUsage().heapUsed;
+  await tick(); // let the observer deliver this window's gc entries
+  let h2 = NaN;
+  if (gc) { gc(); h2 = process.memoryUsage().heapUsed; }
+  const gcs = gcStarts.filter((s) => s >= t0 && s <= t1).length;
+  return { fps: (frames * 1000) / (t1 - t0), frames, tx, heapWin: gc ? h1 - h0 : NaN, heapKeep: h2 - h0, gcs, allocated: h1 - h0 + freed };
+}
+
+function copyNs(c: Case): number {
+  const res: number[] = [];
+  let sink = 0;
+  for (let r = 0; r < 3; r++) {
+    const t0 = performance.now();
+    let frames = 0;
+    do { sink ^= copyOnly(c, BATCH); frames += BATCH; } while (performance.now() - t0 < 200);
+    res.push(((performance.now() - t0) * 1e6) / frames);
+  }
+  if (sink === 0x7fffffff) console.log('');
+  return median(res);
+}
+
+function median(a: number[]): number {
+  const s = a.slice().sort((x, y) => x - y);
+  const m = s.length >> 1;
+  return s.length & 1 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+}
+
+interface Result {
+  case: string; note: string; flows: number; frames_per_s: number; runs: number[]; ns_per_frame: number;
+  copy_ns: number; net_frames_per_s: number; heap_window_bytes: number; heap_kept_bytes: number; gcs: number;
+  alloc_bytes_per_frame: number;
+  tx_share: number; restore_bytes: number; drops: Record<string, number>;
+}
+
+async function bench(make: () => Case): Promise<Result> {
+  const c = make();
+  const counters = c.dp.state.counters;
+  const before = Float64Array.from(counters);
+  await window(c, Math.max(SECONDS, 0.5)); // warm-up: JIT, caches, and (syn-new) one full cycle of the 5-tuples
+  const runs: Window[] = [];
+  for (let r = 0; r < REPEATS; r++) runs.push(await window(c, SECONDS));
+  const cp = copyNs(c);
+  const fps = median(runs.map((w) => w.fps));
+  const ns = 1e9 / fps;
+  const drops: Record<string, number> = {};
+  DROP_REASONS.forEach((n, i) => { const d = counters[i]! - before[i]!; if (d) drops[n] = d; });
+  const frames = runs.reduce((s, w) => s + w.frames, 0), tx = runs.reduce((s, w) => s + w.tx, 0);
+  if (c.name.startsWith('syn-new')) c.note += `; flows_active ${counters[Ctr.flows_active]}`;
+  return {
+    case: c.name, note: c.note, flows: c.flows, frames_per_s: Math.round(fps), runs: runs.map((w) => Math.round(w.fps)),
+    ns_per_frame: +ns.toFixed(1), copy_ns: +cp.toFixed(1), net_frames_per_s: Math.round(1e9 / Math.max(ns - cp, 0.1)),
+    heap_window_bytes: Math.max(...runs.map((w) => w.heapWin)), heap_kept_bytes: Math.max(...runs.map((w) => w.heapKeep)),
+    gcs: runs.reduce((s, w) => s + w.gcs, 0), alloc_bytes_per_frame: +(runs.reduce((s, w) => s + w.allocated, 0) / frames).toFixed(2), tx_share: tx / frames, restore_bytes: c.restoreWords * 4, drops,
+  };
+}
+
+const CASES: Array<[string, () => Case]> = [
+  ['arp-request', arpCase],
+  ['syn-new dsr', () => synCase('dsr')],
+  ['syn-new nat', () => synCase('nat')],
+  ['est dsr 4Ki', () => estCase('est dsr 4Ki', 'dsr', 4096, 'c2b')],
+  ['est dsr 64Ki', () => estCase('est dsr 64Ki', 'dsr', 65536, 'c2b')],
+  ['est dsr 1Mi', () => estCase('est dsr 1Mi', 'dsr', 1 << 20, 'c2b')],
+  ['est nat c->b 4Ki', () => estCase('est nat c->b 4Ki', 'nat', 4096, 'c2b')],
+  ['est nat b->c 4Ki', () => estCase('est nat b->c 4Ki', 'nat', 4096, 'b2c')],
+  ['est nat mixed 4Ki', () => estCase('est nat mixed 4Ki', 'nat', 4096, 'mixed')],
+  ['est nat mixed 64Ki', () => estCase('est nat mixed 64Ki', 'nat', 65536, 'mixed')],
+];
+
+const M = (x: number): string => (x / 1e6).toFixed(2) + 'M';
+const kb = (x: number): string => (Number.isNaN(x) ? 'n/a' : (x / 1024).toFixed(1) + 'K');
+
+async function main(): Promise<void> {
+  const results: Result[] = [];
+  {
+    console.log(`vipgate packet-path benchmark — node ${process.version}, ${REPEATS} × ≥${SECONDS}s per case, median` + (gc ? '' : ' (no --expose-gc: heap figures n/a)'));
+  }
+  for (const [name, make] of CASES) {
+    if (ONLY && !name.includes(ONLY)) continue;
+    const r = await bench(make);
+    results.push(r);
+    console.error(`  ${name}: ${M(r.frames_per_s)} frames/s (runs ${r.runs.map(M).join(' ')})`);
+  }
+  {
+    const head = ['case', 'frames/s', 'ns/frame', 'copy ns', 'net f/s', 'heap Δwin', 'heap Δkeep', 'B/frame', 'GCs', 'tx', 'setup'];
+    const rows = results.map((r) => [r.case, M(r.frames_per_s), r.ns_per_frame.toFixed(1), `${r.copy_ns.toFixed(1)} (${r.restore_bytes}B)`,
+      M(r.net_frames_per_s), kb(r.heap_window_bytes), kb(r.heap_kept_bytes), r.alloc_bytes_per_frame.toFixed(2), String(r.gcs),
+      (r.tx_share * 100).toFixed(1) + '%', r.note]);
+    const wid = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
+    const line = (cells: string[]): string => cells.map((c, i) => (i === 0 || i === cells.length - 1 ? c.padEnd(wid[i]!) : c.padStart(wid[i]!))).join('  ');
+    console.log(line(head));
+    console.log(wid.map((w) => '-'.repeat(w)).join('  '));
+    for (const r of rows) console.log(line(r));
+    for (const r of results) if (Object.keys(r.drops).length) console.log(`  ${r.case}: drops ${JSON.stringify(r.drops)}`);
+    const by = (n: string): Result | undefined => results.find((r) => r.case === n);
+    const goal = (what: string, ok: boolean | undefined, detail: string): void => {
+      if (ok !== undefined) console.log(`${ok ? 'PASS' : 'FAIL'}  ${what}: ${detail}`);
+    };
+    for (const r of results.filter((x) => x.case.startsWith('est '))) {
+      goal(`>= 5M established-flow frames/s, ${r.case}`, r.frames_per_s >= 5e6, `${M(r.frames_per_s)} (net of the copy ${M(r.net_frames_per_s)})`);
+    }
+    const syn = ['syn-new dsr', 'syn-new nat'].map(by).filter((r): r is Result => !!r);
+    if (syn.length) goal('>= 1M SYNs/s', syn.every((r) => r.frames_per_s >= 1e6), syn.map((r) => `${r.case} ${M(r.frames_per_s)}`).join(', '));
+    if (gc) goal('no heap growth in steady state', results.every((r) => r.heap_kept_bytes < 64 * 1024), `max kept ${kb(Math.max(...results.map((r) => r.heap_kept_bytes)))}`);
+    goal('no allocation in steady state', results.every((r) => r.alloc_bytes_per_frame < 0.5), results.map((r) => `${r.case} ${r.alloc_bytes_per_frame} B/frame`).join(', '));
+    goal('no GC in steady state', results.every((r) => r.gcs === 0), results.map((r) => `${r.case} ${r.gcs}`).join(', '));
+  }
+  if (JSON_OUT) {
+    console.log(JSON.stringify({ bench: 'dataplane', node: process.version, seconds: SECONDS, repeats: REPEATS, exposeGc: !!gc, results }));
+  }
+  obs.disconnect();
+}
+
+main().catch((e) => { console.error(e); process.exit(1); });
