@@ -16,11 +16,12 @@ usage:
       Run the packet path over every frame of IN (pcap or pcapng, Ethernet) with the capture's
       timestamps as the clock; write every frame vipgate would transmit to OUT (classic pcap,
       always written, even when empty) and print a summary (--json: one JSON object).
-  vipgate run --config FILE [--interface IF] [--no-kernel-filter] [--stats-interval 10s]
+  vipgate run --config FILE [--interface IF] [--no-kernel-filter] [--stats-interval 10s] [--status-file F]
       Attach to the NIC (config interface:, or --interface) and run the packet path live until
       SIGINT/SIGTERM: answer ARP for the VIPs, announce them, steer and forward TCP. Needs
       CAP_NET_RAW and CAP_NET_ADMIN (root). Installs an nftables netdev ingress rule so this
-      host's kernel ignores VIP traffic; removes it at exit. Prints counters on exit.
+      host's kernel ignores VIP traffic; removes it at exit. Prints counters on exit;
+      --status-file writes them as JSON every second and at exit.
   vipgate check-config FILE
       Validate a config file and print what it describes.
   vipgate help | --help       this text
@@ -72,6 +73,7 @@ function cmdRun(args: string[]): Promise<number> {
     interface: { type: 'string', short: 'i' },
     'no-kernel-filter': { type: 'boolean' },
     'stats-interval': { type: 'string' },
+    'status-file': { type: 'string' },
   }, 'run');
   if (!values.config) throw new UsageError('vipgate run: missing --config FILE\nusage: vipgate run --config FILE [--interface IF]');
   if (positionals.length) throw new UsageError(`vipgate run: unexpected argument ${positionals[0]}`);
@@ -84,6 +86,7 @@ function cmdRun(args: string[]): Promise<number> {
   return cmdRunLive({
     config: values.config as string, ...(values.interface ? { iface: values.interface as string } : {}),
     kernelFilter: values['no-kernel-filter'] !== true, statsIntervalMs, log: (s) => err(s),
+    ...(values['status-file'] ? { statusFile: values['status-file'] as string } : {}),
   });
 }
 

@@ -1,6 +1,7 @@
 // `vipgate run --config FILE [--interface IF] [--no-kernel-filter] [--stats-interval S]`
 // Attach to a live NIC and run the packet path until SIGINT/SIGTERM.
 
+import * as fs from 'node:fs';
 import { loadConfig, describeConfig, Config } from '../control/config';
 import { VipgateError } from '../control/errors';
 import { KernelFilter } from '../control/kernel-filter';
@@ -18,6 +19,8 @@ export interface RunArgs {
   iface?: string;
   kernelFilter: boolean;
   statsIntervalMs: number;
+  /** Write the counters as JSON here every second and at exit (atomically: write, rename). */
+  statusFile?: string;
   seed?: number;
   log: (s: string) => void;
 }
@@ -95,6 +98,19 @@ export function startLive(a: RunArgs): Running {
     }, a.statsIntervalMs));
   }
 
+  const writeStatus = () => {
+    if (!a.statusFile) return;
+    const snap = snapshotCounters(state.counters);
+    const tmp = `${a.statusFile}.tmp-${process.pid}`;
+    try {
+      fs.writeFileSync(tmp, JSON.stringify({ time: Date.now(), interface: iface, mode: config.mode, ...snap }) + '\n');
+      fs.renameSync(tmp, a.statusFile);
+    } catch (e) {
+      a.log(`warning: cannot write the status file ${a.statusFile}: ${(e as Error).message}`);
+    }
+  };
+  if (a.statusFile) { writeStatus(); timers.push(setInterval(writeStatus, 1000)); }
+
   let stopped = false;
   let resolveDone!: () => void;
   const done = new Promise<void>((r) => { resolveDone = r; });
@@ -105,6 +121,7 @@ export function startLive(a: RunArgs): Running {
     announcer.stop();
     nic.close();
     kf?.remove();
+    writeStatus();
     a.log(`vipgate stopped; counters:\n${formatCounters(snapshotCounters(state.counters))}`);
     resolveDone();
   };

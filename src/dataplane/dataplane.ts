@@ -11,7 +11,7 @@
 // TX means: transmit buf[off, off+len) as it now is (same length). All checks that can fail come
 // before the first write, so a dropped frame is left as it was.
 
-import { u16, u32, setU16, setU32, macEq, macCopy, macIsBroadcast, macIsGroup, macIsZero } from '../wire/bytes';
+import { u16, s32, setU16, setU32, macEq, macCopy, macIsBroadcast, macIsGroup, macIsZero } from '../wire/bytes';
 import { ETH_DST, ETH_SRC, ETH_HEADER_LEN, ETHERTYPE_ARP, ETHERTYPE_IPV4, VLAN_TAG_LEN, isVlanTpid, MAX_VLAN_TAGS } from '../wire/ethernet';
 import { ARP_LEN, ARP_SHA, ARP_SPA, ARP_TPA, ARP_OP_REQUEST, ARP_OP_REPLY, arpIsEthIpv4, arpOper, arpMakeReplyInPlace } from '../wire/arp';
 import { IP_MIN_HEADER_LEN, IP_TOTAL_LEN, IP_FLAGS_FRAG, IP_FLAG_MF, IP_FRAG_OFFSET_MASK, IP_TTL, IP_PROTO, IP_CSUM, IP_SRC, IP_DST, IPPROTO_TCP } from '../wire/ipv4';
@@ -111,7 +111,7 @@ export class Dataplane {
     if (l3 + total > end) return this.drop(Drop.truncated);
     if (fold(sum16(buf, l3, ihl)) !== 0xffff) return this.drop(Drop.bad_ip_checksum);
 
-    const dst = u32(buf, l3 + IP_DST);
+    const dst = s32(buf, l3 + IP_DST);
     const proto = buf[l3 + IP_PROTO]!;
     const frag = (u16(buf, l3 + IP_FLAGS_FRAG) & (IP_FLAG_MF | IP_FRAG_OFFSET_MASK)) !== 0;
     if (t.vipIndex(dst) >= 0) {
@@ -128,7 +128,7 @@ export class Dataplane {
       if (total - ihl >= TCP_MIN_HEADER_LEN) {
         const doff = (buf[l4 + TCP_DOFF]! >>> 4) << 2;
         if (doff >= TCP_MIN_HEADER_LEN && doff <= total - ihl) {
-          const f = this.flows.reverseLookup(u32(buf, l3 + IP_SRC), dst, ((u16(buf, l4 + 2) << 16) | u16(buf, l4)) >>> 0);
+          const f = this.flows.reverseLookup(s32(buf, l3 + IP_SRC), dst, (u16(buf, l4 + 2) << 16) | u16(buf, l4));
           if (f >= 0) return this.fromBackend(buf, off, len, l3, l4, f, t);
         }
       }
@@ -143,14 +143,14 @@ export class Dataplane {
     if (macIsGroup(buf, sha) || macIsZero(buf, sha)) return this.drop(Drop.malformed);
     const op = arpOper(buf, l3);
     if (op === ARP_OP_REQUEST) this.c[Ctr.arp_requests_seen]!++;
-    const spa = u32(buf, l3 + ARP_SPA);
+    const spa = s32(buf, l3 + ARP_SPA);
     // Someone else claims one of our VIPs (a request, a reply, or a gratuitous announcement):
     // an address conflict. Never learn it and never answer it. Our own frames were dropped above.
     if (spa !== 0 && t.vipIndex(spa) >= 0 && !macEq(buf, sha, t.mac, 0)) return this.drop(Drop.arp_conflict);
     if (spa !== 0) this.neighbours.learn(spa, buf, sha);
     if (op === ARP_OP_REPLY) return this.drop(Drop.arp_reply);
     if (op !== ARP_OP_REQUEST) return this.drop(Drop.arp_unsupported);
-    const tpa = u32(buf, l3 + ARP_TPA);
+    const tpa = s32(buf, l3 + ARP_TPA);
     if (t.vipIndex(tpa) < 0) return this.drop(Drop.arp_not_for_vip);
     // A request is for us when broadcast or unicast to our MAC (a cache refresh, RFC 1122 2.3.2.1).
     if (!macIsBroadcast(buf, off + ETH_DST) && !macEq(buf, off + ETH_DST, t.mac, 0)) return this.drop(Drop.not_for_us);
@@ -166,9 +166,9 @@ export class Dataplane {
   /** A TCP segment to a VIP. The IP and TCP headers are checked. */
   private toVip(buf: Uint8Array, off: number, len: number, l3: number, l4: number, vip: number, t: Tables): number {
     const c = this.c, v = this.state, flows = this.flows;
-    const cli = u32(buf, l3 + IP_SRC);
+    const cli = s32(buf, l3 + IP_SRC);
     const dport = u16(buf, l4 + 2);
-    const ports = ((u16(buf, l4) << 16) | dport) >>> 0;
+    const ports = (u16(buf, l4) << 16) | dport; // signed 32-bit, see s32
     const flags = buf[l4 + TCP_FLAGS]!;
     const control = flags & SYN_ACK_RST_FIN;
     let f = flows.lookup(cli, vip, ports);

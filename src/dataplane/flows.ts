@@ -36,7 +36,7 @@ export class FlowTable {
   private readonly seed: number;
   private readonly rseed: number;
   private readonly fb: Uint8Array;
-  private readonly fw: Uint32Array;
+  private readonly fw: Int32Array;
   private readonly fd: Float64Array;
 
   constructor(private readonly v: StateViews) {
@@ -55,6 +55,7 @@ export class FlowTable {
   }
 
   // Field accessors by slot, for control code, tests and listing (the packet path inlines them).
+  // Addresses and port pairs come back signed, as the packet path keeps them; formatIpv4 takes either.
   state(s: number): number { return this.fb[(s << 6) + B_STATE]!; }
   client(s: number): number { return this.fw[(s << 4) + F_CLI]!; }
   vip(s: number): number { return this.fw[(s << 4) + F_VIP]!; }

@@ -26,8 +26,8 @@ export interface StateOptions {
 //   words  2 cli  3 vip  4 ports (client port << 16 | VIP port)  5 backend IPv4  6 backend slot
 //          7 nat reverse-index slot + 1 (0 = none)
 //   doubles 4 last packet time (ms)  5 created  6 packets client->backend  7 packets backend->client
-// Views: bytes fb[(s << 6) + B_*], u32 fw[(s << 4) + F_*], f64 fd[(s << 3) + D_*]. IPv4
-// addresses are u32 (10.0.0.1 = 0x0a000001).
+// Views: bytes fb[(s << 6) + B_*], i32 fw[(s << 4) + F_*], f64 fd[(s << 3) + D_*]. IPv4
+// addresses are signed 32-bit (10.0.0.1 = 0x0a000001, 192.168.0.1 = 0xc0a80001 | 0 < 0).
 export const FLOW_RECORD_BYTES = 64;
 export const B_STATE = 0;
 export const B_CLIMAC = 2;
@@ -63,12 +63,12 @@ export interface StateViews {
   seed: number;
   // flows: one 64-byte record per slot (one cache line: a lookup touches one line, not one per
   // field), seen through three views of the same memory; see the F_* offsets below.
-  fw: Uint32Array;       // 16 words per slot
+  fw: Int32Array;        // 16 words per slot (addresses and port pairs signed: see s32 in wire/bytes.ts)
   fd: Float64Array;      // 8 doubles per slot
   fb: Uint8Array;        // 64 bytes per slot
   rRef: Int32Array;      // nat reverse index: forward slot + 1, 0 = never used
   // neighbours
-  nIp: Uint32Array;
+  nIp: Int32Array;       // signed, like every address on the packet path
   nMac: Uint8Array;      // 8 bytes per slot
   nSeen: Float64Array;   // last time the mapping was seen, ms
   nState: Uint8Array;    // 0 = never used, 1 = used (stale entries stay used until overwritten)
@@ -80,11 +80,11 @@ function layout(c: Carver, flowSlots: number, neighSlots: number) {
   const m = c.buf;
   return {
     header, times, counters,
-    fw: m ? new Uint32Array(m, flowsAt, flowSlots * 16) : new Uint32Array(0),
+    fw: m ? new Int32Array(m, flowsAt, flowSlots * 16) : new Int32Array(0),
     fd: m ? new Float64Array(m, flowsAt, flowSlots * 8) : new Float64Array(0),
     fb: m ? new Uint8Array(m, flowsAt, flowSlots * 64) : new Uint8Array(0),
     rRef: c.i32(flowSlots),
-    nSeen: c.f64(neighSlots), nIp: c.u32(neighSlots), nMac: c.u8(neighSlots * 8), nState: c.u8(neighSlots),
+    nSeen: c.f64(neighSlots), nIp: c.i32(neighSlots), nMac: c.u8(neighSlots * 8), nState: c.u8(neighSlots),
   };
 }
 

@@ -18,7 +18,7 @@ function fmix(h: number): number {
   h ^= h >>> 13;
   h = Math.imul(h, 0xc2b2ae35);
   h ^= h >>> 16;
-  return h >>> 0;
+  return h | 0; // signed: callers mask it, and a Smi is never boxed (see s32 in wire/bytes.ts)
 }
 
 export function hash1(a: number, seed: number): number {

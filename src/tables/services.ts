@@ -35,11 +35,11 @@ export class Tables {
   readonly vipCount: number;
   // VIP set: open addressing, key = IPv4 u32, val = VIP index + 1 (0 = empty)
   readonly vipMask: number;
-  readonly vipKeys: Uint32Array;
+  readonly vipKeys: Int32Array;   // addresses signed, as on the packet path (see s32 in wire/bytes.ts)
   readonly vipVals: Int32Array;
   // service index: key = (vip, port), val = service index + 1 (0 = empty)
   readonly svcMask: number;
-  readonly svcKeyVip: Uint32Array;
+  readonly svcKeyVip: Int32Array;
   readonly svcKeyPort: Int32Array;
   readonly svcVals: Int32Array;
   // services: active backend slot, and standby slots in priority order (-1 terminated)
@@ -48,7 +48,7 @@ export class Tables {
   readonly standbyStride: number;
   // backends by slot
   readonly backendSlots: number;
-  readonly bIp: Uint32Array;
+  readonly bIp: Int32Array;
   readonly bMac: Uint8Array;       // 8 bytes per slot, first 6 used
   readonly bHasMac: Uint8Array;
   readonly bState: Uint8Array;
@@ -78,10 +78,10 @@ export class Tables {
     const nB = Math.max(1, names.length);
     const layout = (c: Carver) => ({
       mac: c.u8(8),
-      vipKeys: c.u32(vipSlots), vipVals: c.i32(vipSlots),
-      svcKeyVip: c.u32(svcSlots), svcKeyPort: c.i32(svcSlots), svcVals: c.i32(svcSlots),
+      vipKeys: c.i32(vipSlots), vipVals: c.i32(vipSlots),
+      svcKeyVip: c.i32(svcSlots), svcKeyPort: c.i32(svcSlots), svcVals: c.i32(svcSlots),
       svcActive: c.i32(nSvc), svcStandby: c.i32(nSvc * stride),
-      bIp: c.u32(nB), bMac: c.u8(nB * 8), bHasMac: c.u8(nB), bState: c.u8(nB),
+      bIp: c.i32(nB), bMac: c.u8(nB * 8), bHasMac: c.u8(nB), bState: c.u8(nB),
     });
     const measure = new Carver(null);
     layout(measure);
@@ -93,7 +93,8 @@ export class Tables {
     this.vipCount = spec.vips.length;
     this.vipMask = vipSlots - 1;
     this.vipKeys = v.vipKeys; this.vipVals = v.vipVals;
-    spec.vips.forEach((ip, i) => {
+    spec.vips.forEach((ipU, i) => {
+      const ip = ipU | 0;
       let s = hash1(ip, HASH_SEED) & this.vipMask;
       while (this.vipVals[s] !== 0 && this.vipKeys[s] !== ip) s = (s + 1) & this.vipMask;
       this.vipKeys[s] = ip; this.vipVals[s] = i + 1;
@@ -104,9 +105,10 @@ export class Tables {
     this.svcActive = v.svcActive; this.svcStandby = v.svcStandby; this.standbyStride = stride;
     this.svcStandby.fill(-1);
     spec.services.forEach((svc, i) => {
-      let s = hash2(svc.vip, svc.port, HASH_SEED) & this.svcMask;
-      while (this.svcVals[s] !== 0 && !(this.svcKeyVip[s] === svc.vip && this.svcKeyPort[s] === svc.port)) s = (s + 1) & this.svcMask;
-      this.svcKeyVip[s] = svc.vip; this.svcKeyPort[s] = svc.port; this.svcVals[s] = i + 1;
+      const vip = svc.vip | 0;
+      let s = hash2(vip, svc.port, HASH_SEED) & this.svcMask;
+      while (this.svcVals[s] !== 0 && !(this.svcKeyVip[s] === vip && this.svcKeyPort[s] === svc.port)) s = (s + 1) & this.svcMask;
+      this.svcKeyVip[s] = vip; this.svcKeyPort[s] = svc.port; this.svcVals[s] = i + 1;
       this.svcActive[i] = slotOf(svc.active);
       svc.standby.forEach((n, j) => { this.svcStandby[i * stride + j] = slotOf(n); });
     });
@@ -121,9 +123,9 @@ export class Tables {
     }
   }
 
-  /** VIP index for an IPv4 address, or -1. */
-  vipIndex(ip: number): number {
-    const mask = this.vipMask;
+  /** VIP index for an IPv4 address (signed or unsigned 32-bit), or -1. */
+  vipIndex(ipAny: number): number {
+    const mask = this.vipMask, ip = ipAny | 0;
     let s = hash1(ip, HASH_SEED) & mask;
     for (;;) {
       const v = this.vipVals[s]!;
@@ -134,7 +136,8 @@ export class Tables {
   }
 
   /** Service index for (vip, port): a port-mode service for that port first, else the VIP's IP-mode service; -1 if none. */
-  serviceIndex(vip: number, port: number): number {
+  serviceIndex(vipAny: number, port: number): number {
+    const vip = vipAny | 0;
     const i = this.svcFind(vip, port);
     return i >= 0 ? i : this.svcFind(vip, 0);
   }

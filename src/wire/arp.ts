@@ -5,7 +5,7 @@
 //  | htype| ptype|hlen|plen| oper | sender MAC | sender IP  | target MAC | target IP  |
 //  +------+------+----+----+------+------------+------------+------------+------------+
 
-import { u16, u32, setU16, setU32, macCopy } from './bytes';
+import { u16, u32, s32, setU16, setU32, macCopy } from './bytes';
 import { formatIpv4, formatMac, parseIpv4, parseMac } from './addr';
 import { ETHERTYPE_IPV4 } from './ethernet';
 
@@ -40,7 +40,7 @@ export function arpTpa(buf: Uint8Array, l3: number): number { return u32(buf, l3
  * hardware and protocol addresses in the sender fields, set opcode to reply".
  */
 export function arpMakeReplyInPlace(buf: Uint8Array, l3: number, mac: Uint8Array, ip: number): void {
-  const requesterIp = u32(buf, l3 + ARP_SPA);
+  const requesterIp = s32(buf, l3 + ARP_SPA); // signed: no heap number per packet (see s32)
   macCopy(buf, l3 + ARP_THA, buf, l3 + ARP_SHA);
   setU32(buf, l3 + ARP_TPA, requesterIp);
   macCopy(buf, l3 + ARP_SHA, mac, 0);

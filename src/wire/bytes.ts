@@ -11,6 +11,15 @@ export function u32(buf: Uint8Array, o: number): number {
   return ((buf[o]! << 24) | (buf[o + 1]! << 16) | (buf[o + 2]! << 8) | buf[o + 3]!) >>> 0;
 }
 
+/**
+ * The same 32 bits as a signed number (`| 0`). The packet path keeps IPv4 addresses and packed
+ * port pairs this way: a value of 2^31 or more is not a V8 small integer, and every time such a
+ * value crosses a call that is not inlined it is boxed into a fresh heap number (garbage per packet).
+ */
+export function s32(buf: Uint8Array, o: number): number {
+  return (buf[o]! << 24) | (buf[o + 1]! << 16) | (buf[o + 2]! << 8) | buf[o + 3]!;
+}
+
 export function setU16(buf: Uint8Array, o: number, v: number): void {
   buf[o] = (v >>> 8) & 0xff;
   buf[o + 1] = v & 0xff;
