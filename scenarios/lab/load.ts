@@ -1,0 +1,142 @@
+// The lab's load generator: n HTTP GETs, each over a FRESH TCP connection (no agent, no
+// keep-alive), at most `concurrency` in flight, each bounded by its own timeout. Runs inside a
+// client namespace (lab.ts `httpLoad` starts it with `ip netns exec`) and prints one JSON
+// object on stdout:
+//
+//   { ok, failed, byBody: { web1: 67, ... }, latenciesMs: [...connect times...],
+//     totalMs: [...whole request times...], elapsedMs, errors: ["ETIMEDOUT x3", ...] }
+//
+// latenciesMs[i] is the TCP connect time of the i-th successful request (from the request's
+// start to the socket's 'connect' event, i.e. SYN out to SYN-ACK in plus a little scheduling);
+// totalMs[i] is the same request's time until its body ended. Failed requests contribute only
+// to `failed` and `errors`.
+//
+//   node dist/scenarios/lab/load.js --url http://10.77.0.100/ --n 1000
+//       [--concurrency 32] [--timeout-ms 3000] [--exit-on-stdin-eof]
+
+import * as http from 'node:http';
+import { performance } from 'node:perf_hooks';
+
+export interface LoadResult {
+  ok: number;
+  failed: number;
+  byBody: Record<string, number>;
+  latenciesMs: number[];
+  totalMs: number[];
+  elapsedMs: number;
+  errors: string[];
+}
+
+interface LoadArgs { url: string; n: number; concurrency: number; timeoutMs: number; exitOnStdinEof: boolean }
+
+function parseArgs(argv: string[]): LoadArgs {
+  const out: LoadArgs = { url: '', n: 1, concurrency: 32, timeoutMs: 3000, exitOnStdinEof: false };
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    const v = argv[i + 1];
+    if (a === '--url' && v !== undefined) { out.url = v; i++; }
+    else if (a === '--n' && v !== undefined) { out.n = Number(v); i++; }
+    else if (a === '--concurrency' && v !== undefined) { out.concurrency = Number(v); i++; }
+    else if (a === '--timeout-ms' && v !== undefined) { out.timeoutMs = Number(v); i++; }
+    else if (a === '--exit-on-stdin-eof') out.exitOnStdinEof = true;
+    else throw new Error(`load: unknown or incomplete argument ${JSON.stringify(a)}`);
+  }
+  if (!out.url) throw new Error('load: --url is required');
+  for (const k of ['n', 'concurrency', 'timeoutMs'] as const) {
+    if (!Number.isInteger(out[k]) || out[k] < 1) throw new Error(`load: --${k} must be a positive integer, got ${out[k]}`);
+  }
+  return out;
+}
+
+interface One { ok: boolean; body: string; connectMs: number; totalMs: number; error: string }
+
+function oneRequest(url: URL, timeoutMs: number): Promise<One> {
+  return new Promise((resolve) => {
+    const t0 = performance.now();
+    let connectMs = -1;
+    let done = false;
+    const finish = (r: Omit<One, 'connectMs' | 'totalMs'>): void => {
+      if (done) return;
+      done = true;
+      clearTimeout(timer);
+      resolve({ ...r, connectMs, totalMs: performance.now() - t0 });
+    };
+    const req = http.request({
+      host: url.hostname,
+      port: url.port || 80,
+      path: url.pathname + url.search,
+      method: 'GET',
+      agent: false, // a new TCP connection per request
+      headers: { Connection: 'close' },
+    });
+    const timer = setTimeout(() => {
+      req.destroy();
+      finish({ ok: false, body: '', error: connectMs < 0 ? 'timeout (no connect)' : 'timeout (after connect)' });
+    }, timeoutMs);
+    req.on('socket', (s) => {
+      s.once('connect', () => { connectMs = performance.now() - t0; });
+    });
+    req.on('error', (e: NodeJS.ErrnoException) => finish({ ok: false, body: '', error: e.code ?? e.message }));
+    req.on('response', (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.on('error', (e: NodeJS.ErrnoException) => finish({ ok: false, body: '', error: e.code ?? e.message }));
+      res.on('end', () => {
+        const body = Buffer.concat(chunks).toString('utf8').trim();
+        if (res.statusCode === 200) finish({ ok: true, body, error: '' });
+        else finish({ ok: false, body, error: `HTTP ${res.statusCode}` });
+      });
+    });
+    req.end();
+  });
+}
+
+export async function runLoad(urlText: string, n: number, concurrency: number, timeoutMs: number): Promise<LoadResult> {
+  const url = new URL(urlText);
+  const result: LoadResult = { ok: 0, failed: 0, byBody: {}, latenciesMs: [], totalMs: [], elapsedMs: 0, errors: [] };
+  const errorCounts = new Map<string, number>();
+  const t0 = performance.now();
+  let next = 0;
+  const worker = async (): Promise<void> => {
+    while (next < n) {
+      next++;
+      const r = await oneRequest(url, timeoutMs);
+      if (r.ok) {
+        result.ok++;
+        result.byBody[r.body] = (result.byBody[r.body] ?? 0) + 1;
+        result.latenciesMs.push(r.connectMs);
+        result.totalMs.push(r.totalMs);
+      } else {
+        result.failed++;
+        errorCounts.set(r.error, (errorCounts.get(r.error) ?? 0) + 1);
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(concurrency, n) }, worker));
+  result.elapsedMs = performance.now() - t0;
+  result.errors = [...errorCounts].map(([e, c]) => `${e} x${c}`);
+  return result;
+}
+
+async function main(): Promise<void> {
+  let args: LoadArgs;
+  try {
+    args = parseArgs(process.argv.slice(2));
+  } catch (e) {
+    process.stderr.write(`${(e as Error).message}\n`);
+    process.exit(2);
+  }
+  if (args.exitOnStdinEof) {
+    process.stdin.on('end', () => process.exit(3));
+    process.stdin.resume();
+  }
+  const r = await runLoad(args.url, args.n, args.concurrency, args.timeoutMs);
+  process.stdout.write(`${JSON.stringify(r)}\n`, () => process.exit(0));
+}
+
+if (require.main === module) {
+  main().catch((e) => {
+    process.stderr.write(`load: ${(e as Error).stack ?? e}\n`);
+    process.exit(1);
+  });
+}
