@@ -2,6 +2,7 @@
 // the VIPs by ARP and opening HTTP connections (IP mode and port mode), backends answering
 // (nat), and some things that must be refused — run through `vipgate replay` in dsr and nat.
 // No privileges needed. Run: npm run demo   (files land in scenarios/out/)
+// npm start runs it when it cannot build the live lab (not root).
 
 import * as fs from 'node:fs';
 import * as path from 'node:path';

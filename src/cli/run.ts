@@ -12,7 +12,8 @@ import { attachLive, captureFilter } from '../link/live';
 import { openNic, NicLink } from '../../native-bindings/nic';
 import { snapshotCounters } from '../dataplane/counters';
 import { formatCounters, formatRateLine } from '../obs/format';
-import { formatIpv4 } from '../wire/addr';
+import { formatIpv4, formatMac } from '../wire/addr';
+import { BackendState } from '../tables/services';
 
 export interface RunArgs {
   config: string;
@@ -103,7 +104,7 @@ export function startLive(a: RunArgs): Running {
     const snap = snapshotCounters(state.counters);
     const tmp = `${a.statusFile}.tmp-${process.pid}`;
     try {
-      fs.writeFileSync(tmp, JSON.stringify({ time: Date.now(), interface: iface, mode: config.mode, ...snap }) + '\n');
+      fs.writeFileSync(tmp, JSON.stringify({ time: Date.now(), interface: iface, mode: config.mode, ...snap, ...liveTables(built, Date.now()) }) + '\n');
       fs.renameSync(tmp, a.statusFile);
     } catch (e) {
       a.log(`warning: cannot write the status file ${a.statusFile}: ${(e as Error).message}`);
@@ -126,6 +127,27 @@ export function startLive(a: RunArgs): Running {
     resolveDone();
   };
   return { built, nic, info, stop, done };
+}
+
+export interface BackendStatus { name: string; ip: string; state: string; mac: string | null; macSource: 'config' | 'arp' | null; flows: number }
+
+/** What the tables hold now, for the status file and live views (control side: scans the flow table). */
+export function liveTables(b: Built, now: number): { vips: string[]; backends: BackendStatus[] } {
+  const t = b.dataplane.currentTables, st = b.state, fl = b.dataplane.flows;
+  const perSlot = new Array<number>(t.backendSlots).fill(0);
+  if (st.flowSlots <= 1 << 22) for (let s = 0; s < st.flowSlots; s++) if (fl.live(s)) perSlot[fl.backend(s)]!++;
+  b.dataplane.setClock(now);
+  const states = Object.keys(BackendState) as Array<keyof typeof BackendState>;
+  const backends = t.backendNames.map((name, slot): BackendStatus | null => {
+    if (!name) return null;
+    let mac: string | null = null, src: BackendStatus['macSource'] = null;
+    if (t.bHasMac[slot]) { mac = formatMac(t.bMac, slot * 8); src = 'config'; } else {
+      const n = b.dataplane.neighbours.lookup(t.bIp[slot]!);
+      if (n >= 0) { mac = formatMac(st.nMac, n * 8); src = 'arp'; }
+    }
+    return { name, ip: formatIpv4(t.bIp[slot]!), state: String(states[t.bState[slot]!] ?? '?'), mac, macSource: src, flows: perSlot[slot]! };
+  }).filter((x): x is BackendStatus => x !== null);
+  return { vips: t.spec.vips.map(formatIpv4), backends };
 }
 
 /** The CLI command: start, stop cleanly on SIGINT/SIGTERM, exit 0. */
