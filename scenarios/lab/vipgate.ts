@@ -18,7 +18,8 @@ export const VIPGATE_BIN = path.join(repo, 'bin', 'vipgate.js');
 export function labConfigYaml(lab: Lab, extra = ''): string {
   const [v1, v2] = lab.addr.vips;
   const backends = lab.backendNames.map((n, i) => `  - { name: ${n}, ip: ${lab.addr.backends[i]} }`).join('\n');
-  const standby = lab.backendNames.slice(2).concat(lab.backendNames.slice(0, 1));
+  const active2 = lab.backendNames[1] ?? lab.backendNames[0]!;
+  const standby = lab.backendNames.slice(2).concat(lab.backendNames.slice(0, 1)).filter((n) => n !== active2);
   return [
     `# vipgate lab config (${lab.mode}), written by scenarios/lab/vipgate.ts`,
     `interface: ${lab.vipgateIf}`,
@@ -29,7 +30,7 @@ export function labConfigYaml(lab: Lab, extra = ''): string {
     backends,
     'services:',
     `  - { vip: ${v1}, backend: ${lab.backendNames[0]} }`,
-    `  - { vip: ${v2}, port: ${lab.httpPort}, active: ${lab.backendNames[1] ?? lab.backendNames[0]}, standby: [${standby.join(', ')}] }`,
+    `  - { vip: ${v2}, port: ${lab.httpPort}, active: ${active2}, standby: [${standby.join(', ')}] }`,
     'flows: { capacity: 262144, closing_timeout: 5s }',
     'announce: { count: 2, interval: 200ms }',
     extra,
