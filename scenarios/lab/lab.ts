@@ -37,19 +37,8 @@ export interface LabOptions {
 
 export interface ExecResult { code: number; stdout: string; stderr: string }
 
-export interface LoadResult {
-  ok: number;
-  failed: number;
-  byBody: Record<string, number>;
-  /** TCP connect time of each successful request, ms. */
-  latenciesMs: number[];
-  /** Whole request time (start to end of body) of each successful request, ms. */
-  totalMs: number[];
-  /** Wall time of the whole run inside the load generator, ms. */
-  elapsedMs: number;
-  /** Distinct failure reasons with counts, e.g. "ECONNREFUSED x3". */
-  errors: string[];
-}
+import type { LoadResult } from './load';
+export type { LoadResult };
 
 export interface Lab {
   prefix: string;

@@ -23,6 +23,23 @@ import { FlowTable, FS_SYN, FS_ESTABLISHED, FS_CLOSING } from './flows';
 import { NeighbourTable } from './neighbours';
 import { Drop, Ctr } from './counters';
 
+/**
+ * nat rewrite of one IPv4 address field (IP_DST toward the backend, IP_SRC back to the client)
+ * from `from` to `to`, with the TTL decremented (nat routes), by RFC 1624 incremental updates:
+ * the IP header checksum covers the TTL and the address; the TCP checksum covers the address
+ * through the pseudo-header (RFC 9293 §3.1). The caller checked ttl > 1 and the headers.
+ */
+function natRewrite(buf: Uint8Array, l3: number, l4: number, field: number, from: number, to: number, ttl: number): void {
+  const proto = buf[l3 + IP_PROTO]!;
+  let ipc = u16(buf, l3 + IP_CSUM);
+  ipc = csumReplace16(ipc, (ttl << 8) | proto, ((ttl - 1) << 8) | proto);
+  ipc = csumReplace32(ipc, from, to);
+  buf[l3 + IP_TTL] = ttl - 1;
+  setU32(buf, l3 + field, to);
+  setU16(buf, l3 + IP_CSUM, ipc);
+  setU16(buf, l4 + TCP_CSUM, csumReplace32(u16(buf, l4 + TCP_CSUM), from, to));
+}
+
 export const VERDICT_DROP = 0;
 export const VERDICT_TX = 1;
 
@@ -225,16 +242,7 @@ export class Dataplane {
     if (t.mode === MODE_NAT) {
       const ttl = buf[l3 + IP_TTL]!;
       if (ttl <= 1) return this.drop(Drop.ttl_exceeded);
-      const vip = v.fw[w + F_VIP]!, backIp = v.fw[w + F_BACKIP]!;
-      // RFC 1624 incremental updates: the IP header checksum covers TTL and the destination; the
-      // TCP checksum covers the destination through the pseudo-header (RFC 9293 §3.1).
-      let ipc = u16(buf, l3 + IP_CSUM);
-      ipc = csumReplace16(ipc, (ttl << 8) | buf[l3 + IP_PROTO]!, ((ttl - 1) << 8) | buf[l3 + IP_PROTO]!);
-      ipc = csumReplace32(ipc, vip, backIp);
-      buf[l3 + IP_TTL] = ttl - 1;
-      setU32(buf, l3 + IP_DST, backIp);
-      setU16(buf, l3 + IP_CSUM, ipc);
-      setU16(buf, l4 + TCP_CSUM, csumReplace32(u16(buf, l4 + TCP_CSUM), vip, backIp));
+      natRewrite(buf, l3, l4, IP_DST, v.fw[w + F_VIP]!, v.fw[w + F_BACKIP]!, ttl);
     }
     macCopy(buf, off + ETH_DST, macBuf, macOff);
     macCopy(buf, off + ETH_SRC, t.mac, 0);
@@ -255,14 +263,7 @@ export class Dataplane {
     const sb = (f << 6) + B_STATE;
     if (flags & (TCP_RST | TCP_FIN)) v.fb[sb] = FS_CLOSING;
     else if (v.fb[sb] === FS_SYN && (flags & (TCP_SYN | TCP_ACKF)) === (TCP_SYN | TCP_ACKF)) v.fb[sb] = FS_ESTABLISHED;
-    const vip = v.fw[w + F_VIP]!, backIp = v.fw[w + F_BACKIP]!;
-    let ipc = u16(buf, l3 + IP_CSUM);
-    ipc = csumReplace16(ipc, (ttl << 8) | buf[l3 + IP_PROTO]!, ((ttl - 1) << 8) | buf[l3 + IP_PROTO]!);
-    ipc = csumReplace32(ipc, backIp, vip);
-    buf[l3 + IP_TTL] = ttl - 1;
-    setU32(buf, l3 + IP_SRC, vip);
-    setU16(buf, l3 + IP_CSUM, ipc);
-    setU16(buf, l4 + TCP_CSUM, csumReplace32(u16(buf, l4 + TCP_CSUM), backIp, vip));
+    natRewrite(buf, l3, l4, IP_SRC, v.fw[w + F_BACKIP]!, v.fw[w + F_VIP]!, ttl);
     macCopy(buf, off + ETH_DST, v.fb, (f << 6) + B_CLIMAC);
     macCopy(buf, off + ETH_SRC, t.mac, 0);
     v.fd[d + D_LAST] = this.times[T_NOW]!;
