@@ -1,0 +1,52 @@
+// `vipgate run` start-up errors: each says what is wrong and what to do, exits 2, no stack
+// trace, and nothing is opened or installed before the check that fails.
+import t from 'tap';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { spawnSync } from 'node:child_process';
+
+const repo = path.resolve(__dirname, '..', '..');
+const bin = path.join(repo, 'bin', 'vipgate.js');
+const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'vipgate-run-errors-'));
+fs.chmodSync(tmp, 0o755);
+t.teardown(() => fs.rmSync(tmp, { recursive: true, force: true }));
+
+function cfg(name: string, yaml: string): string {
+  const p = path.join(tmp, name);
+  fs.writeFileSync(p, yaml, { mode: 0o644 });
+  return p;
+}
+function run(argv: string[], asNobody = false) {
+  const cmd = asNobody ? 'setpriv' : process.execPath;
+  const args = asNobody ? ['--reuid=65534', '--regid=65534', '--clear-groups', process.execPath, bin, ...argv] : [bin, ...argv];
+  return spawnSync(cmd, args, { encoding: 'utf8', timeout: 20_000 });
+}
+
+const cases: Array<[string, string[], RegExp]> = [
+  ['no such interface: the ones there are are listed', ['run', '--config', cfg('a.yaml', 'interface: vgnosuch0\nvips: [10.99.0.100]\n')], /no network interface named "vgnosuch0" here; interfaces on this host: .*lo/],
+  ['not Ethernet', ['run', '--config', cfg('b.yaml', 'interface: lo\nvips: [10.99.0.100]\n')], /lo is not an Ethernet interface/],
+  ['no interface at all', ['run', '--config', cfg('c.yaml', 'vips: [10.99.0.100]\n')], /no interface to attach to: add interface: eth0/],
+  ['--interface overrides; still checked', ['run', '--config', cfg('d.yaml', 'vips: [10.99.0.100]\n'), '--interface', 'vgnosuch1'], /no network interface named "vgnosuch1"/],
+  ['bad config', ['run', '--config', cfg('e.yaml', 'interface: lo\nvips: [10.99.0.300]\n')], /e\.yaml:2:\d+: vips\[0\]: "10\.99\.0\.300" is not an IPv4 address/],
+  ['bad --stats-interval', ['run', '--config', cfg('f.yaml', 'vips: [10.99.0.100]\n'), '--stats-interval', 'soon'], /--stats-interval takes a duration/],
+  ['missing --config', ['run'], /missing --config FILE/],
+];
+for (const [desc, argv, re] of cases) {
+  t.test(desc, async (t) => {
+    const r = run(argv);
+    t.equal(r.status, 2, 'exit 2');
+    t.match(r.stderr, re);
+    t.notMatch(r.stderr, /\n\s+at /, 'no stack trace');
+  });
+}
+
+t.test('without CAP_NET_RAW/CAP_NET_ADMIN: says which capability is missing and how to grant it', async (t) => {
+  const ifaces = fs.readdirSync('/sys/class/net').filter((n) => { try { return fs.readFileSync(`/sys/class/net/${n}/type`, 'utf8').trim() === '1'; } catch { return false; } });
+  const can = process.getuid?.() === 0 && spawnSync('setpriv', ['--version']).status === 0 && ifaces.length > 0;
+  if (!can) { t.pass('skipped: needs root (to drop to an unprivileged user), setpriv and an Ethernet interface'); return; }
+  // The capability check comes before the capture is opened: nothing is sent on that NIC.
+  const r = run(['run', '--config', cfg('g.yaml', `interface: ${ifaces[0]}\nvips: [10.99.0.100]\n`)], true);
+  t.equal(r.status, 2, 'exit 2');
+  t.match(r.stderr, /needs CAP_NET_RAW \(capture and send raw frames\) and CAP_NET_ADMIN \(install the nftables ingress rule\); run it as root, or give node the capabilities \(setcap/);
+});
