@@ -71,7 +71,7 @@ function main(): void {
     const input = path.join(outDir, `demo-${mode}-in.pcap`);
     const out = path.join(outDir, `demo-${mode}-out.pcap`);
     makeCapture(mode, config, input);
-    const report = runReplay({ config, input, out, json: false, allowTruncated: false });
+    const report = runReplay({ config, input, out, allowTruncated: false });
     console.log(formatReplayReport(report));
     const frames = readCaptureFile(out).frames;
     console.log(`  first frames vipgate sent (${path.relative(process.cwd(), out)}):`);

@@ -6,9 +6,9 @@ import { build, reasonName, OUR_MAC, CLIENT_MAC, CLIENT2_MAC, WEB1_MAC, WEB2_MAC
 import { VERDICT_TX, VERDICT_DROP } from '../src/dataplane/dataplane';
 import { parseEthernet, emitEthernet, ETHERTYPE_QINQ, ETHERTYPE_VLAN, ETHERTYPE_IPV4 } from '../src/wire/ethernet';
 import { parseArp, ARP_OP_REPLY, ARP_OP_REQUEST } from '../src/wire/arp';
-import { parseIpv4Header, emitIpv4, Ipv4Repr, IPPROTO_ICMP } from '../src/wire/ipv4';
-import { parseTcp, TcpRepr, tcpChecksumOk, TCP_SYN, TCP_ACKF, TCP_FIN, TCP_RST, TCP_PSH, TCP_ECE, TCP_CWR, TCP_URGF } from '../src/wire/tcp';
-import { parseIpv4 } from '../src/wire/addr';
+import { emitIpv4, IPPROTO_ICMP } from '../src/wire/ipv4';
+import { ipOf, tcpOf, tcpOk } from './helpers/inspect';
+import { TCP_SYN, TCP_ACKF, TCP_FIN, TCP_RST, TCP_PSH, TCP_ECE, TCP_CWR, TCP_URGF } from '../src/wire/tcp';
 import { Ctr, Drop } from '../src/dataplane/counters';
 import { BackendState, Tables } from '../src/tables/services';
 import { tablesSpec } from '../src/main';
@@ -21,24 +21,6 @@ function run(b: ReturnType<typeof build>, frame: Buffer, now = 0): { verdict: nu
   return { verdict, reason: reasonName(b.dataplane.lastDrop), out: buf };
 }
 
-function ipOf(f: Buffer): Ipv4Repr {
-  const e = parseEthernet(f)!;
-  const r = parseIpv4Header(f, e.l3, f.length - e.l3);
-  if (typeof r === 'string') throw new Error(r);
-  return r;
-}
-function tcpOf(f: Buffer): TcpRepr {
-  const e = parseEthernet(f)!;
-  const ip = ipOf(f);
-  const r = parseTcp(f, e.l3 + ip.ihl, ip.totalLength - ip.ihl);
-  if (typeof r === 'string') throw new Error(r);
-  return r;
-}
-function tcpOk(f: Buffer): boolean {
-  const e = parseEthernet(f)!;
-  const ip = ipOf(f);
-  return tcpChecksumOk(f, e.l3 + ip.ihl, ip.totalLength - ip.ihl, parseIpv4(ip.src)!, parseIpv4(ip.dst)!);
-}
 
 const C = { srcMac: CLIENT_MAC, dstMac: OUR_MAC, src: '10.0.0.7' };
 const syn = (dst: string, dport: number, sport = 40000, extra: Partial<Parameters<typeof tcp>[0]> = {}) =>

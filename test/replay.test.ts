@@ -10,8 +10,9 @@ import { runReplay, ReplayReport } from '../src/cli/replay';
 import { readCaptureFile, PcapWriter } from '../src/pcap';
 import { parseEthernet } from '../src/wire/ethernet';
 import { parseArp } from '../src/wire/arp';
-import { parseIpv4Header, Ipv4Repr, emitIpv4 } from '../src/wire/ipv4';
-import { tcpChecksumOk, tcpChecksum } from '../src/wire/tcp';
+import { emitIpv4 } from '../src/wire/ipv4';
+import { ipOf as ip, tcpOk } from './helpers/inspect';
+import { tcpChecksum } from '../src/wire/tcp';
 import { parseIpv4, parseMac } from '../src/wire/addr';
 import { macCopy, setU16 } from '../src/wire/bytes';
 import { COUNTER_NAMES } from '../src/dataplane/counters';
@@ -31,18 +32,8 @@ function cfg(yaml: string): string {
 }
 function replay(config: string, input: string, extra: Partial<Parameters<typeof runReplay>[0]> = {}): { r: ReplayReport; out: ReturnType<typeof readCaptureFile> } {
   const out = path.join(tmp, `o${++n}.pcap`);
-  const r = runReplay({ config, input, out, json: false, allowTruncated: false, ...extra });
+  const r = runReplay({ config, input, out, allowTruncated: false, ...extra });
   return { r, out: readCaptureFile(out) };
-}
-function ip(f: Buffer): Ipv4Repr {
-  const e = parseEthernet(f)!;
-  const r = parseIpv4Header(f, e.l3, f.length - e.l3);
-  if (typeof r === 'string') throw new Error(r);
-  return r;
-}
-function tcpOk(f: Buffer): boolean {
-  const e = parseEthernet(f)!, i = ip(f);
-  return tcpChecksumOk(f, e.l3 + i.ihl, i.totalLength - i.ihl, parseIpv4(i.src)!, parseIpv4(i.dst)!);
 }
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 interface Asserts { equal: (...a: any[]) => unknown }

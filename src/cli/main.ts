@@ -4,6 +4,7 @@ import { parseArgs, ParseArgsConfig } from 'node:util';
 import { runReplay, formatReplayReport } from './replay';
 import { loadConfig, describeConfig, parseDuration } from '../control/config';
 import { cmdRunLive } from './run';
+import { VipgateError } from '../control/errors';
 
 const VERSION: string = (() => {
   try { return (require('../../../package.json') as { version: string }).version; } catch { return 'unknown'; }
@@ -61,7 +62,7 @@ function cmdReplay(args: string[]): number {
   }
   const report = runReplay({
     config: values.config as string, out: values.out as string, input: positionals[0]!,
-    json: values.json === true, allowTruncated: values['allow-truncated'] === true, ...(seed === undefined ? {} : { seed }),
+    allowTruncated: values['allow-truncated'] === true, ...(seed === undefined ? {} : { seed }),
   });
   out(values.json ? JSON.stringify(report) : formatReplayReport(report));
   return 0;
@@ -100,12 +101,11 @@ function cmdCheckConfig(args: string[]): number {
 
 function report(e: unknown): number {
   if (e instanceof UsageError) { err(e.message); return 2; }
-  // Errors raised on purpose carry a string code (ConfigError, CaptureError, VipgateError): the
-  // message already names the file and says what to do. Anything else is a bug.
-  const code = (e as { code?: unknown } | null)?.code;
-  if (e instanceof Error && typeof code === 'string' && /^E[A-Z_]+$/.test(code)) {
+  // Errors raised on purpose are VipgateErrors (ConfigError, CaptureError, ...): the message
+  // already names the file and says what to do. Anything else is a bug.
+  if (e instanceof VipgateError) {
     err(`vipgate: ${e.message}`);
-    if (code === 'ECAPTURE_TRUNCATED') err('(to replay the complete frames before the cut, add --allow-truncated)');
+    if (e.code === 'ECAPTURE_TRUNCATED') err('(to replay the complete frames before the cut, add --allow-truncated)');
     return 2;
   }
   err(`vipgate: internal error (a bug; please report it with the command line): ${e instanceof Error ? e.stack : String(e)}`);

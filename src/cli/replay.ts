@@ -1,6 +1,6 @@
 // `vipgate replay --config FILE --out OUT.pcap [--json] [--allow-truncated] IN.pcap`
 
-import { loadConfig, describeConfig } from '../control/config';
+import { loadConfig } from '../control/config';
 import { VipgateError } from '../control/errors';
 import { readCaptureFile } from '../pcap/reader';
 import { PcapWriter } from '../pcap/writer';
@@ -13,7 +13,6 @@ export interface ReplayArgs {
   config: string;
   out: string;
   input: string;
-  json: boolean;
   allowTruncated: boolean;
   seed?: number;
 }
@@ -90,4 +89,3 @@ export function formatReplayReport(r: ReplayReport, configSummary?: string): str
   return lines.join('\n');
 }
 
-export { describeConfig };

@@ -11,6 +11,7 @@
 // and throws.
 
 import * as fs from 'node:fs';
+import { VipgateError } from '../control/errors';
 
 /** One captured packet. */
 export interface CaptureFrame {
@@ -104,9 +105,8 @@ export const CaptureErrorCode = {
 } as const;
 export type CaptureErrorCode = (typeof CaptureErrorCode)[keyof typeof CaptureErrorCode];
 
-export class CaptureError extends Error {
-  override readonly name = 'CaptureError';
-  readonly code: CaptureErrorCode;
+export class CaptureError extends VipgateError {
+  override readonly code: CaptureErrorCode;
   readonly file: string;
   /** Frame number the error is about, when it is about one. */
   readonly frame: number | undefined;
@@ -119,7 +119,7 @@ export class CaptureError extends Error {
     message: string,
     where?: { frame?: number; offset?: number; cause?: unknown },
   ) {
-    super(message, where?.cause === undefined ? undefined : { cause: where.cause });
+    super(code, message, where?.cause === undefined ? undefined : { cause: where.cause });
     this.code = code;
     this.file = file;
     this.frame = where?.frame;
@@ -369,16 +369,7 @@ function parsePcap(b: Buffer, file: string, le: boolean, nano: boolean, opts: Pa
     // so tsNsec stays within [0, 1e9).
     const tsSec = sec + Math.floor(frac / fracPerSec);
     const tsNsec = (frac % fracPerSec) * nsPerFrac;
-    cap.frames.push({
-      index: frame,
-      data: b.subarray(dataAt, dataAt + caplen),
-      origLen,
-      tsSec,
-      tsNsec,
-      tsMs: tsSec * 1000 + tsNsec / 1e6,
-      linkType,
-      interfaceId: 0,
-    });
+    cap.frames.push(makeFrame(frame, b.subarray(dataAt, dataAt + caplen), origLen, tsSec, tsNsec, linkType, 0));
     o = dataAt + caplen;
     frame++;
   }
@@ -621,16 +612,11 @@ function parsePacketBlock(
   checkCaplen(file, frame, o, caplen, iface.snapLen);
 
   const [tsSec, tsNsec] = type === BT_SPB ? [0, 0] : splitTimestamp(tsHi, tsLo, iface);
-  return {
-    index: frame,
-    data: b.subarray(dataAt, dataAt + caplen),
-    origLen,
-    tsSec,
-    tsNsec,
-    tsMs: tsSec * 1000 + tsNsec / 1e6,
-    linkType: iface.linkType,
-    interfaceId: ifid,
-  };
+  return makeFrame(frame, b.subarray(dataAt, dataAt + caplen), origLen, tsSec, tsNsec, iface.linkType, ifid);
+}
+
+function makeFrame(index: number, data: Buffer, origLen: number, tsSec: number, tsNsec: number, linkType: number, interfaceId: number): CaptureFrame {
+  return { index, data, origLen, tsSec, tsNsec, tsMs: tsSec * 1000 + tsNsec / 1e6, linkType, interfaceId };
 }
 
 /**

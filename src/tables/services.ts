@@ -33,7 +33,7 @@ export class Tables {
   readonly mode: number;
   readonly mac: Uint8Array;
   readonly vipCount: number;
-  // VIP set: open addressing, key = IPv4 u32, val = VIP index + 1 (0 = empty)
+  // VIP set: open addressing, key = IPv4 (signed 32-bit), val = VIP index + 1 (0 = empty)
   readonly vipMask: number;
   readonly vipKeys: Int32Array;   // addresses signed, as on the packet path (see s32 in wire/bytes.ts)
   readonly vipVals: Int32Array;
