@@ -1,0 +1,244 @@
+// The runtime API's contract: paths, request and response shapes, error codes. Shared by the
+// server (control/api.ts), the controller that does the work (control/controller.ts), the CLI
+// client and `vipgate agent` (cli/client.ts, cli/agent.ts). JSON over HTTP, versioned paths.
+//
+//   GET    /v1/status                         StatusView
+//   GET    /v1/vips                           { vips: VipView[] }
+//   GET    /v1/services                       { services: ServiceView[] }
+//   POST   /v1/services/{service}/switch      SwitchRequest -> { service: ServiceView }
+//   GET    /v1/backends                       { backends: BackendView[] }
+//   GET    /v1/backends/{name}                { backend: BackendView }
+//   POST   /v1/backends                       RegisterRequest -> 201 (new) / 200 (renewed) { backend, created }
+//   PATCH  /v1/backends/{name}                SetBackendRequest -> { backend: BackendView }
+//   DELETE /v1/backends/{name}[?force=true]   -> 202 { backend: BackendView } (draining; force: removed now)
+//   GET    /v1/flows?vip=&port=&backend=&client=&state=&limit=&cursor=   FlowPage
+//   GET    /v1/neighbours                     { neighbours: NeighbourView[] }
+//   GET    /v1/counters                       CounterSnapshot
+//   POST   /v1/reload                         -> { generation, changes: string[] }  (reads the config file again)
+//   GET    /metrics                           Prometheus text format
+//
+// {service} is "VIP:PORT" (port mode) or "VIP" (IP mode: every port of the VIP).
+// Every error is { error: ApiErrorBody } with the HTTP status given by API_ERROR_STATUS.
+
+import { VipgateError } from './errors';
+import type { CounterSnapshot } from '../dataplane/counters';
+
+export const API_PREFIX = '/v1';
+export const DEFAULT_API_LISTEN = '127.0.0.1:9180';
+/** Largest request body accepted (a registration is well under 1 KiB). */
+export const API_MAX_BODY = 64 * 1024;
+/** Environment variable holding the bearer token (else the config's api.token). */
+export const TOKEN_ENV = 'VIPGATE_API_TOKEN';
+/** Environment variable with the API address for the CLI (else DEFAULT_API_LISTEN). */
+export const API_ENV = 'VIPGATE_API';
+
+export const PRIORITY = { min: 1, max: 255, default: 100 } as const;
+export const WEIGHT = { min: 0, max: 1000, default: 100 } as const;
+/** Lease seconds: 0 = never expires. */
+export const LEASE = { min: 0, max: 86_400, default: 0 } as const;
+
+export type AdminState = 'up' | 'drain' | 'down';
+export const ADMIN_STATES: readonly AdminState[] = ['up', 'drain', 'down'];
+
+// ---- requests ----
+
+export interface RegisterRequest {
+  /** [A-Za-z0-9_.-]{1,64}, unique among backends (config and registered). */
+  name: string;
+  /** The backend's own IPv4 address. */
+  ip: string;
+  /** Optional: skips ARP resolution. */
+  mac?: string | null;
+  /** What it serves: "VIP" (IP mode) or "VIP:PORT" (port mode), one or a list. New VIPs are announced. */
+  serves: string | string[];
+  /** Higher is preferred; equal top priorities share new flows by weight. */
+  priority?: number;
+  weight?: number;
+  /** Seconds; the registration drains if not renewed in time (re-POST the same body). 0 = never. */
+  lease?: number;
+}
+
+export interface SetBackendRequest {
+  /** up: takes new flows; drain: keeps its flows, no new ones; down: no new flows (existing ones still forwarded). */
+  state?: AdminState;
+  weight?: number;
+}
+
+export interface SwitchRequest {
+  /** The member to make active for the service (the standby's take-over command). */
+  backend: string;
+}
+
+// ---- responses ----
+
+export type Source = 'config' | 'api';
+
+export interface MemberView {
+  backend: string;
+  priority: number;
+  weight: number;
+  state: AdminState;
+  /** active: takes new flows of this service now; standby: only if the active ones fail. */
+  role: 'active' | 'standby';
+}
+
+export interface ServiceView {
+  /** "VIP:PORT" or "VIP". */
+  service: string;
+  vip: string;
+  /** 0 = IP mode. */
+  port: number;
+  mode: 'ip' | 'port';
+  source: Source;
+  /** The member made active by a switch, or null (highest priority wins). */
+  pinned: string | null;
+  /** Members in preference order. */
+  members: MemberView[];
+  /** Backends taking its new flows now (empty: new connections are dropped, no_backend). */
+  serving: string[];
+}
+
+export interface VipView {
+  vip: string;
+  /** config: listed in the file; api: added by a registration; nat_gateway: the nat gateway address. */
+  source: Source | 'nat_gateway';
+  services: string[];
+}
+
+export interface BackendView {
+  name: string;
+  ip: string;
+  mac: string | null;
+  /** Where the MAC comes from: given (config or registration), learned by ARP, or not known yet. */
+  macSource: 'given' | 'arp' | null;
+  state: AdminState;
+  weight: number;
+  source: Source;
+  serves: Array<{ service: string; priority: number; role: 'active' | 'standby' }>;
+  /** Live flows now. */
+  flows: number;
+  /** Flows created since vipgate started. */
+  connections: number;
+  /** Registered with a lease: its length and seconds left; null when it does not expire. */
+  lease: { seconds: number; expiresIn: number } | null;
+  /** Unregistered (or lease expired): draining; removed once its flows end. */
+  leaving: boolean;
+}
+
+export interface StatusView {
+  version: string;
+  pid: number;
+  uptimeSeconds: number;
+  interface: string | null;
+  mode: 'dsr' | 'nat';
+  mac: string;
+  configFile: string;
+  stateFile: string | null;
+  /** Bumped by every applied change (API, reload); persisted. */
+  generation: number;
+  vips: number;
+  services: number;
+  backends: { total: number; up: number; drain: number; down: number };
+  flows: { active: number; capacity: number };
+  counters: CounterSnapshot['counters'];
+  drops: CounterSnapshot['drops'];
+}
+
+export interface FlowView {
+  client: string;      // "ip:port"
+  vip: string;         // "ip:port"
+  backend: string;
+  backendIp: string;
+  state: 'syn' | 'established' | 'closing';
+  ageSeconds: number;
+  idleSeconds: number;
+  packetsIn: number;
+  packetsOut: number;
+}
+
+export interface FlowQuery {
+  vip?: string;
+  port?: number;
+  backend?: string;
+  client?: string;
+  state?: FlowView['state'];
+  /** 1..1000, default 100. */
+  limit?: number;
+  /** Opaque: from the previous page's `next`. */
+  cursor?: string;
+}
+
+export interface FlowPage {
+  flows: FlowView[];
+  /** Pass as cursor for the next page; null at the end. */
+  next: string | null;
+}
+
+export interface NeighbourView { ip: string; mac: string; ageSeconds: number }
+
+export interface ReloadResult { generation: number; changes: string[] }
+
+// ---- errors ----
+
+export const API_ERROR_STATUS = {
+  EAPI_BAD_JSON: 400,          // body is not JSON (or not an object)
+  EAPI_INVALID: 400,           // a field is missing, of the wrong type, or out of range (see `field`)
+  EAPI_UNAUTHORIZED: 401,      // bearer token missing or wrong
+  EAPI_NOT_FOUND: 404,         // no such path
+  EAPI_UNKNOWN_BACKEND: 404,
+  EAPI_UNKNOWN_SERVICE: 404,
+  EAPI_METHOD_NOT_ALLOWED: 405,
+  EAPI_EXISTS: 409,            // a backend of that name exists with a different definition
+  EAPI_CONFLICT: 409,          // the change contradicts the current state (IP in use, VIP is a backend, ...)
+  EAPI_CONFIG_OWNED: 409,      // defined in the config file: change the file and reload
+  EAPI_BODY_TOO_LARGE: 413,
+  EAPI_UNSUPPORTED_MEDIA_TYPE: 415,
+  ECONFIG_INVALID: 422,        // reload: the file is invalid; nothing changed
+  ECONFIG_SYNTAX: 422,
+  ECONFIG_IO: 422,
+  EAPI_STATE_WRITE: 503,       // the state file could not be written: the change was not applied
+  EAPI_INTERNAL: 500,
+} as const;
+export type ApiErrorCode = keyof typeof API_ERROR_STATUS;
+
+export interface ApiErrorBody {
+  code: ApiErrorCode;
+  /** What is wrong and what to do. */
+  message: string;
+  /** The request field at fault, e.g. "serves[1]". */
+  field?: string;
+  /** reload: every problem found in the file. */
+  issues?: string[];
+}
+
+export class ApiError extends VipgateError {
+  readonly status: number;
+  constructor(code: ApiErrorCode, message: string, readonly field?: string, readonly issues?: string[]) {
+    super(code, message);
+    this.status = API_ERROR_STATUS[code];
+  }
+  body(): ApiErrorBody {
+    return { code: this.code as ApiErrorCode, message: this.message, ...(this.field ? { field: this.field } : {}), ...(this.issues ? { issues: this.issues } : {}) };
+  }
+}
+
+/** What the API server needs from the controller. Mutations validate `body` themselves (throw ApiError). */
+export interface ControlApi {
+  status(): StatusView;
+  vips(): VipView[];
+  services(): ServiceView[];
+  backends(): BackendView[];
+  backend(name: string): BackendView;
+  flows(q: FlowQuery): FlowPage;
+  neighbours(): NeighbourView[];
+  counters(): CounterSnapshot;
+  register(body: unknown): { backend: BackendView; created: boolean };
+  setBackend(name: string, body: unknown): BackendView;
+  unregister(name: string, force: boolean): BackendView;
+  switchService(service: string, body: unknown): ServiceView;
+  reload(): ReloadResult;
+  /** Backend health transitions so far, for metrics: (backend, to-state) -> count. */
+  transitions(): Array<{ backend: string; to: AdminState | 'removed'; count: number }>;
+  /** Config reloads so far. */
+  reloads(): { ok: number; failed: number };
+}
