@@ -22,6 +22,10 @@ import { StateViews, T_NOW, B_STATE, F_VIP, F_BACKIP, F_BACKEND, D_LAST, D_PKTS_
 import { FlowTable, FS_SYN, FS_ESTABLISHED, FS_CLOSING } from './flows';
 import { NeighbourTable } from './neighbours';
 import { Drop, Ctr } from './counters';
+import { hash2 } from '../tables/hash';
+
+/** Seed of the hash that spreads new flows over a service's active group (fixed: reproducible). */
+const PICK_SEED = 0x51c4;
 
 /**
  * nat rewrite of one IPv4 address field (IP_DST toward the backend, IP_SRC back to the client)
@@ -199,7 +203,7 @@ export class Dataplane {
         // A new connection (or a new one reusing a closing flow's 5-tuple: re-steer it).
         const svc = t.serviceIndex(vip, dport);
         if (svc < 0) return this.drop(Drop.no_service);
-        const b = t.pickBackend(svc);
+        const b = t.pickBackend(svc, hash2(cli, ports, PICK_SEED) >>> 8);
         if (b < 0) return this.drop(Drop.no_backend);
         const backIp = t.bIp[b]!;
         if (t.bHasMac[b] === 0 && this.neighbours.lookup(backIp) < 0) return this.drop(Drop.backend_unresolved);

@@ -71,6 +71,7 @@ export class FlowTable {
   private expire(s: number): void {
     const c = this.v.counters;
     this.fb[(s << 6) + B_STATE] = FS_DEAD;
+    this.v.bFlows[this.fw[(s << 4) + F_BACKEND]!]!--;
     c[Ctr.flows_active]!--;
     c[Ctr.flows_expired]!++;
   }
@@ -116,6 +117,8 @@ export class FlowTable {
     fd[d + D_PKTS_IN] = 0; fd[d + D_PKTS_OUT] = 0;
     c[Ctr.flows_active]!++;
     c[Ctr.flows_created]!++;
+    this.v.bFlows[backend]!++;
+    this.v.bConns[backend]!++;
     return free;
   }
 

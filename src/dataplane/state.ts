@@ -7,7 +7,10 @@ import { Carver, Memory, allocMemory, nextPow2 } from '../tables/memory';
 import { COUNTER_SLOTS } from './counters';
 
 const MAGIC = 0x56475431; // "VGT1"
-const LAYOUT_VERSION = 1;
+const LAYOUT_VERSION = 2;
+
+/** Backend slots with per-backend stats (Tables never hand out more: see MAX_BACKENDS there). */
+export const MAX_BACKEND_SLOTS = 4096;
 
 export interface StateOptions {
   flowCapacity: number;
@@ -56,6 +59,10 @@ export interface StateViews {
   header: Uint32Array;
   times: Float64Array;
   counters: Float64Array;
+  /** Per backend slot: live flows now (a gauge kept by the flow table). */
+  bFlows: Float64Array;
+  /** Per backend slot: flows created (a counter; control zeroes a slot when it is reused). */
+  bConns: Float64Array;
   flowCapacity: number;
   flowSlots: number;
   neighbourCapacity: number;
@@ -76,10 +83,11 @@ export interface StateViews {
 
 function layout(c: Carver, flowSlots: number, neighSlots: number) {
   const header = c.u32(16), times = c.f64(8), counters = c.f64(COUNTER_SLOTS); // header first: attachState reads it at 0
+  const bFlows = c.f64(MAX_BACKEND_SLOTS), bConns = c.f64(MAX_BACKEND_SLOTS);
   const flowsAt = c.region(flowSlots * FLOW_RECORD_BYTES, 64);
   const m = c.buf;
   return {
-    header, times, counters,
+    header, times, counters, bFlows, bConns,
     fw: m ? new Int32Array(m, flowsAt, flowSlots * 16) : new Int32Array(0),
     fd: m ? new Float64Array(m, flowsAt, flowSlots * 8) : new Float64Array(0),
     fb: m ? new Uint8Array(m, flowsAt, flowSlots * 64) : new Uint8Array(0),

@@ -9,6 +9,7 @@
 
 import { Carver, allocMemory, nextPow2 } from './memory';
 import { hash1, hash2 } from './hash';
+import { MAX_BACKEND_SLOTS } from '../dataplane/state';
 import { macCopy } from '../wire/bytes';
 
 export const MODE_DSR = 0;
@@ -22,10 +23,17 @@ export interface TablesSpec {
   mac: Uint8Array;
   mode: 'dsr' | 'nat';
   vips: number[];
-  backends: ReadonlyArray<{ name: string; ip: number; mac: Uint8Array | null; state?: BackendStateName }>;
-  /** port 0 = IP mode (every port of the VIP); active/standby are backend names. */
-  services: ReadonlyArray<{ vip: number; port: number; active: string; standby: readonly string[] }>;
+  /** weight: share of new flows among a service's active backends (default 100; 0 = only when no other is usable). */
+  backends: ReadonlyArray<{ name: string; ip: number; mac: Uint8Array | null; state?: BackendStateName; weight?: number }>;
+  /**
+   * port 0 = IP mode (every port of the VIP). `active` is one backend name or a group sharing
+   * new flows by weight; `standby` take over in order when no active one is up.
+   */
+  services: ReadonlyArray<{ vip: number; port: number; active: string | readonly string[]; standby: readonly string[] }>;
 }
+
+/** Entries of a service's pick table: new flows hash into it, so weights resolve to 1/256. */
+export const PICK_SIZE = 256;
 
 const HASH_SEED = 0x5eed; // tables are tiny and rebuilt by control; a fixed seed keeps them reproducible
 
@@ -42,46 +50,61 @@ export class Tables {
   readonly svcKeyVip: Int32Array;
   readonly svcKeyPort: Int32Array;
   readonly svcVals: Int32Array;
-  // services: active backend slot, and standby slots in priority order (-1 terminated)
-  readonly svcActive: Int32Array;
-  readonly svcStandby: Int32Array;
-  readonly standbyStride: number;
+  // services: every member slot in preference order, active group first (-1 terminated), and a
+  // pick table over the active group's up members, filled by weight (svcPickOn = 0: none usable)
+  readonly svcOrder: Int32Array;
+  readonly orderStride: number;
+  readonly svcPick: Int32Array;
+  readonly svcPickOn: Uint8Array;
   // backends by slot
   readonly backendSlots: number;
   readonly bIp: Int32Array;
   readonly bMac: Uint8Array;       // 8 bytes per slot, first 6 used
   readonly bHasMac: Uint8Array;
   readonly bState: Uint8Array;
+  readonly bWeight: Int32Array;
 
   // Control-side metadata (never read by the packet path).
   readonly backendNames: string[];
+  /** Slots given to a backend that did not have one in `prev` (control zeroes their stats). */
+  readonly newSlots: number[];
   readonly spec: TablesSpec;
 
-  constructor(spec: TablesSpec, prev?: Tables) {
+  /**
+   * `prev`: the tables being replaced (slots stay stable). `busy(slot)`: true while flows still
+   * reference a slot; such a slot is not handed to a new backend, or its flows would follow it.
+   */
+  constructor(spec: TablesSpec, prev?: Tables, busy: (slot: number) => boolean = () => false) {
     this.spec = spec;
     // Stable slots: a backend keeps its slot from `prev`; new names take free slots.
     const names: string[] = prev ? prev.backendNames.slice() : [];
     const wanted = new Set(spec.backends.map((b) => b.name));
     for (let i = 0; i < names.length; i++) if (names[i] && !wanted.has(names[i]!)) names[i] = '';
+    this.newSlots = [];
     for (const b of spec.backends) {
       if (names.includes(b.name)) continue;
-      const free = names.indexOf('');
-      if (free >= 0) names[free] = b.name; else names.push(b.name);
+      let free = -1;
+      for (let i = 0; i < names.length && free < 0; i++) if (names[i] === '' && !busy(i)) free = i;
+      if (free < 0) free = names.length;
+      if (free >= MAX_BACKEND_SLOTS) throw new Error(`tables: more than ${MAX_BACKEND_SLOTS} backend slots in use`);
+      names[free] = b.name;
+      this.newSlots.push(free);
     }
     this.backendNames = names;
     const slotOf = (n: string): number => names.indexOf(n);
+    const groupOf = (a: string | readonly string[]): readonly string[] => typeof a === 'string' ? [a] : a;
 
     const vipSlots = nextPow2(Math.max(16, spec.vips.length * 2));
     const svcSlots = nextPow2(Math.max(16, spec.services.length * 2));
     const nSvc = Math.max(1, spec.services.length);
-    const stride = 1 + spec.services.reduce((m, s) => Math.max(m, s.standby.length), 0);
+    const stride = 1 + spec.services.reduce((m, s) => Math.max(m, groupOf(s.active).length + s.standby.length), 0);
     const nB = Math.max(1, names.length);
     const layout = (c: Carver) => ({
       mac: c.u8(8),
       vipKeys: c.i32(vipSlots), vipVals: c.i32(vipSlots),
       svcKeyVip: c.i32(svcSlots), svcKeyPort: c.i32(svcSlots), svcVals: c.i32(svcSlots),
-      svcActive: c.i32(nSvc), svcStandby: c.i32(nSvc * stride),
-      bIp: c.i32(nB), bMac: c.u8(nB * 8), bHasMac: c.u8(nB), bState: c.u8(nB),
+      svcOrder: c.i32(nSvc * stride), svcPick: c.i32(nSvc * PICK_SIZE), svcPickOn: c.u8(nSvc),
+      bIp: c.i32(nB), bMac: c.u8(nB * 8), bHasMac: c.u8(nB), bState: c.u8(nB), bWeight: c.i32(nB),
     });
     const measure = new Carver(null);
     layout(measure);
@@ -102,24 +125,48 @@ export class Tables {
 
     this.svcMask = svcSlots - 1;
     this.svcKeyVip = v.svcKeyVip; this.svcKeyPort = v.svcKeyPort; this.svcVals = v.svcVals;
-    this.svcActive = v.svcActive; this.svcStandby = v.svcStandby; this.standbyStride = stride;
-    this.svcStandby.fill(-1);
-    spec.services.forEach((svc, i) => {
-      const vip = svc.vip | 0;
-      let s = hash2(vip, svc.port, HASH_SEED) & this.svcMask;
-      while (this.svcVals[s] !== 0 && !(this.svcKeyVip[s] === vip && this.svcKeyPort[s] === svc.port)) s = (s + 1) & this.svcMask;
-      this.svcKeyVip[s] = vip; this.svcKeyPort[s] = svc.port; this.svcVals[s] = i + 1;
-      this.svcActive[i] = slotOf(svc.active);
-      svc.standby.forEach((n, j) => { this.svcStandby[i * stride + j] = slotOf(n); });
-    });
+    this.svcOrder = v.svcOrder; this.orderStride = stride;
+    this.svcPick = v.svcPick; this.svcPickOn = v.svcPickOn;
+    this.svcOrder.fill(-1);
 
     this.backendSlots = nB;
-    this.bIp = v.bIp; this.bMac = v.bMac; this.bHasMac = v.bHasMac; this.bState = v.bState;
+    this.bIp = v.bIp; this.bMac = v.bMac; this.bHasMac = v.bHasMac; this.bState = v.bState; this.bWeight = v.bWeight;
     for (const b of spec.backends) {
       const s = slotOf(b.name);
       this.bIp[s] = b.ip;
       if (b.mac) { macCopy(this.bMac, s * 8, b.mac, 0); this.bHasMac[s] = 1; }
       this.bState[s] = BackendState[b.state ?? 'up'];
+      this.bWeight[s] = b.weight ?? 100;
+    }
+
+    spec.services.forEach((svc, i) => {
+      const vip = svc.vip | 0;
+      let s = hash2(vip, svc.port, HASH_SEED) & this.svcMask;
+      while (this.svcVals[s] !== 0 && !(this.svcKeyVip[s] === vip && this.svcKeyPort[s] === svc.port)) s = (s + 1) & this.svcMask;
+      this.svcKeyVip[s] = vip; this.svcKeyPort[s] = svc.port; this.svcVals[s] = i + 1;
+      const group = groupOf(svc.active).map(slotOf);
+      [...group, ...svc.standby.map(slotOf)].forEach((b, j) => { this.svcOrder[i * stride + j] = b; });
+      this.fillPick(i, group.filter((b) => this.bState[b] === BackendState.up && this.bWeight[b]! > 0));
+    });
+  }
+
+  /**
+   * Spread PICK_SIZE entries over `group` in proportion to weight, interleaved (smooth weighted
+   * round robin, as nginx does), so any run of entries is close to the weights.
+   */
+  private fillPick(svc: number, group: number[]): void {
+    if (group.length === 0) return;
+    this.svcPickOn[svc] = 1;
+    const total = group.reduce((a, b) => a + this.bWeight[b]!, 0);
+    const cur = group.map(() => 0);
+    for (let e = 0; e < PICK_SIZE; e++) {
+      let best = 0;
+      for (let j = 0; j < group.length; j++) {
+        cur[j]! += this.bWeight[group[j]!]!;
+        if (cur[j]! > cur[best]!) best = j;
+      }
+      cur[best]! -= total;
+      this.svcPick[svc * PICK_SIZE + e] = group[best]!;
     }
   }
 
@@ -153,16 +200,29 @@ export class Tables {
     }
   }
 
-  /** The backend slot that gets a new flow of service `svc`: the active one if up, else the first up standby; -1 if none. */
-  pickBackend(svc: number): number {
-    const a = this.svcActive[svc]!;
-    if (a >= 0 && this.bState[a] === BackendState.up) return a;
-    const base = svc * this.standbyStride;
-    for (let j = 0; ; j++) {
-      const b = this.svcStandby[base + j]!;
-      if (b < 0) return -1;
-      if (this.bState[b] === BackendState.up) return b;
+  /**
+   * The backend slot for a new flow of service `svc` whose hash is `h`: from the active group by
+   * weight; else the first up member in preference order with a weight, else any up one; -1 if none.
+   */
+  pickBackend(svc: number, h: number): number {
+    if (this.svcPickOn[svc] === 1) return this.svcPick[svc * PICK_SIZE + (h & (PICK_SIZE - 1))]!;
+    const base = svc * this.orderStride;
+    let zero = -1;
+    for (let j = 0; j < this.orderStride; j++) {
+      const b = this.svcOrder[base + j]!;
+      if (b < 0) break;
+      if (this.bState[b] !== BackendState.up) continue;
+      if (this.bWeight[b]! > 0) return b;
+      if (zero < 0) zero = b;
     }
+    return zero;
+  }
+
+  /** Control side: the backend slots that take new flows of `svc` now. */
+  serving(svc: number): number[] {
+    if (this.svcPickOn[svc] === 1) return [...new Set(this.svcPick.subarray(svc * PICK_SIZE, (svc + 1) * PICK_SIZE))];
+    const b = this.pickBackend(svc, 0);
+    return b < 0 ? [] : [b];
   }
 
   backendSlot(name: string): number { return this.backendNames.indexOf(name); }
