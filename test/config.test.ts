@@ -48,8 +48,8 @@ function expectedExample(file: string, mode: 'dsr' | 'nat'): Config {
     vips: [0x0a000064, 0x0a000065],
     vipTexts: ['10.0.0.100', '10.0.0.101'],
     backends: [
-      { name: 'web1', ip: 0x0a000115, ipText: '10.0.1.21', mac: mac(2, 0, 0, 0, 1, 0x21), macText: '02:00:00:00:01:21' },
-      { name: 'web2', ip: 0x0a000116, ipText: '10.0.1.22', mac: mac(2, 0, 0, 0, 1, 0x22), macText: '02:00:00:00:01:22' },
+      { name: 'web1', weight: 100, ip: 0x0a000115, ipText: '10.0.1.21', mac: mac(2, 0, 0, 0, 1, 0x21), macText: '02:00:00:00:01:21' },
+      { name: 'web2', weight: 100, ip: 0x0a000116, ipText: '10.0.1.22', mac: mac(2, 0, 0, 0, 1, 0x22), macText: '02:00:00:00:01:22' },
     ],
     services: [
       { vip: 0x0a000064, vipText: '10.0.0.100', port: 0, active: 'web1', standby: [], line: 8 },
@@ -60,8 +60,26 @@ function expectedExample(file: string, mode: 'dsr' | 'nat'): Config {
     natGateway: null,
     natGatewayText: null,
     announce: { count: 3, intervalMs: 1000, refreshMs: 0 },
+    api: { listen: '127.0.0.1:9180', token: null },
+    stateFile: null,
+    log: { level: 'info', format: 'json' },
   };
 }
+
+t.test('api, state_file, log and backend weight', async (t) => {
+  const c = parseConfig(SCHEMA_EXAMPLE + 'api: { listen: "0.0.0.0:9999", token: 0123456789abcdef0123 }\nstate_file: /var/lib/vipgate/s.json\nlog: { level: debug, format: text }\n', 'a.yaml');
+  t.same(c.api, { listen: '0.0.0.0:9999', token: '0123456789abcdef0123' });
+  t.equal(c.stateFile, '/var/lib/vipgate/s.json');
+  t.same(c.log, { level: 'debug', format: 'text' });
+  t.match(reject(SCHEMA_EXAMPLE + 'api: { listen: nowhere }\n').message, /not HOST:PORT/);
+  t.match(reject(SCHEMA_EXAMPLE + 'api: { listen: "1.2.3.4:70000" }\n').message, /not HOST:PORT/);
+  t.match(reject(SCHEMA_EXAMPLE + 'api: { token: short }\n').message, /at least 16 characters/);
+  t.match(reject(SCHEMA_EXAMPLE + 'log: { level: loud }\n').message, /not a log level/);
+  t.match(reject(SCHEMA_EXAMPLE + 'state_file: /tmp/\n').message, /file path/);
+  const w = parseConfig(SCHEMA_EXAMPLE.replace('name: web2,', 'name: web2, weight: 0,'), 'w.yaml');
+  t.equal(w.backends[1]!.weight, 0);
+  t.match(reject(SCHEMA_EXAMPLE.replace('name: web2,', 'name: web2, weight: 1001,')).message, /weight/);
+});
 
 t.test('nat_gateway and announce', async (t) => {
   const nat = parseConfig(SCHEMA_EXAMPLE.replace('mode: dsr', 'mode: nat') + 'nat_gateway: 10.0.1.1\nannounce: { count: 5, interval: 200ms, refresh: 60s }\n', 'n.yaml');
@@ -115,7 +133,7 @@ t.test('defaults and optional keys', async (t) => {
   t.equal(full.interface, 'eth0');
   t.equal(full.macText, '02:00:5e:00:00:01', 'dash-separated, upper-case MAC normalized');
   t.equal(full.mode, 'nat');
-  t.strictSame(full.backends[0], { name: 'a.b_c-1', ip: 0x0a000101, ipText: '10.0.1.1', mac: null, macText: null },
+  t.strictSame(full.backends[0], { name: 'a.b_c-1', weight: 100, ip: 0x0a000101, ipText: '10.0.1.1', mac: null, macText: null },
     'backend mac optional');
   t.strictSame(full.services[0], { vip: 0x0a000064, vipText: '10.0.0.100', port: 443, active: 'a.b_c-1', standby: [], line: 6 },
     'standby optional in port mode');

@@ -31,6 +31,8 @@ import { VipgateError } from './errors.js';
 
 export interface BackendConfig {
   name: string;
+  /** Share of new flows among a service's active backends, 0..1000 (default 100). */
+  weight: number;
   ip: number; // u32, 10.0.1.21 === 0x0a000115
   ipText: string;
   mac: Uint8Array | null; // null: learned from ARP
@@ -81,6 +83,16 @@ export interface Config {
   natGateway: number | null;
   natGatewayText: string | null;
   announce: AnnounceConfig;
+  api: ApiConfig;
+  /** Where state changed through the API is kept (null: not persisted). */
+  stateFile: string | null;
+  log: { level: 'debug' | 'info' | 'warn' | 'error'; format: 'json' | 'text' };
+}
+
+/** The runtime API: HOST:PORT to listen on; a bearer token (required off loopback). */
+export interface ApiConfig {
+  listen: string;
+  token: string | null;
 }
 
 /** Gratuitous ARP for every VIP at start and when a VIP is added: `count` times, `intervalMs`
@@ -195,9 +207,11 @@ const BACKEND_NAME_RE = /^[A-Za-z0-9_.-]{1,64}$/;
 // Linux dev_valid_name(): 1..15 bytes (IFNAMSIZ - 1), not "." or "..", no '/', ':' or space.
 const IFNAME_RE = /^[^/:\s]{1,15}$/;
 
-const TOP_KEYS = ['interface', 'mac', 'mode', 'vips', 'backends', 'services', 'flows', 'neighbours', 'nat_gateway', 'announce'] as const;
+const TOP_KEYS = ['interface', 'mac', 'mode', 'vips', 'backends', 'services', 'flows', 'neighbours', 'nat_gateway', 'announce', 'api', 'state_file', 'log'] as const;
+const API_KEYS = ['listen', 'token'] as const;
+const LOG_KEYS = ['level', 'format'] as const;
 const ANNOUNCE_KEYS = ['count', 'interval', 'refresh'] as const;
-const BACKEND_KEYS = ['name', 'ip', 'mac'] as const;
+const BACKEND_KEYS = ['name', 'ip', 'mac', 'weight'] as const;
 const SERVICE_KEYS = ['vip', 'backend', 'port', 'active', 'standby'] as const;
 const FLOW_KEYS = ['capacity', 'half_open_timeout', 'established_timeout', 'closing_timeout'] as const;
 const NEIGHBOUR_KEYS = ['capacity', 'ttl'] as const;
@@ -839,8 +853,13 @@ class Checker {
             ok = false;
           }
         }
+        let weight = 100;
+        if (b.weight) {
+          const w = this.integer(b.weight, 0, 1000, 'weight (share of new flows among active backends)');
+          if (w === undefined) ok = false; else weight = w;
+        }
         if (ok && name !== undefined && ip) {
-          backends.push({ name, ip: ip.ip, ipText: ip.text, mac: bmac?.mac ?? null, macText: bmac?.text ?? null });
+          backends.push({ name, weight, ip: ip.ip, ipText: ip.text, mac: bmac?.mac ?? null, macText: bmac?.text ?? null });
         }
       });
     }
@@ -1042,8 +1061,58 @@ class Checker {
       }
     }
 
+    // api
+    const api: ApiConfig = { listen: '127.0.0.1:9180', token: null };
+    if (f.api) {
+      const m = this.mapping(f.api, API_KEYS, 'a mapping like { listen: 127.0.0.1:9180, token: "..." }');
+      if (m) {
+        if (m.listen) {
+          const l = this.text(m.listen, 'HOST:PORT like 127.0.0.1:9180');
+          if (l !== undefined) {
+            if (!/^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):\d{1,5}$/.test(l) || Number(l.slice(l.lastIndexOf(':') + 1)) > 65535) {
+              this.fail(m.listen.at, m.listen.path, `${JSON.stringify(l)} is not HOST:PORT; write e.g. 127.0.0.1:9180 (loopback, the default) or 0.0.0.0:9180 (then a token is required)`);
+            } else api.listen = l;
+          }
+        }
+        if (m.token) {
+          const tk = this.text(m.token, 'a token string');
+          if (tk !== undefined) {
+            if (tk.length < 16 || /\s/.test(tk)) this.fail(m.token.at, m.token.path, 'the token must be at least 16 characters without spaces; generate one with: openssl rand -hex 24');
+            else api.token = tk;
+          }
+        }
+      }
+    }
+    let stateFile: string | null = null;
+    if (f.state_file) {
+      const sf = this.text(f.state_file, 'a file path like /var/lib/vipgate/state.json');
+      if (sf !== undefined) {
+        if (sf === '' || sf.endsWith('/')) this.fail(f.state_file.at, f.state_file.path, 'state_file must be a file path like /var/lib/vipgate/state.json');
+        else stateFile = sf;
+      }
+    }
+    const log: Config['log'] = { level: 'info', format: 'json' };
+    if (f.log) {
+      const m = this.mapping(f.log, LOG_KEYS, 'a mapping like { level: info, format: json }');
+      if (m) {
+        if (m.level) {
+          const l = this.text(m.level, 'debug, info, warn or error');
+          if (l === 'debug' || l === 'info' || l === 'warn' || l === 'error') log.level = l;
+          else if (l !== undefined) this.fail(m.level.at, m.level.path, `${JSON.stringify(l)} is not a log level; use debug, info, warn or error`);
+        }
+        if (m.format) {
+          const fm = this.text(m.format, 'json or text');
+          if (fm === 'json' || fm === 'text') log.format = fm;
+          else if (fm !== undefined) this.fail(m.format.at, m.format.path, `${JSON.stringify(fm)} is not a log format; use json (one object per line) or text`);
+        }
+      }
+    }
+
     if (this.issues.length) return null;
     return {
+      api,
+      stateFile,
+      log,
       natGateway: natGateway?.ip ?? null,
       natGatewayText: natGateway?.text ?? null,
       announce,
