@@ -1,0 +1,211 @@
+// Prometheus metrics for GET /metrics.
+//
+// Everything is read at scrape time: the packet path only bumps slots of its Float64Array
+// (counters.ts) and never touches prom-client. Each family here is a prom-client Counter or
+// Gauge whose collect() resets it and refills it from the array or the control API, so
+//   - counters keep `# TYPE ... counter` and the array's value (not a delta);
+//   - a backend, service or transition that is gone from the API is gone from the next scrape;
+//   - the registry holds one series per thing that exists now, however often it is scraped.
+// The registry is private (not prom-client's global one), so two instances (tests, a replay
+// beside a live run) never collide.
+//
+// One scrape calls each API method once: the families read through memo(), which keeps a
+// result until the microtask queue next drains. Registry#metrics() runs every collect() in one
+// synchronous pass (collect is called before get()'s first await), so all families of a scrape
+// see the same view; a later scrape (a later task) reads afresh.
+
+import { collectDefaultMetrics, Counter, Gauge, Registry } from 'prom-client';
+import { Ctr, Drop, DROP_REASONS } from '../dataplane/counters';
+import { ADMIN_STATES } from '../control/api-types';
+import type { ControlApi } from '../control/api-types';
+
+export interface MetricsSource {
+  /** The packet path's counters (index by Drop / Ctr from counters.ts). Read, never written. */
+  counters: Float64Array;
+  /** The flow table's capacity (flows). */
+  flowCapacity: number;
+  api: Pick<ControlApi, 'backends' | 'services' | 'transitions' | 'reloads' | 'status'>;
+}
+
+export interface Metrics {
+  /** The Content-Type to answer /metrics with (Prometheus text format 0.0.4). */
+  contentType: string;
+  /** The exposition text: reads the counters and the API now. */
+  text(): Promise<string>;
+  /** The private registry (to merge with another, or for tests). */
+  registry: Registry;
+}
+
+export interface MetricsOptions {
+  /**
+   * prom-client's default process and Node.js runtime metrics, under their standard names
+   * (process_cpu_seconds_total, nodejs_eventloop_lag_seconds, nodejs_heap_size_used_bytes, ...)
+   * so existing dashboards work. Default true. Event loop lag is the one to watch: the packet
+   * path runs on the event loop.
+   */
+  processMetrics?: boolean;
+}
+
+type Labels<L extends string> = Partial<Record<L, string | number>>;
+type Emit<L extends string> = (labels: Labels<L>, value: number) => void;
+
+/** Counter values from the array: a non-finite or negative slot would make prom-client throw. */
+function nonNeg(v: number | undefined): number {
+  return v !== undefined && Number.isFinite(v) && v > 0 ? v : 0;
+}
+
+/** Keep fn()'s result until the current synchronous pass (one scrape) is over. */
+function memo<T>(fn: () => T): () => T {
+  let have = false;
+  let value: T;
+  return () => {
+    if (!have) {
+      value = fn();
+      have = true;
+      queueMicrotask(() => { have = false; value = undefined as T; });
+    }
+    return value;
+  };
+}
+
+export function createMetrics(src: MetricsSource, o: MetricsOptions = {}): Metrics {
+  const registry = new Registry();
+  const c = src.counters;
+  const api = src.api;
+  const backends = memo(() => api.backends());
+  const services = memo(() => api.services());
+
+  /** A counter family filled at scrape time; every emitted label set appears, 0 included. */
+  function counter<L extends string>(name: string, help: string, labelNames: readonly L[], fill: (emit: Emit<L>) => void): void {
+    new Counter<L>({
+      name, help, labelNames, registers: [registry],
+      collect() {
+        this.reset();
+        fill((labels, v) => { this.inc(labels, nonNeg(v)); });
+      },
+    });
+  }
+  function gauge<L extends string>(name: string, help: string, labelNames: readonly L[], fill: (emit: Emit<L>) => void): void {
+    new Gauge<L>({
+      name, help, labelNames, registers: [registry],
+      collect() {
+        this.reset();
+        fill((labels, v) => { this.set(labels, Number.isFinite(v) ? v : 0); });
+      },
+    });
+  }
+  /** An unlabelled counter straight from one slot of the array. */
+  function slot(name: string, help: string, i: number): void {
+    counter(name, help, [], (emit) => emit({}, c[i]!));
+  }
+
+  // ---- frames through the packet path ----
+
+  counter('vipgate_frames_total',
+    'Ethernet frames handed to the packet path (direction="in") and transmitted by it, forwarded or as a reply (direction="out"). Every frame in is counted once more, out or under one drop reason: in = out + sum(vipgate_drops_total).',
+    ['direction'], (emit) => {
+      emit({ direction: 'in' }, c[Ctr.frames_in]!);
+      emit({ direction: 'out' }, c[Ctr.frames_out]!);
+    });
+  counter('vipgate_bytes_total',
+    'Bytes of the frames in vipgate_frames_total, from the Ethernet header (frame length as captured, no FCS).',
+    ['direction'], (emit) => {
+      emit({ direction: 'in' }, c[Ctr.bytes_in]!);
+      emit({ direction: 'out' }, c[Ctr.bytes_out]!);
+    });
+  counter('vipgate_drops_total',
+    'Frames the packet path did not transmit, by reason (the closed set of drop reasons listed in the README; every reason is exported, 0 included). internal_error is a bug: please report it.',
+    ['reason'], (emit) => {
+      for (const r of DROP_REASONS) emit({ reason: r }, c[Drop[r]]!);
+    });
+
+  // ---- ARP and neighbours ----
+
+  slot('vipgate_arp_replies_total', 'ARP replies sent for the VIPs (answers to who-has VIP).', Ctr.arp_replies);
+  slot('vipgate_arp_requests_seen_total', 'ARP requests seen on the link, for any target address.', Ctr.arp_requests_seen);
+  slot('vipgate_garp_sent_total', 'Gratuitous ARP announcements sent for the VIPs (request and reply forms each count), e.g. on start-up or take-over.', Ctr.garp_sent);
+  slot('vipgate_arp_requests_sent_total', 'ARP requests sent to resolve or refresh backend MAC addresses.', Ctr.arp_requests_sent);
+  slot('vipgate_neighbours_learned_total', 'New IPv4-to-MAC entries learned from ARP.', Ctr.neigh_learned);
+  slot('vipgate_neighbours_updated_total', 'Neighbour entries whose MAC address changed (a host moved or was replaced, or an address conflict).', Ctr.neigh_updated);
+  slot('vipgate_neighbour_table_full_total', 'ARP entries not learned because the neighbour table was full (the frame itself was still processed).', Ctr.neigh_table_full);
+
+  // ---- flows ----
+
+  slot('vipgate_flows_created_total', 'Flows created: new TCP connections steered to a backend.', Ctr.flows_created);
+  slot('vipgate_flows_expired_total', 'Flows expired (closed or idle) and removed from the flow table.', Ctr.flows_expired);
+  slot('vipgate_flows_reused_total', 'SYNs that reopened a closing flow\'s 5-tuple (client port reuse) and were steered afresh.', Ctr.flows_reused);
+  slot('vipgate_syn_retransmits_total', 'SYNs of a flow vipgate already has, sent to the same backend as the first.', Ctr.syn_retransmits);
+  gauge('vipgate_flows_active',
+    'Flows in the flow table now (entries expired but not yet swept included). New connections are dropped (flow_table_full) when this reaches vipgate_flows_capacity.',
+    [], (emit) => emit({}, c[Ctr.flows_active]!));
+  gauge('vipgate_flows_capacity', 'Flows the flow table can hold (fixed at start-up).', [],
+    (emit) => emit({}, src.flowCapacity));
+
+  // ---- forwarding ----
+
+  counter('vipgate_forwarded_total',
+    'TCP frames forwarded: to a backend (direction="to_backend"), and in nat mode replies rewritten back to the client (direction="to_client").',
+    ['direction'], (emit) => {
+      emit({ direction: 'to_backend' }, c[Ctr.forwarded_to_backend]!);
+      emit({ direction: 'to_client' }, c[Ctr.forwarded_to_client]!);
+    });
+  slot('vipgate_tx_errors_total', 'Frames the network interface refused to send (packet path and control: ARP, gratuitous ARP). They are also counted in vipgate_frames_total{direction="out"} when the packet path sent them.', Ctr.tx_errors);
+
+  // ---- backends ----
+
+  gauge('vipgate_backend_flows', 'Live flows to the backend now.', ['backend', 'ip'], (emit) => {
+    for (const b of backends()) emit({ backend: b.name, ip: b.ip }, b.flows);
+  });
+  counter('vipgate_backend_connections_total', 'Flows (connections) steered to the backend since vipgate started.', ['backend', 'ip'], (emit) => {
+    for (const b of backends()) emit({ backend: b.name, ip: b.ip }, b.connections);
+  });
+  gauge('vipgate_backend_weight', 'The backend\'s weight: its share of new flows among the serving backends of equal priority (0 takes none).', ['backend', 'ip'], (emit) => {
+    for (const b of backends()) emit({ backend: b.name, ip: b.ip }, b.weight);
+  });
+  gauge('vipgate_backend_state',
+    'The backend\'s admin state: 1 for the current one of up, drain (keeps its flows, takes no new ones) and down (takes no new flows), 0 for the others.',
+    ['backend', 'state'], (emit) => {
+      for (const b of backends()) for (const s of ADMIN_STATES) emit({ backend: b.name, state: s }, b.state === s ? 1 : 0);
+    });
+  gauge('vipgate_backend_up', '1 if the backend\'s admin state is up (it may take new flows), else 0.', ['backend', 'ip'], (emit) => {
+    for (const b of backends()) emit({ backend: b.name, ip: b.ip }, b.state === 'up' ? 1 : 0);
+  });
+  counter('vipgate_backend_transitions_total',
+    'Backend state changes, by backend and the state entered (up, drain, down, or removed).',
+    ['backend', 'to'], (emit) => {
+      for (const t of api.transitions()) emit({ backend: t.backend, to: t.to }, t.count);
+    });
+
+  // ---- services ----
+
+  gauge('vipgate_service_serving',
+    'Per service (VIP:PORT, or VIP in IP mode) and member backend: 1 if the backend takes the service\'s new flows now, 0 if it is a member that does not (standby, drained or down). A service with no 1 drops new connections (no_backend).',
+    ['service', 'backend'], (emit) => {
+      for (const s of services()) {
+        for (const m of s.members) emit({ service: s.service, backend: m.backend }, 0);
+        for (const b of s.serving) emit({ service: s.service, backend: b }, 1);
+      }
+    });
+  gauge('vipgate_service_members', 'Member backends of the service (serving or not).', ['service'], (emit) => {
+    for (const s of services()) emit({ service: s.service }, s.members.length);
+  });
+
+  // ---- control ----
+
+  counter('vipgate_config_reloads_total', 'Config file reloads: applied (result="ok") or rejected, nothing changed (result="failed").', ['result'], (emit) => {
+    const r = api.reloads();
+    emit({ result: 'ok' }, r.ok);
+    emit({ result: 'failed' }, r.failed);
+  });
+  gauge('vipgate_state_generation', 'Generation of the running state: bumped by every applied change (API call or reload), persisted across restarts.', [],
+    (emit) => emit({}, api.status().generation));
+
+  if (o.processMetrics ?? true) collectDefaultMetrics({ register: registry });
+
+  return {
+    contentType: registry.contentType,
+    text: () => registry.metrics(),
+    registry,
+  };
+}
+
