@@ -1135,7 +1135,8 @@ class Checker {
 // Small helpers
 
 /** Why an address cannot be a VIP or a backend, or null if it can. */
-function unusableAddress(ip: number): string | null {
+/** Why an address cannot be a VIP or a backend (unspecified, loopback, multicast, broadcast), or null. */
+export function unusableAddress(ip: number): string | null {
   const a = ip >>> 24;
   if (ip === 0) return 'is the unspecified address';
   if (a === 0) return 'is in 0.0.0.0/8 ("this network", RFC 1122 3.2.1.3)';

@@ -1,0 +1,539 @@
+// The control plane's one writer: every change (API call, config reload, lease expiry, a
+// drained backend leaving) goes through apply(), which
+//   1. builds the candidate overlay and composes it with the config (a conflict throws: nothing changed),
+//   2. builds the new tables off the packet path (stable backend slots),
+//   3. persists the overlay atomically (a write failure throws: nothing changed),
+//   4. publishes the tables with one reference swap between packets, and reports what changed.
+// Existing flows keep their backend slot, so a change never breaks them: a removed or
+// unregistered backend drains (stays in the tables, no new flows) until its last flow ends.
+// Time is a parameter (clock), so leases and draining are testable without waiting.
+
+import type { Config } from './config';
+import { loadConfig } from './config';
+import { VipgateError } from './errors';
+import {
+  ApiError, AdminState, BackendView, ControlApi, FlowPage, FlowQuery, FlowView, MemberView, NeighbourView,
+  ReloadResult, ServiceView, StatusView, VipView,
+} from './api-types';
+import {
+  Overlay, Registration, Desired, Retiring, emptyOverlay, cloneOverlay, compose, toSpec, serviceOrder, serviceKey,
+  parseServiceKey, parseRegistration, sameRegistration, parseSetBackend, parseSwitch, checkName, checkOverlay, storedOverlay,
+} from './model';
+import { writeFileAtomic, readJsonFile } from './store';
+import { Tables } from '../tables/services';
+import type { Built } from '../main';
+import { snapshotCounters, CounterSnapshot } from '../dataplane/counters';
+import { FLOW_STATE_NAMES } from '../dataplane/flows';
+import { formatIpv4, formatMac, parseIpv4 } from '../wire/addr';
+
+export interface ControlLog { (level: 'debug' | 'info' | 'warn' | 'error', msg: string, fields?: Record<string, unknown>): void }
+
+export interface Applied {
+  tables: Tables;
+  vipsAdded: number[];
+  vipsRemoved: number[];
+  /** The backend addresses changed (nat: the kernel filter and capture need them). */
+  backendIpsChanged: boolean;
+  reason: string;
+}
+
+export interface ControllerOptions {
+  config: Config;
+  built: Built;
+  /** The MAC vipgate answers with (the config's, else the NIC's). */
+  mac: Uint8Array;
+  stateFile: string | null;
+  version?: string;
+  iface?: string | null;
+  clock?: () => number;
+  log?: ControlLog;
+  /** Called after each published change (announce new VIPs, update filters, resolve backends). */
+  onApplied?: (a: Applied) => void;
+}
+
+const FLOW_PAGE_MAX = 1000;
+/** Slots a flow listing scans per request at most (bounds the pause it causes). */
+const FLOW_SCAN_BUDGET = 1 << 20;
+
+export class Controller implements ControlApi {
+  private config: Config;
+  private overlay: Overlay;
+  private desired: Desired;
+  private readonly retiring = new Map<string, Retiring>();
+  private readonly leaseUntil = new Map<string, number>();
+  private readonly transitionCounts = new Map<string, number>();
+  private readonly reloadCounts = { ok: 0, failed: 0 };
+  private readonly clock: () => number;
+  private readonly log: ControlLog;
+  private readonly started: number;
+  /** Warnings from restoring the state file (entries that no longer fit the config). */
+  readonly restoreWarnings: string[] = [];
+
+  constructor(private readonly o: ControllerOptions) {
+    this.config = o.config;
+    this.clock = o.clock ?? Date.now;
+    this.log = o.log ?? (() => {});
+    this.started = this.clock();
+    this.overlay = this.restore();
+    this.desired = compose(this.config, this.overlay, this.retiring);
+    const now = this.clock();
+    for (const r of this.overlay.registrations) if (r.lease > 0 && !r.leaving) this.leaseUntil.set(r.name, now + r.lease * 1000);
+    const tables = this.build(this.desired);
+    this.o.built.dataplane.publish(tables);
+  }
+
+  get tables(): Tables { return this.o.built.dataplane.currentTables; }
+  get generation(): number { return this.overlay.generation; }
+
+  // ---- start-up ----
+
+  /** The overlay from the state file, minus entries that conflict with the config (each one a warning). */
+  private restore(): Overlay {
+    const file = this.o.stateFile;
+    if (!file) return emptyOverlay();
+    const raw = readJsonFile(file);
+    if (raw === null) return emptyOverlay();
+    let ov: Overlay;
+    try {
+      ov = checkOverlay(raw);
+    } catch (e) {
+      throw new VipgateError('ESTATE_INVALID', `the state file ${file} is not a vipgate state: ${(e as Error).message}; fix it, or move it aside to start from the config alone`);
+    }
+    // Drop what no longer fits (the config changed while vipgate was stopped), one entry at a time.
+    for (let guard = 0; guard <= ov.registrations.length + 1; guard++) {
+      try {
+        compose(this.config, ov);
+        break;
+      } catch (e) {
+        if (!(e instanceof ApiError)) throw e;
+        const bad = ov.registrations.find((r) => { try { compose(this.config, { ...ov, registrations: [r] }); return false; } catch { return true; } })
+          ?? ov.registrations[ov.registrations.length - 1];
+        if (!bad) throw e;
+        this.restoreWarnings.push(`registration ${bad.name} from ${file} is dropped: ${e.message}`);
+        ov.registrations = ov.registrations.filter((r) => r !== bad);
+      }
+    }
+    this.pruneStale(ov, compose(this.config, ov));
+    return ov;
+  }
+
+  // ---- the one way to change anything ----
+
+  private build(d: Desired): Tables {
+    const st = this.o.built.state;
+    const prev = this.o.built.dataplane.currentTables;
+    try {
+      return new Tables(toSpec(d, this.o.mac, this.config.mode), prev, (slot) => st.bFlows[slot]! > 0);
+    } catch (e) {
+      throw new ApiError('EAPI_CONFLICT', `cannot build the tables: ${(e as Error).message}`);
+    }
+  }
+
+  /** Overrides and pins naming backends or services that no longer exist are dropped. */
+  private pruneStale(ov: Overlay, d: Desired): void {
+    for (const name of Object.keys(ov.overrides)) if (!d.backends.has(name)) delete ov.overrides[name];
+    for (const [key, name] of Object.entries(ov.pins)) {
+      const svc = d.services.get(key);
+      if (!svc || !svc.members.some((m) => m.name === name)) delete ov.pins[key];
+    }
+  }
+
+  /**
+   * Make `candidate` (and `config`) current: compose, build, persist, publish. Throws ApiError
+   * (or VipgateError) with nothing changed.
+   */
+  private apply(candidate: Overlay, reason: string, config: Config = this.config): Desired {
+    const d = compose(config, candidate, this.retiring);
+    this.pruneStale(candidate, d);
+    const tables = this.build(d);
+    candidate.generation = this.overlay.generation + 1;
+    if (this.o.stateFile) {
+      try {
+        writeFileAtomic(this.o.stateFile, JSON.stringify(storedOverlay(candidate), null, 1) + '\n');
+      } catch (e) {
+        throw new ApiError('EAPI_STATE_WRITE', `could not save the change to ${this.o.stateFile} (${(e as Error).message}); nothing was changed: fix the disk or permissions and retry`);
+      }
+    }
+    // Committed: from here on nothing can fail.
+    const before = this.desired;
+    this.overlay = candidate;
+    this.config = config;
+    this.desired = d;
+    const st = this.o.built.state;
+    for (const s of tables.newSlots) st.bConns[s] = 0;
+    this.o.built.dataplane.publish(tables);
+    this.countTransitions(before, d);
+    const vipsAdded = [...d.vips.keys()].filter((v) => !before.vips.has(v));
+    const vipsRemoved = [...before.vips.keys()].filter((v) => !d.vips.has(v));
+    const ips = (x: Desired) => [...x.backends.values()].map((b) => b.ip).sort().join(',');
+    this.o.onApplied?.({ tables, vipsAdded, vipsRemoved, backendIpsChanged: ips(before) !== ips(d), reason });
+    return d;
+  }
+
+  private countTransitions(before: Desired, after: Desired): void {
+    const bump = (name: string, to: string) => {
+      const k = `${name}\u0000${to}`;
+      this.transitionCounts.set(k, (this.transitionCounts.get(k) ?? 0) + 1);
+    };
+    for (const [name, b] of after.backends) {
+      const old = before.backends.get(name);
+      if (!old) { this.log('info', `backend ${name} added`, { event: 'backend_added', backend: name, ip: formatIpv4(b.ip), state: b.state }); bump(name, b.state); }
+      else if (old.state !== b.state) { this.log('info', `backend ${name} ${old.state} -> ${b.state}`, { event: 'backend_state', backend: name, from: old.state, to: b.state }); bump(name, b.state); }
+    }
+    for (const name of before.backends.keys()) {
+      if (!after.backends.has(name)) { this.log('info', `backend ${name} removed`, { event: 'backend_removed', backend: name }); bump(name, 'removed'); }
+    }
+  }
+
+  // ---- periodic work (call about once a second) ----
+
+  /** Expire leases; remove leaving backends whose flows have ended. */
+  tick(now: number = this.clock()): void {
+    const st = this.o.built.state;
+    const slotFlows = (name: string) => { const s = this.tables.backendSlot(name); return s < 0 ? 0 : st.bFlows[s]!; };
+    const c = cloneOverlay(this.overlay);
+    let changed = '';
+    for (const r of c.registrations) {
+      if (!r.leaving && r.lease > 0 && now > (this.leaseUntil.get(r.name) ?? Infinity)) {
+        r.leaving = true;
+        this.leaseUntil.delete(r.name);
+        this.log('warn', `backend ${r.name}: lease of ${r.lease}s expired without renewal; draining it`, { event: 'lease_expired', backend: r.name });
+        changed = 'lease expired';
+      }
+    }
+    const gone = c.registrations.filter((r) => r.leaving && slotFlows(r.name) <= 0);
+    if (gone.length) {
+      c.registrations = c.registrations.filter((r) => !gone.includes(r));
+      changed = changed || 'drained';
+    }
+    const retired = [...this.retiring.keys()].filter((n) => slotFlows(n) <= 0);
+    for (const n of retired) this.retiring.delete(n);
+    if (changed || retired.length) {
+      try {
+        this.apply(c, changed || 'retired');
+      } catch (e) {
+        this.log('error', `could not apply periodic change (${changed || 'retired'}): ${(e as Error).message}; retrying next tick`, { event: 'tick_failed' });
+      }
+    }
+  }
+
+  // ---- mutations (ControlApi) ----
+
+  register(body: unknown): { backend: BackendView; created: boolean } {
+    const reg = parseRegistration(body, this.o.mac);
+    const c = cloneOverlay(this.overlay);
+    const i = c.registrations.findIndex((r) => r.name === reg.name);
+    const old = i >= 0 ? c.registrations[i]! : null;
+    if (old && !old.leaving && !sameRegistration(old, reg)) {
+      throw new ApiError('EAPI_EXISTS',
+        `backend ${reg.name} is already registered with ip ${formatIpv4(old.ip)} serving ${old.serves.map((s) => serviceKey(s.vip, s.port)).join(', ')}` +
+        ` (priority ${old.priority}, weight ${old.weight}, lease ${old.lease}s); unregister it first (vipgate unregister ${reg.name}) or use another name`, 'name');
+    }
+    const now = this.clock();
+    if (old && !old.leaving) {
+      // A renewal: the same registration again. Only the lease moves; nothing to persist.
+      if (reg.lease > 0) this.leaseUntil.set(reg.name, now + reg.lease * 1000);
+      return { backend: this.backend(reg.name), created: false };
+    }
+    // New, or coming back while it was still draining (a restarted server): replaces it.
+    if (i >= 0) c.registrations[i] = reg; else c.registrations.push(reg);
+    this.apply(c, `register ${reg.name}`);
+    if (reg.lease > 0) this.leaseUntil.set(reg.name, now + reg.lease * 1000); else this.leaseUntil.delete(reg.name);
+    return { backend: this.backend(reg.name), created: old === null };
+  }
+
+  unregister(name: string, force: boolean): BackendView {
+    checkName(name);
+    const b = this.desired.backends.get(name);
+    if (!b) throw this.unknownBackend(name);
+    if (b.source === 'config' && !b.leaving) {
+      throw new ApiError('EAPI_CONFIG_OWNED', `backend ${name} is defined in the config file ${this.config.file}; to take it out of service use vipgate set ${name} --state drain, or remove it from the file and reload`);
+    }
+    const view = this.backend(name);
+    const c = cloneOverlay(this.overlay);
+    const r = c.registrations.find((x) => x.name === name);
+    if (force || view.flows <= 0) {
+      c.registrations = c.registrations.filter((x) => x.name !== name);
+      this.retiring.delete(name);
+      delete c.overrides[name];
+    } else if (r) {
+      if (r.leaving) return view; // already draining: idempotent
+      r.leaving = true;
+    } else {
+      return view; // a retiring config backend: already draining
+    }
+    this.leaseUntil.delete(name);
+    this.apply(c, `unregister ${name}${force ? ' (forced)' : ''}`);
+    return this.desired.backends.has(name) ? this.backend(name) : { ...view, state: 'drain', leaving: true, serves: [] };
+  }
+
+  setBackend(name: string, body: unknown): BackendView {
+    checkName(name);
+    const req = parseSetBackend(body);
+    const b = this.desired.backends.get(name);
+    if (!b) throw this.unknownBackend(name);
+    if (b.leaving) throw new ApiError('EAPI_CONFLICT', `backend ${name} is leaving (unregistered, draining its last flows); register it again to change it`);
+    const c = cloneOverlay(this.overlay);
+    c.overrides[name] = { ...c.overrides[name], ...req };
+    this.apply(c, `set ${name}`);
+    return this.backend(name);
+  }
+
+  switchService(service: string, body: unknown): ServiceView {
+    const k = parseServiceKey(service);
+    if (typeof k === 'string') throw new ApiError('EAPI_INVALID', `service: ${k}`, 'service');
+    const key = serviceKey(k.vip, k.port);
+    const name = parseSwitch(body);
+    const svc = this.desired.services.get(key);
+    if (!svc || svc.members.length === 0) throw this.unknownService(key);
+    const c = cloneOverlay(this.overlay);
+    if (name === null) {
+      delete c.pins[key];
+    } else {
+      if (!this.desired.backends.has(name)) throw this.unknownBackend(name);
+      if (!svc.members.some((m) => m.name === name)) {
+        throw new ApiError('EAPI_CONFLICT', `${name} is not a member of ${key}; its members are ${svc.members.map((m) => m.name).join(', ')}`, 'backend');
+      }
+      const state = this.desired.backends.get(name)!.state;
+      if (state !== 'up') throw new ApiError('EAPI_CONFLICT', `${name} is ${state}; set it up first (vipgate set ${name} --state up), then switch`, 'backend');
+      c.pins[key] = name;
+    }
+    this.apply(c, `switch ${key} to ${name ?? 'priority order'}`);
+    return this.serviceView(this.desired.services.get(key)!);
+  }
+
+  reload(): ReloadResult {
+    let next: Config;
+    try {
+      next = loadConfig(this.config.file, { requireMac: this.config.mac !== null });
+      const fixed: Array<[string, unknown, unknown]> = [
+        ['interface', this.config.interface, next.interface], ['mac', this.config.macText, next.macText], ['mode', this.config.mode, next.mode],
+        ['flows', JSON.stringify(this.config.flows), JSON.stringify(next.flows)], ['neighbours', JSON.stringify(this.config.neighbours), JSON.stringify(next.neighbours)],
+        ['api', JSON.stringify(this.config.api), JSON.stringify(next.api)], ['state_file', this.config.stateFile, next.stateFile],
+      ];
+      const needRestart = fixed.filter(([, a, b]) => a !== b).map(([k]) => k);
+      if (needRestart.length) {
+        throw new VipgateError('ECONFIG_INVALID', `${this.config.file}: ${needRestart.join(', ')} changed; ${needRestart.length > 1 ? 'those take' : 'that takes'} a restart (the packet path and its tables are sized and bound at start). Nothing was changed: revert ${needRestart.length > 1 ? 'them' : 'it'}, or restart vipgate`);
+      }
+    } catch (e) {
+      this.reloadCounts.failed++;
+      this.log('error', `reload of ${this.config.file} refused: ${(e as Error).message}`, { event: 'reload_failed' });
+      throw e;
+    }
+    // Config backends that leave while flows use them drain first.
+    const st = this.o.built.state;
+    const addedRetiring: string[] = [];
+    for (const b of this.config.backends) {
+      if (next.backends.some((n) => n.name === b.name)) continue;
+      const slot = this.tables.backendSlot(b.name);
+      if (slot >= 0 && st.bFlows[slot]! > 0) {
+        const vips = this.config.services.filter((s) => s.active === b.name || s.standby.includes(b.name)).map((s) => s.vip);
+        this.retiring.set(b.name, { backend: { ...this.desired.backends.get(b.name)!, state: 'drain', leaving: true }, vips });
+        addedRetiring.push(b.name);
+      }
+    }
+    const before = this.desired;
+    try {
+      this.apply(cloneOverlay(this.overlay), 'reload', next);
+    } catch (e) {
+      for (const n of addedRetiring) this.retiring.delete(n);
+      this.reloadCounts.failed++;
+      const msg = e instanceof ApiError ? `${next.file}: the new config conflicts with the state changed through the API: ${e.message}` : (e as Error).message;
+      this.log('error', `reload refused: ${msg}`, { event: 'reload_failed' });
+      if (e instanceof ApiError && e.code === 'EAPI_STATE_WRITE') throw e;
+      throw new VipgateError('ECONFIG_INVALID', `${msg}; nothing was changed`);
+    }
+    this.reloadCounts.ok++;
+    const changes = describeChanges(before, this.desired);
+    this.log('info', `reloaded ${next.file}: ${changes.length ? changes.join('; ') : 'no changes'}`, { event: 'reload', changes });
+    return { generation: this.overlay.generation, changes };
+  }
+
+  // ---- views ----
+
+  private unknownBackend(name: string): ApiError {
+    const names = [...this.desired.backends.keys()];
+    return new ApiError('EAPI_UNKNOWN_BACKEND', `no backend named ${name}; the backends are: ${names.length ? names.join(', ') : 'none'}`);
+  }
+
+  private unknownService(key: string): ApiError {
+    const keys = [...this.desired.services.values()].filter((s) => s.members.length).map((s) => s.key);
+    return new ApiError('EAPI_UNKNOWN_SERVICE', `no service ${key}; the services are: ${keys.length ? keys.join(', ') : 'none'}`);
+  }
+
+  private roles(): Map<string, Set<string>> {
+    // service key -> backends serving it now (from the published tables)
+    const t = this.tables, out = new Map<string, Set<string>>();
+    for (const s of this.desired.services.values()) {
+      const i = t.serviceIndex(s.vip, s.port);
+      const set = new Set<string>();
+      if (i >= 0 && s.members.length) for (const b of t.serving(i)) set.add(t.backendNames[b]!);
+      out.set(s.key, set);
+    }
+    return out;
+  }
+
+  private backendView(b: Desired['backends'] extends Map<string, infer V> ? V : never, roles: Map<string, Set<string>>): BackendView {
+    const t = this.tables, st = this.o.built.state, slot = t.backendSlot(b.name);
+    let mac: string | null = null, macSource: BackendView['macSource'] = null;
+    if (b.mac) { mac = formatMac(b.mac); macSource = 'given'; } else {
+      const n = this.o.built.dataplane.neighbours.lookup(b.ip);
+      if (n >= 0) { mac = formatMac(st.nMac, n * 8); macSource = 'arp'; }
+    }
+    const serves: BackendView['serves'] = [];
+    for (const s of this.desired.services.values()) {
+      const m = s.members.find((x) => x.name === b.name);
+      if (m) serves.push({ service: s.key, priority: m.priority, role: roles.get(s.key)?.has(b.name) ? 'active' : 'standby' });
+    }
+    const until = this.leaseUntil.get(b.name);
+    return {
+      name: b.name, ip: formatIpv4(b.ip), mac, macSource, state: b.state, weight: b.weight, source: b.source, serves,
+      flows: slot >= 0 ? Math.max(0, st.bFlows[slot]!) : 0,
+      connections: slot >= 0 ? st.bConns[slot]! : 0,
+      lease: b.lease > 0 ? { seconds: b.lease, expiresIn: until === undefined ? 0 : Math.max(0, Math.round((until - this.clock()) / 1000)) } : null,
+      leaving: b.leaving,
+    };
+  }
+
+  private serviceView(s: Desired['services'] extends Map<string, infer V> ? V : never, roles = this.roles()): ServiceView {
+    const serving = roles.get(s.key) ?? new Set<string>();
+    const order = serviceOrder(s);
+    const members: MemberView[] = [...order.active, ...order.standby].map((name) => {
+      const b = this.desired.backends.get(name)!;
+      return { backend: name, priority: s.members.find((m) => m.name === name)!.priority, weight: b.weight, state: b.state, role: serving.has(name) ? 'active' : 'standby' };
+    });
+    return { service: s.key, vip: formatIpv4(s.vip), port: s.port, mode: s.port ? 'port' : 'ip', source: s.source, pinned: s.pinned, members, serving: [...serving] };
+  }
+
+  backend(name: string): BackendView {
+    const b = this.desired.backends.get(name);
+    if (!b) throw this.unknownBackend(String(name).slice(0, 64));
+    return this.backendView(b, this.roles());
+  }
+
+  backends(): BackendView[] {
+    const roles = this.roles();
+    return [...this.desired.backends.values()].map((b) => this.backendView(b, roles));
+  }
+
+  services(): ServiceView[] {
+    const roles = this.roles();
+    return [...this.desired.services.values()].filter((s) => s.members.length > 0).map((s) => this.serviceView(s, roles));
+  }
+
+  vips(): VipView[] {
+    const svcs = [...this.desired.services.values()].filter((s) => s.members.length > 0);
+    return [...this.desired.vips].map(([ip, source]) => ({ vip: formatIpv4(ip), source, services: svcs.filter((s) => s.vip === ip).map((s) => s.key) }));
+  }
+
+  counters(): CounterSnapshot { return snapshotCounters(this.o.built.state.counters); }
+
+  status(): StatusView {
+    const snap = this.counters();
+    const bs = [...this.desired.backends.values()];
+    return {
+      version: this.o.version ?? 'unknown', pid: process.pid, uptimeSeconds: Math.round((this.clock() - this.started) / 1000),
+      interface: this.o.iface ?? this.config.interface, mode: this.config.mode, mac: formatMac(this.o.mac),
+      configFile: this.config.file, stateFile: this.o.stateFile, generation: this.overlay.generation,
+      vips: this.desired.vips.size, services: [...this.desired.services.values()].filter((s) => s.members.length).length,
+      backends: { total: bs.length, up: bs.filter((b) => b.state === 'up').length, drain: bs.filter((b) => b.state === 'drain').length, down: bs.filter((b) => b.state === 'down').length },
+      flows: { active: snap.counters.flows_active, capacity: this.o.built.state.flowCapacity },
+      counters: snap.counters, drops: snap.drops,
+    };
+  }
+
+  flows(q: FlowQuery): FlowPage {
+    const bad = (field: string, m: string) => new ApiError('EAPI_INVALID', `${field}: ${m}`, field);
+    const ipFilter = (v: string | undefined, field: string): number | null => {
+      if (v === undefined) return null;
+      const ip = parseIpv4(v);
+      if (ip === null) throw bad(field, `${JSON.stringify(v.slice(0, 40))} is not an IPv4 address`);
+      return ip | 0;
+    };
+    const vip = ipFilter(q.vip, 'vip'), client = ipFilter(q.client, 'client');
+    const port = q.port ?? null;
+    if (port !== null && (!Number.isInteger(port) || port < 0 || port > 65535)) throw bad('port', 'must be 0..65535');
+    let slotWanted = -1;
+    if (q.backend !== undefined) {
+      if (!this.desired.backends.has(q.backend)) throw this.unknownBackend(q.backend.slice(0, 64));
+      slotWanted = this.tables.backendSlot(q.backend);
+    }
+    const stateWanted = q.state === undefined ? -1 : FLOW_STATE_NAMES.indexOf(q.state);
+    if (q.state !== undefined && stateWanted < 2) throw bad('state', 'use syn, established or closing');
+    const limit = q.limit ?? 100;
+    if (!Number.isInteger(limit) || limit < 1 || limit > FLOW_PAGE_MAX) throw bad('limit', `must be 1..${FLOW_PAGE_MAX}`);
+    const st = this.o.built.state, fl = this.o.built.dataplane.flows, t = this.tables;
+    let start = 0;
+    if (q.cursor !== undefined) {
+      start = /^\d{1,9}$/.test(q.cursor) ? Number(q.cursor) : -1;
+      if (start < 0 || start > st.flowSlots) throw bad('cursor', 'not a cursor from a previous page; start without one');
+    }
+    const now = this.clock();
+    const out: FlowView[] = [];
+    let s = start;
+    const end = Math.min(st.flowSlots, start + FLOW_SCAN_BUDGET);
+    for (; s < end && out.length < limit; s++) {
+      const state = fl.state(s);
+      if (state < 2) continue;
+      if (now - fl.lastSeen(s) > fl.timeoutOf(state)) continue; // idle past its timeout: expired, not yet swept
+      if (stateWanted >= 0 && state !== stateWanted) continue;
+      if (vip !== null && fl.vip(s) !== vip) continue;
+      if (client !== null && fl.client(s) !== client) continue;
+      const ports = fl.ports(s);
+      if (port !== null && (ports & 0xffff) !== port) continue;
+      const b = fl.backend(s);
+      if (slotWanted >= 0 && b !== slotWanted) continue;
+      out.push({
+        client: `${formatIpv4(fl.client(s))}:${ports >>> 16}`, vip: `${formatIpv4(fl.vip(s))}:${ports & 0xffff}`,
+        backend: t.backendNames[b] || `(removed slot ${b})`, backendIp: formatIpv4(fl.backendIp(s)),
+        state: FLOW_STATE_NAMES[state] as FlowView['state'],
+        ageSeconds: Math.max(0, Math.round((now - fl.created(s)) / 1000)), idleSeconds: Math.max(0, Math.round((now - fl.lastSeen(s)) / 1000)),
+        packetsIn: fl.packetsIn(s), packetsOut: fl.packetsOut(s),
+      });
+    }
+    return { flows: out, next: s < st.flowSlots ? String(s) : null };
+  }
+
+  neighbours(): NeighbourView[] {
+    const st = this.o.built.state, now = this.clock(), out: NeighbourView[] = [];
+    for (let s = 0; s < st.neighbourSlots; s++) {
+      if (st.nState[s] === 0) continue;
+      out.push({ ip: formatIpv4(st.nIp[s]!), mac: formatMac(st.nMac, s * 8), ageSeconds: Math.max(0, Math.round((now - st.nSeen[s]!) / 1000)) });
+    }
+    return out.sort((a, b) => (parseIpv4(a.ip)! - parseIpv4(b.ip)!));
+  }
+
+  transitions(): Array<{ backend: string; to: AdminState | 'removed'; count: number }> {
+    return [...this.transitionCounts].map(([k, count]) => {
+      const [backend, to] = k.split('\u0000') as [string, AdminState | 'removed'];
+      return { backend, to, count };
+    });
+  }
+
+  reloads(): { ok: number; failed: number } { return { ...this.reloadCounts }; }
+
+  /** The registrations held now (tests, status file). */
+  registrations(): readonly Registration[] { return this.overlay.registrations; }
+}
+
+/** Human lines for what a reload changed. */
+function describeChanges(a: Desired, b: Desired): string[] {
+  const out: string[] = [];
+  for (const v of b.vips.keys()) if (!a.vips.has(v)) out.push(`+ vip ${formatIpv4(v)}`);
+  for (const v of a.vips.keys()) if (!b.vips.has(v)) out.push(`- vip ${formatIpv4(v)}`);
+  for (const [n, x] of b.backends) {
+    const o = a.backends.get(n);
+    if (!o) out.push(`+ backend ${n} ${formatIpv4(x.ip)}`);
+    else if (x.leaving && !o.leaving) out.push(`- backend ${n} (draining its flows first)`);
+    else if (o.ip !== x.ip || o.weight !== x.weight || (o.mac ? formatMac(o.mac) : '') !== (x.mac ? formatMac(x.mac) : '')) out.push(`~ backend ${n}`);
+  }
+  for (const n of a.backends.keys()) if (!b.backends.has(n)) out.push(`- backend ${n}`);
+  const order = (s: Desired['services'] extends Map<string, infer V> ? V : never) => JSON.stringify(serviceOrder(s));
+  for (const [k, s] of b.services) {
+    const o = a.services.get(k);
+    if (!o || !o.members.length) { if (s.members.length) out.push(`+ service ${k}`); } else if (!s.members.length) out.push(`- service ${k}`);
+    else if (order(o) !== order(s)) out.push(`~ service ${k}: active ${serviceOrder(s).active.join('+')}, standby ${serviceOrder(s).standby.join(', ') || 'none'}`);
+  }
+  for (const [k, s] of a.services) if (s.members.length && !b.services.has(k)) out.push(`- service ${k}`);
+  return out;
+}
