@@ -12,9 +12,9 @@ import { createLab, canRunLab, httpLoad, Lab } from './lab/lab';
 import { startVipgate, labConfigYaml, VipgateProc } from './lab/vipgate';
 import type { CounterSnapshot } from '../src/dataplane/counters';
 import { formatCounters } from '../src/obs/format';
-import type { BackendStatus } from '../src/cli/run';
+import type { BackendView } from '../src/control/api-types';
 
-type Status = CounterSnapshot & { time: number; mode: string; interface: string; vips: string[]; backends: BackendStatus[] };
+type Status = CounterSnapshot & { time: number; mode: string; interface: string; vips: string[]; backends: BackendView[] };
 
 interface ClientStats { ok: number; failed: number; byBody: Record<string, number>; connectMs: number[]; errors: Record<string, number> }
 

@@ -1,19 +1,26 @@
-// `vipgate run --config FILE [--interface IF] [--no-kernel-filter] [--stats-interval S]`
-// Attach to a live NIC and run the packet path until SIGINT/SIGTERM.
+// `vipgate run --config FILE [--interface IF] [--no-kernel-filter] [--stats-interval S] [--api ADDR] [--state-file F]`
+// Attach to a live NIC and run the packet path until SIGINT/SIGTERM, with the controller and
+// its runtime API beside it. SIGHUP reloads the config.
 
 import * as fs from 'node:fs';
 import { loadConfig, describeConfig, Config } from '../control/config';
 import { VipgateError } from '../control/errors';
 import { KernelFilter } from '../control/kernel-filter';
 import { Announcer, BackendResolver } from '../control/arp-tasks';
+import { Controller, Applied } from '../control/controller';
+import { startApiServer, ApiServer } from '../control/api';
+import { TOKEN_ENV } from '../control/api-types';
+import { checkStateDir } from '../control/store';
 import { buildDataplane, Built } from '../main';
 import { interfaceInfo, missingCapabilities, InterfaceInfo } from '../link/host';
 import { attachLive, captureFilter } from '../link/live';
 import { openNic, NicLink } from '../../native-bindings/nic';
 import { snapshotCounters } from '../dataplane/counters';
 import { formatCounters, formatRateLine } from '../obs/format';
-import { formatIpv4, formatMac } from '../wire/addr';
-import { BackendState } from '../tables/services';
+import { createLogger, Logger } from '../obs/log';
+import { createMetrics } from '../obs/metrics';
+import { formatIpv4 } from '../wire/addr';
+import { VERSION } from './version';
 
 export interface RunArgs {
   config: string;
@@ -23,22 +30,35 @@ export interface RunArgs {
   /** Write the counters as JSON here every second and at exit (atomically: write, rename). */
   statusFile?: string;
   seed?: number;
+  /** Where log lines go (one line per call, no newline). */
   log: (s: string) => void;
+  /** HOST:PORT for the API (else the config's api.listen). */
+  apiListen?: string;
+  /** Else the config's state_file. */
+  stateFile?: string;
+  logLevel?: 'debug' | 'info' | 'warn' | 'error';
+  logFormat?: 'json' | 'text';
 }
 
 export interface Running {
   built: Built;
   nic: NicLink;
   info: InterfaceInfo;
-  /** Stop everything, remove the kernel rule, and resolve once done. Idempotent. */
+  controller: Controller;
+  api: ApiServer;
+  log: Logger;
+  /** Stop everything, remove the kernel rule, and resolve `done` once the API is closed. Idempotent. */
   stop(): void;
-  /** Resolves when stopped (by stop() or a signal). */
   done: Promise<void>;
 }
 
 /** Start vipgate on a NIC. Throws VipgateError (clear message, exit 2) for anything the user must fix. */
-export function startLive(a: RunArgs): Running {
+export async function startLive(a: RunArgs): Promise<Running> {
   const config: Config = loadConfig(a.config, { requireMac: false });
+  const log = createLogger({
+    level: a.logLevel ?? config.log.level, format: a.logFormat ?? config.log.format,
+    stream: { write: (line: string) => a.log(line.replace(/\n$/, '')) },
+  });
   const iface = a.iface ?? config.interface;
   if (!iface) throw new VipgateError('ERUN_NO_INTERFACE', `${a.config}: no interface to attach to: add interface: eth0 (the NIC facing the clients) to the config, or pass --interface`);
   const info = interfaceInfo(iface);
@@ -48,37 +68,74 @@ export function startLive(a: RunArgs): Running {
       `vipgate run needs ${missing.join(' and ')}; run it as root, or give node the capabilities ` +
       `(setcap cap_net_raw,cap_net_admin+ep "$(readlink -f "$(command -v node)")"), or in docker use --cap-add NET_RAW --cap-add NET_ADMIN`);
   }
-  if (!info.up) a.log(`warning: ${iface} is down; vipgate will see nothing until it is up (ip link set ${iface} up)`);
+  if (!info.up) log.warn(`${iface} is down; vipgate will see nothing until it is up (ip link set ${iface} up)`);
+  const apiListen = a.apiListen ?? config.api.listen;
+  const token = process.env[TOKEN_ENV] || config.api.token;
+  const stateFile = a.stateFile ?? config.stateFile;
+  if (stateFile) checkStateDir(stateFile);
   const mac = config.mac ?? info.mac;
+  const macText = config.macText ?? info.macText;
   const built = buildDataplane(config, { mac, ...(a.seed === undefined ? {} : { seed: a.seed }) });
-  const owned = built.tables.spec.vips;
-  const natBackends = config.mode === 'nat' ? config.backends.map((b) => b.ip) : [];
-  const filter = captureFilter(config.macText ?? info.macText, owned.map(formatIpv4), natBackends.map(formatIpv4));
-  const nic = openNic(iface, { filter });
+  const state = built.state;
+  const dp = built.dataplane;
+  const owned = (): number[] => dp.currentTables.spec.vips;
+  const natBackends = (): number[] => config.mode === 'nat' ? dp.currentTables.spec.backends.map((b) => b.ip) : [];
 
-  const kf = a.kernelFilter ? new KernelFilter({ iface, owned, backends: natBackends, hostAddrs: info.ipv4 }) : null;
+  // The controller restores what the API changed before (the state file) and publishes the tables.
+  const hooks: Array<(x: Applied) => void> = [];
+  const controller = new Controller({
+    config, built, mac, stateFile, version: VERSION, iface,
+    log: (level, msg, fields) => log[level](msg, fields),
+    onApplied: (x) => { for (const h of hooks) h(x); },
+  });
+  for (const w of controller.restoreWarnings) log.warn(w, { event: 'state_restore' });
+  if (stateFile) log.info(`state file ${stateFile}: generation ${controller.generation}, ${controller.registrations().length} registered backend(s) restored`, { event: 'state_restore' });
+
+  const filter = captureFilter(macText, info.ipv4.map(formatIpv4));
+  const nic = openNic(iface, { filter });
+  const kf = a.kernelFilter ? new KernelFilter({ iface, owned: owned(), backends: natBackends(), hostAddrs: info.ipv4 }) : null;
+  let api: ApiServer;
   try {
     kf?.install();
+    const metrics = createMetrics({ counters: state.counters, flowCapacity: state.flowCapacity, api: controller });
+    api = await startApiServer({
+      listen: apiListen, token, api: controller, metrics: () => metrics.text(),
+      log: (level, msg, fields) => log[level](msg, fields),
+    });
   } catch (e) {
     nic.close();
+    kf?.remove();
     throw e;
   }
 
-  a.log(describeConfig(config));
-  a.log(`attached to ${iface} (mac ${config.macText ?? info.macText + ' (the NIC\'s)'}, mtu ${info.mtu}), capture filter: ${filter}`);
-  a.log(kf ? `kernel filter: ${kf.describe()}` : 'kernel filter: off (--no-kernel-filter): make sure this host\'s kernel drops VIP traffic itself');
+  log.info(describeConfig(config).replace(/\n/g, '; '));
+  log.info(`attached to ${iface} (mac ${config.macText ?? info.macText + ' (the NIC\'s)'}, mtu ${info.mtu}), capture filter: ${filter}`, { event: 'attached', interface: iface });
+  log.info(kf ? `kernel filter: ${kf.describe()}` : 'kernel filter: off (--no-kernel-filter): make sure this host\'s kernel drops VIP traffic itself');
+  log.info(`API on http://${api.address}/v1 (${token ? 'bearer token required' : 'no token: loopback only'}), metrics on /metrics`, { event: 'api', address: api.address });
 
-  const dp = built.dataplane;
   attachLive(nic, dp);
   const send = (f: Buffer) => nic.send(f, f.length);
-  const state = built.state;
   const announcer = new Announcer(send, state.counters, (ip) => dp.currentTables.vipIndex(ip) >= 0);
-  announcer.announce(mac, owned, config.announce.count, config.announce.intervalMs);
+  announcer.announce(mac, owned(), config.announce.count, config.announce.intervalMs);
   // ARP requests for backends come from an address the backends can answer: the nat gateway
   // (on their subnet), else this host's own address on the NIC, else 0.0.0.0 (an RFC 5227 probe).
   const senderIp = () => config.natGateway ?? info.ipv4[0] ?? 0;
   const resolver = new BackendResolver(send, state, dp.neighbours, senderIp);
   resolver.tick(dp.currentTables, Date.now());
+
+  // A change was applied (API, reload, lease expiry, a backend drained away): announce new VIPs,
+  // keep the kernel out of new addresses, resolve new backends at once.
+  hooks.push((x) => {
+    if (x.vipsAdded.length) {
+      announcer.announce(mac, x.vipsAdded, config.announce.count, config.announce.intervalMs);
+      log.info(`announcing ${x.vipsAdded.map(formatIpv4).join(', ')}`, { event: 'vips_added', vips: x.vipsAdded.map(formatIpv4) });
+    }
+    if (x.vipsRemoved.length) log.info(`no longer answering for ${x.vipsRemoved.map(formatIpv4).join(', ')}`, { event: 'vips_removed', vips: x.vipsRemoved.map(formatIpv4) });
+    if (kf && (x.vipsAdded.length || x.vipsRemoved.length || (config.mode === 'nat' && x.backendIpsChanged))) {
+      try { kf.update(owned(), natBackends()); } catch (e) { log.error((e as Error).message, { event: 'kernel_filter_failed' }); }
+    }
+    resolver.tick(x.tables, Date.now());
+  });
 
   const timers: NodeJS.Timeout[] = [];
   timers.push(setInterval(() => {
@@ -86,15 +143,16 @@ export function startLive(a: RunArgs): Running {
     resolver.tick(dp.currentTables, now);
     // Visit every slot once per half-open timeout at most, in slices.
     dp.sweep(now, Math.max(4096, Math.ceil(state.flowSlots / 10)));
+    controller.tick(now);
   }, 1000));
   if (config.announce.refreshMs > 0) {
-    timers.push(setInterval(() => announcer.announce(mac, owned, 1, 0), config.announce.refreshMs));
+    timers.push(setInterval(() => announcer.announce(mac, owned(), 1, 0), config.announce.refreshMs));
   }
   if (a.statsIntervalMs > 0) {
     let prev = snapshotCounters(state.counters);
     timers.push(setInterval(() => {
       const cur = snapshotCounters(state.counters);
-      a.log(formatRateLine(prev, cur, a.statsIntervalMs / 1000));
+      log.info(formatRateLine(prev, cur, a.statsIntervalMs / 1000), { event: 'stats' });
       prev = cur;
     }, a.statsIntervalMs));
   }
@@ -104,10 +162,13 @@ export function startLive(a: RunArgs): Running {
     const snap = snapshotCounters(state.counters);
     const tmp = `${a.statusFile}.tmp-${process.pid}`;
     try {
-      fs.writeFileSync(tmp, JSON.stringify({ time: Date.now(), interface: iface, mode: config.mode, ...snap, ...liveTables(built, Date.now()) }) + '\n');
+      fs.writeFileSync(tmp, JSON.stringify({
+        time: Date.now(), interface: iface, mode: config.mode, generation: controller.generation, ...snap,
+        vips: controller.vips().map((v) => v.vip), backends: controller.backends(),
+      }) + '\n');
       fs.renameSync(tmp, a.statusFile);
     } catch (e) {
-      a.log(`warning: cannot write the status file ${a.statusFile}: ${(e as Error).message}`);
+      log.warn(`cannot write the status file ${a.statusFile}: ${(e as Error).message}`);
     }
   };
   if (a.statusFile) { writeStatus(); timers.push(setInterval(writeStatus, 1000)); }
@@ -123,41 +184,31 @@ export function startLive(a: RunArgs): Running {
     nic.close();
     kf?.remove();
     writeStatus();
-    a.log(`vipgate stopped; counters:\n${formatCounters(snapshotCounters(state.counters))}`);
-    resolveDone();
+    log.info(`vipgate stopped; counters: ${formatCounters(snapshotCounters(state.counters)).replace(/\s*\n\s*/g, '; ')}`, { event: 'stopped' });
+    void api.close().finally(resolveDone);
   };
-  return { built, nic, info, stop, done };
+  return { built, nic, info, controller, api, log, stop, done };
 }
 
-export interface BackendStatus { name: string; ip: string; state: string; mac: string | null; macSource: 'config' | 'arp' | null; flows: number }
-
-/** What the tables hold now, for the status file and live views (control side: scans the flow table). */
-export function liveTables(b: Built, now: number): { vips: string[]; backends: BackendStatus[] } {
-  const t = b.dataplane.currentTables, st = b.state, fl = b.dataplane.flows;
-  const perSlot = new Array<number>(t.backendSlots).fill(0);
-  if (st.flowSlots <= 1 << 22) for (let s = 0; s < st.flowSlots; s++) if (fl.live(s)) perSlot[fl.backend(s)]!++;
-  b.dataplane.setClock(now);
-  const states = Object.keys(BackendState) as Array<keyof typeof BackendState>;
-  const backends = t.backendNames.map((name, slot): BackendStatus | null => {
-    if (!name) return null;
-    let mac: string | null = null, src: BackendStatus['macSource'] = null;
-    if (t.bHasMac[slot]) { mac = formatMac(t.bMac, slot * 8); src = 'config'; } else {
-      const n = b.dataplane.neighbours.lookup(t.bIp[slot]!);
-      if (n >= 0) { mac = formatMac(st.nMac, n * 8); src = 'arp'; }
-    }
-    return { name, ip: formatIpv4(t.bIp[slot]!), state: String(states[t.bState[slot]!] ?? '?'), mac, macSource: src, flows: perSlot[slot]! };
-  }).filter((x): x is BackendStatus => x !== null);
-  return { vips: t.spec.vips.map(formatIpv4), backends };
-}
-
-/** The CLI command: start, stop cleanly on SIGINT/SIGTERM, exit 0. */
+/** The CLI command: start, reload on SIGHUP, stop cleanly on SIGINT/SIGTERM, exit 0. */
 export async function cmdRunLive(a: RunArgs): Promise<number> {
-  const r = startLive(a);
-  const onSignal = (sig: string) => { a.log(`${sig}: stopping`); r.stop(); };
+  const r = await startLive(a);
+  const onSignal = (sig: string) => { r.log.info(`${sig}: stopping`); r.stop(); };
   process.once('SIGINT', () => onSignal('SIGINT'));
   process.once('SIGTERM', () => onSignal('SIGTERM'));
+  // SIGHUP: read the config file again and apply it as a diff; a bad file changes nothing.
+  const onHup = () => {
+    try {
+      const res = r.controller.reload();
+      r.log.info(`SIGHUP: reloaded (generation ${res.generation}): ${res.changes.length ? res.changes.join('; ') : 'no changes'}`, { event: 'reload' });
+    } catch (e) {
+      r.log.error(`SIGHUP: reload refused, nothing changed: ${(e as Error).message}`, { event: 'reload_failed' });
+    }
+  };
+  process.on('SIGHUP', onHup);
   // A bug must not leave the nftables rule behind.
-  process.once('uncaughtException', (e) => { r.stop(); a.log(`internal error: ${e.stack}`); process.exit(1); });
+  process.once('uncaughtException', (e) => { r.stop(); r.log.error(`internal error (a bug): ${e.stack}`); process.exit(1); });
   await r.done;
+  process.removeListener('SIGHUP', onHup);
   return 0;
 }

@@ -46,7 +46,23 @@ function nft(args: string[], input?: string): void {
 
 export class KernelFilter {
   private installed = false;
-  constructor(readonly spec: KernelFilterSpec) {}
+  constructor(public spec: KernelFilterSpec) {}
+
+  /**
+   * Replace the rule with one for new addresses (VIPs or backends changed at runtime), in one nft
+   * transaction: the old rule holds until the new one is in. Throws VipgateError; the old rule stays then.
+   */
+  update(owned: number[], backends: number[]): void {
+    const next = { ...this.spec, owned, backends };
+    const t = tableName(next.iface);
+    try {
+      nft(['-f', '-'], `table netdev ${t}\ndelete table netdev ${t}\n${ruleset(next)}`);
+    } catch (e) {
+      const err = e as NodeJS.ErrnoException & { stderr?: string };
+      throw new VipgateError('EKERNEL_FILTER', `could not update the nftables rule on ${next.iface}: ${(err.stderr ?? err.message).trim()}; the previous rule stays`);
+    }
+    this.spec = next;
+  }
 
   install(): void {
     try { nft(['delete', 'table', 'netdev', tableName(this.spec.iface)]); } catch { /* none left over: fine */ }

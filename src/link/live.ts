@@ -25,11 +25,12 @@ export function attachLive(nic: NicLink, dp: Dataplane): void {
   });
 }
 
-/** The capture filter: only ARP, and IPv4 TCP to what we own or (nat) from the backends; never our own frames. */
-export function captureFilter(mac: string, owned: string[], natBackends: string[]): string {
-  const hosts = (dir: string, xs: string[]) => xs.map((x) => `${dir} host ${x}`).join(' or ');
-  const parts = ['arp'];
-  if (owned.length) parts.push(`(ip and (${hosts('dst', owned)}))`);
-  if (natBackends.length) parts.push(`(tcp and (${hosts('src', natBackends)}))`);
-  return `not ether src ${mac} and (${parts.join(' or ')})`;
+/**
+ * The capture filter: ARP, and IPv4 sent to our MAC (VIP traffic, and in nat mode the backends'
+ * replies) except what is for this host's own addresses; never our own frames. It names no VIP,
+ * so VIPs and backends added at runtime need no new filter.
+ */
+export function captureFilter(mac: string, hostAddrs: string[]): string {
+  const notHost = hostAddrs.map((h) => ` and not dst host ${h}`).join('');
+  return `not ether src ${mac} and (arp or (ip and ether dst ${mac}${notHost}))`;
 }
