@@ -38,5 +38,7 @@ COPY --from=build /src/node_modules ./node_modules
 COPY --from=build /src/scenarios/configs ./configs
 # vipgate needs CAP_NET_RAW (capture/send) and CAP_NET_ADMIN (nftables); it runs as root in
 # the container, with only the capabilities docker run grants.
+# State changed through the runtime API (registrations, drains, switches) survives restarts here.
+VOLUME /var/lib/vipgate
 ENTRYPOINT ["node", "/opt/vipgate/bin/vipgate.js"]
-CMD ["run", "--config", "/etc/vipgate/vipgate.yaml", "--stats-interval", "10s"]
+CMD ["run", "--config", "/etc/vipgate/vipgate.yaml", "--state-file", "/var/lib/vipgate/state.json", "--stats-interval", "60s"]
