@@ -5,6 +5,10 @@ import { runReplay, formatReplayReport } from './replay';
 import { loadConfig, describeConfig, parseDuration } from '../control/config';
 import { cmdRunLive } from './run';
 import { VipgateError } from '../control/errors';
+import { parseIpv4 } from '../wire/addr';
+import { CLIENT_USAGE, isClientCommand, runClient } from './client';
+import { runTop, TOP_USAGE } from './top';
+import { runAgent, AGENT_USAGE } from './agent';
 
 const VERSION: string = (() => {
   try { return (require('../../../package.json') as { version: string }).version; } catch { return 'unknown'; }
@@ -18,17 +22,45 @@ usage:
       timestamps as the clock; write every frame vipgate would transmit to OUT (classic pcap,
       always written, even when empty) and print a summary (--json: one JSON object).
   vipgate run --config FILE [--interface IF] [--no-kernel-filter] [--stats-interval 10s] [--status-file F]
+              [--api HOST:PORT] [--state-file F] [--log-level debug|info|warn|error] [--log-format json|text]
       Attach to the NIC (config interface:, or --interface) and run the packet path live until
       SIGINT/SIGTERM: answer ARP for the VIPs, announce them, steer and forward TCP. Needs
       CAP_NET_RAW and CAP_NET_ADMIN (root). Installs an nftables netdev ingress rule so this
       host's kernel ignores VIP traffic; removes it at exit. Prints counters on exit;
-      --status-file writes them as JSON every second and at exit.
+      --status-file writes them as JSON every second and at exit. --api serves the runtime API
+      there (else the config's api.listen); --state-file keeps API changes across restarts.
   vipgate check-config FILE
       Validate a config file and print what it describes.
+
+runtime API commands, against a running vipgate (--api HOST:PORT or an http:// URL, else $VIPGATE_API,
+else 127.0.0.1:9180; --token T, else $VIPGATE_API_TOKEN; --timeout 5s; --json prints the API's JSON):
+  vipgate status                version, mode, interface, uptime, generation, counts, flows, drops
+  vipgate backends              NAME IP MAC STATE WEIGHT SERVES FLOWS CONNS SOURCE LEASE
+  vipgate services              each service's active (serving), standby and pinned members
+  vipgate vips                  the VIPs announced, where each comes from, their services
+  vipgate neighbours            the IP->MAC entries learned from ARP
+  ${CLIENT_USAGE.flows}
+      Live flows, a page at a time (--limit 1..1000, default 100); --all follows every page.
+  ${CLIENT_USAGE.register}
+      Add a backend; the same body again renews its lease. --serves repeats or takes a comma list.
+  ${CLIENT_USAGE.unregister}
+      Drain it and remove it when its flows end (--force: now).
+  ${CLIENT_USAGE.switch}
+      Make BACKEND the active member of SERVICE (VIP:PORT, or VIP for an IP-mode service).
+  ${CLIENT_USAGE.set}
+  ${CLIENT_USAGE.reload}
+      Read the config file again and apply the differences.
+  ${TOP_USAGE}
+      Live view: rates, drops by reason, flows, backends with connections/s; q or ctrl-c quits.
+  ${AGENT_USAGE}
+      Run beside a backend's server: register it (once --health-cmd first passes), renew the lease
+      every --renew, drain it while the health check fails, unregister it on SIGTERM/SIGINT.
+
   vipgate help | --help       this text
   vipgate version | --version
 
-exit status: 0 ok, 2 bad usage, config or input (the message says what to fix), 1 internal error.`;
+exit status: 0 ok, 2 bad usage, config or input, or a request the API refused (the message says what to
+fix), 1 internal error, or the API unreachable or failing.`;
 
 /** A user's mistake: print the message, exit 2. */
 class UsageError extends Error {}
@@ -75,6 +107,10 @@ function cmdRun(args: string[]): Promise<number> {
     'no-kernel-filter': { type: 'boolean' },
     'stats-interval': { type: 'string' },
     'status-file': { type: 'string' },
+    api: { type: 'string' },
+    'state-file': { type: 'string' },
+    'log-level': { type: 'string' },
+    'log-format': { type: 'string' },
   }, 'run');
   if (!values.config) throw new UsageError('vipgate run: missing --config FILE\nusage: vipgate run --config FILE [--interface IF]');
   if (positionals.length) throw new UsageError(`vipgate run: unexpected argument ${positionals[0]}`);
@@ -84,11 +120,42 @@ function cmdRun(args: string[]): Promise<number> {
     if (d === null || d < 100) throw new UsageError(`vipgate run: --stats-interval takes a duration like 10s (at least 100ms), got "${values['stats-interval']}"`);
     statsIntervalMs = d;
   }
+  const apiListen = values.api;
+  if (apiListen !== undefined && !isListenAddress(apiListen)) {
+    throw new UsageError(`vipgate run: --api takes the address to serve the API on as HOST:PORT, e.g. 127.0.0.1:9180, got "${apiListen}"`);
+  }
+  const stateFile = values['state-file'];
+  if (stateFile !== undefined && stateFile.trim() === '') throw new UsageError('vipgate run: --state-file takes a file path, e.g. /var/lib/vipgate/state.json');
+  const logLevel = values['log-level'];
+  if (logLevel !== undefined && !LOG_LEVELS.includes(logLevel as LogLevel)) {
+    throw new UsageError(`vipgate run: --log-level must be one of ${LOG_LEVELS.join(', ')}, got "${logLevel}"`);
+  }
+  const logFormat = values['log-format'];
+  if (logFormat !== undefined && logFormat !== 'json' && logFormat !== 'text') {
+    throw new UsageError(`vipgate run: --log-format must be json or text, got "${logFormat}"`);
+  }
   return cmdRunLive({
     config: values.config as string, ...(values.interface ? { iface: values.interface as string } : {}),
     kernelFilter: values['no-kernel-filter'] !== true, statsIntervalMs, log: (s) => err(s),
     ...(values['status-file'] ? { statusFile: values['status-file'] as string } : {}),
+    ...(apiListen !== undefined ? { apiListen } : {}),
+    ...(stateFile !== undefined ? { stateFile } : {}),
+    ...(logLevel !== undefined ? { logLevel: logLevel as LogLevel } : {}),
+    ...(logFormat !== undefined ? { logFormat: logFormat as 'json' | 'text' } : {}),
   });
+}
+
+type LogLevel = 'debug' | 'info' | 'warn' | 'error';
+const LOG_LEVELS: readonly LogLevel[] = ['debug', 'info', 'warn', 'error'];
+
+/** HOST:PORT to listen on: an IPv4 address, a host name or [IPv6], and a port 1..65535. */
+function isListenAddress(s: string): boolean {
+  const m = /^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):(\d{1,5})$/.exec(s);
+  if (!m) return false;
+  const host = m[1]!;
+  if (/^[\d.]+$/.test(host) && parseIpv4(host) === null) return false;
+  const port = Number(m[2]);
+  return port >= 1 && port <= 65535;
 }
 
 function cmdCheckConfig(args: string[]): number {
@@ -119,9 +186,13 @@ export function run(argv: string[]): number | Promise<number> {
       case 'run': return cmdRun(rest).catch(report);
       case 'replay': return cmdReplay(rest);
       case 'check-config': return cmdCheckConfig(rest);
+      case 'top': return runTop(rest).catch(report);
+      case 'agent': return runAgent(rest).catch(report);
       case 'version': case '--version': case '-v': out(VERSION); return 0;
       case undefined: case 'help': case '--help': case '-h': out(USAGE); return cmd === undefined ? 2 : 0;
-      default: throw new UsageError(`vipgate: unknown command "${cmd}"\nrun 'vipgate help' for usage`);
+      default:
+        if (isClientCommand(cmd)) return runClient(cmd, rest).catch(report);
+        throw new UsageError(`vipgate: unknown command "${cmd}"\nrun 'vipgate help' for usage`);
     }
   } catch (e) {
     return report(e);
