@@ -70,7 +70,11 @@ export async function startLive(a: RunArgs): Promise<Running> {
   }
   if (!info.up) log.warn(`${iface} is down; vipgate will see nothing until it is up (ip link set ${iface} up)`);
   const apiListen = a.apiListen ?? config.api.listen;
-  const token = process.env[TOKEN_ENV] || config.api.token;
+  const envToken = process.env[TOKEN_ENV];
+  if (envToken !== undefined && envToken !== '' && (envToken.length < 16 || /\s/.test(envToken))) {
+    throw new VipgateError('ERUN_TOKEN', `${TOKEN_ENV} must be at least 16 characters without spaces; generate one with: openssl rand -hex 24`);
+  }
+  const token = envToken || config.api.token;
   const stateFile = a.stateFile ?? config.stateFile;
   if (stateFile) checkStateDir(stateFile);
   const mac = config.mac ?? info.mac;
