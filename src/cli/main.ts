@@ -4,15 +4,14 @@ import { parseArgs, ParseArgsConfig } from 'node:util';
 import { runReplay, formatReplayReport } from './replay';
 import { loadConfig, describeConfig, parseDuration } from '../control/config';
 import { cmdRunLive } from './run';
+import { VERSION } from './version';
+import { LOG_LEVELS, LogLevel } from '../obs/log';
 import { VipgateError } from '../control/errors';
 import { parseIpv4 } from '../wire/addr';
 import { CLIENT_USAGE, isClientCommand, runClient } from './client';
 import { runTop, TOP_USAGE } from './top';
 import { runAgent, AGENT_USAGE } from './agent';
 
-const VERSION: string = (() => {
-  try { return (require('../../../package.json') as { version: string }).version; } catch { return 'unknown'; }
-})();
 
 const USAGE = `vipgate ${VERSION} — userspace front-end: ARP for VIPs, SYN steering, dsr and nat forwarding
 
@@ -145,8 +144,6 @@ function cmdRun(args: string[]): Promise<number> {
   });
 }
 
-type LogLevel = 'debug' | 'info' | 'warn' | 'error';
-const LOG_LEVELS: readonly LogLevel[] = ['debug', 'info', 'warn', 'error'];
 
 /** HOST:PORT to listen on: an IPv4 address, a host name or [IPv6], and a port 1..65535. */
 function isListenAddress(s: string): boolean {
