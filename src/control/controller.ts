@@ -193,10 +193,11 @@ export class Controller implements ControlApi {
     const slotFlows = (name: string) => { const s = this.tables.backendSlot(name); return s < 0 ? 0 : st.bFlows[s]!; };
     const c = cloneOverlay(this.overlay);
     let changed = '';
+    const expired: string[] = [];
     for (const r of c.registrations) {
       if (!r.leaving && r.lease > 0 && now > (this.leaseUntil.get(r.name) ?? Infinity)) {
         r.leaving = true;
-        this.leaseUntil.delete(r.name);
+        expired.push(r.name);
         this.log('warn', `backend ${r.name}: lease of ${r.lease}s expired without renewal; draining it`, { event: 'lease_expired', backend: r.name });
         changed = 'lease expired';
       }
@@ -207,14 +208,24 @@ export class Controller implements ControlApi {
       changed = changed || 'drained';
     }
     const retired = [...this.retiring.keys()].filter((n) => slotFlows(n) <= 0);
-    for (const n of retired) this.retiring.delete(n);
     if (changed || retired.length) {
+      // Lease timers and retiring entries go only once the change is applied: a failed apply
+      // (state write) must leave them for the retry on the next tick.
+      const retiringBefore = new Map(this.retiring);
+      for (const n of retired) this.retiring.delete(n);
       try {
         this.apply(c, changed || 'retired');
+        for (const n of expired) this.leaseUntil.delete(n);
       } catch (e) {
+        this.restoreRetiring(retiringBefore);
         this.log('error', `could not apply periodic change (${changed || 'retired'}): ${(e as Error).message}; retrying next tick`, { event: 'tick_failed' });
       }
     }
+  }
+
+  private restoreRetiring(saved: ReadonlyMap<string, Retiring>): void {
+    this.retiring.clear();
+    for (const [k, v] of saved) this.retiring.set(k, v);
   }
 
   // ---- mutations (ControlApi) ----
@@ -252,6 +263,7 @@ export class Controller implements ControlApi {
     const view = this.backend(name);
     const c = cloneOverlay(this.overlay);
     const r = c.registrations.find((x) => x.name === name);
+    const retiringBefore = new Map(this.retiring);
     if (force || view.flows <= 0) {
       c.registrations = c.registrations.filter((x) => x.name !== name);
       this.retiring.delete(name);
@@ -262,8 +274,13 @@ export class Controller implements ControlApi {
     } else {
       return view; // a retiring config backend: already draining
     }
+    try {
+      this.apply(c, `unregister ${name}${force ? ' (forced)' : ''}`);
+    } catch (e) {
+      this.restoreRetiring(retiringBefore); // rejected: nothing changed, the lease keeps running
+      throw e;
+    }
     this.leaseUntil.delete(name);
-    this.apply(c, `unregister ${name}${force ? ' (forced)' : ''}`);
     return this.desired.backends.has(name) ? this.backend(name) : { ...view, state: 'drain', leaving: true, serves: [] };
   }
 

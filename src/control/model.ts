@@ -303,11 +303,18 @@ export function compose(c: Config, o: Overlay, retiring: ReadonlyMap<string, Ret
     ipOwner.set(r.ip, r.name);
   }
   // VIPs and memberships after every backend address is known, so a VIP can be checked against all of them.
-  for (const r of o.registrations) {
+  o.registrations.forEach((r, ri) => {
     for (const sv of r.serves) {
       const key = serviceKey(sv.vip, sv.port);
       const owner = ipOwner.get(sv.vip);
-      if (owner !== undefined) throw new ApiError('EAPI_CONFLICT', `${formatIpv4(sv.vip)} is the address of backend ${owner}, not a VIP`, 'serves');
+      if (owner !== undefined) {
+        // Two registrations clash (one's address is the other's VIP): blame the later one, the
+        // request being made (register appends), so the error names the field to fix.
+        if (o.registrations.findIndex((x) => x.name === owner) > ri) {
+          throw new ApiError('EAPI_CONFLICT', `${formatIpv4(sv.vip)} is a VIP (api, served by backend ${r.name}); a backend needs its own real address`, 'ip');
+        }
+        throw new ApiError('EAPI_CONFLICT', `${formatIpv4(sv.vip)} is the address of backend ${owner}, not a VIP`, 'serves');
+      }
       const src = vips.get(sv.vip);
       if (src === 'nat_gateway') throw new ApiError('EAPI_CONFLICT', `${formatIpv4(sv.vip)} is the nat gateway address, not a VIP`, 'serves');
       if (src === undefined) vips.set(sv.vip, 'api');
@@ -316,7 +323,7 @@ export function compose(c: Config, o: Overlay, retiring: ReadonlyMap<string, Ret
       if (!svc) { svc = { key, vip: sv.vip, port: sv.port, source: 'api', members: [], pinned: null }; services.set(key, svc); }
       svc.members.push({ name: r.name, priority: r.priority });
     }
-  }
+  });
   for (const [name, rt] of retiring) {
     if (backends.has(name) || ipOwner.has(rt.backend.ip)) continue;
     backends.set(name, { ...rt.backend, state: 'drain', leaving: true });
