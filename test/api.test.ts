@@ -623,6 +623,11 @@ t.test('reload: additions, broken files, restart-only keys, drained removals, co
   t.match((await ok(t, h, 'GET', '/v1/backends/web3')).backend, { source: 'config', state: 'drain', leaving: true, flows: 2, serves: [] });
   t.same(h.seg('192.0.2.1:1', '10.0.0.102', 80), { verdict: 'tx', backend: 'web3', dstMac: '02:00:00:00:01:23' }, 'its flows are still forwarded');
   t.equal(h.syn('192.0.2.1:77', '10.0.0.102', 80), 'no_service', 'no new flows');
+  // While it drains, its name and address are not free: its flows would follow a newcomer.
+  await rejected(t, h, 'registering a draining config backend\'s name', 'POST', '/v1/backends', { name: 'web3', ip: '10.0.1.99', serves: '10.0.0.150:80' },
+    { status: 409, code: 'EAPI_CONFLICT', field: 'name', msg: /web3 .* was removed from the config and is draining its flows; wait until it is gone/ });
+  await rejected(t, h, 'registering a draining config backend\'s IP', 'POST', '/v1/backends', { name: 'newcomer', ip: '10.0.1.23', serves: '10.0.0.150:80' },
+    { status: 409, code: 'EAPI_CONFLICT', field: 'ip', msg: /use another IP/ });
   h.advance(TIMEOUTS.established + 1000);
   h.sweepAndTick();
   t.equal((await h.req('GET', '/v1/backends/web3')).status, 404, 'removed once its flows ended');

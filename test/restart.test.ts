@@ -6,9 +6,9 @@
 //      the last acknowledged write or the one after it (the write in flight when it died).
 // About leftover files: the state is written to `.state.json.tmp-<pid>`, fsynced and renamed over
 // state.json, so a kill between the open and the rename leaves that one temporary file of the
-// killed process behind (a later vipgate, with another PID, never touches it). Nothing else may
-// be left: the test checks that every file in the directory is state.json or such a file of a
-// process it killed.
+// killed process behind; the next vipgate removes it at start. The test checks that after a kill
+// every file in the directory is state.json or such a file of a process it killed, and that after
+// the restart only state.json is left.
 // Needs root and network namespaces; skipped with the reason otherwise.
 import t from 'tap';
 import * as fs from 'node:fs';
@@ -237,6 +237,7 @@ if (!can.ok || !capOk) {
         v = await start();
         const st = v.cliJson<StatusView>(['status']);
         t.equal(st.generation, gen, `round ${round}: vipgate starts from the file, generation ${gen}`);
+        t.same(fs.readdirSync(stateDir).filter((f) => f !== 'state.json'), [], `round ${round}: the restarted vipgate removed the killed one's temporary file`);
         model = applyOps(round, Math.max(0, applied), model);
         const bs = v.cliJson<{ backends: BackendView[] }>(['backends']).backends;
         t.equal(bs.find((b) => b.name === 'regB')?.weight, model.weight, `round ${round}: regB's weight is the one write ${applied} set (${model.weight})`);

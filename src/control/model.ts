@@ -298,6 +298,13 @@ export function compose(c: Config, o: Overlay, retiring: ReadonlyMap<string, Ret
     }
     const owner = ipOwner.get(r.ip);
     if (owner !== undefined) throw new ApiError('EAPI_CONFLICT', `${ipText} is already the address of backend ${owner}; each backend needs its own IP`, 'ip');
+    // A config backend a reload removed keeps its name and address while its flows drain: taking
+    // either over would hand those flows to the newcomer (same slot) or cut them.
+    for (const [rn, rt] of retiring) {
+      if (rn === r.name || rt.backend.ip === r.ip) {
+        throw new ApiError('EAPI_CONFLICT', `backend ${rn} (${formatIpv4(rt.backend.ip)}) was removed from the config and is draining its flows; wait until it is gone from vipgate backends, or use another ${rn === r.name ? 'name' : 'IP'}`, rn === r.name ? 'name' : 'ip');
+      }
+    }
     if (vips.has(r.ip)) throw new ApiError('EAPI_CONFLICT', `${ipText} is a VIP (${vips.get(r.ip)}); a backend needs its own real address`, 'ip');
     backends.set(r.name, { name: r.name, ip: r.ip, mac: r.mac === null ? null : parseMac(r.mac), weight: r.weight, state: r.leaving ? 'drain' : 'up', source: 'api', leaving: r.leaving, lease: r.lease });
     ipOwner.set(r.ip, r.name);

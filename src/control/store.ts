@@ -50,7 +50,11 @@ export function readJsonFile(file: string): unknown | null {
   }
 }
 
-/** Check that the state file's directory exists and is writable, at start, so the first API change does not fail. */
+/**
+ * At start: check that the state file's directory exists and is writable (so the first API
+ * change does not fail), and remove temporary files a killed writer left beside the file (a kill
+ * between the write and the rename leaves one; it is never read).
+ */
 export function checkStateDir(file: string): void {
   const dir = path.dirname(path.resolve(file));
   try {
@@ -59,4 +63,15 @@ export function checkStateDir(file: string): void {
   } catch (e) {
     throw new VipgateError('ESTATE_IO', `cannot write the state file's directory ${dir}: ${(e as Error).message}; create it, or set state_file: in the config to a writable path`);
   }
+  const prefix = `.${path.basename(file)}.tmp-`;
+  for (const f of fs.readdirSync(dir)) {
+    if (!f.startsWith(prefix)) continue;
+    const pid = Number(f.slice(prefix.length));
+    if (pid === process.pid || (Number.isInteger(pid) && pidAlive(pid))) continue; // another live writer's: not ours to touch
+    try { fs.unlinkSync(path.join(dir, f)); } catch { /* raced with its owner */ }
+  }
+}
+
+function pidAlive(pid: number): boolean {
+  try { process.kill(pid, 0); return true; } catch (e) { return (e as NodeJS.ErrnoException).code === 'EPERM'; }
 }
