@@ -437,13 +437,32 @@ t.test('PATCH: state and weight; errors', async (t) => {
   t.same(JSON.parse(h.stateText()).overrides, { web1: { state: 'up', weight: 50 } }, 'overrides persisted');
   t.match((await ok(t, h, 'PATCH', P, { state: 'drain', weight: 0 })).backend, { state: 'drain', weight: 0 });
 
-  await rejected(t, h, 'invalid state', 'PATCH', P, { state: 'sleeping' }, { status: 400, code: 'EAPI_INVALID', msg: /"sleeping" is not a state; use up, drain .* or down/, field: 'state' });
+  await rejected(t, h, 'invalid state', 'PATCH', P, { state: 'sleeping' }, { status: 400, code: 'EAPI_INVALID', msg: /"sleeping" is not a state; use up, drain .*, down, active .* or standby/, field: 'state' });
   await rejected(t, h, 'empty body', 'PATCH', P, {}, { status: 400, code: 'EAPI_INVALID', msg: /nothing to change; give state \(up, drain, down\) and\/or weight/ });
   await rejected(t, h, 'weight out of range', 'PATCH', P, { weight: -1 }, { status: 400, code: 'EAPI_INVALID', msg: /-1 is out of range.*0\.\.1000/, field: 'weight' });
   await rejected(t, h, 'weight as text', 'PATCH', P, { weight: '5' }, { status: 400, code: 'EAPI_INVALID', msg: /expected a whole number 0\.\.1000/, field: 'weight' });
   await rejected(t, h, 'unknown field', 'PATCH', P, { name: 'x' }, { status: 400, code: 'EAPI_INVALID', msg: /unknown field "name"; allowed: state, weight/, field: 'name' });
   await rejected(t, h, 'not an object', 'PATCH', P, '"drain"', { status: 400, code: 'EAPI_BAD_JSON', msg: /is a string; send a JSON object/ });
   await rejected(t, h, 'unknown backend', 'PATCH', '/v1/backends/web9', { state: 'up' }, { status: 404, code: 'EAPI_UNKNOWN_BACKEND', msg: /no backend named web9; the backends are: web1, web2/ });
+});
+
+t.test('PATCH state active/standby: a backend takes over its services, or hands them on', async (t) => {
+  const h = await harness(t);
+  const S = '10.0.0.101:80';
+  t.equal(h.syn('192.0.2.1:1', '10.0.0.101', 80), 'web1', 'web1 is the configured active');
+  await ok(t, h, 'PATCH', '/v1/backends/web2', { state: 'down' });
+  const a = await ok(t, h, 'PATCH', '/v1/backends/web2', { state: 'active' });
+  t.match(a.backend, { name: 'web2', state: 'up', serves: [{ service: S, role: 'active' }] }, 'active: up again, and active where it serves');
+  t.equal(svc(await servicesOf(h), S).pinned, 'web2', 'pinned, as a switch does');
+  t.equal(h.syn('192.0.2.1:2', '10.0.0.101', 80), 'web2', 'new flows go to web2');
+  t.same(h.seg('192.0.2.1:1', '10.0.0.101', 80).backend, 'web1', 'the flow opened before stays on web1');
+  const b = await ok(t, h, 'PATCH', '/v1/backends/web2', { state: 'standby' });
+  t.match(b.backend, { state: 'up', serves: [{ service: S, role: 'standby' }] }, 'standby: still up, no longer active');
+  t.equal(svc(await servicesOf(h), S).pinned, 'web1', 'the next up member took over');
+  t.equal(h.syn('192.0.2.1:3', '10.0.0.101', 80), 'web1');
+  await rejected(t, h, 'standby with nobody to take over', 'PATCH', '/v1/backends/web1', { state: 'standby' },
+    { status: 409, code: 'EAPI_CONFLICT', msg: /no other member of 10\.0\.0\.100 is up to take over from web1/, field: 'state' });
+  t.same(JSON.parse(h.stateText()).overrides, { web2: { state: 'up' } }, 'roles are kept as pins, never as a stored state');
 });
 
 t.test('leases: expiry drains the registration; a renewal keeps it up', async (t) => {

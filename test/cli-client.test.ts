@@ -220,6 +220,11 @@ t.test('switch: POST to the service path with the backend; prints the new servic
   const p = await cli(api, 'switch', ['10.0.0.100:80', 'web1']);
   t.equal(p.code, 0, p.err);
   t.equal(api.seen('POST', '/v1/services/10.0.0.100:80/switch').length, 1, 'VIP:PORT in the path');
+  const auto = await cli(api, 'switch', ['10.0.0.100:80', '--auto']);
+  t.equal(auto.code, 0, auto.err);
+  t.same(api.seen('POST', '/v1/services/10.0.0.100:80/switch')[1]!.body, { backend: null }, '--auto unpins: backend null');
+  const both = await cli(api, 'switch', ['10.0.0.100:80', 'web1', '--auto']);
+  t.equal(both.code, 2, '--auto with a BACKEND is a usage error');
 });
 
 t.test('set: PATCH with state and/or weight', async (t) => {

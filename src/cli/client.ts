@@ -10,7 +10,7 @@ import * as http from 'node:http';
 import * as https from 'node:https';
 import { parseArgs, ParseArgsConfig } from 'node:util';
 import {
-  API_ENV, API_PREFIX, DEFAULT_API_LISTEN, TOKEN_ENV, ADMIN_STATES, PRIORITY, WEIGHT, LEASE,
+  API_ENV, API_PREFIX, DEFAULT_API_LISTEN, TOKEN_ENV, SET_STATES, RoleState, PRIORITY, WEIGHT, LEASE,
   AdminState, ApiErrorBody, BackendView, FlowPage, FlowQuery, FlowView, NeighbourView, RegisterRequest,
   ReloadResult, ServiceView, SetBackendRequest, StatusView, VipView,
 } from '../control/api-types';
@@ -386,8 +386,8 @@ export const CLIENT_USAGE = {
   register: 'vipgate register --name N --ip IP [--mac MAC] --serves VIP[:PORT]... [--priority P] [--weight W]\n' +
     '      [--lease SECONDS] [--json]',
   unregister: 'vipgate unregister NAME [--force] [--json]',
-  switch: 'vipgate switch SERVICE BACKEND [--json]',
-  set: 'vipgate set NAME [--state up|drain|down] [--weight W] [--json]',
+  switch: 'vipgate switch SERVICE BACKEND | SERVICE --auto [--json]',
+  set: 'vipgate set NAME [--state up|drain|down|active|standby] [--weight W] [--json]',
   reload: 'vipgate reload [--json]',
 } as const;
 
@@ -526,10 +526,11 @@ async function cmdUnregister(args: string[], io: CliIo): Promise<number> {
 }
 
 async function cmdSwitch(args: string[], io: CliIo): Promise<number> {
-  const { values, positionals } = parseCommand('switch', args, { ...CONNECT_OPTIONS, json: { type: 'boolean' } }, CLIENT_USAGE.switch);
-  if (positionals.length !== 2) throw new UsageError(`vipgate switch: give SERVICE and BACKEND\nusage: ${CLIENT_USAGE.switch}`);
+  const { values, positionals } = parseCommand('switch', args, { ...CONNECT_OPTIONS, json: { type: 'boolean' }, auto: { type: 'boolean' } }, CLIENT_USAGE.switch);
+  if (positionals.length !== (values.auto ? 1 : 2)) throw new UsageError(`vipgate switch: give SERVICE and BACKEND (or SERVICE --auto)\nusage: ${CLIENT_USAGE.switch}`);
   const service = checkService(positionals[0]!, 'SERVICE');
-  const backend = checkName(positionals[1]!, 'BACKEND');
+  // --auto: no pinned member any more; the highest priority is active again.
+  const backend = values.auto ? null : checkName(positionals[1]!, 'BACKEND');
   const r = await clientFrom(values, io.env).request<{ service: ServiceView }>('POST', `/services/${service}/switch`, { backend });
   if (values.json) { json(io, r.body); return 0; }
   io.out(servicesTable([r.body.service]));
@@ -542,8 +543,8 @@ async function cmdSet(args: string[], io: CliIo): Promise<number> {
   const name = checkName(positionals[0]!, 'NAME');
   const body: SetBackendRequest = {};
   if (values.state !== undefined) {
-    if (!(ADMIN_STATES as readonly string[]).includes(values.state)) throw new UsageError(`--state: must be one of ${ADMIN_STATES.join(', ')}, got "${values.state}"`);
-    body.state = values.state as AdminState;
+    if (!(SET_STATES as readonly string[]).includes(values.state)) throw new UsageError(`--state: must be one of ${SET_STATES.join(', ')}, got "${values.state}"`);
+    body.state = values.state as AdminState | RoleState;
   }
   if (values.weight !== undefined) body.weight = checkInt(values.weight, '--weight', WEIGHT.min, WEIGHT.max);
   if (body.state === undefined && body.weight === undefined) throw new UsageError(`vipgate set: nothing to change; give --state and/or --weight\nusage: ${CLIENT_USAGE.set}`);

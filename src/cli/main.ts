@@ -45,8 +45,11 @@ else 127.0.0.1:9180; --token T, else $VIPGATE_API_TOKEN; --timeout 5s; --json pr
   ${CLIENT_USAGE.unregister}
       Drain it and remove it when its flows end (--force: now).
   ${CLIENT_USAGE.switch}
-      Make BACKEND the active member of SERVICE (VIP:PORT, or VIP for an IP-mode service).
+      Make BACKEND the active member of SERVICE (VIP:PORT, or VIP for an IP-mode service);
+      --auto returns the service to priority order.
   ${CLIENT_USAGE.set}
+      up: new flows; drain: keep flows, no new ones; down: no new flows; active: take over every
+      service it serves; standby: hand each to the next up member.
   ${CLIENT_USAGE.reload}
       Read the config file again and apply the differences.
   ${TOP_USAGE}

@@ -39,6 +39,9 @@ export const LEASE = { min: 0, max: 86_400, default: 0 } as const;
 
 export type AdminState = 'up' | 'drain' | 'down';
 export const ADMIN_STATES: readonly AdminState[] = ['up', 'drain', 'down'];
+/** Role changes PATCH also takes: active = switch every service it serves to it; standby = hand each to the next up member. */
+export type RoleState = 'active' | 'standby';
+export const SET_STATES: readonly (AdminState | RoleState)[] = [...ADMIN_STATES, 'active', 'standby'];
 
 // ---- requests ----
 
@@ -59,8 +62,12 @@ export interface RegisterRequest {
 }
 
 export interface SetBackendRequest {
-  /** up: takes new flows; drain: keeps its flows, no new ones; down: no new flows (existing ones still forwarded). */
-  state?: AdminState;
+  /**
+   * up: takes new flows; drain: keeps its flows, no new ones; down: no new flows (existing ones
+   * still forwarded). active: up, and pinned as the active member of every service it serves;
+   * standby: each service it is active in is switched to the next up member.
+   */
+  state?: AdminState | RoleState;
   weight?: number;
 }
 

@@ -291,7 +291,27 @@ export class Controller implements ControlApi {
     if (!b) throw this.unknownBackend(name);
     if (b.leaving) throw new ApiError('EAPI_CONFLICT', `backend ${name} is leaving (unregistered, draining its last flows); register it again to change it`);
     const c = cloneOverlay(this.overlay);
-    c.overrides[name] = { ...c.overrides[name], ...req };
+    const ov = { ...c.overrides[name] };
+    if (req.weight !== undefined) ov.weight = req.weight;
+    const member = [...this.desired.services.values()].filter((s) => s.members.some((m) => m.name === name));
+    if (req.state === 'active') {
+      // The take-over command for every service it serves: up, and pinned as the active member.
+      if (!member.length) throw new ApiError('EAPI_CONFLICT', `backend ${name} serves no service; register it for one (or add it to a service in the config) first`, 'state');
+      ov.state = 'up';
+      for (const s of member) c.pins[s.key] = name;
+    } else if (req.state === 'standby') {
+      // Step back: each service it is serving now is switched to the next up member in order.
+      const roles = this.roles();
+      for (const s of member.filter((x) => roles.get(x.key)?.has(name))) {
+        const o = serviceOrder(s);
+        const next = [...o.active, ...o.standby].find((n) => n !== name && this.desired.backends.get(n)!.state === 'up');
+        if (next === undefined) throw new ApiError('EAPI_CONFLICT', `no other member of ${s.key} is up to take over from ${name}; bring one up first, or use drain`, 'state');
+        c.pins[s.key] = next;
+      }
+    } else if (req.state !== undefined) {
+      ov.state = req.state;
+    }
+    c.overrides[name] = ov;
     this.apply(c, `set ${name}`);
     return this.backend(name);
   }

@@ -10,7 +10,7 @@
 
 import type { Config } from './config';
 import { unusableAddress } from './config';
-import { ApiError, AdminState, ADMIN_STATES, PRIORITY, WEIGHT, LEASE, Source } from './api-types';
+import { ApiError, AdminState, ADMIN_STATES, RoleState, SET_STATES, PRIORITY, WEIGHT, LEASE, Source } from './api-types';
 import type { TablesSpec } from '../tables/services';
 import { formatIpv4, formatMac, parseIpv4, parseMac } from '../wire/addr';
 
@@ -195,14 +195,14 @@ export function sameRegistration(a: Registration, b: Registration): boolean {
   return key(a) === key(b);
 }
 
-export function parseSetBackend(body: unknown): { state?: AdminState; weight?: number } {
+export function parseSetBackend(body: unknown): { state?: AdminState | RoleState; weight?: number } {
   const o = asObject(body, ['state', 'weight'], '{"state":"drain"} or {"weight":50}');
-  const out: { state?: AdminState; weight?: number } = {};
+  const out: { state?: AdminState | RoleState; weight?: number } = {};
   if (o.state !== undefined) {
-    if (typeof o.state !== 'string' || !ADMIN_STATES.includes(o.state as AdminState)) {
-      throw invalid('state', `${describeValue(o.state)} is not a state; use up, drain (keep its flows, no new ones) or down`);
+    if (typeof o.state !== 'string' || !SET_STATES.includes(o.state as AdminState)) {
+      throw invalid('state', `${describeValue(o.state)} is not a state; use up, drain (keep its flows, no new ones), down, active (take over its services) or standby (hand them to the next member)`);
     }
-    out.state = o.state as AdminState;
+    out.state = o.state as AdminState | RoleState;
   }
   if (o.weight !== undefined) out.weight = intField(o, 'weight', WEIGHT, 'weight, the share of new flows');
   if (out.state === undefined && out.weight === undefined) throw invalid('state', 'nothing to change; give state (up, drain, down) and/or weight (0..1000)');
@@ -258,7 +258,12 @@ export function checkOverlay(v: unknown): Overlay {
   });
   const overrides: Overlay['overrides'] = {};
   for (const [k, ov] of Object.entries(v.overrides as Record<string, unknown>)) {
-    try { checkName(k); overrides[k] = parseSetBackend(ov); } catch (e) { fail(`overrides.${k}: ${(e as Error).message}`); }
+    try {
+      checkName(k);
+      const x = parseSetBackend(ov);
+      if (x.state !== undefined && !ADMIN_STATES.includes(x.state as AdminState)) fail(`state ${x.state} is not up, drain or down`);
+      overrides[k] = x as Overlay['overrides'][string];
+    } catch (e) { fail(`overrides.${k}: ${(e as Error).message}`); }
   }
   const pins: Record<string, string> = {};
   for (const [k, name] of Object.entries(v.pins as Record<string, unknown>)) {
