@@ -18,8 +18,8 @@ import {
   startApiServer,
   type ApiServer,
   type ApiServerOptions,
-  type LogLevel,
 } from '../src/control/api';
+import type { LogLevel } from '../src/obs/log';
 import { API_MAX_BODY, ApiError, TOKEN_ENV } from '../src/control/api-types';
 import { VipgateError } from '../src/control/errors';
 import {

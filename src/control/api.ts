@@ -23,7 +23,7 @@ import {
   type FlowQuery,
 } from './api-types';
 
-export type LogLevel = 'debug' | 'info' | 'warn' | 'error';
+import type { LogLevel } from '../obs/log';
 export type ApiLog = (level: LogLevel, msg: string, fields?: Record<string, unknown>) => void;
 
 export interface ApiServerOptions {
