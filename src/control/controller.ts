@@ -166,7 +166,12 @@ export class Controller implements ControlApi {
     const vipsAdded = [...d.vips.keys()].filter((v) => !before.vips.has(v));
     const vipsRemoved = [...before.vips.keys()].filter((v) => !d.vips.has(v));
     const ips = (x: Desired) => [...x.backends.values()].map((b) => b.ip).sort().join(',');
-    this.o.onApplied?.({ tables, vipsAdded, vipsRemoved, backendIpsChanged: ips(before) !== ips(d), reason });
+    try {
+      this.o.onApplied?.({ tables, vipsAdded, vipsRemoved, backendIpsChanged: ips(before) !== ips(d), reason });
+    } catch (e) {
+      // The change is committed and published; a failing follow-up (announce, filter) is logged, not undone.
+      this.log('error', `after ${reason}: ${(e as Error).message}`, { event: 'apply_hook_failed' });
+    }
     return d;
   }
 
