@@ -19,21 +19,11 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { startHarness, defaultYaml, macFor, type Harness } from './helpers/control-harness';
 import { checkOverlay } from '../src/control/model';
+import { mulberry32 as prng } from './helpers/prng';
 
 const SEED = Number(process.env['FUZZ_SEED'] ?? 0x5eed_2026) >>> 0;
 const N = Number(process.env['FUZZ_N'] ?? 3000);
 
-/** mulberry32: small, fast, good enough to drive a fuzzer; the seed makes a run repeatable. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let x = a;
-    x = Math.imul(x ^ (x >>> 15), x | 1);
-    x ^= x + Math.imul(x ^ (x >>> 7), x | 61);
-    return ((x ^ (x >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const NAMES = ['f1', 'f2', 'f3', 'f4', 'web1', 'web2', 'web3'];
 const IPS = ['10.0.9.1', '10.0.9.2', '10.0.9.3', '10.0.9.4', '10.0.1.21', '10.0.1.23', '10.0.0.100', '10.0.0.200'];

@@ -34,6 +34,7 @@ import {
   VIP,
   type Method,
 } from './helpers/fake-control';
+import { mulberry32 } from './helpers/prng';
 
 // ---- helpers ----
 
@@ -113,16 +114,6 @@ function errorOf(t: Test, r: Res, status: number, code: string) {
   return r.json.error as { code: string; message: string; field?: string; issues?: string[] };
 }
 
-function mulberry32(seed: number) {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let x = a;
-    x = Math.imul(x ^ (x >>> 15), x | 1);
-    x ^= x + Math.imul(x ^ (x >>> 7), x | 61);
-    return ((x ^ (x >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const SEED = Number(process.env['FUZZ_SEED'] ?? 20240611);
 

@@ -19,6 +19,7 @@ import {
   type ConfigIssue,
 } from '../src/control/config.js';
 import { VipgateError, isVipgateError } from '../src/control/errors.js';
+import { mulberry32 } from './helpers/prng';
 
 // Compiled to dist/test/config.test.js: the repository root is two levels up.
 const repoRoot = path.resolve(__dirname, '..', '..');
@@ -475,15 +476,6 @@ function catchConfig(fn: () => unknown): ConfigError {
 // ---------------------------------------------------------------------------------------------
 // Fuzz: nothing but ConfigError, and every problem located.
 
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let x = Math.imul(a ^ (a >>> 15), 1 | a);
-    x = (x + Math.imul(x ^ (x >>> 7), 61 | x)) ^ x;
-    return ((x ^ (x >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const KEYS = ['mac', 'mode', 'vips', 'backends', 'services', 'flows', 'neighbours', 'interface', 'name', 'ip', 'vip',
   'backend', 'port', 'active', 'standby', 'capacity', 'ttl', 'half_open_timeout', 'established_timeout', 'closing_timeout', 'x'];

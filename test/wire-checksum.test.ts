@@ -21,22 +21,12 @@ import { sum16, fold, finish, checksum, pseudoHeaderSum, csumReplace16, csumRepl
 import { ipChecksumOk, IP_CSUM } from '../src/wire/ipv4';
 import { tcpChecksum, tcpChecksumOk, TCP_CSUM, TCP_SPORT, TCP_DPORT } from '../src/wire/tcp';
 import { u16, u32, setU16, setU32 } from '../src/wire/bytes';
+import { mulberry32 as rng } from './helpers/prng';
 
 function hex(s: string): Buffer {
   return Buffer.from(s.replace(/\s+/g, ''), 'hex');
 }
 
-/** mulberry32: small, fast, seedable PRNG so failures reproduce. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let x = a;
-    x = Math.imul(x ^ (x >>> 15), x | 1);
-    x ^= x + Math.imul(x ^ (x >>> 7), x | 61);
-    return ((x ^ (x >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** A 16-bit value, biased towards the one's-complement edge values. */
 function word(r: () => number): number {

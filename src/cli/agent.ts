@@ -18,12 +18,12 @@
 
 import { spawn, ChildProcess } from 'node:child_process';
 import type { AdminState, BackendView, RegisterRequest } from '../control/api-types';
-import { LEASE, PRIORITY, WEIGHT } from '../control/api-types';
+import { LEASE } from '../control/api-types';
 import { createLogger, Logger, LogLevel } from '../obs/log';
 import { humanDuration } from './table';
 import {
-  ApiClient, ClientError, CONNECT_OPTIONS, UsageError, checkDuration, checkInt, checkIp, checkMac, checkName, checkSeconds,
-  checkServes, clientFrom, parseCommand, registerBody, reportClientError, processIo,
+  ApiClient, ClientError, CONNECT_OPTIONS, UsageError, checkDuration, checkSeconds,
+  clientFrom, parseCommand, registerBody, reportClientError, processIo,
 } from './client';
 
 export const AGENT_USAGE = 'vipgate agent --name N --ip IP [--mac MAC] --serves VIP[:PORT]... [--priority P] [--weight W]\n' +
@@ -318,20 +318,10 @@ export async function runAgent(args: string[], env: NodeJS.ProcessEnv = process.
       'log-format': { type: 'string' }, 'log-level': { type: 'string' },
     }, AGENT_USAGE);
     if (positionals.length) throw new UsageError(`vipgate agent: unexpected argument "${positionals[0]}"\nusage: ${AGENT_USAGE}`);
-    const missing = [values.name === undefined && '--name N', values.ip === undefined && '--ip IP', values.serves === undefined && '--serves VIP[:PORT]'].filter(Boolean);
-    if (missing.length) throw new UsageError(`vipgate agent: missing ${missing.join(', ')}\nusage: ${AGENT_USAGE}`);
     const lease = values.lease === undefined ? DEFAULT_LEASE_S : checkSeconds(values.lease, '--lease', 1, LEASE.max);
     const renewMs = values.renew === undefined ? Math.round((lease * 1000) / 3) : checkDuration(values.renew, '--renew', 100);
     if (renewMs >= lease * 1000) throw new UsageError(`--renew ${values.renew} must be shorter than the lease (${lease}s), or the registration lapses between renewals; e.g. --renew ${humanDuration(Math.round((lease * 1000) / 3))}`);
-    const body = registerBody({
-      name: checkName(values.name!, '--name'),
-      ip: checkIp(values.ip!, '--ip'),
-      mac: values.mac === undefined ? undefined : checkMac(values.mac, '--mac'),
-      serves: checkServes(values.serves, '--serves'),
-      priority: values.priority === undefined ? undefined : checkInt(values.priority, '--priority', PRIORITY.min, PRIORITY.max),
-      weight: values.weight === undefined ? undefined : checkInt(values.weight, '--weight', WEIGHT.min, WEIGHT.max),
-      lease,
-    });
+    const body = registerBody('agent', AGENT_USAGE, values, lease);
     const healthCmd = values['health-cmd'];
     if (healthCmd !== undefined && healthCmd.trim() === '') throw new UsageError('--health-cmd: give a shell command, e.g. --health-cmd \'curl -fsS http://127.0.0.1:8080/healthz\'');
     const healthIntervalMs = values['health-interval'] === undefined ? DEFAULT_HEALTH_INTERVAL_MS : checkDuration(values['health-interval'], '--health-interval', 100);

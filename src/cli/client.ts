@@ -240,12 +240,19 @@ export function checkDuration(v: string, flag: string, minMs: number): number {
   return ms;
 }
 
-export function registerBody(v: { name: string; ip: string; mac?: string | undefined; serves: string[]; priority?: number | undefined; weight?: number | undefined; lease?: number | undefined }): RegisterRequest {
-  const body: RegisterRequest = { name: v.name, ip: v.ip, serves: v.serves };
-  if (v.mac !== undefined) body.mac = v.mac;
-  if (v.priority !== undefined) body.priority = v.priority;
-  if (v.weight !== undefined) body.weight = v.weight;
-  if (v.lease !== undefined) body.lease = v.lease;
+/**
+ * The registration body from command-line flags (`vipgate register` and `vipgate agent` take the
+ * same ones): required flags present, each value checked; `lease` comes checked by the caller
+ * (the two commands allow different ranges).
+ */
+export function registerBody(cmd: string, usage: string, v: { name?: string | undefined; ip?: string | undefined; mac?: string | undefined; serves?: string[] | undefined; priority?: string | undefined; weight?: string | undefined }, lease: number | undefined): RegisterRequest {
+  const missing = [v.name === undefined && '--name N', v.ip === undefined && '--ip IP', v.serves === undefined && '--serves VIP[:PORT]'].filter(Boolean);
+  if (missing.length) throw new UsageError(`vipgate ${cmd}: missing ${missing.join(', ')}\nusage: ${usage}`);
+  const body: RegisterRequest = { name: checkName(v.name!, '--name'), ip: checkIp(v.ip!, '--ip'), serves: checkServes(v.serves, '--serves') };
+  if (v.mac !== undefined) body.mac = checkMac(v.mac, '--mac');
+  if (v.priority !== undefined) body.priority = checkInt(v.priority, '--priority', PRIORITY.min, PRIORITY.max);
+  if (v.weight !== undefined) body.weight = checkInt(v.weight, '--weight', WEIGHT.min, WEIGHT.max);
+  if (lease !== undefined) body.lease = lease;
   return body;
 }
 
@@ -494,17 +501,8 @@ async function cmdRegister(args: string[], io: CliIo): Promise<number> {
     serves: { type: 'string', multiple: true }, priority: { type: 'string' }, weight: { type: 'string' }, lease: { type: 'string' },
   }, CLIENT_USAGE.register);
   noPositionals('register', positionals);
-  const missing = [values.name === undefined && '--name N', values.ip === undefined && '--ip IP', values.serves === undefined && '--serves VIP[:PORT]'].filter(Boolean);
-  if (missing.length) throw new UsageError(`vipgate register: missing ${missing.join(', ')}\nusage: ${CLIENT_USAGE.register}`);
-  const body = registerBody({
-    name: checkName(values.name!, '--name'),
-    ip: checkIp(values.ip!, '--ip'),
-    mac: values.mac === undefined ? undefined : checkMac(values.mac, '--mac'),
-    serves: checkServes(values.serves, '--serves'),
-    priority: values.priority === undefined ? undefined : checkInt(values.priority, '--priority', PRIORITY.min, PRIORITY.max),
-    weight: values.weight === undefined ? undefined : checkInt(values.weight, '--weight', WEIGHT.min, WEIGHT.max),
-    lease: values.lease === undefined ? undefined : checkSeconds(values.lease, '--lease', LEASE.min, LEASE.max),
-  });
+  const body = registerBody('register', CLIENT_USAGE.register, values,
+    values.lease === undefined ? undefined : checkSeconds(values.lease, '--lease', LEASE.min, LEASE.max));
   const r = await clientFrom(values, io.env).request<{ backend: BackendView; created: boolean }>('POST', '/backends', body);
   if (values.json) { json(io, r.body); return 0; }
   io.out(`registered ${r.body.backend.name} (${r.body.created ? 'created' : 'renewed'})`);

@@ -1,0 +1,13 @@
+// mulberry32: a small, fast, seedable PRNG, good enough to drive fuzzers and random tables; the
+// seed makes every failure reproducible. Returns floats in [0, 1).
+
+export function mulberry32(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let x = a;
+    x = Math.imul(x ^ (x >>> 15), x | 1);
+    x ^= x + Math.imul(x ^ (x >>> 7), x | 61);
+    return ((x ^ (x >>> 14)) >>> 0) / 4294967296;
+  };
+}
