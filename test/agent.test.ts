@@ -5,9 +5,8 @@ import t, { type Test } from 'tap';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import * as net from 'node:net';
 import { spawn, ChildProcess } from 'node:child_process';
-import { FakeApi, apiError, backend, Recorded } from './helpers/fake-api-server';
+import { FakeApi, apiError, backend, Recorded, deadPort } from './helpers/fake-api-server';
 import { repoRoot } from './helpers/paths';
 
 const bin = path.join(repoRoot, 'bin', 'vipgate.js');
@@ -67,14 +66,6 @@ async function exitWithin(a: Agent, ms: number): Promise<{ code: number | null; 
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-async function deadPort(): Promise<number> {
-  const s = net.createServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', () => r()));
-  const port = (s.address() as net.AddressInfo).port;
-  await new Promise<void>((r) => s.close(() => r()));
-  return port;
-}
 
 /** A fake API that accepts registrations (201 first, then 200), PATCHes and DELETEs of `name`. */
 async function acceptingApi(t: Test, name = 'web1', port = 0): Promise<FakeApi> {

@@ -4,12 +4,11 @@
 // bin/vipgate.js to cover the launcher and main's dispatch.
 import t, { type Test } from 'tap';
 import * as path from 'node:path';
-import * as net from 'node:net';
 import { spawn } from 'node:child_process';
 import { runClient, ClientCommand, CliIo, apiBase, describeBase } from '../src/cli/client';
 import { runTop } from '../src/cli/top';
 import { formatTable, humanDuration, humanCount, humanRate } from '../src/cli/table';
-import { FakeApi, apiError, status, backend, BACKENDS, SERVICES, VIPS, NEIGHBOURS, flow } from './helpers/fake-api-server';
+import { FakeApi, apiError, status, backend, BACKENDS, SERVICES, VIPS, NEIGHBOURS, flow, deadPort } from './helpers/fake-api-server';
 import { repoRoot } from './helpers/paths';
 
 const bin = path.join(repoRoot, 'bin', 'vipgate.js');
@@ -38,15 +37,6 @@ function spawnCli(args: string[], env: NodeJS.ProcessEnv = {}): Promise<Captured
     const timer = setTimeout(() => { child.kill('SIGKILL'); reject(new Error(`vipgate ${args.join(' ')}: still running after 20s`)); }, 20_000);
     child.on('close', (code) => { clearTimeout(timer); resolve({ code: code ?? -1, out, err }); });
   });
-}
-
-/** A TCP port nobody listens on (bound, then released). */
-async function deadPort(): Promise<number> {
-  const s = net.createServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', () => r()));
-  const port = (s.address() as net.AddressInfo).port;
-  await new Promise<void>((r) => s.close(() => r()));
-  return port;
 }
 
 /** Every line of a table: columns start at the same offsets as the header's, no trailing spaces. */

@@ -10,8 +10,8 @@ import t from 'tap';
 import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
 import type { ChildProcess } from 'node:child_process';
-import { createLab, canRunLab, httpLoad, Lab } from '../scenarios/lab/lab';
-import { startVipgate, holdConnections, VipgateProc, VIPGATE_BIN, HeldConnections } from '../scenarios/lab/vipgate';
+import { createLab, httpLoad, Lab } from '../scenarios/lab/lab';
+import { canRunVipgateLab, startVipgate, holdConnections, VipgateProc, VIPGATE_BIN, HeldConnections } from '../scenarios/lab/vipgate';
 import type { BackendView, ServiceView, StatusView, VipView } from '../src/control/api-types';
 
 // eslint-disable-next-line @typescript-eslint/no-require-imports
@@ -95,11 +95,9 @@ function arping(lab: Lab, ns: string, ip: string, count: number): { replies: num
   return { replies: m ? Number(m[1]) : -1, out: r.stdout.toLowerCase() };
 }
 
-const can = canRunLab();
-let capOk = true;
-try { require('cap'); } catch { capOk = false; }
-if (!can.ok || !capOk) {
-  t.comment(`skipped: ${!can.ok ? can.why : 'the libpcap binding (cap) is not built: apt-get install libpcap-dev && npm rebuild cap'}`);
+const can = canRunVipgateLab();
+if (!can.ok) {
+  t.comment(`skipped: ${can.why}`);
   t.pass('control-plane lab tests skipped on this machine');
 } else {
   t.test('control plane live (dsr): agent, leave, switch, reload, metrics', async (t) => {

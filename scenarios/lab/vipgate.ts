@@ -5,11 +5,19 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import type { ChildProcess } from 'node:child_process';
-import type { ExecResult, Lab } from './lab';
+import { canRunLab, type ExecResult, type Lab } from './lab';
 import type { CounterSnapshot } from '../../src/dataplane/counters';
 
 const repo = path.resolve(__dirname, '..', '..', '..');
 export const VIPGATE_BIN = path.join(repo, 'bin', 'vipgate.js');
+
+/** Whether vipgate can run live in a lab here: the lab itself (root, namespaces) and the libpcap binding. */
+export function canRunVipgateLab(): { ok: true } | { ok: false; why: string } {
+  const can = canRunLab();
+  if (!can.ok) return can;
+  try { require('cap'); } catch { return { ok: false, why: 'the libpcap binding (cap) is not built: apt-get install libpcap-dev && npm rebuild cap' }; }
+  return { ok: true };
+}
 
 /**
  * The lab's vipgate config: VIP 1 in IP mode -> web1; VIP 2 port 80 in port mode -> web2 with

@@ -16,7 +16,7 @@ import {
   ReloadResult, ServiceView, StatusView, VipView,
 } from './api-types';
 import {
-  Overlay, Registration, Desired, Retiring, emptyOverlay, cloneOverlay, compose, toSpec, serviceOrder, serviceKey,
+  Overlay, Registration, Desired, DBackend, DService, Retiring, emptyOverlay, cloneOverlay, compose, toSpec, serviceOrder, serviceKey,
   parseServiceKey, parseRegistration, sameRegistration, parseSetBackend, parseSwitch, checkName, checkOverlay, storedOverlay,
 } from './model';
 import { writeFileAtomic, readJsonFile } from './store';
@@ -34,7 +34,6 @@ export interface Applied {
   vipsRemoved: number[];
   /** The backend addresses changed (nat: the kernel filter and capture need them). */
   backendIpsChanged: boolean;
-  reason: string;
 }
 
 export interface ControllerOptions {
@@ -167,7 +166,7 @@ export class Controller implements ControlApi {
     const vipsRemoved = [...before.vips.keys()].filter((v) => !d.vips.has(v));
     const ips = (x: Desired) => [...x.backends.values()].map((b) => b.ip).sort().join(',');
     try {
-      this.o.onApplied?.({ tables, vipsAdded, vipsRemoved, backendIpsChanged: ips(before) !== ips(d), reason });
+      this.o.onApplied?.({ tables, vipsAdded, vipsRemoved, backendIpsChanged: ips(before) !== ips(d) });
     } catch (e) {
       // The change is committed and published; a failing follow-up (announce, filter) is logged, not undone.
       this.log('error', `after ${reason}: ${(e as Error).message}`, { event: 'apply_hook_failed' });
@@ -415,7 +414,7 @@ export class Controller implements ControlApi {
     return out;
   }
 
-  private backendView(b: Desired['backends'] extends Map<string, infer V> ? V : never, roles: Map<string, Set<string>>): BackendView {
+  private backendView(b: DBackend, roles: Map<string, Set<string>>): BackendView {
     const t = this.tables, st = this.o.built.state, slot = t.backendSlot(b.name);
     let mac: string | null = null, macSource: BackendView['macSource'] = null;
     if (b.mac) { mac = formatMac(b.mac); macSource = 'given'; } else {
@@ -437,7 +436,7 @@ export class Controller implements ControlApi {
     };
   }
 
-  private serviceView(s: Desired['services'] extends Map<string, infer V> ? V : never, roles = this.roles()): ServiceView {
+  private serviceView(s: DService, roles = this.roles()): ServiceView {
     const serving = roles.get(s.key) ?? new Set<string>();
     const order = serviceOrder(s);
     const members: MemberView[] = [...order.active, ...order.standby].map((name) => {
@@ -570,7 +569,7 @@ function describeChanges(a: Desired, b: Desired): string[] {
     else if (o.ip !== x.ip || o.weight !== x.weight || (o.mac ? formatMac(o.mac) : '') !== (x.mac ? formatMac(x.mac) : '')) out.push(`~ backend ${n}`);
   }
   for (const n of a.backends.keys()) if (!b.backends.has(n)) out.push(`- backend ${n}`);
-  const order = (s: Desired['services'] extends Map<string, infer V> ? V : never) => JSON.stringify(serviceOrder(s));
+  const order = (s: DService) => JSON.stringify(serviceOrder(s));
   for (const [k, s] of b.services) {
     const o = a.services.get(k);
     if (!o || !o.members.length) { if (s.members.length) out.push(`+ service ${k}`); } else if (!s.members.length) out.push(`- service ${k}`);

@@ -9,7 +9,7 @@
 //   const before = h.snapshot(); ...; t.equal(h.snapshot(), before)   // "nothing changed"
 
 import * as fs from 'node:fs';
-import * as http from 'node:http';
+import { request as rawRequest, type Res } from './http';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { parseConfig, type Config } from '../../src/control/config';
@@ -78,13 +78,7 @@ export interface HarnessOptions {
   initialState?: string;
 }
 
-export interface Res {
-  status: number;
-  headers: http.IncomingHttpHeaders;
-  text: string;
-  /** Parsed body when the answer is application/json, else undefined. */
-  json: any;
-}
+export type { Res };
 
 /** What happened to one client segment pushed through the dataplane. */
 export interface SegResult {
@@ -146,9 +140,6 @@ function readMarker(file: string | null): string {
 }
 
 export function request(address: string, method: string, p: string, body?: unknown, headers: Record<string, string | number | null> = {}): Promise<Res> {
-  const i = address.lastIndexOf(':');
-  const host = address.slice(0, i);
-  const port = Number(address.slice(i + 1));
   let data: Buffer | undefined;
   const h: Record<string, string | number> = {};
   if (body !== undefined) {
@@ -162,27 +153,7 @@ export function request(address: string, method: string, p: string, body?: unkno
     if (v === null) delete h[k.toLowerCase()];
     else h[k.toLowerCase()] = v;
   }
-  return new Promise((resolve, reject) => {
-    let answered = false;
-    const req = http.request({ host, port, method, path: p, headers: h, agent: false }, (res) => {
-      answered = true;
-      const chunks: Buffer[] = [];
-      res.on('data', (c: Buffer) => chunks.push(c));
-      res.on('error', reject);
-      res.on('end', () => {
-        const text = Buffer.concat(chunks).toString('utf8');
-        let json: any;
-        if (String(res.headers['content-type']).startsWith('application/json')) {
-          try { json = JSON.parse(text); } catch { reject(new Error(`response is not JSON: ${text.slice(0, 200)}`)); return; }
-        }
-        resolve({ status: res.statusCode!, headers: res.headers, text, json });
-      });
-    });
-    // A 413 may close the connection while the body is still going out: only an error
-    // before the answer is a failure.
-    req.on('error', (e) => { if (!answered) reject(e); });
-    if (data !== undefined) req.end(data); else req.end();
-  });
+  return rawRequest(address, method, p, { headers: h, ...(data === undefined ? {} : { body: data }) });
 }
 
 export async function startHarness(o: HarnessOptions = {}): Promise<Harness> {

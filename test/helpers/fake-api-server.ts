@@ -1,6 +1,7 @@
 // A stand-in for vipgate's runtime API (control/api-types.ts) for client and agent tests: a
 // node:http server on 127.0.0.1 answering canned responses per route and recording every request.
 import * as http from 'node:http';
+import * as net from 'node:net';
 import type { AddressInfo } from 'node:net';
 import type { ApiErrorBody, BackendView, FlowView, NeighbourView, ServiceView, StatusView, VipView } from '../../src/control/api-types';
 
@@ -183,4 +184,13 @@ export function flow(i: number): FlowView {
     backendIp: i % 2 ? '10.0.1.12' : '10.0.1.11', state: 'established', ageSeconds: 75 + i, idleSeconds: 0.8,
     packetsIn: 15000 + i, packetsOut: 12 + i,
   };
+}
+
+/** A TCP port nobody listens on (bound, then released): for "API unreachable" cases. */
+export async function deadPort(): Promise<number> {
+  const s = net.createServer();
+  await new Promise<void>((r) => s.listen(0, '127.0.0.1', () => r()));
+  const port = (s.address() as AddressInfo).port;
+  await new Promise<void>((r) => s.close(() => r()));
+  return port;
 }
