@@ -6,6 +6,7 @@ import * as fs from 'node:fs';
 import { loadConfig, describeConfig, Config } from '../control/config';
 import { VipgateError } from '../control/errors';
 import { KernelFilter } from '../control/kernel-filter';
+import { acquireInstanceLock, InstanceLock } from '../control/instance-lock';
 import { Announcer, BackendResolver } from '../control/arp-tasks';
 import { Controller, Applied } from '../control/controller';
 import { startApiServer, ApiServer } from '../control/api';
@@ -69,6 +70,18 @@ export async function startLive(a: RunArgs): Promise<Running> {
       `(setcap cap_net_raw,cap_net_admin+ep "$(readlink -f "$(command -v node)")"), or in docker use --cap-add NET_RAW --cap-add NET_ADMIN`);
   }
   if (!info.up) log.warn(`${iface} is down; vipgate will see nothing until it is up (ip link set ${iface} up)`);
+  // One vipgate per NIC: taken before anything on the host is touched (the nftables table
+  // above all), held until exit; the kernel drops it if this process dies.
+  const lock = acquireInstanceLock(iface);
+  try {
+    return await startLocked(a, config, log, iface, info, lock);
+  } catch (e) {
+    lock.release();
+    throw e;
+  }
+}
+
+async function startLocked(a: RunArgs, config: Config, log: Logger, iface: string, info: InterfaceInfo, lock: InstanceLock): Promise<Running> {
   const apiListen = a.apiListen ?? config.api.listen;
   const envToken = process.env[TOKEN_ENV];
   if (envToken !== undefined && envToken !== '' && (envToken.length < 16 || /\s/.test(envToken))) {
@@ -114,6 +127,7 @@ export async function startLive(a: RunArgs): Promise<Running> {
 
   log.info(describeConfig(config).replace(/\n/g, '; '));
   log.info(`attached to ${iface} (mac ${config.macText ?? info.macText + ' (the NIC\'s)'}, mtu ${info.mtu}), capture filter: ${filter}`, { event: 'attached', interface: iface });
+  log.info(`instance lock ${lock.file} (one vipgate per interface; held until exit)`, { event: 'locked', lock: lock.file });
   log.info(kf ? `kernel filter: ${kf.describe()}` : 'kernel filter: off (--no-kernel-filter): make sure this host\'s kernel drops VIP traffic itself');
   log.info(`API on http://${api.address}/v1 (${token ? 'bearer token required' : 'no token: loopback only'}), metrics on /metrics`, { event: 'api', address: api.address });
 
@@ -187,6 +201,7 @@ export async function startLive(a: RunArgs): Promise<Running> {
     announcer.stop();
     nic.close();
     kf?.remove();
+    lock.release();
     writeStatus();
     log.info(`vipgate stopped; counters: ${formatCounters(snapshotCounters(state.counters)).replace(/\s*\n\s*/g, '; ')}`, { event: 'stopped' });
     void api.close().finally(resolveDone);

@@ -1,0 +1,79 @@
+// The per-interface instance lock (issue 12 item 1): a second holder is refused with the first
+// one's PID and how to stop it; release and the holder's death (kill -9) both free it; the key
+// includes the network namespace. The live proof (a second `vipgate run` in a lab refused while
+// the first keeps its nftables table and keeps forwarding) is in test/instance-lab.test.ts.
+
+import t from 'tap';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { spawn, spawnSync } from 'node:child_process';
+import { acquireInstanceLock, lockFile, lockHolder, netnsInode } from '../src/control/instance-lock.js';
+import { VipgateError } from '../src/control/errors.js';
+
+const haveFlock = spawnSync('flock', ['--version'], { encoding: 'utf8' }).status === 0;
+const lockJs = path.resolve(__dirname, '..', 'src', 'control', 'instance-lock.js');
+
+function refusal(f: () => unknown): VipgateError {
+  try { f(); } catch (e) { if (e instanceof VipgateError) return e; throw e; }
+  throw new Error('expected a refusal');
+}
+
+t.test('lock file names the interface and the network namespace', async (t) => {
+  t.equal(lockFile('eth0', '/run/vipgate', 4026531840), '/run/vipgate/eth0.netns4026531840.lock');
+  t.not(lockFile('eth0', '/d', 1), lockFile('eth0', '/d', 2), 'eth0 in two namespaces: two locks');
+  t.equal(lockFile('a/b', '/d', 7), '/d/a_b.netns7.lock', 'no path separators from the name');
+  if (fs.existsSync('/proc/self/ns/net')) t.type(netnsInode(), 'number', 'this namespace has an inode');
+});
+
+t.test('a second holder is refused with the PID, release frees it', { skip: haveFlock ? false : 'flock(1) from util-linux is not installed' }, async (t) => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'vipgate-lock-'));
+  t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
+  const a = acquireInstanceLock('eth9', { dir });
+  t.equal(lockHolder(a.file), process.pid, 'the file names the holder');
+  // flock locks belong to the open file description: a second open in this same process conflicts.
+  const e = refusal(() => acquireInstanceLock('eth9', { dir }));
+  t.equal(e.code, 'ERUN_LOCKED');
+  t.match(e.message, `eth9 is already served by vipgate PID ${process.pid}`);
+  t.match(e.message, `kill ${process.pid}`, 'says how to stop it');
+  t.match(e.message, a.file, 'names the lock file');
+  t.equal(lockHolder(a.file), process.pid, 'a refused start does not overwrite the PID');
+  const other = acquireInstanceLock('eth10', { dir });
+  t.equal(lockHolder(other.file), process.pid, 'another interface is not blocked');
+  other.release();
+  a.release();
+  t.equal(lockHolder(a.file), null, 'released: the PID is blanked');
+  const b = acquireInstanceLock('eth9', { dir });
+  t.equal(lockHolder(b.file), process.pid, 'taken again after release');
+  b.release();
+  b.release(); // idempotent
+});
+
+t.test('the kernel releases the lock when the holder is killed', { skip: haveFlock ? false : 'flock(1) from util-linux is not installed' }, async (t) => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'vipgate-lock-'));
+  t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
+  const js = `const l = require(${JSON.stringify(lockJs)}); l.acquireInstanceLock('eth9', { dir: ${JSON.stringify(dir)} }); process.stdout.write('held\\n'); setInterval(() => {}, 1000);`;
+  const child = spawn(process.execPath, ['-e', js], { stdio: ['ignore', 'pipe', 'inherit'] });
+  t.teardown(() => { if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL'); });
+  await new Promise<void>((res, rej) => {
+    child.stdout!.once('data', () => res());
+    child.once('exit', (c) => rej(new Error(`holder exited ${c}`)));
+  });
+  const e = refusal(() => acquireInstanceLock('eth9', { dir }));
+  t.match(e.message, `PID ${child.pid}`, 'refused, naming the other process');
+  child.kill('SIGKILL');
+  await new Promise((r) => child.once('exit', r));
+  const l = acquireInstanceLock('eth9', { dir });
+  t.equal(lockHolder(l.file), process.pid, 'after kill -9 of the holder the lock is free (no stale lock to clean)');
+  l.release();
+});
+
+t.test('an unusable lock directory is refused with what to do', async (t) => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'vipgate-lock-'));
+  t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
+  const notDir = path.join(dir, 'file');
+  fs.writeFileSync(notDir, '');
+  const e = refusal(() => acquireInstanceLock('eth0', { dir: notDir }));
+  t.equal(e.code, 'ERUN_LOCK');
+  t.match(e.message, /cannot open the instance lock .*RuntimeDirectory=vipgate/);
+});
