@@ -599,7 +599,10 @@ t.test('reload: additions, broken files, restart-only keys, drained removals, co
   t.equal(h.syn('192.0.2.1:1', '10.0.0.102', 80), 'web3', 'the new service works');
   t.same((await vipsOf(h)).find((v) => v.vip === '10.0.0.102'), { vip: '10.0.0.102', source: 'config', services: ['10.0.0.102:80'] });
   const same = await ok(t, h, 'POST', '/v1/reload');
-  t.same(same, { generation: 2, changes: [] }, 'reloading an unchanged file: no changes listed');
+  t.same(same, { generation: 1, changes: [] }, 'reloading an unchanged file: no changes listed, the generation stays');
+  t.equal(await generation(h), 1, 'and the state file\'s generation too');
+  h.writeConfig(withWeb3 + '# only a comment is new\n');
+  t.same(await ok(t, h, 'POST', '/v1/reload'), { generation: 1, changes: [] }, 'a file that differs only in comments: no change either');
 
   // Broken files: 422, every issue listed, nothing changed.
   h.writeConfig('mac: "02:00:5e:00:00:01"\nvips: [10.0.0.100\n');

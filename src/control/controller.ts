@@ -361,6 +361,13 @@ export class Controller implements ControlApi {
       this.log('error', `reload of ${this.config.file} refused: ${(e as Error).message}`, { event: 'reload_failed' });
       throw e;
     }
+    // The same config again (or one differing only in comments and layout): nothing to apply,
+    // so the generation stays, and a reload on every deploy does not read as a change (issue 12).
+    if (JSON.stringify(next) === JSON.stringify(this.config)) {
+      this.reloadCounts.ok++;
+      this.log('info', `reloaded ${next.file}: no changes`, { event: 'reload', changes: [] });
+      return { generation: this.overlay.generation, changes: [] };
+    }
     // Config backends that leave while flows use them drain first.
     const st = this.o.built.state;
     const addedRetiring: string[] = [];
