@@ -2,9 +2,13 @@
 // interface the first one serves is refused — with the API port taken and with a free one —
 // naming the first one's PID, while the first keeps its nftables table exactly as it was and
 // keeps forwarding; after the first is killed with SIGKILL, the next start is not blocked.
-// Needs root, network namespaces and the libpcap binding; skipped with the reason otherwise.
+// Unwritable --status-file and state_file paths are refused at start before anything is
+// installed. Needs root, network namespaces and the libpcap binding; skipped with the reason otherwise.
 
 import t from 'tap';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
 import { createLab, httpLoad, type Lab } from '../scenarios/lab/lab.js';
 import { canRunVipgateLab, labConfigYaml, startVipgate, VIPGATE_BIN, type VipgateProc } from '../scenarios/lab/vipgate.js';
 
@@ -21,6 +25,26 @@ t.test('a second vipgate on the same NIC is refused; the first keeps its table a
   let vg: VipgateProc | null = null;
   try {
     lab = await createLab({ mode: 'dsr', clients: 1, backends: 2 });
+
+    // Unwritable paths are refused at start, with the path and the reason, before anything is
+    // installed (issue 12 item 4): a directory where the status file should be, a state file
+    // under a regular file.
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'vipgate-paths-'));
+    t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
+    const cfg = path.join(dir, 'vipgate.yaml');
+    fs.writeFileSync(cfg, labConfigYaml(lab));
+    fs.mkdirSync(path.join(dir, 'status-is-a-dir'));
+    fs.writeFileSync(path.join(dir, 'plain-file'), '');
+    for (const [what, flag, p, msg] of [
+      ['--status-file a directory', '--status-file', path.join(dir, 'status-is-a-dir'), `--status-file ${path.join(dir, 'status-is-a-dir')}: cannot write it (it is a directory)`],
+      ['a state file under a regular file', '--state-file', path.join(dir, 'plain-file', 'state.json'), `cannot write the state file's directory ${path.join(dir, 'plain-file')}`],
+    ] as const) {
+      const r = lab.exec('vg', [process.execPath, VIPGATE_BIN, 'run', '--config', cfg, flag, p], { timeoutMs: 30_000 });
+      t.equal(r.code, 2, `${what}: exit 2`);
+      t.match(r.stderr, msg, `${what}: says which path and why`);
+      t.match(table(lab), /no table/, `${what}: nothing installed`);
+    }
+
     vg = await startVipgate(lab, labConfigYaml(lab));
     const before = table(lab);
     t.match(before, /table netdev vipgate_eth0/, 'the first one installed its table');

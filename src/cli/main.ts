@@ -2,7 +2,8 @@
 
 import { parseArgs, ParseArgsConfig } from 'node:util';
 import { runReplay, formatReplayReport } from './replay';
-import { loadConfig, describeConfig, parseDuration } from '../control/config';
+import { parseDuration } from '../control/config';
+import { loadRunSettings, describeRunSettings } from '../control/run-config';
 import { cmdRunLive } from './run';
 import { VERSION } from './version';
 import { LOG_LEVELS, LogLevel } from '../obs/log';
@@ -111,7 +112,8 @@ function isListenAddress(s: string): boolean {
 function cmdCheckConfig(args: string[]): number {
   const { positionals } = parse(args, {}, 'check-config');
   if (positionals.length !== 1) throw new UsageError('usage: vipgate check-config FILE');
-  out(describeConfig(loadConfig(positionals[0]!)));
+  // Exactly run's validation (control/run-config.ts); run adds only the live host's facts.
+  out(describeRunSettings(loadRunSettings(positionals[0]!)));
   out('config ok');
   return 0;
 }

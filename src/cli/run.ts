@@ -3,14 +3,14 @@
 // its runtime API beside it. SIGHUP reloads the config.
 
 import * as fs from 'node:fs';
-import { loadConfig, describeConfig, Config } from '../control/config';
+import { Config } from '../control/config';
+import { loadRunSettings, describeRunSettings, RunSettings } from '../control/run-config';
 import { VipgateError } from '../control/errors';
 import { KernelFilter } from '../control/kernel-filter';
 import { acquireInstanceLock, InstanceLock } from '../control/instance-lock';
 import { Announcer, BackendResolver } from '../control/arp-tasks';
 import { Controller, Applied } from '../control/controller';
 import { startApiServer, ApiServer } from '../control/api';
-import { TOKEN_ENV } from '../control/api-types';
 import { checkStateDir } from '../control/store';
 import { buildDataplane, Built } from '../main';
 import { interfaceInfo, missingCapabilities, InterfaceInfo } from '../link/host';
@@ -55,7 +55,9 @@ export interface Running {
 
 /** Start vipgate on a NIC. Throws VipgateError (clear message, exit 2) for anything the user must fix. */
 export async function startLive(a: RunArgs): Promise<Running> {
-  const config: Config = loadConfig(a.config, { requireMac: false });
+  // The same validation as check-config; everything below is a fact of the live host.
+  const settings = loadRunSettings(a.config, { apiListen: a.apiListen, stateFile: a.stateFile });
+  const config: Config = settings.config;
   const log = createLogger({
     level: a.logLevel ?? config.log.level, format: a.logFormat ?? config.log.format,
     stream: { write: (line: string) => a.log(line.replace(/\n$/, '')) },
@@ -74,22 +76,17 @@ export async function startLive(a: RunArgs): Promise<Running> {
   // above all), held until exit; the kernel drops it if this process dies.
   const lock = acquireInstanceLock(iface);
   try {
-    return await startLocked(a, config, log, iface, info, lock);
+    return await startLocked(a, settings, log, iface, info, lock);
   } catch (e) {
     lock.release();
     throw e;
   }
 }
 
-async function startLocked(a: RunArgs, config: Config, log: Logger, iface: string, info: InterfaceInfo, lock: InstanceLock): Promise<Running> {
-  const apiListen = a.apiListen ?? config.api.listen;
-  const envToken = process.env[TOKEN_ENV];
-  if (envToken !== undefined && envToken !== '' && (envToken.length < 16 || /\s/.test(envToken))) {
-    throw new VipgateError('ERUN_TOKEN', `${TOKEN_ENV} must be at least 16 characters without spaces; generate one with: openssl rand -hex 24`);
-  }
-  const token = envToken || config.api.token;
-  const stateFile = a.stateFile ?? config.stateFile;
+async function startLocked(a: RunArgs, settings: RunSettings, log: Logger, iface: string, info: InterfaceInfo, lock: InstanceLock): Promise<Running> {
+  const { config, apiListen, token, stateFile } = settings;
   if (stateFile) checkStateDir(stateFile);
+  if (a.statusFile) checkStatusFile(a.statusFile);
   const mac = config.mac ?? info.mac;
   const macText = config.macText ?? info.macText;
   const built = buildDataplane(config, { mac, ...(a.seed === undefined ? {} : { seed: a.seed }) });
@@ -125,7 +122,7 @@ async function startLocked(a: RunArgs, config: Config, log: Logger, iface: strin
     throw e;
   }
 
-  log.info(describeConfig(config).replace(/\n/g, '; '));
+  log.info(describeRunSettings(settings).replace(/\n\s*/g, '; '));
   log.info(`attached to ${iface} (mac ${config.macText ?? info.macText + ' (the NIC\'s)'}, mtu ${info.mtu}), capture filter: ${filter}`, { event: 'attached', interface: iface });
   log.info(`instance lock ${lock.file} (one vipgate per interface; held until exit)`, { event: 'locked', lock: lock.file });
   log.info(kf ? `kernel filter: ${kf.describe()}` : 'kernel filter: off (--no-kernel-filter): make sure this host\'s kernel drops VIP traffic itself');
@@ -175,6 +172,7 @@ async function startLocked(a: RunArgs, config: Config, log: Logger, iface: strin
     }, a.statsIntervalMs));
   }
 
+  let statusFailing = false;
   const writeStatus = () => {
     if (!a.statusFile) return;
     const snap = snapshotCounters(state.counters);
@@ -185,8 +183,13 @@ async function startLocked(a: RunArgs, config: Config, log: Logger, iface: strin
         vips: controller.vips().map((v) => v.vip), backends: controller.backends(),
       }) + '\n');
       fs.renameSync(tmp, a.statusFile);
+      if (statusFailing) log.info(`the status file ${a.statusFile} is written again`, { event: 'status_file' });
+      statusFailing = false;
     } catch (e) {
-      log.warn(`cannot write the status file ${a.statusFile}: ${(e as Error).message}`);
+      // Once when it starts failing (a full disk, say), not every second; again when it recovers.
+      if (!statusFailing) log.warn(`cannot write the status file ${a.statusFile}: ${(e as Error).message}; retrying every second`, { event: 'status_file_failed' });
+      statusFailing = true;
+      try { fs.unlinkSync(tmp); } catch { /* not created */ }
     }
   };
   if (a.statusFile) { writeStatus(); timers.push(setInterval(writeStatus, 1000)); }
@@ -207,6 +210,19 @@ async function startLocked(a: RunArgs, config: Config, log: Logger, iface: strin
     void api.close().finally(resolveDone);
   };
   return { built, nic, info, controller, api, log, stop, done };
+}
+
+/** At start: the status file can be written (a writable directory, not a directory itself), or say why. */
+function checkStatusFile(file: string): void {
+  const tmp = `${file}.tmp-${process.pid}`;
+  try {
+    if (fs.statSync(file, { throwIfNoEntry: false })?.isDirectory()) throw new Error('it is a directory');
+    fs.writeFileSync(tmp, '');
+    fs.unlinkSync(tmp);
+  } catch (e) {
+    throw new VipgateError('ERUN_STATUS_FILE',
+      `--status-file ${file}: cannot write it (${(e as Error).message}); give a file path in a writable directory, e.g. /run/vipgate/status.json`);
+  }
 }
 
 /** The CLI command: start, reload on SIGHUP, stop cleanly on SIGINT/SIGTERM, exit 0. */
