@@ -105,7 +105,7 @@ t.test('GET views: status, vips, services, backends, neighbours, counters', asyn
   ]);
   const web1 = {
     name: 'web1', ip: '10.0.1.21', mac: WEB1_MAC, macSource: 'given', state: 'up', weight: 100, source: 'config',
-    serves: [{ service: '10.0.0.100', priority: 255, role: 'active' }, { service: '10.0.0.101:80', priority: 255, role: 'active' }],
+    serves: [{ service: '10.0.0.100', priority: 255, role: 'active', pinned: null }, { service: '10.0.0.101:80', priority: 255, role: 'active', pinned: null }],
     flows: 0, connections: 0, lease: null, leaving: false,
   };
   const bs = (await ok(t, h, 'GET', '/v1/backends')).backends;
@@ -144,7 +144,7 @@ t.test('register: created, listed, announced, steered to; renewal; conflicts', a
     created: true,
     backend: {
       name: 'a1', ip: '10.0.2.1', mac: '02:00:00:00:02:01', macSource: 'given', state: 'up', weight: 100, source: 'api',
-      serves: [{ service: '10.0.0.200:80', priority: 100, role: 'active' }], flows: 0, connections: 0, lease: null, leaving: false,
+      serves: [{ service: '10.0.0.200:80', priority: 100, role: 'active', pinned: null }], flows: 0, connections: 0, lease: null, leaving: false,
     },
   });
   t.same(names(await backendsOf(h)), ['a1', 'web1', 'web2']);
@@ -391,7 +391,7 @@ t.test('switch: a standby becomes the one serving member; unpin; errors', async 
   t.same(r.service.members.map((m: any) => [m.backend, m.role]), [['web2', 'active'], ['web1', 'standby']]);
   t.equal(await generation(h), g + 1);
   t.equal(svc(await servicesOf(h), '10.0.0.101:80').pinned, 'web2', 'GET /v1/services shows the pin');
-  t.same((await ok(t, h, 'GET', '/v1/backends/web2')).backend.serves, [{ service: '10.0.0.101:80', priority: 254, role: 'active' }]);
+  t.same((await ok(t, h, 'GET', '/v1/backends/web2')).backend.serves, [{ service: '10.0.0.101:80', priority: 254, role: 'active', pinned: 'web2' }], 'the backend view shows the pin too');
   t.same(JSON.parse(h.stateText()).pins, { '10.0.0.101:80': 'web2' }, 'persisted');
   for (let i = 0; i < 20; i++) t.equal(h.syn(`192.0.2.6:${100 + i}`, '10.0.0.101', 80), 'web2', 'new SYNs go to web2');
   t.same(h.seg('192.0.2.5:1', '10.0.0.101', 80), { verdict: 'tx', backend: 'web1', dstMac: WEB1_MAC }, 'the old flow stays on web1');
@@ -452,12 +452,12 @@ t.test('PATCH state active/standby: a backend takes over its services, or hands 
   t.equal(h.syn('192.0.2.1:1', '10.0.0.101', 80), 'web1', 'web1 is the configured active');
   await ok(t, h, 'PATCH', '/v1/backends/web2', { state: 'down' });
   const a = await ok(t, h, 'PATCH', '/v1/backends/web2', { state: 'active' });
-  t.match(a.backend, { name: 'web2', state: 'up', serves: [{ service: S, role: 'active' }] }, 'active: up again, and active where it serves');
+  t.match(a.backend, { name: 'web2', state: 'up', serves: [{ service: S, role: 'active', pinned: 'web2' }] }, 'active: up again, and active where it serves, pinned');
   t.equal(svc(await servicesOf(h), S).pinned, 'web2', 'pinned, as a switch does');
   t.equal(h.syn('192.0.2.1:2', '10.0.0.101', 80), 'web2', 'new flows go to web2');
   t.same(h.seg('192.0.2.1:1', '10.0.0.101', 80).backend, 'web1', 'the flow opened before stays on web1');
   const b = await ok(t, h, 'PATCH', '/v1/backends/web2', { state: 'standby' });
-  t.match(b.backend, { state: 'up', serves: [{ service: S, role: 'standby' }] }, 'standby: still up, no longer active');
+  t.match(b.backend, { state: 'up', serves: [{ service: S, role: 'standby', pinned: 'web1' }] }, 'standby: still up, no longer active; the pin to web1 shows');
   t.equal(svc(await servicesOf(h), S).pinned, 'web1', 'the next up member took over');
   t.equal(h.syn('192.0.2.1:3', '10.0.0.101', 80), 'web1');
   await rejected(t, h, 'standby with nobody to take over', 'PATCH', '/v1/backends/web1', { state: 'standby' },

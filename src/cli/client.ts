@@ -283,8 +283,11 @@ export function processIo(): CliIo {
 const R = 'right' as const;
 const L = 'left' as const;
 
+/** SERVICE=ROLE per service, with any pin: "(pinned)" when this backend is the pinned one,
+ *  "(pinned NAME)" when another member is (a standby can only be waiting behind a pin). */
 export function servesText(b: BackendView): string {
-  return b.serves.length ? b.serves.map((s) => `${s.service}=${s.role}`).join(',') : '-';
+  const pin = (p: string | null | undefined) => (p ? (p === b.name ? '(pinned)' : `(pinned ${p})`) : '');
+  return b.serves.length ? b.serves.map((s) => `${s.service}=${s.role}${pin(s.pinned)}`).join(',') : '-';
 }
 
 export function stateText(b: BackendView): string {

@@ -431,7 +431,7 @@ export class Controller implements ControlApi {
     const serves: BackendView['serves'] = [];
     for (const s of this.desired.services.values()) {
       const m = s.members.find((x) => x.name === b.name);
-      if (m) serves.push({ service: s.key, priority: m.priority, role: roles.get(s.key)?.has(b.name) ? 'active' : 'standby' });
+      if (m) serves.push({ service: s.key, priority: m.priority, role: roles.get(s.key)?.has(b.name) ? 'active' : 'standby', pinned: s.pinned });
     }
     const until = this.leaseUntil.get(b.name);
     return {
