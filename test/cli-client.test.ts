@@ -210,8 +210,10 @@ t.test('switch: POST to the service path with the backend; prints the new servic
   const p = await cli(api, 'switch', ['10.0.0.100:80', 'web1']);
   t.equal(p.code, 0, p.err);
   t.equal(api.seen('POST', '/v1/services/10.0.0.100:80/switch').length, 1, 'VIP:PORT in the path');
+  t.match(p.out, /\npinned 10\.0\.0\.100:80 to web1 until the next switch, kept across restarts; undo: vipgate switch 10\.0\.0\.100:80 --auto$/);
   const auto = await cli(api, 'switch', ['10.0.0.100:80', '--auto']);
   t.equal(auto.code, 0, auto.err);
+  t.match(auto.out, /\n10\.0\.0\.100:80: no pin; priority order decides the active members again$/);
   t.same(api.seen('POST', '/v1/services/10.0.0.100:80/switch')[1]!.body, { backend: null }, '--auto unpins: backend null');
   const both = await cli(api, 'switch', ['10.0.0.100:80', 'web1', '--auto']);
   t.equal(both.code, 2, '--auto with a BACKEND is a usage error');
@@ -225,6 +227,20 @@ t.test('set: PATCH with state and/or weight', async (t) => {
   t.match(r.out.split('\n')[1], /^web1\s+\S+\s+\S+\s+drain\s+5\s/);
   await cli(api, 'set', ['web1', '--weight', '0']);
   t.same(api.seen('PATCH')[1]!.body, { weight: 0 });
+  t.equal(r.out.split('\n').length, 2, 'drain pins nothing: the row only');
+});
+
+t.test('set --state active|standby: says what it pinned and how to undo it', async (t) => {
+  const S = '10.0.0.101:80';
+  api.on('PATCH', '/v1/backends/web2', { body: { backend: backend({ name: 'web2', serves: [{ service: S, priority: 254, role: 'active', pinned: 'web2' }] }) } },
+    { body: { backend: backend({ name: 'web2', serves: [{ service: S, priority: 254, role: 'standby', pinned: 'web1' }] }) } });
+  const a = await cli(api, 'set', ['web2', '--state', 'active']);
+  t.equal(a.code, 0, a.err);
+  t.match(a.out, /\b10\.0\.0\.101:80=active\(pinned\)/, 'the row shows the pin');
+  t.equal(a.out.split('\n').at(-1), `pinned ${S} to web2, kept across restarts; undo: vipgate switch ${S} --auto`);
+  const s = await cli(api, 'set', ['web2', '--state', 'standby']);
+  t.match(s.out, /\b10\.0\.0\.101:80=standby\(pinned web1\)/);
+  t.equal(s.out.split('\n').at(-1), `pinned ${S} to web1 (in place of web2), kept across restarts; undo: vipgate switch ${S} --auto`);
 });
 
 t.test('reload: the changes, or "no changes"', async (t) => {
