@@ -4,7 +4,7 @@
 // redrawn in place; otherwise one frame is printed per interval with no escape codes (logs, tests).
 
 import { API_ENV, type BackendView, type StatusView } from '../control/api-types';
-import { formatTable, humanCount, humanRate, humanSeconds } from './table';
+import { formatTable, humanCount, humanRate, humanSeconds, wrapList } from './table';
 import {
   ApiClient, ClientError, CliIo, CONNECT_OPTIONS, UsageError, checkDuration, checkInt, clientFrom, parseCommand,
   processIo, reportClientError, servesText, stateText,
@@ -90,7 +90,7 @@ export function renderFrame(cur: Sample, rates: Rates | null, where: string, not
   ];
   if (rates && rates.dropsBy.length) {
     const total = s.drops as Record<string, number>;
-    lines.push(`drops now /s (total): ${rates.dropsBy.map(([k, v]) => `${k} ${humanRate(v)} (${humanCount(total[k] ?? 0)})`).join(', ')}`);
+    lines.push(...wrapList('drops now /s (total):', rates.dropsBy.map(([k, v]) => `${k} ${humanRate(v)} (${humanCount(total[k] ?? 0)})`), width));
   }
   lines.push(`flows active now ${humanCount(s.flows.active)} of ${humanCount(s.flows.capacity)}; backends ${s.backends.total} (${s.backends.up} up, ${s.backends.drain} drain, ${s.backends.down} down)`);
   if (note) lines.push(note);
