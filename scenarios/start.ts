@@ -39,7 +39,7 @@ export function render(lab: Lab, vg: Pick<VipgateProc, 'pid' | 'apiAddr'>, st: S
   L.push(`vipgate lab (${lab.mode}) ${lab.prefix}, up ${((Date.now() - started) / 1000).toFixed(0)} s; Ctrl-C stops it and removes the lab`);
   L.push(`vipgate  pid ${vg.pid} on ${vgNs}:eth0 ${lab.addr.vipgate}, mac ${lab.mac.vipgate}`);
   L.push(`API      ${vg.apiAddr} inside ${vgNs}; from another shell (as root):`);
-  L.push(`           ip netns exec ${vgNs} ./bin/vipgate.js top      (or backends, ...)`);
+  L.push(`  ip netns exec ${vgNs} ./bin/vipgate.js top   (or backends, ...)`);
   const [v1, v2] = lab.addr.vips;
   L.push(`VIPs     ${v1}  IP mode -> ${lab.backendNames[0]}`);
   if (v2) L.push(`         ${v2}:${lab.httpPort}  port mode -> ${lab.backendNames[1]}, standby ${lab.backendNames.slice(2).concat(lab.backendNames[0]!).join(', ')}`);
