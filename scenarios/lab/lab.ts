@@ -554,14 +554,14 @@ export function canProbeArp(): { ok: true } | { ok: false; why: string } {
 }
 
 /**
- * `count` ARP requests for `ip` from ns's eth0, with the lab's own probe (scenarios/lab/arp-probe.ts)
+ * `count` ARP requests for `ip` from ns's eth0 (or `iface`), with the lab's own probe (scenarios/lab/arp-probe.ts)
  * rather than arping, whose two Debian flavours print and count differently. Resolves with the
  * replies (total, per request, their MACs); rejects if the probe could not run.
  */
-export function arpProbe(lab: Lab, ns: string, ip: string, count: number, o: { intervalMs?: number; waitMs?: number } = {}): Promise<ArpProbeResult> {
+export function arpProbe(lab: Lab, ns: string, ip: string, count: number, o: { intervalMs?: number; waitMs?: number; iface?: string } = {}): Promise<ArpProbeResult> {
   const probeJs = path.join(__dirname, 'arp-probe.js');
   return new Promise((resolve, reject) => {
-    const child = lab.spawn(ns, [process.execPath, probeJs, '--iface', 'eth0', '--count', String(count),
+    const child = lab.spawn(ns, [process.execPath, probeJs, '--iface', o.iface ?? 'eth0', '--count', String(count),
       '--interval-ms', String(o.intervalMs ?? 300), '--wait-ms', String(o.waitMs ?? 1000), ip]);
     let out = '';
     let err = '';
