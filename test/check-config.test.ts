@@ -95,3 +95,20 @@ t.test('the summary shows every key that matters', async (t) => {
   const env = await checkConfig(path.join(tmp, 'full.yaml'), { VIPGATE_API_TOKEN: TOKEN + 'x' });
   t.match(env.out, 'bearer token from $VIPGATE_API_TOKEN', 'the environment wins, as in run');
 });
+
+t.test('the live example configs (scenarios/configs/live-*.yaml) validate and match the deployment guide', async (t) => {
+  const dir = path.join(repoRoot, 'scenarios', 'configs');
+  const dsr = await checkConfig(path.join(dir, 'live-dsr.yaml'));
+  t.equal(dsr.code, 0, dsr.err);
+  t.match(dsr.out, 'mode dsr, mac (from the NIC), interface eth0', 'dsr: the NIC\'s MAC, on eth0');
+  t.match(dsr.out, 'api: http://127.0.0.1:9180/v1, no token (loopback only)');
+  t.match(dsr.out, 'state file: /var/lib/vipgate/state.json', 'the state file in the systemd unit\'s StateDirectory');
+  const nat = await checkConfig(path.join(dir, 'live-nat.yaml'));
+  t.equal(nat.code, 0, nat.err);
+  t.match(nat.out, 'mode nat, mac (from the NIC), interface eth0');
+  t.match(nat.out, 'nat gateway: 10.0.1.1', 'the gateway the guide\'s `ip route replace default via 10.0.1.1` names');
+  const readme = fs.readFileSync(path.join(repoRoot, 'README.md'), 'utf8');
+  t.match(readme, 'ip route replace default via 10.0.1.1', 'the guide still names that gateway');
+  t.match(readme, 'scenarios/configs/live-dsr.yaml', 'the README points at the dsr example');
+  t.match(readme, 'scenarios/configs/live-nat.yaml', 'and at the nat one');
+});
