@@ -46,8 +46,14 @@ function loadCap(): CapModule {
   } catch (e) {
     throw new VipgateError('ENIC_NO_LIBPCAP',
       `the libpcap binding (npm package "cap") is not available: ${(e as Error).message.split('\n')[0]}\n` +
-      'install libpcap and its headers and rebuild it: apt-get install -y libpcap-dev && npm rebuild cap');
+      'it did not build during npm install (npm skips a failed optional addon quietly); install libpcap\'s headers and a compiler, ' +
+      'then rebuild it: apt-get install -y libpcap-dev g++ make python3 && npm rebuild cap');
   }
+}
+
+/** Throws ENIC_NO_LIBPCAP (with the fix) unless the libpcap binding loads: `vipgate run` asks first, before touching anything. */
+export function checkNicBinding(): void {
+  loadCap();
 }
 
 /** Open `iface` for capture and injection. Throws VipgateError with a code that says what to fix. */

@@ -15,7 +15,7 @@ import { checkStateDir } from '../control/store';
 import { buildDataplane, Built } from '../main';
 import { interfaceInfo, missingCapabilities, InterfaceInfo } from '../link/host';
 import { attachLive, captureFilter } from '../link/live';
-import { openNic, NicLink } from '../../native-bindings/nic';
+import { checkNicBinding, openNic, NicLink } from '../../native-bindings/nic';
 import { snapshotCounters } from '../dataplane/counters';
 import { formatCounters, formatRateLine } from '../obs/format';
 import { createLogger, Logger } from '../obs/log';
@@ -57,6 +57,7 @@ export interface Running {
 export async function startLive(a: RunArgs): Promise<Running> {
   // The same validation as check-config; everything below is a fact of the live host.
   const settings = loadRunSettings(a.config, { apiListen: a.apiListen, stateFile: a.stateFile });
+  checkNicBinding();
   const config: Config = settings.config;
   const log = createLogger({
     level: a.logLevel ?? config.log.level, format: a.logFormat ?? config.log.format,
