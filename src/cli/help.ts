@@ -39,7 +39,7 @@ export const COMMAND_HELP: Record<Name, CommandHelp> = {
     options: [
       ['--config, -c FILE', 'the vipgate config (it needs mac:, since no NIC gives one)'],
       ['--out, -o OUT.pcap', 'where the frames vipgate would send go'],
-      ['--json', 'one JSON object: frames_in/out, arp_replies, flows_created, forwarded, drops by reason, counters, duration_ms (wall time of the replay itself)'],
+      ['--json', 'one JSON object: frames_in/out, arp_replies, flows_created, forwarded, drops by reason, counters, duration_ms (the time the capture spans, by its timestamps), replay_ms (how long the replay took)'],
       ['--allow-truncated', 'replay the complete frames of a capture cut off mid-record'],
       ['--seed N', 'hash seed of the flow tables (0..4294967295), for repeatable runs'],
     ],
