@@ -9,7 +9,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { spawnSync } from 'node:child_process';
-import { run } from '../src/cli/main.js';
+import { runCli } from './helpers/run-cli.js';
 import { repoRoot } from './helpers/paths.js';
 
 const bin = path.join(repoRoot, 'bin', 'vipgate.js');
@@ -17,25 +17,7 @@ const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'vipgate-check-config-'));
 t.teardown(() => fs.rmSync(tmp, { recursive: true, force: true }));
 const TOKEN = 'abcdefabcdefabcdef0123';
 
-async function checkConfig(file: string, env: NodeJS.ProcessEnv = {}): Promise<{ code: number; out: string; err: string }> {
-  let out = '';
-  let err = '';
-  const ow = process.stdout.write.bind(process.stdout);
-  const ew = process.stderr.write.bind(process.stderr);
-  const saved = process.env.VIPGATE_API_TOKEN;
-  delete process.env.VIPGATE_API_TOKEN;
-  Object.assign(process.env, env);
-  process.stdout.write = ((s: string) => { out += s; return true; }) as typeof process.stdout.write;
-  process.stderr.write = ((s: string) => { err += s; return true; }) as typeof process.stderr.write;
-  try {
-    return { code: await run(['check-config', file]), out, err };
-  } finally {
-    process.stdout.write = ow;
-    process.stderr.write = ew;
-    delete process.env.VIPGATE_API_TOKEN;
-    if (saved !== undefined) process.env.VIPGATE_API_TOKEN = saved;
-  }
-}
+const checkConfig = (file: string, env: NodeJS.ProcessEnv = {}) => runCli(['check-config', file], env);
 
 function runLive(file: string, env: NodeJS.ProcessEnv = {}, extra: string[] = []) {
   const e = { ...process.env, ...env };

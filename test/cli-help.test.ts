@@ -5,29 +5,14 @@
 import t from 'tap';
 import * as path from 'node:path';
 import { spawnSync } from 'node:child_process';
-import { run } from '../src/cli/main.js';
+import { runCli } from './helpers/run-cli.js';
 import { COMMAND_HELP } from '../src/cli/help.js';
 import { CLIENT_COMMANDS } from '../src/cli/client.js';
 import { repoRoot } from './helpers/paths.js';
 
 const bin = path.join(repoRoot, 'bin', 'vipgate.js');
 
-/** Run the CLI in-process, capturing stdout and stderr. */
-async function cli(argv: string[]): Promise<{ code: number; out: string; err: string }> {
-  let out = '';
-  let err = '';
-  const ow = process.stdout.write.bind(process.stdout);
-  const ew = process.stderr.write.bind(process.stderr);
-  process.stdout.write = ((s: string) => { out += s; return true; }) as typeof process.stdout.write;
-  process.stderr.write = ((s: string) => { err += s; return true; }) as typeof process.stderr.write;
-  try {
-    const code = await run(argv);
-    return { code, out, err };
-  } finally {
-    process.stdout.write = ow;
-    process.stderr.write = ew;
-  }
-}
+const cli = (argv: string[]) => runCli(argv);
 
 const names = Object.keys(COMMAND_HELP);
 
