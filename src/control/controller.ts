@@ -62,6 +62,8 @@ export class Controller implements ControlApi {
   private readonly leaseUntil = new Map<string, number>();
   private readonly transitionCounts = new Map<string, number>();
   private readonly reloadCounts = { ok: 0, failed: 0 };
+  /** The message of the periodic apply that keeps failing (a state file that cannot be written), or null. */
+  private tickFailing: string | null = null;
   private readonly clock: () => number;
   private readonly log: ControlLog;
   private readonly started: number;
@@ -202,7 +204,8 @@ export class Controller implements ControlApi {
       if (!r.leaving && r.lease > 0 && now > (this.leaseUntil.get(r.name) ?? Infinity)) {
         r.leaving = true;
         expired.push(r.name);
-        this.log('warn', `backend ${r.name}: lease of ${r.lease}s expired without renewal; draining it`, { event: 'lease_expired', backend: r.name });
+        // Once, though a failing apply retries it every tick.
+        if (this.tickFailing === null) this.log('warn', `backend ${r.name}: lease of ${r.lease}s expired without renewal; draining it`, { event: 'lease_expired', backend: r.name });
         changed = 'lease expired';
       }
     }
@@ -220,9 +223,14 @@ export class Controller implements ControlApi {
       try {
         this.apply(c, changed || 'retired');
         for (const n of expired) this.leaseUntil.delete(n);
+        if (this.tickFailing !== null) this.log('info', `periodic changes apply again (${changed || 'retired'})`, { event: 'tick_recovered' });
+        this.tickFailing = null;
       } catch (e) {
         this.restoreRetiring(retiringBefore);
-        this.log('error', `could not apply periodic change (${changed || 'retired'}): ${(e as Error).message}; retrying next tick`, { event: 'tick_failed' });
+        // Logged when it starts failing (or fails differently), not every second it goes on failing.
+        const msg = `could not apply periodic change (${changed || 'retired'}): ${(e as Error).message}; retrying every tick`;
+        if (msg !== this.tickFailing) this.log('error', msg, { event: 'tick_failed' });
+        this.tickFailing = msg;
       }
     }
   }
