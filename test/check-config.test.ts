@@ -68,7 +68,7 @@ t.test('the summary shows every key that matters', async (t) => {
   const r = await checkConfig(file);
   t.equal(r.code, 0);
   for (const want of [
-    'mode nat', 'interface eth1', 'mac (from the NIC)', '10.0.0.100:80 -> web1', 'nat gateway: 10.0.1.1',
+    'mode nat', 'interface eth1', 'mac (from the NIC; replay needs mac:)', '10.0.0.100:80 -> web1', 'nat gateway: 10.0.1.1',
     'api: http://10.0.0.5:9180/v1, bearer token from api.token', 'state file: /var/lib/vipgate/state.json',
     'announce: 2 gratuitous ARPs per VIP, 500ms apart, then every 1m', 'log: level warn, format text',
     'flows: capacity 65536', 'neighbours: capacity 4096',
@@ -82,12 +82,12 @@ t.test('the live example configs (scenarios/configs/live-*.yaml) validate and ma
   const dir = path.join(repoRoot, 'scenarios', 'configs');
   const dsr = await checkConfig(path.join(dir, 'live-dsr.yaml'));
   t.equal(dsr.code, 0, dsr.err);
-  t.match(dsr.out, 'mode dsr, mac (from the NIC), interface eth0', 'dsr: the NIC\'s MAC, on eth0');
+  t.match(dsr.out, 'mode dsr, mac (from the NIC; replay needs mac:), interface eth0', 'dsr: the NIC\'s MAC, on eth0');
   t.match(dsr.out, 'api: http://127.0.0.1:9180/v1, no token (loopback only)');
   t.match(dsr.out, 'state file: /var/lib/vipgate/state.json', 'the state file in the systemd unit\'s StateDirectory');
   const nat = await checkConfig(path.join(dir, 'live-nat.yaml'));
   t.equal(nat.code, 0, nat.err);
-  t.match(nat.out, 'mode nat, mac (from the NIC), interface eth0');
+  t.match(nat.out, 'mode nat, mac (from the NIC; replay needs mac:), interface eth0');
   t.match(nat.out, 'nat gateway: 10.0.1.1', 'the gateway the guide\'s `ip route replace default via 10.0.1.1` names');
   const readme = fs.readFileSync(path.join(repoRoot, 'README.md'), 'utf8');
   t.match(readme, 'ip route replace default via 10.0.1.1', 'the guide still names that gateway');

@@ -430,7 +430,7 @@ t.test('describeConfig', async (t) => {
   t.match(s, 'no service (ARP only, TCP dropped): 10.0.0.7');
   t.match(s, 'flows: capacity 65536, timeouts half-open 15s, established 15m, closing 30s');
   t.match(s, 'neighbours: capacity 4096, ttl 5m');
-  t.match(describeConfig(parseConfig('vips: [10.0.0.1]', 'x', { requireMac: false })), 'mac (from the NIC)');
+  t.match(describeConfig(parseConfig('vips: [10.0.0.1]', 'x', { requireMac: false })), 'mac (from the NIC; replay needs mac:)');
 });
 
 t.test('loadConfig I/O errors', async (t) => {

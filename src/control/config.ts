@@ -295,7 +295,7 @@ export function describeConfig(c: Config, eff: EffectiveSettings = {
 }): string {
   const out: string[] = [];
   out.push(
-    `config ${c.file}: mode ${c.mode}, mac ${c.macText ?? '(from the NIC)'}` +
+    `config ${c.file}: mode ${c.mode}, mac ${c.macText ?? '(from the NIC; replay needs mac:)'}` +
       (c.interface !== null ? `, interface ${c.interface}` : ''),
   );
   out.push(`  ${plural(c.vips.length, 'VIP')}: ${c.vipTexts.join(', ')}`);
