@@ -10,6 +10,7 @@ import * as path from 'node:path';
 import { spawn, spawnSync } from 'node:child_process';
 import { acquireInstanceLock, lockFile, lockHolder, netnsInode } from '../src/control/instance-lock.js';
 import { VipgateError } from '../src/control/errors.js';
+import { KernelFilter } from '../src/control/kernel-filter.js';
 
 const haveFlock = spawnSync('flock', ['--version'], { encoding: 'utf8' }).status === 0;
 const lockJs = path.resolve(__dirname, '..', 'src', 'control', 'instance-lock.js');
@@ -76,4 +77,16 @@ t.test('an unusable lock directory is refused with what to do', async (t) => {
   const e = refusal(() => acquireInstanceLock('eth0', { dir: notDir }));
   t.equal(e.code, 'ERUN_LOCK');
   t.match(e.message, /cannot open the instance lock .*RuntimeDirectory=vipgate/);
+});
+
+t.test('the nftables table is touched only by the lock holder', { skip: haveFlock ? false : 'flock(1) from util-linux is not installed' }, async (t) => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'vipgate-lock-'));
+  t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
+  const lock = acquireInstanceLock('vgnosuch0', { dir });
+  const kf = new KernelFilter({ iface: 'vgnosuch0', owned: [0x0a000064], backends: [], hostAddrs: [] }, lock);
+  lock.release();
+  t.equal(lock.held, false);
+  // Checked before nft runs: nothing is executed for a filter whose lock is gone.
+  t.throws(() => kf.install(), { code: 'EKERNEL_FILTER', message: /without holding its instance lock/ });
+  t.throws(() => kf.update([0x0a000065], []), { code: 'EKERNEL_FILTER', message: /without holding its instance lock/ });
 });

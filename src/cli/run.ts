@@ -108,7 +108,7 @@ async function startLocked(a: RunArgs, settings: RunSettings, log: Logger, iface
 
   const filter = captureFilter(macText, info.ipv4.map(formatIpv4));
   const nic = openNic(iface, { filter });
-  const kf = a.kernelFilter ? new KernelFilter({ iface, owned: owned(), backends: natBackends(), hostAddrs: info.ipv4 }) : null;
+  const kf = a.kernelFilter ? new KernelFilter({ iface, owned: owned(), backends: natBackends(), hostAddrs: info.ipv4 }, lock) : null;
   let api: ApiServer;
   try {
     kf?.install();

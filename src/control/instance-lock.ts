@@ -34,6 +34,8 @@ const CONFLICT_EXIT = 75;
 
 export interface InstanceLock {
   readonly file: string;
+  /** Until release(). */
+  readonly held: boolean;
   /** Release the lock (close the descriptor) after blanking the PID. Idempotent. */
   release(): void;
 }
@@ -101,6 +103,7 @@ export function acquireInstanceLock(iface: string, o: { dir?: string; pid?: numb
   let held = true;
   return {
     file,
+    get held() { return held; },
     release() {
       if (!held) return;
       held = false;
