@@ -162,7 +162,7 @@ async function main(): Promise<void> {
   if (!can.ok || !capOk) {
     process.stdout.write(
       `npm start builds a network-namespace lab and runs vipgate live in it; that needs Linux, root and libpcap ` +
-      `(${!can.ok ? can.why : 'the libpcap binding is not built: apt-get install -y libpcap-dev && npm rebuild cap'}).\n` +
+      `(${!can.ok ? can.why : 'the libpcap binding is not built: apt-get install -y libpcap-dev g++ make python3 && npm install'}).\n` +
       `Run it as root (sudo npm start) for the live lab. Showing the replay demo instead, which needs no privileges:\n\n`);
     require('./replay-demo');
     return;

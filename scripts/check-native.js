@@ -11,12 +11,12 @@ const ADDONS = [
   {
     name: 'cap',
     what: 'libpcap binding: vipgate run (capture and send on the NIC), npm start\'s live lab, the live tests',
-    fix: 'apt-get install -y libpcap-dev g++ make python3 && npm rebuild cap',
+    fix: 'apt-get install -y libpcap-dev g++ make python3 && npm install',
   },
   {
     name: 'raw-socket',
     what: 'raw IP sockets: probes sent from the host itself',
-    fix: 'apt-get install -y g++ make python3 && npm rebuild raw-socket',
+    fix: 'apt-get install -y g++ make python3 && npm install',
   },
 ];
 
@@ -25,7 +25,10 @@ for (const a of ADDONS) {
   try {
     require(a.name);
   } catch (e) {
-    missing.push({ ...a, why: String((e && e.message) || e).split('\n')[0] });
+    const why = String((e && e.message) || e);
+    // Present but built for another Node.js (after an upgrade): rebuilding it in place is the fix.
+    const stale = /NODE_MODULE_VERSION|compiled against a different Node\.js/.test(why);
+    missing.push({ ...a, why: why.split('\n')[0], fix: stale ? `npm rebuild ${a.name}` : a.fix });
   }
 }
 
@@ -37,6 +40,7 @@ if (missing.length === 0) {
   for (const m of missing) {
     lines.push(`  ${m.name} (${m.what})`, `    error: ${m.why}`, `    fix:   ${m.fix}`, '');
   }
-  lines.push('replay, check-config and the API commands work without them.', bar);
+  lines.push('(npm drops an addon that failed to build: after the fix, npm install builds it again;',
+    'npm rebuild alone has nothing to build.) replay, check-config and the API commands work without them.', bar);
   process.stderr.write(lines.join('\n') + '\n');
 }

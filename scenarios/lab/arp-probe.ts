@@ -66,7 +66,7 @@ function main(): void {
   try {
     ({ Cap } = require('cap') as { Cap: new () => CapLike });
   } catch (e) {
-    process.stderr.write(`arp-probe: the libpcap binding (cap) is not available: ${(e as Error).message.split('\n')[0]}; apt-get install libpcap-dev && npm rebuild cap\n`);
+    process.stderr.write(`arp-probe: the libpcap binding (cap) is not available: ${(e as Error).message.split('\n')[0]}; apt-get install -y libpcap-dev g++ make python3 && npm install\n`);
     process.exit(3);
   }
   const cap = new Cap();

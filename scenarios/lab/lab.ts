@@ -549,7 +549,7 @@ req.on('error', (e) => { process.stderr.write(e.code || e.message); process.exit
 /** Whether the lab's ARP probe can run here: it sends through the libpcap binding (cap). */
 export function canProbeArp(): { ok: true } | { ok: false; why: string } {
   try { require('cap'); return { ok: true }; } catch {
-    return { ok: false, why: 'the ARP probe needs the libpcap binding (cap), which is not built: apt-get install libpcap-dev && npm rebuild cap' };
+    return { ok: false, why: 'the ARP probe needs the libpcap binding (cap), which is not built: apt-get install -y libpcap-dev g++ make python3 && npm install' };
   }
 }
 

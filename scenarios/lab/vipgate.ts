@@ -19,7 +19,7 @@ export const VIPGATE_BIN = path.join(repo, 'bin', 'vipgate.js');
 export function canRunVipgateLab(): { ok: true } | { ok: false; why: string } {
   const can = canRunLab();
   if (!can.ok) return can;
-  try { require('cap'); } catch { return { ok: false, why: 'the libpcap binding (cap) is not built: apt-get install libpcap-dev g++ make python3 && npm rebuild cap' }; }
+  try { require('cap'); } catch { return { ok: false, why: 'the libpcap binding (cap) is not built: apt-get install -y libpcap-dev g++ make python3 && npm install' }; }
   for (const [tool, pkg] of [['nft', 'nftables'], ['flock', 'util-linux']] as const) {
     if (spawnSync(tool, ['--version'], { stdio: 'ignore' }).status !== 0) return { ok: false, why: `\`${tool}\` is not installed (apt-get install ${pkg})` };
   }
