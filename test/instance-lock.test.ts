@@ -90,3 +90,18 @@ t.test('the nftables table is touched only by the lock holder', { skip: haveFloc
   t.throws(() => kf.install(), { code: 'EKERNEL_FILTER', message: /without holding its instance lock/ });
   t.throws(() => kf.update([0x0a000065], []), { code: 'EKERNEL_FILTER', message: /without holding its instance lock/ });
 });
+
+t.test("a lock file another user made still locks (read-only), and its holder is still named", { skip: haveFlock && process.getuid?.() === 0 && spawnSync('setpriv', ['--version']).status === 0 ? false : 'needs flock(1), root and setpriv (to act as another user)' }, async (t) => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'vipgate-lock-'));
+  fs.chmodSync(dir, 0o755);
+  t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
+  // root holds the lock on a root-owned 0644 file; nobody (65534) tries: refused, naming root's PID.
+  const held = acquireInstanceLock('eth9', { dir });
+  const js = `const l = require(${JSON.stringify(lockJs)}); try { l.acquireInstanceLock('eth9', { dir: ${JSON.stringify(dir)} }); console.log('took it'); } catch (e) { console.log(e.code + ' ' + e.message); }`;
+  const asNobody = () => spawnSync('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', process.execPath, '-e', js], { encoding: 'utf8', timeout: 20_000 });
+  const r = asNobody();
+  t.match(r.stdout, `ERUN_LOCKED eth9 is already served by vipgate PID ${process.pid}`, r.stderr);
+  held.release();
+  const free = asNobody();
+  t.match(free.stdout, /^took it/, `once released, the other user takes it through a read-only descriptor ${free.stderr}`);
+});

@@ -67,10 +67,19 @@ export function acquireInstanceLock(iface: string, o: { dir?: string; pid?: numb
   const dir = o.dir ?? LOCK_DIR;
   const file = lockFile(iface, dir);
   let fd: number;
+  let writable = true;
   try {
     fs.mkdirSync(dir, { recursive: true, mode: 0o755 });
     // a+: create if missing, never truncate (the holder's PID must survive our open).
-    fd = fs.openSync(file, 'a+', 0o644);
+    try {
+      fd = fs.openSync(file, 'a+', 0o644);
+    } catch (e) {
+      // A lock file another user made (root by hand, a systemd dynamic user): flock needs no
+      // write access, so lock it read-only; only our PID cannot be written then.
+      if ((e as NodeJS.ErrnoException).code !== 'EACCES') throw e;
+      fd = fs.openSync(file, 'r');
+      writable = false;
+    }
   } catch (e) {
     throw new VipgateError('ERUN_LOCK',
       `cannot open the instance lock ${file}: ${(e as Error).message}; vipgate keeps one lock per interface in ${dir} ` +
@@ -96,10 +105,12 @@ export function acquireInstanceLock(iface: string, o: { dir?: string; pid?: numb
       : (r.stderr || err?.message || `flock exited ${r.status ?? r.signal}`).trim();
     throw new VipgateError('ERUN_LOCK', `cannot take the instance lock ${file}: ${why}`);
   }
-  try {
-    fs.ftruncateSync(fd, 0);
-    fs.writeSync(fd, `${o.pid ?? process.pid}\n`, 0);
-  } catch { /* the lock is what matters; a missing PID only makes a refusal less precise */ }
+  if (writable) {
+    try {
+      fs.ftruncateSync(fd, 0);
+      fs.writeSync(fd, `${o.pid ?? process.pid}\n`, 0);
+    } catch { /* the lock is what matters; a missing PID only makes a refusal less precise */ }
+  }
   let held = true;
   return {
     file,
@@ -108,7 +119,7 @@ export function acquireInstanceLock(iface: string, o: { dir?: string; pid?: numb
       if (!held) return;
       held = false;
       // Blank the PID while still holding the lock, so nobody reads ours after we are gone.
-      try { fs.ftruncateSync(fd, 0); } catch { /* read-only now: the kernel still releases the lock */ }
+      if (writable) try { fs.ftruncateSync(fd, 0); } catch { /* the kernel still releases the lock */ }
       fs.closeSync(fd);
     },
   };
