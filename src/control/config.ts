@@ -296,7 +296,7 @@ export function describeConfig(c: Config, eff: EffectiveSettings = {
   const out: string[] = [];
   out.push(
     `config ${c.file}: mode ${c.mode}, mac ${c.macText ?? '(from the NIC; replay needs mac:)'}` +
-      (c.interface !== null ? `, interface ${c.interface}` : ''),
+      (c.interface !== null ? `, interface ${c.interface}` : ', no interface (vipgate run then needs --interface)'),
   );
   out.push(`  ${plural(c.vips.length, 'VIP')}: ${c.vipTexts.join(', ')}`);
   if (c.backends.length) {
