@@ -232,7 +232,7 @@ export function topLevelHelp(): string {
 /** One command in full. */
 export function commandHelp(name: Name): string {
   const h = COMMAND_HELP[name];
-  const options = h.api && name !== 'agent' ? [...h.options, ...API_OPTIONS] : h.api ? [...h.options, ...API_OPTIONS.slice(0, 2)] : h.options;
+  const options = h.api ? [...h.options, ...API_OPTIONS] : h.options;
   const width = Math.min(30, Math.max(0, ...options.map(([o]) => o.length)));
   const lines = [`usage: ${h.usage}`, '', h.summary];
   if (options.length) {
