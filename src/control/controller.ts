@@ -77,7 +77,7 @@ export class Controller implements ControlApi {
     this.desired = compose(this.config, this.overlay, this.retiring);
     const now = this.clock();
     for (const r of this.overlay.registrations) if (r.lease > 0 && !r.leaving) this.leaseUntil.set(r.name, now + r.lease * 1000);
-    const tables = this.build(this.desired);
+    const tables = this.build(this.desired, this.config);
     this.o.built.dataplane.publish(tables);
   }
 
@@ -118,11 +118,11 @@ export class Controller implements ControlApi {
 
   // ---- the one way to change anything ----
 
-  private build(d: Desired): Tables {
+  private build(d: Desired, config: Config): Tables {
     const st = this.o.built.state;
     const prev = this.o.built.dataplane.currentTables;
     try {
-      return new Tables(toSpec(d, this.o.mac, this.config.mode), prev, (slot) => st.bFlows[slot]! > 0);
+      return new Tables({ ...toSpec(d, this.o.mac, config.mode), icmp: config.icmp }, prev, (slot) => st.bFlows[slot]! > 0);
     } catch (e) {
       throw new ApiError('EAPI_CONFLICT', `cannot build the tables: ${(e as Error).message}`);
     }
@@ -144,7 +144,7 @@ export class Controller implements ControlApi {
   private apply(candidate: Overlay, reason: string, config: Config = this.config): Desired {
     const d = compose(config, candidate, this.retiring);
     this.pruneStale(candidate, d);
-    const tables = this.build(d);
+    const tables = this.build(d, config);
     candidate.generation = this.overlay.generation + 1;
     if (this.o.stateFile) {
       try {

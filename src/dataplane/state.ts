@@ -53,6 +53,9 @@ export const T_HALF_OPEN = 0, T_ESTABLISHED = 1, T_CLOSING = 2, T_NEIGH_TTL = 3;
 /** The packet path's clock (ms). Kept here rather than passed along: a double argument to a call
  *  V8 does not inline is boxed into a new heap number, which per packet means garbage and GC. */
 export const T_NOW = 4;
+/** The echo-reply token bucket (dataplane/icmp.ts): tokens left, and the packet-clock time (ms)
+ *  it was last refilled at; -Infinity until the first echo, so the bucket starts full. */
+export const T_ECHO_TOKENS = 5, T_ECHO_LAST = 6;
 
 export interface StateViews {
   memory: Memory;
@@ -122,6 +125,7 @@ export function createState(o: StateOptions): StateViews {
   v.times[T_ESTABLISHED] = o.establishedTimeoutMs;
   v.times[T_CLOSING] = o.closingTimeoutMs;
   v.times[T_NEIGH_TTL] = o.neighbourTtlMs;
+  v.times[T_ECHO_LAST] = -Infinity;
   return attachState(memory);
 }
 

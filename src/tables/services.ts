@@ -30,7 +30,14 @@ export interface TablesSpec {
    * new flows by weight; `standby` take over in order when no active one is up.
    */
   services: ReadonlyArray<{ vip: number; port: number; active: string | readonly string[]; standby: readonly string[] }>;
+  /** Echo replies for VIPs: on/off, replies per second and burst (default ICMP_ECHO_DEFAULTS). */
+  icmp?: IcmpSpec;
 }
+
+export interface IcmpSpec { echo: boolean; echoRate: number; echoBurst: number }
+
+/** Linux's own ICMP limits (net.ipv4.icmp_msgs_per_sec = 1000, icmp_msgs_burst = 50). */
+export const ICMP_ECHO_DEFAULTS: IcmpSpec = { echo: true, echoRate: 1000, echoBurst: 50 };
 
 /** Entries of a service's pick table: new flows hash into it, so weights resolve to 1/256. */
 export const PICK_SIZE = 256;
@@ -63,6 +70,10 @@ export class Tables {
   readonly bHasMac: Uint8Array;
   readonly bState: Uint8Array;
   readonly bWeight: Int32Array;
+  // ICMP echo: answer at all (1/0); the token bucket's refill per ms and its size
+  readonly echoOn: number;
+  readonly echoPerMs: number;
+  readonly echoBurst: number;
 
   // Control-side metadata (never read by the packet path).
   readonly backendNames: string[];
@@ -111,6 +122,11 @@ export class Tables {
     const v = layout(new Carver(allocMemory(measure.size, false)));
 
     this.mode = spec.mode === 'nat' ? MODE_NAT : MODE_DSR;
+    const icmp = spec.icmp ?? ICMP_ECHO_DEFAULTS;
+    if (!(icmp.echoRate >= 1 && icmp.echoBurst >= 1)) throw new Error('tables: icmp echo rate and burst must be at least 1');
+    this.echoOn = icmp.echo ? 1 : 0;
+    this.echoPerMs = icmp.echoRate / 1000;
+    this.echoBurst = icmp.echoBurst;
     this.mac = v.mac;
     macCopy(this.mac, 0, spec.mac, 0);
     this.vipCount = spec.vips.length;
