@@ -19,6 +19,17 @@
 //   segments; f1's uploads are not limited on the way in (the lock is on r1's route to f1 only).
 // - dsr: b1 routes 10.77.2.0/24 via r1 and answers f1 directly from the VIP; nat: b1's default
 //   route is vipgate's gateway address and vipgate sends the rewritten replies to r1's MAC.
+//
+// nat also carries errors the other way. There b1 is a container host: port 8081 of its address
+// is published (nftables DNAT, as Docker does) to a server in f2 behind a link whose route MTU
+// is 1280:
+//
+//   f1 ── r1 ── br0 ── vg ── b1 10.77.1.21 ──(eth1, route MTU 1280)── f2 10.77.3.2:8080
+//
+// f1's 1500-byte upload segments reach b1 through vipgate, and b1's kernel cannot forward them
+// to f2: it sends "fragmentation needed" to f1 (conntrack turns the quote back into f1 -> b1:8081),
+// routed through its gateway, vipgate, which rewrites it to be from and about the VIP. f1's
+// kernel lowers its PMTU toward the VIP, and the upload completes.
 import t from 'tap';
 import { createLab, Lab } from '../scenarios/lab/lab';
 import { canRunVipgateLab, startVipgate, labConfigYaml, VipgateProc } from '../scenarios/lab/vipgate';
@@ -78,6 +89,24 @@ function addFarClient(lab: Lab): void {
   if (lab.mode === 'dsr') for (const b of lab.ns.backends) sh(lab, b, `ip route add 10.77.2.0/24 via ${R1_FRONT} dev eth0`);
 }
 
+const F2 = '10.77.3.2', B1_INNER = '10.77.3.1', PUBLISHED_PORT = 8081;
+
+/** nat: f2, a "container" behind b1 with b1's port 8081 published to it (see the diagram above). */
+function addContainer(lab: Lab): void {
+  lab.addHost('f2');
+  lab.link('b1', 'eth1', 'f2', 'eth0');
+  sh(lab, 'b1', [
+    `ip addr add ${B1_INNER}/24 dev eth1`,
+    'echo 1 > /proc/sys/net/ipv4/ip_forward',
+    `ip route replace 10.77.3.0/24 dev eth1 proto kernel scope link src ${B1_INNER} mtu lock ${PATH_MTU}`,
+  ].join('\n'));
+  const nft = lab.exec('b1', ['nft', '-f', '-'], {
+    input: `table ip publish {\n  chain pre { type nat hook prerouting priority dstnat; tcp dport ${PUBLISHED_PORT} dnat to ${F2}:${XFER_PORT}; }\n}\n`,
+  });
+  if (nft.code !== 0) throw new Error(`b1: nft DNAT: ${nft.stderr}`);
+  sh(lab, 'f2', [`ip addr add ${F2}/24 dev eth0`, `ip route add default via ${B1_INNER} dev eth0`].join('\n'));
+}
+
 function startXferServer(lab: Lab, ns: string): Promise<void> {
   const child = lab.spawn(ns, [process.execPath, '-e', XFER_SERVER_JS]);
   return new Promise((resolve, reject) => {
@@ -132,12 +161,28 @@ if (!can.ok) {
         t.ok(up.ok, `f1 uploads ${UPLOAD} bytes (${up.ms} ms): ${up.out}`);
         t.equal(up.out, String(UPLOAD), 'the backend read every byte');
 
+        if (mode === 'nat') {
+          addContainer(lab);
+          await startXferServer(lab, 'f2');
+          const f1Before = lab.exec('f1', ['ip', 'route', 'get', vip]).stdout;
+          t.notMatch(f1Before, /mtu 1280/, `f1 has no PMTU toward ${vip} yet: ${f1Before.trim()}`);
+          const purl = `http://${vip}:${PUBLISHED_PORT}/`;
+          const cup = xfer(lab, 'f1', 'POST', purl, UPLOAD);
+          t.ok(cup.ok, `f1 uploads ${UPLOAD} bytes to the published port, over b1's 1280-byte hop (${cup.ms} ms): ${cup.out}`);
+          t.equal(cup.out, String(UPLOAD), 'the container read every byte');
+          const f1After = lab.exec('f1', ['ip', 'route', 'get', vip]).stdout;
+          t.match(f1After, /mtu 1280/, `f1's kernel learned the path MTU from b1's error, rewritten by vipgate: ${f1After.trim()}`);
+          const cdown = xfer(lab, 'f1', 'GET', `${purl}${DOWNLOAD}`, 0);
+          t.equal(cdown.out, String(DOWNLOAD), `and downloads ${DOWNLOAD} bytes from it over r1's hop (${cdown.ms} ms)`);
+        }
+
         const stop = await vg.stop();
         vg = null;
         t.equal(stop.code, 0, 'vipgate exits 0');
         const c = stop.status!;
         t.ok(c.counters.icmp_echo_replies >= 6, `icmp_echo_replies ${c.counters.icmp_echo_replies} >= the 6 pings`);
         t.ok(c.counters.icmp_errors_to_backend >= 1, `icmp_errors_to_backend ${c.counters.icmp_errors_to_backend}: r1's "fragmentation needed" went to b1`);
+        if (mode === 'nat') t.ok(c.counters.icmp_errors_to_client >= 1, `icmp_errors_to_client ${c.counters.icmp_errors_to_client}: b1's "fragmentation needed" went back to f1`);
         t.equal(c.drops.icmp_bad_checksum + c.drops.icmp_bad_quote, 0, 'no ICMP was malformed');
         t.equal(c.drops.internal_error, 0, 'no internal errors');
         t.equal(c.counters.frames_in, c.counters.frames_out + Object.values(c.drops).reduce((x, y) => x + y, 0), 'frames_in = frames_out + drops');
