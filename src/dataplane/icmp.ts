@@ -35,7 +35,7 @@ import {
   icmpCheck, icmpChecksumOk, icmpIsFlowError, icmpQuoteL4, icmpQuoteIsLaterFragment, icmpQuotePayloadLen,
 } from '../wire/icmp';
 import { csumReplace16, csumReplace32 } from '../wire/checksum';
-import { Tables, MODE_NAT, BackendState } from '../tables/services';
+import { Tables, MODE_NAT, BackendState, ECHO_PER_MS, ECHO_BURST } from '../tables/services';
 import { StateViews, T_NOW, T_ECHO_TOKENS, T_ECHO_LAST, F_VIP, F_BACKIP, F_BACKEND, B_CLIMAC } from './state';
 import { FlowTable } from './flows';
 import { NeighbourTable } from './neighbours';
@@ -111,12 +111,13 @@ export class IcmpPath {
 
     // Token bucket on the packet clock: refill by the time elapsed (a clock that went back, as a
     // capture's may, refills nothing), at most echoBurst tokens, one token per reply.
-    const tm = this.times, now = tm[T_NOW]!;
+    const tm = this.times, now = tm[T_NOW]!, eb = t.echoBucket;
     let tokens = tm[T_ECHO_TOKENS]!;
     const last = tm[T_ECHO_LAST]!;
     if (now > last) {
-      tokens += (now - last) * t.echoPerMs;
-      if (tokens > t.echoBurst) tokens = t.echoBurst;
+      tokens += (now - last) * eb[ECHO_PER_MS]!;
+      const burst = eb[ECHO_BURST]!;
+      if (tokens > burst) tokens = burst;
     }
     tm[T_ECHO_LAST] = now;
     if (tokens < 1) { tm[T_ECHO_TOKENS] = tokens; return Drop.icmp_rate_limited; }

@@ -36,6 +36,9 @@ export interface TablesSpec {
 
 export interface IcmpSpec { echo: boolean; echoRate: number; echoBurst: number }
 
+/** Slots of Tables.echoBucket. */
+export const ECHO_PER_MS = 0, ECHO_BURST = 1;
+
 /** Linux's own ICMP limits (net.ipv4.icmp_msgs_per_sec = 1000, icmp_msgs_burst = 50). */
 export const ICMP_ECHO_DEFAULTS: IcmpSpec = { echo: true, echoRate: 1000, echoBurst: 50 };
 
@@ -70,10 +73,11 @@ export class Tables {
   readonly bHasMac: Uint8Array;
   readonly bState: Uint8Array;
   readonly bWeight: Int32Array;
-  // ICMP echo: answer at all (1/0); the token bucket's refill per ms and its size
+  // ICMP echo: answer at all (1/0); the token bucket's refill per ms (ECHO_PER_MS) and size
+  // (ECHO_BURST). Doubles live in a typed array: a double class field is a tagged heap number,
+  // and mixing one into the packet path's arithmetic makes V8 box the results (garbage per echo).
   readonly echoOn: number;
-  readonly echoPerMs: number;
-  readonly echoBurst: number;
+  readonly echoBucket: Float64Array;
 
   // Control-side metadata (never read by the packet path).
   readonly backendNames: string[];
@@ -125,8 +129,7 @@ export class Tables {
     const icmp = spec.icmp ?? ICMP_ECHO_DEFAULTS;
     if (!(icmp.echoRate >= 1 && icmp.echoBurst >= 1)) throw new Error('tables: icmp echo rate and burst must be at least 1');
     this.echoOn = icmp.echo ? 1 : 0;
-    this.echoPerMs = icmp.echoRate / 1000;
-    this.echoBurst = icmp.echoBurst;
+    this.echoBucket = Float64Array.of(icmp.echoRate / 1000, icmp.echoBurst);
     this.mac = v.mac;
     macCopy(this.mac, 0, spec.mac, 0);
     this.vipCount = spec.vips.length;
