@@ -31,6 +31,7 @@
 // routed through its gateway, vipgate, which rewrites it to be from and about the VIP. f1's
 // kernel lowers its PMTU toward the VIP, and the upload completes.
 import t from 'tap';
+import { spawnSync } from 'node:child_process';
 import { createLab, Lab } from '../scenarios/lab/lab';
 import { canRunVipgateLab, startVipgate, labConfigYaml, VipgateProc } from '../scenarios/lab/vipgate';
 
@@ -123,8 +124,11 @@ function xfer(lab: Lab, ns: string, method: 'GET' | 'POST', url: string, n: numb
 }
 
 const can = canRunVipgateLab();
+const havePing = spawnSync('ping', ['-V'], { stdio: 'ignore' }).status === 0;
 if (!can.ok) {
   t.plan(0, `skipped: ICMP lab needs ${can.why}`);
+} else if (!havePing) {
+  t.plan(0, 'skipped: the ping command is not installed (apt-get install -y iputils-ping)');
 } else {
   for (const mode of ['dsr', 'nat'] as const) {
     t.test(`live ${mode}: ping a VIP, and PMTU discovery through vipgate`, async (t) => {
