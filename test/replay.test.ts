@@ -291,6 +291,13 @@ t.test('ICMP in a replay: echo answered (rate-limited on the capture clock), an 
   t.equal(replies[0]!.tsMs, 1_700_000_000_000, 'sent at the request\'s time');
   const err = out.find((f) => f.data[34] === ICMP_DEST_UNREACH)!;
   t.equal(parseEthernet(err.data)!.dst, '02:00:00:00:01:21', 'the error went to web1');
+  // A second opinion from tcpdump (it verifies IP and ICMP checksums with -v).
+  const td = spawnSync('tcpdump', ['-nn', '-v', '-r', outFile, 'icmp'], { encoding: 'utf8' });
+  t.test('tcpdump reads the output', { skip: td.error ? 'tcpdump is not installed (apt-get install -y tcpdump)' : false }, async (tt) => {
+    tt.equal((td.stdout.match(/10\.1\.1\.1 > 10\.1\.1\.7: ICMP echo reply, id 9, seq \d, length \d+/g) ?? []).length, 7, 'tcpdump reads 7 echo replies');
+    tt.match(td.stdout, /10\.1\.1\.254 > 10\.1\.1\.1: ICMP 10\.1\.1\.7 unreachable - need to frag \(mtu 1400\)/, 'and the error, unchanged past the MACs');
+    tt.notMatch(td.stdout, /bad cksum|wrong icmp cksum/, 'no checksum tcpdump disagrees with');
+  });
 
   // A real oversized ping (cs-ppa2e-ip_frag_source), vipgate in the place of 192.168.0.128: every
   // fragment is refused (no reassembly), the real host's fragmented reply is our own frame.
