@@ -192,7 +192,11 @@ if (!can.ok) {
         t.equal(c.counters.frames_in, c.counters.frames_out + Object.values(c.drops).reduce((x, y) => x + y, 0), 'frames_in = frames_out + drops');
       } finally {
         if (vg) await vg.stop();
-        lab?.teardown();
+        if (lab) {
+          lab.teardown();
+          const left = spawnSync('ip', ['netns', 'list'], { encoding: 'utf8' }).stdout.split('\n').filter((l) => l.startsWith(`${lab!.prefix}-`));
+          t.same(left, [], 'teardown removed every namespace, the added router and hosts included');
+        }
       }
     });
   }
