@@ -253,6 +253,7 @@ t.test('ICMP that is dropped, each under its own reason, and left as it was', as
     ['echo from 0.0.0.0', echoReq({ src: '0.0.0.0' }), 'malformed'],
     ['echo from a multicast source', echoReq({ src: '224.0.0.5' }), 'malformed'],
     ['echo from loopback', echoReq({ src: '127.0.0.1' }), 'malformed'],
+    ['echo from a multicast Ethernet source', echoReq({ srcMac: '03:00:00:00:00:07' }), 'malformed'],
     ['echo in fragments (first)', echoReq({ mf: true }), 'ip_fragment'],
     ['echo to a non-VIP address', echoReq({ dst: '10.0.0.50' }), 'not_for_us'],
     ['echo to a VIP, Ethernet destination not ours', echoReq({ dstMac: '02:bb:00:00:00:01' }), 'not_for_us'],

@@ -26,7 +26,7 @@
 // Everything returns ICMP_TX (transmit the frame as it now is) or a drop reason for the caller to
 // count; nothing is written before the last check that can fail.
 
-import { u16, s32, setU16, setU32, macCopy } from '../wire/bytes';
+import { u16, s32, setU16, setU32, macCopy, macIsGroup } from '../wire/bytes';
 import { ETH_DST, ETH_SRC } from '../wire/ethernet';
 import { IP_SRC, IP_DST, IP_TTL, IP_PROTO, IP_CSUM, IP_FLAGS_FRAG, IP_FLAG_MF, IP_FRAG_OFFSET_MASK, IP_MIN_HEADER_LEN, IPPROTO_TCP } from '../wire/ipv4';
 import { TCP_CSUM } from '../wire/tcp';
@@ -105,9 +105,11 @@ export class IcmpPath {
     // reversed in the reply; vipgate does not rewrite options, so it does not answer those.
     if (ihl !== IP_MIN_HEADER_LEN) return Drop.icmp_unsupported;
     // RFC 1122 §3.2.1.3: a source of 0/8, 127/8, multicast or class E (broadcast included) is
-    // not a host that can be answered.
+    // not a host that can be answered (§3.2.2.6: no echo reply to such a source).
     const a = buf[l3 + IP_SRC]!;
     if (a === 0 || a === 127 || a >= 224) return Drop.malformed;
+    // Nor is a group (multicast) Ethernet source: the reply goes back to that MAC.
+    if (macIsGroup(buf, off + ETH_SRC)) return Drop.malformed;
 
     // Token bucket on the packet clock: refill by the time elapsed (a clock that went back, as a
     // capture's may, refills nothing), at most echoBurst tokens, one token per reply.
