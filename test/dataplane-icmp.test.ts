@@ -17,6 +17,7 @@ import { Ctr, Drop } from '../src/dataplane/counters';
 import { Tables } from '../src/tables/services';
 import { tablesSpec } from '../src/main';
 import { VERDICT_TX } from '../src/dataplane/dataplane';
+import { startHarness, defaultYaml } from './helpers/control-harness';
 
 type B = ReturnType<typeof build>;
 
@@ -293,4 +294,18 @@ t.test('every frame is counted once: frames_in = frames_out + drops', async (t) 
   for (let i = 0; i < Ctr.frames_in; i++) drops += c[i]!;
   t.equal(c[Ctr.frames_in], frames.length + 1);
   t.equal(c[Ctr.frames_out]! + drops, c[Ctr.frames_in]);
+});
+
+t.test('reload (POST /v1/reload): the icmp keys take effect without a restart', async (t) => {
+  const h = await startHarness({ yaml: defaultYaml({ extra: 'icmp: { echo: false }' }) });
+  t.teardown(() => h.close());
+  const ping = (): string => {
+    const f = Buffer.from(echoReq());
+    return reasonName(h.built.dataplane.process(f, 0, f.length, h.now) === VERDICT_TX ? -1 : h.built.dataplane.lastDrop);
+  };
+  t.equal(ping(), 'icmp_echo_off', 'echo: false at start');
+  h.writeConfig(defaultYaml({ extra: 'icmp: { echo: true, echo_rate: 10/s, echo_burst: 1 }' }));
+  const r = await h.req('POST', '/v1/reload');
+  t.equal(r.status, 200, `reload accepted: ${r.text}`);
+  t.same([ping(), ping()], ['tx', 'icmp_rate_limited'], 'echo on, with the new burst of 1');
 });
