@@ -307,5 +307,6 @@ t.test('reload (POST /v1/reload): the icmp keys take effect without a restart', 
   h.writeConfig(defaultYaml({ extra: 'icmp: { echo: true, echo_rate: 10/s, echo_burst: 1 }' }));
   const r = await h.req('POST', '/v1/reload');
   t.equal(r.status, 200, `reload accepted: ${r.text}`);
+  t.same((r.json as { changes: string[] }).changes, ['~ icmp echo off -> echo on, 10/s, burst 1'], 'the reload lists the change');
   t.same([ping(), ping()], ['tx', 'icmp_rate_limited'], 'echo on, with the new burst of 1');
 });

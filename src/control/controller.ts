@@ -374,6 +374,7 @@ export class Controller implements ControlApi {
       }
     }
     const before = this.desired;
+    const icmpBefore = icmpText(this.config.icmp);
     try {
       this.apply(cloneOverlay(this.overlay), 'reload', next);
     } catch (e) {
@@ -386,6 +387,7 @@ export class Controller implements ControlApi {
     }
     this.reloadCounts.ok++;
     const changes = describeChanges(before, this.desired);
+    if (icmpText(next.icmp) !== icmpBefore) changes.push(`~ icmp ${icmpBefore} -> ${icmpText(next.icmp)}`);
     this.log('info', `reloaded ${next.file}: ${changes.length ? changes.join('; ') : 'no changes'}`, { event: 'reload', changes });
     return { generation: this.overlay.generation, changes };
   }
@@ -558,6 +560,11 @@ export class Controller implements ControlApi {
 }
 
 /** Human lines for what a reload changed. */
+/** The icmp section as a reload lists it: "echo on, 1000/s, burst 50" or "echo off". */
+function icmpText(i: Config['icmp']): string {
+  return i.echo ? `echo on, ${i.echoRate}/s, burst ${i.echoBurst}` : 'echo off';
+}
+
 function describeChanges(a: Desired, b: Desired): string[] {
   const out: string[] = [];
   for (const v of b.vips.keys()) if (!a.vips.has(v)) out.push(`+ vip ${formatIpv4(v)}`);
