@@ -32,6 +32,7 @@
 // kernel lowers its PMTU toward the VIP, and the upload completes.
 import t from 'tap';
 import { spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
 import { createLab, Lab } from '../scenarios/lab/lab';
 import { canRunVipgateLab, startVipgate, labConfigYaml, VipgateProc } from '../scenarios/lab/vipgate';
 
@@ -180,11 +181,27 @@ if (!can.ok) {
           t.equal(cdown.out, String(DOWNLOAD), `and downloads ${DOWNLOAD} bytes from it over r1's hop (${cdown.ms} ms)`);
         }
 
+        // The rate limit, live: SIGHUP with 10 replies/s and a burst of 5, then 40 pings 5 ms
+        // apart. Every request reaches vipgate; those over the limit are counted, not answered.
+        let limited = 0;
+        if (mode === 'dsr') {
+          fs.writeFileSync(vg.configFile, labConfigYaml(lab, 'icmp: { echo_rate: 10/s, echo_burst: 5 }'));
+          vg.signal('SIGHUP');
+          for (let i = 0; i < 100 && !/~ icmp echo on, 1000\/s, burst 50 -> echo on, 10\/s, burst 5/.test(vg.log()); i++) await new Promise((r) => setTimeout(r, 50));
+          t.match(vg.log(), /~ icmp echo on, 1000\/s, burst 50 -> echo on, 10\/s, burst 5/, 'SIGHUP: the reload logs the new limit');
+          const flood = lab.exec('c1', ['ping', '-c', '40', '-i', '0.005', '-W', '1', vip], { timeoutMs: 20_000 });
+          const m = /40 packets transmitted, (\d+) received/.exec(flood.stdout);
+          const got = m ? Number(m[1]) : -1;
+          t.ok(got >= 5 && got <= 30, `40 pings in ~0.2 s: ${got} answered (the burst of 5 and 10/s after it; up to 30 if ping took 2.5 s on a loaded machine)`);
+          limited = 40 - got;
+        }
+
         const stop = await vg.stop();
         vg = null;
         t.equal(stop.code, 0, 'vipgate exits 0');
         const c = stop.status!;
-        t.ok(c.counters.icmp_echo_replies >= 6, `icmp_echo_replies ${c.counters.icmp_echo_replies} >= the 6 pings`);
+        t.equal(c.counters.icmp_echo_replies, 6 + (mode === 'dsr' ? 40 - limited : 0), `icmp_echo_replies ${c.counters.icmp_echo_replies}: every ping answered but those over the limit`);
+        t.equal(c.drops.icmp_rate_limited, limited, `icmp_rate_limited ${c.drops.icmp_rate_limited}: the pings that got no answer`);
         t.ok(c.counters.icmp_errors_to_backend >= 1, `icmp_errors_to_backend ${c.counters.icmp_errors_to_backend}: r1's "fragmentation needed" went to b1`);
         if (mode === 'nat') t.ok(c.counters.icmp_errors_to_client >= 1, `icmp_errors_to_client ${c.counters.icmp_errors_to_client}: b1's "fragmentation needed" went back to f1`);
         t.equal(c.drops.icmp_bad_checksum + c.drops.icmp_bad_quote, 0, 'no ICMP was malformed');
