@@ -101,9 +101,11 @@ t.test('echo rate limit: a token bucket on the packet clock', async (t) => {
   t.equal(at(1100), 'tx', '100 ms after the burst: one token (10/s)');
   t.equal(at(1100), 'icmp_rate_limited');
   t.equal(at(500), 'icmp_rate_limited', 'a clock that goes back refills nothing');
+  t.equal(at(1150), 'icmp_rate_limited', '...nor does its way forward again before the latest time seen (1100) plus 100 ms');
+  t.equal(at(1200), 'tx', 'past it, the rate applies as before');
   t.same([at(60_000), at(60_000), at(60_000), at(60_000)], ['tx', 'tx', 'tx', 'icmp_rate_limited'], 'a long pause refills to the burst, not beyond');
-  t.equal(c[Drop.icmp_rate_limited], 6);
-  t.equal(c[Ctr.icmp_echo_replies], 7);
+  t.equal(c[Drop.icmp_rate_limited], 7);
+  t.equal(c[Ctr.icmp_echo_replies], 8);
   const first = run(build('dsr'), echoReq(), 0);
   t.equal(first.reason, 'tx', 'a fresh bucket is full, even at time 0');
 });

@@ -111,17 +111,18 @@ export class IcmpPath {
     // Nor is a group (multicast) Ethernet source: the reply goes back to that MAC.
     if (macIsGroup(buf, off + ETH_SRC)) return Drop.malformed;
 
-    // Token bucket on the packet clock: refill by the time elapsed (a clock that went back, as a
-    // capture's may, refills nothing), at most echoBurst tokens, one token per reply.
+    // Token bucket on the packet clock: refill by the time elapsed since the latest time seen (a
+    // clock that went back, as a capture's may, refills nothing until it passes that time again),
+    // at most echoBurst tokens (also right after a reload made the burst smaller), one per reply.
     const tm = this.times, now = tm[T_NOW]!, eb = t.echoBucket;
     let tokens = tm[T_ECHO_TOKENS]!;
     const last = tm[T_ECHO_LAST]!;
     if (now > last) {
       tokens += (now - last) * eb[ECHO_PER_MS]!;
-      const burst = eb[ECHO_BURST]!;
-      if (tokens > burst) tokens = burst;
+      tm[T_ECHO_LAST] = now;
     }
-    tm[T_ECHO_LAST] = now;
+    const burst = eb[ECHO_BURST]!;
+    if (tokens > burst) tokens = burst;
     if (tokens < 1) { tm[T_ECHO_TOKENS] = tokens; return Drop.icmp_rate_limited; }
     tm[T_ECHO_TOKENS] = tokens - 1;
 
