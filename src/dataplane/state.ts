@@ -7,7 +7,9 @@ import { Carver, Memory, allocMemory, nextPow2 } from '../tables/memory';
 import { COUNTER_SLOTS } from './counters';
 
 const MAGIC = 0x56475431; // "VGT1"
-const LAYOUT_VERSION = 3;
+// 4: the counters region grew by the ICMP drop reasons and counters, moving everything after
+// it; the echo bucket took times[5..6] (unused before).
+const LAYOUT_VERSION = 4;
 
 /** Backend slots with per-backend stats (Tables never hand out more: see MAX_BACKENDS there). */
 export const MAX_BACKEND_SLOTS = 4096;
