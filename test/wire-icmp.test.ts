@@ -26,8 +26,9 @@ function garbage(n: number): Buffer {
   return Buffer.alloc(n, 0xa5);
 }
 
-// A Linux 6.18 router (ip_forward=1, outgoing link MTU 1280) refusing a 1500-byte TCP segment
-// with DF; captured on the client's link with the namespace topology of test/icmp-lab.test.ts
+// A Linux 6.18 router (ip_forward=1, its link toward the server at MTU 1280) refusing a client's
+// 1500-byte TCP segment with DF; captured with tcpdump on the client's link, three namespaces
+// (client, router, server) on the machine this was developed on, documentation addresses
 // (590 bytes: Linux quotes as much as fits in 576, RFC 1812 §4.3.2.3, here 548 bytes of the segment):
 // e2:f6:03:62:7b:b2 > 02:bb:ce:ae:9a:88, ethertype IPv4 (0x0800), length 590: (tos 0xc0, ttl 64, id 28740, offset 0, flags [none], proto ICMP (1), length 576)
 //     192.0.2.1 > 192.0.2.7: ICMP 198.51.100.21 unreachable - need to frag (mtu 1280), length 556
