@@ -25,6 +25,7 @@ import {
 } from 'yaml';
 import { formatIpv4, formatMac, parseIpv4, parseMac } from '../wire/addr.js';
 import { VipgateError } from './errors.js';
+import { ICMP_ECHO_DEFAULTS, IcmpSpec } from '../tables/services.js';
 
 // ---------------------------------------------------------------------------------------------
 // Types
@@ -83,6 +84,8 @@ export interface Config {
   natGateway: number | null;
   natGatewayText: string | null;
   announce: AnnounceConfig;
+  /** What vipgate does with ICMP echo requests to its VIPs (errors about flows are always carried). */
+  icmp: IcmpSpec;
   api: ApiConfig;
   /** Where state changed through the API is kept (null: not persisted). */
   stateFile: string | null;
@@ -207,7 +210,8 @@ const BACKEND_NAME_RE = /^[A-Za-z0-9_.-]{1,64}$/;
 // Linux dev_valid_name(): 1..15 bytes (IFNAMSIZ - 1), not "." or "..", no '/', ':' or space.
 const IFNAME_RE = /^[^/:\s]{1,15}$/;
 
-const TOP_KEYS = ['interface', 'mac', 'mode', 'vips', 'backends', 'services', 'flows', 'neighbours', 'nat_gateway', 'announce', 'api', 'state_file', 'log'] as const;
+const TOP_KEYS = ['interface', 'mac', 'mode', 'vips', 'backends', 'services', 'flows', 'neighbours', 'nat_gateway', 'announce', 'api', 'state_file', 'log', 'icmp'] as const;
+const ICMP_KEYS = ['echo', 'echo_rate', 'echo_burst'] as const;
 const API_KEYS = ['listen', 'token'] as const;
 const LOG_KEYS = ['level', 'format'] as const;
 const ANNOUNCE_KEYS = ['count', 'interval', 'refresh'] as const;
@@ -334,6 +338,7 @@ export function describeConfig(c: Config, eff: EffectiveSettings = {
   out.push(`  api: http://${eff.apiListen}/v1, ${eff.tokenFrom === null ? 'no token (loopback only)' : `bearer token from ${eff.tokenFrom}`}`);
   out.push(`  state file: ${eff.stateFile ?? 'none (changes made through the API are lost at restart)'}`);
   out.push(`  log: level ${c.log.level}, format ${c.log.format}`);
+  out.push(c.icmp.echo ? `  icmp: echo answered, up to ${c.icmp.echoRate}/s, burst ${c.icmp.echoBurst}` : '  icmp: echo requests dropped (icmp.echo: false)');
   return out.join('\n');
 }
 
@@ -1082,6 +1087,32 @@ class Checker {
       }
     }
 
+    // icmp: echo replies on/off and their token bucket (replies per second, burst)
+    const icmp: IcmpSpec = { ...ICMP_ECHO_DEFAULTS };
+    if (f.icmp) {
+      const m = this.mapping(f.icmp, ICMP_KEYS, 'a mapping like { echo: true, echo_rate: 1000/s, echo_burst: 50 }');
+      if (m) {
+        if (m.echo) {
+          const n = m.echo.node;
+          if (isScalar(n) && typeof n.value === 'boolean') icmp.echo = n.value;
+          else this.fail(m.echo.at, m.echo.path, `expected true (vipgate answers ping to its VIPs) or false (it drops echo requests), got ${describe(n)}`);
+        }
+        if (m.echo_rate) {
+          // "1000/s" reads as what it is; a plain number means the same.
+          const n = m.echo_rate.node;
+          const perS = isScalar(n) && typeof n.value === 'string' ? /^\s*(\d+)\s*\/\s*s\s*$/.exec(n.value) : null;
+          if (perS) {
+            const v = Number(perS[1]);
+            if (v >= 1 && v <= 1_000_000) icmp.echoRate = v;
+            else this.fail(m.echo_rate.at, m.echo_rate.path, `${perS[1]}/s is out of range; icmp.echo_rate must be 1/s..1000000/s (echo off: icmp.echo: false)`);
+          } else {
+            icmp.echoRate = this.integer(m.echo_rate, 1, 1_000_000, 'icmp.echo_rate (echo replies per second, e.g. 1000 or "1000/s")') ?? icmp.echoRate;
+          }
+        }
+        if (m.echo_burst) icmp.echoBurst = this.integer(m.echo_burst, 1, 1_000_000, 'icmp.echo_burst (echo replies sent back to back before echo_rate applies)') ?? icmp.echoBurst;
+      }
+    }
+
     // api
     const api: ApiConfig = { listen: '127.0.0.1:9180', token: null };
     if (f.api) {
@@ -1137,6 +1168,7 @@ class Checker {
       natGateway: natGateway?.ip ?? null,
       natGatewayText: natGateway?.text ?? null,
       announce,
+      icmp,
       file: this.file,
       interface: iface,
       mac: mac?.mac ?? null,

@@ -79,7 +79,7 @@ export class Controller implements ControlApi {
     this.desired = compose(this.config, this.overlay, this.retiring);
     const now = this.clock();
     for (const r of this.overlay.registrations) if (r.lease > 0 && !r.leaving) this.leaseUntil.set(r.name, now + r.lease * 1000);
-    const tables = this.build(this.desired);
+    const tables = this.build(this.desired, this.config);
     this.o.built.dataplane.publish(tables);
   }
 
@@ -120,11 +120,11 @@ export class Controller implements ControlApi {
 
   // ---- the one way to change anything ----
 
-  private build(d: Desired): Tables {
+  private build(d: Desired, config: Config): Tables {
     const st = this.o.built.state;
     const prev = this.o.built.dataplane.currentTables;
     try {
-      return new Tables(toSpec(d, this.o.mac, this.config.mode), prev, (slot) => st.bFlows[slot]! > 0);
+      return new Tables({ ...toSpec(d, this.o.mac, config.mode), icmp: config.icmp }, prev, (slot) => st.bFlows[slot]! > 0);
     } catch (e) {
       throw new ApiError('EAPI_CONFLICT', `cannot build the tables: ${(e as Error).message}`);
     }
@@ -146,7 +146,7 @@ export class Controller implements ControlApi {
   private apply(candidate: Overlay, reason: string, config: Config = this.config): Desired {
     const d = compose(config, candidate, this.retiring);
     this.pruneStale(candidate, d);
-    const tables = this.build(d);
+    const tables = this.build(d, config);
     candidate.generation = this.overlay.generation + 1;
     if (this.o.stateFile) {
       try {
@@ -389,6 +389,7 @@ export class Controller implements ControlApi {
       }
     }
     const before = this.desired;
+    const icmpBefore = icmpText(this.config.icmp);
     try {
       this.apply(cloneOverlay(this.overlay), 'reload', next);
     } catch (e) {
@@ -401,6 +402,7 @@ export class Controller implements ControlApi {
     }
     this.reloadCounts.ok++;
     const changes = describeChanges(before, this.desired);
+    if (icmpText(next.icmp) !== icmpBefore) changes.push(`~ icmp ${icmpBefore} -> ${icmpText(next.icmp)}`);
     this.log('info', `reloaded ${next.file}: ${changes.length ? changes.join('; ') : 'no changes'}`, { event: 'reload', changes });
     return { generation: this.overlay.generation, changes };
   }
@@ -573,6 +575,11 @@ export class Controller implements ControlApi {
 }
 
 /** Human lines for what a reload changed. */
+/** The icmp section as a reload lists it: "echo on, 1000/s, burst 50" or "echo off". */
+function icmpText(i: Config['icmp']): string {
+  return i.echo ? `echo on, ${i.echoRate}/s, burst ${i.echoBurst}` : 'echo off';
+}
+
 function describeChanges(a: Desired, b: Desired): string[] {
   const out: string[] = [];
   for (const v of b.vips.keys()) if (!a.vips.has(v)) out.push(`+ vip ${formatIpv4(v)}`);
