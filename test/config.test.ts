@@ -5,6 +5,7 @@
 import t from 'tap';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { FAILOVER_DEFAULTS, EVENTS_DEFAULTS } from '../src/control/config/health';
 import { stringify as yamlStringify } from 'yaml';
 import {
   CONFIG_DEFAULTS,
@@ -49,12 +50,12 @@ function expectedExample(file: string, mode: 'dsr' | 'nat'): Config {
     vips: [0x0a000064, 0x0a000065],
     vipTexts: ['10.0.0.100', '10.0.0.101'],
     backends: [
-      { name: 'web1', weight: 100, ip: 0x0a000115, ipText: '10.0.1.21', mac: mac(2, 0, 0, 0, 1, 0x21), macText: '02:00:00:00:01:21' },
-      { name: 'web2', weight: 100, ip: 0x0a000116, ipText: '10.0.1.22', mac: mac(2, 0, 0, 0, 1, 0x22), macText: '02:00:00:00:01:22' },
+      { name: 'web1', weight: 100, ip: 0x0a000115, ipText: '10.0.1.21', mac: mac(2, 0, 0, 0, 1, 0x21), macText: '02:00:00:00:01:21', health: null },
+      { name: 'web2', weight: 100, ip: 0x0a000116, ipText: '10.0.1.22', mac: mac(2, 0, 0, 0, 1, 0x22), macText: '02:00:00:00:01:22', health: null },
     ],
     services: [
-      { vip: 0x0a000064, vipText: '10.0.0.100', port: 0, active: 'web1', standby: [], line: 8 },
-      { vip: 0x0a000065, vipText: '10.0.0.101', port: 80, active: 'web1', standby: ['web2'], line: 9 },
+      { vip: 0x0a000064, vipText: '10.0.0.100', port: 0, active: 'web1', standby: [], line: 8, failover: FAILOVER_DEFAULTS },
+      { vip: 0x0a000065, vipText: '10.0.0.101', port: 80, active: 'web1', standby: ['web2'], line: 9, failover: FAILOVER_DEFAULTS },
     ],
     flows: { capacity: 65536, halfOpenTimeoutMs: 15_000, establishedTimeoutMs: 900_000, closingTimeoutMs: 30_000 },
     neighbours: { capacity: 4096, ttlMs: 300_000 },
@@ -64,6 +65,10 @@ function expectedExample(file: string, mode: 'dsr' | 'nat'): Config {
     api: { listen: '127.0.0.1:9180', token: null },
     stateFile: null,
     log: { level: 'info', format: 'json' },
+    health: null,
+    spares: [],
+    synCheck: null,
+    events: EVENTS_DEFAULTS,
   };
 }
 

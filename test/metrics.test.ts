@@ -20,6 +20,7 @@ function backend(name: string, ip: string, state: AdminState, weight: number, fl
   return {
     name, ip, mac: null, macSource: null, state, weight, source: 'api', serves: [],
     flows, connections, lease: null, leaving: false,
+    health: { state: state === 'down' ? 'down' : 'up', check: 'tcp :80', since: null, lastCheck: null, lastLatencyMs: null, lastFailure: null, lastFailureAt: null },
   };
 }
 
@@ -29,6 +30,7 @@ function service(svc: string, members: string[], serving: string[]): ServiceView
     service: svc, vip: vip!, port: Number(port ?? 0), mode: port ? 'port' : 'ip', source: 'config', pinned: null,
     members: members.map((b) => ({ backend: b, priority: 100, weight: 100, state: 'up', role: serving.includes(b) ? 'active' : 'standby' })),
     serving,
+    failover: { spares: null, preempt: true, holdDownMs: 0, onBackendDown: 'reset', takenOverBy: null, failbackAt: null },
   };
 }
 

@@ -136,6 +136,7 @@ export function backend(over: Partial<BackendView> & { name: string }): BackendV
   return {
     ip: '10.0.1.11', mac: '02:00:00:00:01:11', macSource: 'given', state: 'up', weight: 100, source: 'config',
     serves: [{ service: '10.0.0.100:80', priority: 100, role: 'active' }], flows: 0, connections: 0, lease: null, leaving: false,
+    health: { state: 'unchecked', check: null, since: null, lastCheck: null, lastLatencyMs: null, lastFailure: null, lastFailureAt: null },
     ...over,
   };
 }
@@ -157,6 +158,7 @@ export const SERVICES: ServiceView[] = [
       { backend: 'web-two', priority: 100, weight: 50, state: 'up', role: 'active' },
     ],
     serving: ['web1', 'web-two'],
+    failover: { spares: null, preempt: true, holdDownMs: 0, onBackendDown: 'reset', takenOverBy: null, failbackAt: null },
   },
   {
     service: '10.0.0.101', vip: '10.0.0.101', port: 0, mode: 'ip', source: 'api', pinned: 'web-two',
@@ -165,6 +167,7 @@ export const SERVICES: ServiceView[] = [
       { backend: 'web1', priority: 10, weight: 100, state: 'up', role: 'standby' },
     ],
     serving: ['web-two'],
+    failover: { spares: null, preempt: true, holdDownMs: 0, onBackendDown: 'reset', takenOverBy: null, failbackAt: null },
   },
 ];
 
