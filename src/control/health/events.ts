@@ -181,14 +181,16 @@ export function runCommand(command: string, body: string, type: string, timeoutM
   return new Promise((resolve) => {
     let done = false;
     let err = '';
+    // Its own process group, so a timeout ends the shell and whatever it started (by group id).
     const child = spawn('/bin/sh', ['-c', command], {
+      detached: true,
       stdio: ['pipe', 'ignore', 'pipe'],
       env: { ...process.env, VIPGATE_EVENT: type, VIPGATE_EVENT_JSON: body },
     });
     const finish = (why: string | null) => { if (!done) { done = true; clearTimeout(timer); resolve(why); } };
     const timer = setTimeout(() => {
-      // Ends the one child this call started, by its PID.
-      if (child.pid !== undefined && child.exitCode === null) { try { process.kill(child.pid, 'SIGKILL'); } catch { /* gone */ } }
+      // Ends the process group this call started, by its id (the child's PID).
+      if (child.pid !== undefined) { try { process.kill(-child.pid, 'SIGKILL'); } catch { /* gone */ } }
       finish(`command did not finish within ${timeoutMs} ms (killed)`);
     }, timeoutMs);
     child.stderr!.on('data', (d: Buffer) => { if (err.length < 500) err += d.toString(); });
