@@ -139,9 +139,9 @@ t.test('defaults and optional keys', async (t) => {
   t.equal(full.interface, 'eth0');
   t.equal(full.macText, '02:00:5e:00:00:01', 'dash-separated, upper-case MAC normalized');
   t.equal(full.mode, 'nat');
-  t.strictSame(full.backends[0], { name: 'a.b_c-1', weight: 100, ip: 0x0a000101, ipText: '10.0.1.1', mac: null, macText: null },
+  t.strictSame(full.backends[0], { name: 'a.b_c-1', weight: 100, ip: 0x0a000101, ipText: '10.0.1.1', mac: null, macText: null, health: null },
     'backend mac optional');
-  t.strictSame(full.services[0], { vip: 0x0a000064, vipText: '10.0.0.100', port: 443, active: 'a.b_c-1', standby: [], line: 6 },
+  t.strictSame(full.services[0], { vip: 0x0a000064, vipText: '10.0.0.100', port: 443, active: 'a.b_c-1', standby: [], line: 6, failover: FAILOVER_DEFAULTS },
     'standby optional in port mode');
   t.strictSame(full.flows, { capacity: 1, halfOpenTimeoutMs: 500, establishedTimeoutMs: 7_200_000, closingTimeoutMs: 250 });
   t.strictSame(full.neighbours, { capacity: 1048576, ttlMs: 300_000 });
@@ -230,7 +230,7 @@ const fixtures: Fixture[] = [
   { d: 'top level is a scalar', yaml: 'hello\n', code: I, line: 1, msg: ['expected a mapping', 'got the string "hello"'] },
   { d: 'typo in a top-level key', yaml: cfg({ extra: ['servics: []'] }), code: I, line: 6, at: 'servics', path: 'servics', msg: ['unknown key', 'did you mean "services"?', 'allowed keys here: interface, mac, mode, vips, backends, services, flows, neighbours'] },
   { d: 'American spelling of neighbours', yaml: cfg({ extra: ['neighbors: { ttl: 5s }'] }), code: I, line: 6, at: 'neighbors', msg: ['did you mean "neighbours"?'] },
-  { d: 'unknown key with no near match', yaml: cfg({ extra: ['health: {}'] }), code: I, line: 6, at: 'health', msg: ['unknown key;', 'allowed keys here'] },
+  { d: 'unknown key with no near match', yaml: cfg({ extra: ['cluster: {}'] }), code: I, line: 6, at: 'cluster', msg: ['unknown key;', 'allowed keys here'] },
   { d: 'non-scalar key', yaml: cfg({ extra: ['[a]: 1'] }), code: I, line: 6, at: '[a]', path: '(a list)', msg: ['unknown key', 'allowed keys here'] },
   { d: 'unknown key in a backend', yaml: cfg({ backends: 'backends: [{ name: web1, adress: 10.0.1.21, ip: 10.0.1.21 }, { name: web2, ip: 10.0.1.22 }]' }), code: I, line: 4, at: 'adress', path: 'backends[0].adress', msg: ['unknown key', 'allowed keys here: name, ip, mac'] },
   { d: 'typo in a service key', yaml: cfg({ services: 'services: [{ vip: 10.0.0.101, port: 80, active: web1, stanby: [web2] }]' }), code: I, line: 5, at: 'stanby', msg: ['did you mean "standby"?', 'vip, backend, port, active, standby'] },

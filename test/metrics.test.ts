@@ -106,7 +106,7 @@ const EXPECTED: Array<[string, 'COUNTER' | 'GAUGE']> = [
   ['vipgate_backend_flows', 'GAUGE'], ['vipgate_backend_connections_total', 'COUNTER'], ['vipgate_backend_weight', 'GAUGE'],
   ['vipgate_backend_state', 'GAUGE'], ['vipgate_backend_up', 'GAUGE'], ['vipgate_backend_transitions_total', 'COUNTER'],
   ['vipgate_service_serving', 'GAUGE'], ['vipgate_service_members', 'GAUGE'],
-  ['vipgate_config_reloads_total', 'COUNTER'], ['vipgate_state_generation', 'GAUGE'],
+  ['vipgate_config_reloads_total', 'COUNTER'], ['vipgate_state_generation', 'GAUGE'], ['vipgate_backend_health', 'GAUGE'],
 ];
 
 /** Unlabelled counters straight from one slot. */
@@ -133,6 +133,22 @@ t.test('families, TYPE and HELP', async (t) => {
   }
   t.same([...fams.keys()].filter((n) => n.startsWith('vipgate_')).sort(), EXPECTED.map(([n]) => n).sort(), 'exactly these vipgate families');
   t.notOk([...fams.keys()].some((n) => !n.startsWith('vipgate_')), 'no process metrics when processMetrics is false');
+});
+
+t.test('health: per-backend health state, checks, events and hook calls', async (t) => {
+  const { api } = fakeApi();
+  const health = {
+    checkCounts: () => ({ ok: 120, failed: 3 }),
+    typeCounts: () => [{ type: 'health_down', count: 2 }, { type: 'failover', count: 1 }],
+    hookStats: () => ({ sent: 2, failed: 1, dropped: 0, queued: 0 }),
+  };
+  const fams = await scrape(createMetrics({ counters: knownCounters(), flowCapacity: 65536, api, health }, { processMetrics: false }).text);
+  t.equal(series(fam(fams, 'vipgate_backend_health')).size, 8, 'one series per backend and health state (unknown, up, down, unchecked)');
+  t.same(series(fam(fams, 'vipgate_backend_health')).get('backend=web1,state=up'), 1);
+  t.same(series(fam(fams, 'vipgate_backend_health')).get('backend=web1,state=down'), 0);
+  t.same(series(fam(fams, 'vipgate_health_checks_total')), new Map([['result=ok', 120], ['result=failed', 3]]));
+  t.same(series(fam(fams, 'vipgate_events_total')), new Map([['type=health_down', 2], ['type=failover', 1]]));
+  t.same(series(fam(fams, 'vipgate_event_hooks_total')), new Map([['result=sent', 2], ['result=failed', 1], ['result=dropped', 0]]));
 });
 
 t.test('packet path counters: values from the array', async (t) => {

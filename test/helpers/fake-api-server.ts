@@ -142,7 +142,8 @@ export function backend(over: Partial<BackendView> & { name: string }): BackendV
 }
 
 export const BACKENDS: BackendView[] = [
-  backend({ name: 'web1', flows: 80, connections: 12345 }),
+  backend({ name: 'web1', flows: 80, connections: 12345, health: { state: 'up', check: 'tcp :80', since: null, lastCheck: null, lastLatencyMs: 0.42, lastFailure: null, lastFailureAt: null } }),
+  backend({ name: 'web9', ip: '10.0.1.19', serves: [], health: { state: 'down', check: 'tcp :80', since: null, lastCheck: null, lastLatencyMs: 100, lastFailure: 'timeout after 100 ms', lastFailureAt: null } }),
   backend({
     name: 'web-two', ip: '10.0.1.12', mac: null, macSource: null, weight: 50, flows: 40, connections: 7,
     serves: [{ service: '10.0.0.100:80', priority: 100, role: 'active' }, { service: '10.0.0.101', priority: 50, role: 'standby' }],
