@@ -143,7 +143,8 @@ t.test('health: per-backend health state, checks, events and hook calls', async 
     hookStats: () => ({ sent: 2, failed: 1, dropped: 0, queued: 0 }),
   };
   const fams = await scrape(createMetrics({ counters: knownCounters(), flowCapacity: 65536, api, health }, { processMetrics: false }).text);
-  t.equal(series(fam(fams, 'vipgate_backend_health')).size, 8, 'one series per backend and health state (unknown, up, down, unchecked)');
+  t.equal(series(fam(fams, 'vipgate_backend_health')).size, 12, 'one series per backend and health state (unknown, up, down, unchecked)');
+  t.equal(series(fam(fams, 'vipgate_backend_health')).get('backend=db1,state=down'), 1);
   t.same(series(fam(fams, 'vipgate_backend_health')).get('backend=web1,state=up'), 1);
   t.same(series(fam(fams, 'vipgate_backend_health')).get('backend=web1,state=down'), 0);
   t.same(series(fam(fams, 'vipgate_health_checks_total')), new Map([['result=ok', 120], ['result=failed', 3]]));
