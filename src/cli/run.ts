@@ -67,6 +67,10 @@ export async function startLive(a: RunArgs): Promise<Running> {
     level: a.logLevel ?? config.log.level, format: a.logFormat ?? config.log.format,
     stream: { write: (line: string) => a.log(line.replace(/\n$/, '')) },
   });
+  const noProbe = checkTypesUsed(config).filter((ty) => !PROBES[ty]);
+  if (noProbe.length) {
+    throw new VipgateError('ECONFIG_INVALID', `${a.config}: health checks of type ${noProbe.join(', ')} are not available in this build of vipgate; use type: tcp or type: http`);
+  }
   const iface = a.iface ?? config.interface;
   if (!iface) throw new VipgateError('ERUN_NO_INTERFACE', `${a.config}: no interface to attach to: add interface: eth0 (the NIC facing the clients) to the config, or pass --interface`);
   const info = interfaceInfo(iface);
@@ -99,10 +103,6 @@ export async function startLive(a: RunArgs): Promise<Running> {
   // logged, counted, listed (GET /v1/events) and sent to the configured hooks.
   const events = new EventLog({ config: config.events, log: (level, msg, fields) => log[level](msg, fields) });
   const health = new HealthManager({ probes: PROBES, events });
-  const noProbe = health.missingProbes(checkTypesUsed(config));
-  if (noProbe.length) {
-    throw new VipgateError('ECONFIG_INVALID', `${a.config}: health checks of type ${noProbe.join(', ')} are not available in this build of vipgate; use type: tcp or type: http`);
-  }
   const controller = new Controller({
     config, built, mac, stateFile, version: VERSION, iface, health, events,
     log: (level, msg, fields) => log[level](msg, fields),
