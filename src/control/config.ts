@@ -316,7 +316,8 @@ export function describeConfig(c: Config): string {
     out.push(
       s.port === 0
         ? `    ${s.vipText} (IP mode) -> ${s.active}`
-        : `    ${s.vipText}:${s.port} -> ${s.active}` + (s.standby.length ? `, standby ${s.standby.join(', ')}` : ''),
+        : `    ${s.vipText}:${s.port} -> ${s.active}` + (s.standby.length ? `, standby ${s.standby.join(', ')}` : '') +
+          (s.failover.spares ? `, spares ${s.failover.spares}` : ''),
     );
   }
   const idle = c.vips.filter((v) => !c.services.some((s) => s.vip === v));
@@ -327,6 +328,12 @@ export function describeConfig(c: Config): string {
       `established ${formatDuration(f.establishedTimeoutMs)}, closing ${formatDuration(f.closingTimeoutMs)}`,
   );
   out.push(`  neighbours: capacity ${c.neighbours.capacity}, ttl ${formatDuration(c.neighbours.ttlMs)}`);
+  const checked = c.backends.filter((b) => b.health).length;
+  if (c.health || checked) {
+    const h = c.health;
+    out.push(`  health: ${h ? `${h.type}${h.port ? ` :${h.port}` : ''} every ${formatDuration(h.intervalMs)}, timeout ${formatDuration(h.timeoutMs)}, rise ${h.rise}, fall ${h.fall}` : 'no default'}; ${checked} of ${c.backends.length} backends checked`);
+  }
+  for (const p of c.spares) out.push(`  spare pool ${p.name}${p.exclusive ? ' (exclusive)' : ''}: ${p.members.join(', ')}`);
   return out.join('\n');
 }
 
