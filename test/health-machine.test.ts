@@ -72,7 +72,7 @@ class Sim {
   constructor(public inputs: ServiceInput[]) {}
   step(now: number, ...flip: string[]): this {
     for (const f of flip) { if (f.startsWith('-')) this.down.add(f.slice(1)); else this.down.delete(f.replace(/^\+/, '')); }
-    this.last = stepServices(this.states, this.inputs, (n) => !this.down.has(n), now);
+    this.last = stepServices(this.states, this.inputs, (n, s) => !this.down.has(n) && !this.down.has(`${n}@${s.key}`), now);
     this.states = this.last.states;
     for (const x of this.last.transitions) this.log.push(`${x.type} ${x.service} ${x.from.join('+') || '-'}>${x.to.join('+') || '-'}`);
     return this;
@@ -192,6 +192,12 @@ t.test('an active group: failover only when every member is unusable; weights st
   sim.step(2, '+a2');
   t.same(sim.take(), ['failback A b>a2']);
   t.equal(sim.order('A'), 'a1+a2|b');
+});
+
+t.test('usable per service: a backend down for one service (its port\'s check) still serves another', async (t) => {
+  const sim = new Sim([svc('A', ['a'], ['b']), svc('B', ['a'], ['c'])]).step(0, '-a@A');
+  t.same(sim.take(), ['failover A a>b'], 'A fails over');
+  t.equal(sim.order('B'), 'a|c', 'B keeps a');
 });
 
 t.test('a spare that is also a member of the service is not listed twice', async (t) => {

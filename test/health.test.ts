@@ -52,9 +52,11 @@ function rig(text = yaml(), o: { stateFile?: string } = {}) {
   const clock = () => now;
   const up = new Set(['10.0.1.1', '10.0.1.2', '10.0.1.3', '10.0.1.11', '10.0.1.12']);
   const probed: Array<{ ip: string; at: number }> = [];
+  /** "ip:port" that refuse while the backend's other ports answer. */
+  const downPorts = new Set<string>();
   const fake: Probe = (target) => {
     probed.push({ ip: target.ip, at: now });
-    const r: ProbeResult = up.has(target.ip) ? { ok: true, latencyMs: 0.3, reason: null } : { ok: false, latencyMs: 20, reason: 'connection refused' };
+    const r: ProbeResult = up.has(target.ip) && !downPorts.has(`${target.ip}:${target.port}`) ? { ok: true, latencyMs: 0.3, reason: null } : { ok: false, latencyMs: 20, reason: 'connection refused' };
     return Promise.resolve(r);
   };
   const config = parseConfig(text, 'h.yaml');
@@ -73,8 +75,8 @@ function rig(text = yaml(), o: { stateFile?: string } = {}) {
       await new Promise((r) => setImmediate(r));
     }
   };
-  const picks = (vip = VIP, n = 2000): Record<string, number> => {
-    const tb = controller.tables, svc = tb.serviceIndex(parseIpv4(vip)!, 80);
+  const picks = (vip = VIP, n = 2000, port = 80): Record<string, number> => {
+    const tb = controller.tables, svc = tb.serviceIndex(parseIpv4(vip)!, port);
     const out: Record<string, number> = {};
     for (let i = 0; i < n; i++) {
       const b = tb.pickBackend(svc, hash2(0x0a630001 + i, (40000 + i) << 16 | 80, 0x51c4) >>> 8);
@@ -84,7 +86,7 @@ function rig(text = yaml(), o: { stateFile?: string } = {}) {
     return out;
   };
   const types = () => events.since(0).events.map((e) => `${e.type} ${e.service ?? e.backend}`);
-  return { controller, health, events, built, up, probed, advance, picks, types, now: () => now };
+  return { controller, health, events, built, up, downPorts, probed, advance, picks, types, now: () => now };
 }
 
 t.test('checks are spread over the interval, faster while a state is changing', async (t) => {
@@ -191,6 +193,28 @@ t.test('an agent-registered backend takes new flows only when its agent (admin s
   t.equal(r.controller.tables.backendNames[r.controller.tables.pickBackend(svc, 1)], 'r1', 'both up: it serves');
   r.controller.setBackend('r1', { state: 'drain' });
   t.equal(r.controller.tables.pickBackend(svc, 1), -1, 'the agent drains it (its health command failed): no new flows though the check is up');
+});
+
+t.test('a backend serving two ports is checked on each: down on one port, it keeps serving the other', async (t) => {
+  const r = rig(yaml({
+    health: 'health: { type: tcp, interval: 100ms, timeout: 20ms, rise: 2, fall: 2 }',
+    services: [`{ vip: ${VIP}, port: 80, active: a, standby: [b] }`, `{ vip: ${VIP}, port: 8080, active: a, standby: [c] }`],
+    spares: '',
+  }));
+  await r.advance(300);
+  t.match(r.controller.backend('a').health, { state: 'up', check: /^tcp :80,:8080 every 100ms/ });
+  r.downPorts.add('10.0.1.1:8080');
+  await r.advance(500);
+  t.same(Object.keys(r.picks(VIP, 500, 8080)), ['c'], 'port 8080 fails over to its standby');
+  t.same(Object.keys(r.picks(VIP, 500, 80)), ['a'], 'port 80 keeps a');
+  const tb = r.controller.tables;
+  t.equal(tb.bHealth[tb.backendSlot('a')], 1, 'the backend as a whole is not down (its slot and its other service are untouched)');
+  t.match(r.controller.backend('a').health, { state: 'up', lastFailure: ':8080 connection refused' }, 'the failure names the port');
+  t.match(r.events.since(0).events.filter((e) => e.type === 'health_down'), [{ backend: 'a', port: 8080 }]);
+  r.up.delete('10.0.1.1');
+  await r.advance(500);
+  t.equal(r.controller.tables.bHealth[r.controller.tables.backendSlot('a')], 2, 'every port down: the backend is down');
+  t.same(Object.keys(r.picks(VIP, 500, 80)), ['b']);
 });
 
 t.test('bHealthOkAt holds the time of the last good check; a SYN-time probe result counts as a check', async (t) => {

@@ -17,7 +17,7 @@ import {
 } from './api-types';
 import {
   Overlay, Registration, Desired, DBackend, DService, Retiring, emptyOverlay, cloneOverlay, compose, toSpec, serviceOrder, serviceKey,
-  parseServiceKey, parseRegistration, sameRegistration, parseSetBackend, parseSwitch, checkName, checkOverlay, storedOverlay, checkPort,
+  parseServiceKey, parseRegistration, sameRegistration, parseSetBackend, parseSwitch, checkName, checkOverlay, storedOverlay, checkPorts,
 } from './model';
 import type { ServiceState, ServicesStep } from './health/machine';
 import type { HealthManager, HealthView } from './health/manager';
@@ -149,7 +149,7 @@ export class Controller implements ControlApi {
     const health = this.o.health;
     try {
       const { spec, step } = toSpec(d, this.o.mac, config.mode,
-        { health: (n) => health?.status(n) ?? 'unknown', services: this.svcStates }, now, config.synCheck);
+        { health: (n, port) => health?.status(n, port) ?? 'unknown', services: this.svcStates }, now, config.synCheck);
       this.pendingStep = step;
       return new Tables(spec, prev, (slot) => st.bFlows[slot]! > 0);
     } catch (e) {
@@ -221,7 +221,7 @@ export class Controller implements ControlApi {
       this.eventLog.emit(type, { ...fields, ...(t.at !== undefined ? { at: new Date(t.at).toISOString() } : {}) }, now);
     }
     this.o.health?.setTargets([...this.desired.backends.values()].map((b) => ({
-      name: b.name, ip: b.ip, check: b.leaving ? null : b.check, port: checkPort(this.desired, b.name),
+      name: b.name, ip: b.ip, check: b.leaving ? null : b.check, ports: checkPorts(this.desired, b.name),
     })), now);
   }
 

@@ -388,7 +388,8 @@ export function serviceInputs(d: Desired): ServiceInput[] {
 
 /** Operational state beside the desired model: health per backend and the failover machine's state per service. */
 export interface Operational {
-  health(name: string): HealthStatus;
+  /** A backend's health: on `port` where it is checked per port (a port-mode service's), else over all its checks. */
+  health(name: string, port?: number): HealthStatus;
   services: ReadonlyMap<string, ServiceState>;
 }
 
@@ -402,8 +403,16 @@ export const NO_OPERATIONAL: Operational = { health: () => 'unknown', services: 
  */
 export function toSpec(d: Desired, mac: Uint8Array, mode: 'dsr' | 'nat', op: Operational = NO_OPERATIONAL, now = 0,
   synCheck: { maxAgeMs: number; onFail: 'next' | 'reset' } | null = null): { spec: TablesSpec; step: ReturnType<typeof stepServices> } {
-  const usable = (n: string) => d.backends.get(n)?.state === 'up' && op.health(n) !== 'down';
-  const step = stepServices(op.services, serviceInputs(d), usable, now);
+  const port = new Map([...d.services.values()].map((s) => [s.key, s.port || undefined]));
+  const usable = (n: string, key: string) => d.backends.get(n)?.state === 'up' && op.health(n, port.get(key)) !== 'down';
+  const step = stepServices(op.services, serviceInputs(d), (n, svc) => usable(n, svc.key), now);
+  // A member down on this service's port (checked per port) but not everywhere keeps its slot and
+  // its other services; it leaves this service's order, so the packet path skips it here.
+  const order = (s: DService): ServiceOrder => {
+    const o = step.orders.get(s.key)!;
+    const keep = (n: string) => !(d.backends.get(n)?.state === 'up' && op.health(n) !== 'down' && !usable(n, s.key));
+    return { active: o.active.filter(keep), standby: o.standby.filter(keep) };
+  };
   const spec: TablesSpec = {
     mac,
     mode,
@@ -413,7 +422,7 @@ export function toSpec(d: Desired, mac: Uint8Array, mode: 'dsr' | 'nat', op: Ope
       checked: b.check !== null, health: b.check === null ? 'up' as const : op.health(b.name),
     })),
     services: [...d.services.values()].filter((s) => s.members.length > 0).map((s) => ({
-      vip: s.vip, port: s.port, ...(step.orders.get(s.key) as ServiceOrder), onBackendDown: s.failover.onBackendDown,
+      vip: s.vip, port: s.port, ...order(s), onBackendDown: s.failover.onBackendDown,
     })),
     synCheck,
   };
@@ -425,12 +434,17 @@ export function configSpec(c: Config, mac: Uint8Array): TablesSpec {
   return toSpec(compose(c, emptyOverlay()), mac, c.mode, NO_OPERATIONAL, 0, c.synCheck).spec;
 }
 
-/** The port a backend's check probes: its own, else the first port-mode service it is a member of, else 80. */
-export function checkPort(d: Desired, name: string): number {
+/**
+ * The ports a backend's check probes: its check's own port, else each port of the port-mode
+ * services it serves (as a member, or as a spare of their pool), else 80.
+ */
+export function checkPorts(d: Desired, name: string): number[] {
   const b = d.backends.get(name);
-  if (b?.check?.port) return b.check.port;
-  for (const s of d.services.values()) if (s.port && s.members.some((m) => m.name === name)) return s.port;
-  // A spare: the port of the first port-mode service its pool covers.
-  for (const s of d.services.values()) if (s.port && s.failover.spares !== null && d.pools.get(s.failover.spares)?.members.includes(name)) return s.port;
-  return 80;
+  if (b?.check?.port) return [b.check.port];
+  const ports = new Set<number>();
+  for (const s of d.services.values()) {
+    if (!s.port) continue;
+    if (s.members.some((m) => m.name === name) || (s.failover.spares !== null && d.pools.get(s.failover.spares)?.members.includes(name))) ports.add(s.port);
+  }
+  return ports.size ? [...ports].sort((x, y) => x - y) : [80];
 }

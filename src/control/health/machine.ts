@@ -128,19 +128,20 @@ export interface ServicesStep {
 const NORMAL: ServiceState = { serving: null, holdUntil: null, empty: false };
 
 /**
- * Decide, for every service, who serves new flows and in what order the rest follow. `usable`
- * says whether a backend may take new flows (admin state up and health not down). Exclusive pool
+ * Decide, for every service, who serves new flows and in what order the rest follow. `usableIn`
+ * says whether a backend may take new flows of a service (admin state up and health not down,
+ * on the service's port where the backend is checked per port). Exclusive pool
  * spares go to one service at a time: a spare keeps serving the service that has it while that
  * service needs it, and otherwise goes to the first service (in input order) that needs one.
  */
-export function stepServices(prev: ReadonlyMap<string, ServiceState>, inputs: readonly ServiceInput[], usable: (name: string) => boolean, now: number): ServicesStep {
+export function stepServices(prev: ReadonlyMap<string, ServiceState>, inputs: readonly ServiceInput[], usableIn: (name: string, svc: ServiceInput) => boolean, now: number): ServicesStep {
   const poolKey = (svc: ServiceInput, m: string) => `${svc.pool!.name}\u0000${m}`;
   /** Exclusive spares held by a service in `states`: reserved for it. */
   const holders = (states: ReadonlyMap<string, ServiceState>) => {
     const h = new Map<string, string>();
     for (const svc of inputs) {
       const x = states.get(svc.key)?.serving;
-      if (svc.pool?.exclusive && x && svc.pool.members.includes(x) && usable(x)) h.set(poolKey(svc, x), svc.key);
+      if (svc.pool?.exclusive && x && svc.pool.members.includes(x) && usableIn(x, svc)) h.set(poolKey(svc, x), svc.key);
     }
     return h;
   };
@@ -182,6 +183,7 @@ export function stepServices(prev: ReadonlyMap<string, ServiceState>, inputs: re
     let nextAt: number | null = null;
     const taken = new Set<string>();
     for (const svc of inputs) {
+      const usable = (n: string) => usableIn(n, svc);
       const rest = [...svc.standby, ...sparesOf(svc, holder, taken)];
       const p = prevStates.get(svc.key) ?? NORMAL;
       const primaryUsable = svc.active.some(usable);

@@ -15,9 +15,12 @@ export interface HealthTarget {
   ip: number;
   /** null: never checked (health: false, or no default check): always usable. */
   check: HealthCheck | null;
-  /** The port checked (the check's own, else the backend's first port-mode service port, else 80). */
-  port: number;
+  /** The ports checked, each on its own schedule (the check's own port, else each port-mode service's port, else 80). */
+  ports: readonly number[];
 }
+
+/** One check: a backend on one port. */
+interface Target { name: string; ip: number; check: HealthCheck | null; port: number }
 
 /** What the API shows beside a backend's admin state. */
 export interface HealthView {
@@ -49,7 +52,7 @@ export interface HealthManagerOptions {
 }
 
 interface Entry {
-  target: HealthTarget;
+  target: Target;
   state: HealthState;
   due: number;
   inflight: boolean;
@@ -57,9 +60,9 @@ interface Entry {
   gen: number;
 }
 
-function describeCheck(c: HealthCheck, port: number): string {
+function describeCheck(c: HealthCheck, ports: readonly number[]): string {
   const path = c.type === 'http' ? ` ${c.http?.path ?? '/'}` : '';
-  return `${c.type} :${port}${path} every ${c.intervalMs}ms (${c.fastIntervalMs}ms while changing), timeout ${c.timeoutMs}ms, rise ${c.rise}, fall ${c.fall}`;
+  return `${c.type} ${ports.map((p) => `:${p}`).join(',')}${path} every ${c.intervalMs}ms (${c.fastIntervalMs}ms while changing), timeout ${c.timeoutMs}ms, rise ${c.rise}, fall ${c.fall}`;
 }
 
 const iso = (t: number | null) => (t === null || t === 0 ? null : new Date(t).toISOString());
@@ -91,12 +94,14 @@ export class HealthManager implements HealthObserver {
    */
   setTargets(targets: readonly HealthTarget[], now: number = this.clock()): void {
     const keep = new Set<string>();
-    for (const t of targets) {
-      keep.add(t.name);
-      const e = this.entries.get(t.name);
-      const same = e && e.target.ip === t.ip && e.target.port === t.port && JSON.stringify(e.target.check) === JSON.stringify(t.check);
+    for (const x of targets) for (const port of x.check ? x.ports : [0]) {
+      const t: Target = { name: x.name, ip: x.ip, check: x.check, port };
+      const key = `${t.name}:${port}`;
+      keep.add(key);
+      const e = this.entries.get(key);
+      const same = e && e.target.ip === t.ip && JSON.stringify(e.target.check) === JSON.stringify(t.check);
       if (same) continue;
-      this.entries.set(t.name, {
+      this.entries.set(key, {
         target: t, state: initialHealth(now), inflight: false, gen: (e?.gen ?? 0) + 1,
         due: t.check ? now + firstCheckDelay(t.check, this.random()) : Infinity,
       });
@@ -112,14 +117,14 @@ export class HealthManager implements HealthObserver {
       const probe = this.o.probes[e.target.check.type];
       if (!probe) continue;
       e.inflight = true;
-      const gen = e.gen, name = e.target.name, check = e.target.check;
+      const gen = e.gen, key = `${e.target.name}:${e.target.port}`, check = e.target.check;
       let p: Promise<ProbeResult>;
       try { p = probe({ ip: formatIpv4(e.target.ip), port: e.target.port }, check); } catch (err) {
         p = Promise.resolve({ ok: false, latencyMs: 0, reason: `probe error: ${(err as Error).message}` });
       }
       p.catch((err: Error) => ({ ok: false, latencyMs: 0, reason: `probe error: ${err.message}` }))
         .then((r) => {
-          const cur = this.entries.get(name);
+          const cur = this.entries.get(key);
           if (!cur || cur.gen !== gen || this.stopped) return;
           cur.inflight = false;
           const t = this.clock();
@@ -131,11 +136,18 @@ export class HealthManager implements HealthObserver {
 
   /** A result from outside the periodic checks (a SYN-time probe): one more check result. */
   observe(backend: string, result: ProbeResult, now: number): void {
-    const e = this.entries.get(backend);
-    if (!e || !e.target.check || this.stopped) return;
-    this.record(e, result, now);
-    // Now changing: the next periodic check comes at the faster interval.
-    if (isChanging(e.state) && !e.inflight) e.due = Math.min(e.due, now + nextCheckDelay(e.state, e.target.check, this.random()));
+    if (this.stopped) return;
+    // The seam names the backend, not the port: the result counts for each of its checks.
+    for (const e of this.of(backend)) {
+      if (!e.target.check) continue;
+      this.record(e, result, now);
+      // Now changing: the next periodic check comes at the faster interval.
+      if (isChanging(e.state) && !e.inflight) e.due = Math.min(e.due, now + nextCheckDelay(e.state, e.target.check, this.random()));
+    }
+  }
+
+  private of(name: string): Entry[] {
+    return [...this.entries.values()].filter((e) => e.target.name === name);
   }
 
   private record(e: Entry, r: ProbeResult, now: number): void {
@@ -145,25 +157,41 @@ export class HealthManager implements HealthObserver {
     if (r.ok) this.listener?.ok(e.target.name, now);
     if (!transition) return;
     this.o.events.emit(`health_${transition.to === 'up' ? 'up' : 'down'}`, {
-      backend: e.target.name, ip: formatIpv4(e.target.ip), from: transition.from, to: transition.to,
+      backend: e.target.name, ip: formatIpv4(e.target.ip), port: e.target.port, from: transition.from, to: transition.to,
       reason: transition.reason, latencyMs: Math.round(r.latencyMs * 1000) / 1000,
     }, now);
     this.listener?.transition(e.target.name, transition, now);
   }
 
-  /** Health for the tables: unknown until checked; a backend not checked here counts as unknown. */
-  status(name: string): HealthStatus {
-    return this.entries.get(name)?.state.status ?? 'unknown';
+  /**
+   * Health for the tables: on `port` when the backend is checked there; else over all its checks:
+   * down when every check is down, up when one is up, else unknown (not checked yet, or not here).
+   */
+  status(name: string, port?: number): HealthStatus {
+    if (port !== undefined) {
+      const e = this.entries.get(`${name}:${port}`);
+      if (e) return e.state.status;
+    }
+    const all = this.of(name).filter((e) => e.target.check);
+    if (all.length === 0) return 'unknown';
+    if (all.every((e) => e.state.status === 'down')) return 'down';
+    return all.some((e) => e.state.status === 'up') ? 'up' : 'unknown';
   }
 
   view(name: string): HealthView {
-    const e = this.entries.get(name);
-    if (!e || !e.target.check) return { state: 'unchecked', check: null, since: null, lastCheck: null, lastLatencyMs: null, lastFailure: null, lastFailureAt: null };
-    const s = e.state;
+    const all = this.of(name).filter((e) => e.target.check);
+    if (all.length === 0) return { state: 'unchecked', check: null, since: null, lastCheck: null, lastLatencyMs: null, lastFailure: null, lastFailureAt: null };
+    const last = <K extends 'lastCheck' | 'lastFailAt' | 'since'>(k: K) => all.reduce((a, e) => ((e.state[k] ?? 0) > (a.state[k] ?? 0) ? e : a));
+    const checked = last('lastCheck'), failed = last('lastFailAt');
+    // Several ports: a port down while another is up shows as "up" overall; its failure names the port.
+    const down = all.filter((e) => e.state.status === 'down');
+    const f = down.length ? down.reduce((a, e) => ((e.state.lastFailAt ?? 0) > (a.state.lastFailAt ?? 0) ? e : a)) : failed;
     return {
-      state: s.status, check: describeCheck(e.target.check, e.target.port), since: iso(s.since), lastCheck: iso(s.lastCheck),
-      lastLatencyMs: s.lastLatencyMs === null ? null : Math.round(s.lastLatencyMs * 1000) / 1000,
-      lastFailure: s.lastReason, lastFailureAt: iso(s.lastFailAt),
+      state: this.status(name), check: describeCheck(all[0]!.target.check!, all.map((e) => e.target.port)),
+      since: iso(last('since').state.since), lastCheck: iso(checked.state.lastCheck),
+      lastLatencyMs: checked.state.lastLatencyMs === null ? null : Math.round(checked.state.lastLatencyMs * 1000) / 1000,
+      lastFailure: f.state.lastReason === null ? null : all.length > 1 ? `:${f.target.port} ${f.state.lastReason}` : f.state.lastReason,
+      lastFailureAt: iso(f.state.lastFailAt),
     };
   }
 
