@@ -148,8 +148,9 @@ for (const mode of ['dsr', 'nat'] as const) {
 
     const c1 = new Clients(lab, 'c1', v1), c2 = new Clients(lab, 'c2', v2);
     t.teardown(() => Promise.all([c1.stop(), c2.stop()]));
-    await sleep(500);
+    await waitFor('the clients under way', () => c1.reqs.length >= 10 && c2.reqs.length >= 10, 15_000);
     t.same(new Set(c1.between(0, Date.now()).map((r) => r.body)), new Set([web1]), `${v1} served by ${web1}`);
+    t.same(new Set(c2.between(0, Date.now()).map((r) => r.body)), new Set([web2]), `${v2} served by ${web2}`);
 
     // ---- 1. SIGKILL web1: failover to the spare within the bound ----
     const killed = Date.now();
