@@ -30,6 +30,7 @@ t.test('recent events: bounded, read after a seq, and a reader waiting for the n
   t.equal(p.events[0]!.message, 'backend b2 up -> down (connection refused)');
   t.equal(p.events[0]!.time, '2023-11-14T22:13:20.000Z');
   t.same(log.since(5), { events: [], next: 5 }, 'nothing new');
+  t.equal(log.since(0).missed, 2, 'a reader behind the list is told how many it missed');
   const t0 = Date.now();
   await log.wait(5, 100);
   t.ok(Date.now() - t0 >= 90, 'wait with nothing new: times out');

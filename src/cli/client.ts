@@ -589,6 +589,7 @@ async function cmdEvents(args: string[], io: CliIo): Promise<number> {
   // A long poll waits 25 s on the server: the client waits longer than that.
   const c = values.follow ? clientFrom({ ...values, timeout: values.timeout ?? '35s' }, io.env) : base;
   const print = (p: EventPage) => {
+    if (p.missed && !values.json) io.out(`(${p.missed} earlier event${p.missed === 1 ? ' is' : 's are'} no longer in vipgate's recent list)`);
     for (const e of p.events) io.out(values.json ? JSON.stringify(e) : eventLine(e));
     since = Math.max(since, p.next);
   };

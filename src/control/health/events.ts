@@ -24,7 +24,13 @@ export interface VgEvent {
   [field: string]: unknown;
 }
 
-export interface EventPage { events: VgEvent[]; /** Pass as `since` to get what comes next. */ next: number }
+export interface EventPage {
+  events: VgEvent[];
+  /** Pass as `since` to get what comes next. */
+  next: number;
+  /** Events after `since` that are no longer in the recent list (it holds `events.recent`). */
+  missed?: number;
+}
 
 export interface HookStats { sent: number; failed: number; dropped: number; queued: number }
 
@@ -92,17 +98,17 @@ export class EventLog implements EventSink {
           void this.drain();
         }
       }
-    } catch (e) {
-      // emit() never throws (EventSink): a broken log stream must not break the caller.
-      this.stats.failed++;
-      void e;
+    } catch {
+      // emit() never throws (EventSink): a broken log stream must not break the checker or the
+      // controller that reported the transition; the event itself is already in the list.
     }
   }
 
   /** Events after `since` (oldest first), at most `limit`. */
   since(since: number, limit = 1000): EventPage {
     const out = this.ring.filter((e) => e.seq > since).slice(0, limit);
-    return { events: out, next: out.length ? out[out.length - 1]!.seq : Math.max(since, this.firstSeq() - 1) };
+    const missed = Math.max(0, this.firstSeq() - 1 - since);
+    return { events: out, next: out.length ? out[out.length - 1]!.seq : Math.max(since, this.firstSeq() - 1), ...(missed ? { missed } : {}) };
   }
 
   private firstSeq(): number { return this.ring.length ? this.ring[0]!.seq : this.seq + 1; }
