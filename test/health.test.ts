@@ -7,7 +7,7 @@ import t from 'tap';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { parseConfig } from '../src/control/config';
+import { parseConfig, loadConfig } from '../src/control/config';
 import { Controller } from '../src/control/controller';
 import { buildDataplane } from '../src/main';
 import { HealthManager } from '../src/control/health/manager';
@@ -300,4 +300,28 @@ t.test('health config: defaults, per-backend overrides, false; located errors', 
   t.equal(parseConfig(yaml() + 'syn_check: { enabled: false }\n', 'off.yaml').synCheck, null);
   const withSyn = parseConfig(yaml() + 'syn_check: { max_age: 3s }\n', 's.yaml');
   t.same(new Controller({ config: withSyn, built: buildDataplane(withSyn), mac: withSyn.mac!, stateFile: null }).tables.spec.synCheck, { maxAgeMs: 3000, timeoutMs: 20, onFail: 'next' }, 'syn_check reaches the tables spec');
+});
+
+t.test('reload: changed checks apply at once; a check type with no probe and a change of event hooks are refused, nothing changed', async (t) => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'vg-health-reload-'));
+  t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
+  const file = path.join(dir, 'vipgate.yaml');
+  fs.writeFileSync(file, yaml());
+  const config = loadConfig(file);
+  const now = T0;
+  const events = new EventLog({ config: config.events, clock: () => now });
+  const ok: Probe = () => Promise.resolve({ ok: true, latencyMs: 0.2, reason: null });
+  const health = new HealthManager({ probes: { tcp: ok }, events, clock: () => now, random: mulberry32(3) });
+  const c = new Controller({ config, built: buildDataplane(config), mac: config.mac!, stateFile: null, clock: () => now, health, events });
+  t.match(c.backend('a').health.check, /^tcp :80 every 100ms/);
+  fs.writeFileSync(file, yaml({ health: 'health: { type: tcp, port: 80, interval: 2s, timeout: 20ms, rise: 2, fall: 2 }' }));
+  c.reload();
+  t.match(c.backend('a').health.check, /^tcp :80 every 2000ms/, 'the new interval applies at once');
+  const gen = c.generation;
+  fs.writeFileSync(file, yaml({ health: 'health: { type: syn, port: 80 }' }));
+  t.throws(() => c.reload(), { message: /health checks of type syn are not available in this build of vipgate; use type: tcp or type: http\. Nothing was changed/ });
+  fs.writeFileSync(file, yaml({ health: 'health: { type: tcp, port: 80, interval: 2s, timeout: 20ms, rise: 2, fall: 2 }' }) + 'events: { webhook: "http://127.0.0.1:9/x" }\n');
+  t.throws(() => c.reload(), { message: /events changed; that takes a restart/ });
+  t.equal(c.generation, gen, 'refused reloads change nothing');
+  t.match(c.backend('a').health.check, /every 2000ms/);
 });
