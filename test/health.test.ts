@@ -217,6 +217,22 @@ t.test('a backend serving two ports is checked on each: down on one port, it kee
   t.same(Object.keys(r.picks(VIP, 500, 80)), ['b']);
 });
 
+t.test('a changed check (reload) keeps the health it had: a dead backend stays down; a new address starts unknown', async (t) => {
+  const r = rig();
+  await r.advance(300);
+  r.up.delete('10.0.1.1');
+  await r.advance(500);
+  t.equal(r.health.status('a'), 'down');
+  const check = r.controller.backend('a').health;
+  const base = { name: 'a', ip: parseIpv4('10.0.1.1')!, ports: [80] };
+  const c0 = parseConfig(yaml(), 'h.yaml').backends[0]!.health!;
+  r.health.setTargets([{ ...base, check: { ...c0, intervalMs: 500 } }], r.now());
+  t.equal(r.health.status('a'), 'down', 'still down after its check changed');
+  t.not(r.controller.backend('a').health.check, check.check);
+  r.health.setTargets([{ ...base, ip: parseIpv4('10.0.1.99')!, check: c0 }], r.now());
+  t.equal(r.health.status('a'), 'unknown', 'another address: another server, unknown');
+});
+
 t.test('bHealthOkAt holds the time of the last good check; a SYN-time probe result counts as a check', async (t) => {
   const r = rig();
   await r.advance(300);

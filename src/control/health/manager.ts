@@ -88,8 +88,10 @@ export class HealthManager implements HealthObserver {
   }
 
   /**
-   * The backends to check now (after every applied change). A backend whose address or check is
-   * unchanged keeps its state; a new or changed one starts unknown, its first check spread over
+   * The backends to check now (after every applied change). A backend whose address and check
+   * are unchanged keeps its state and schedule. One whose check changed (a reload) keeps its
+   * health — a reload must not bring a dead backend back — and is checked anew within the
+   * interval; a new one, or one with a new address, starts unknown, its first check spread over
    * the first interval.
    */
   setTargets(targets: readonly HealthTarget[], now: number = this.clock()): void {
@@ -101,8 +103,9 @@ export class HealthManager implements HealthObserver {
       const e = this.entries.get(key);
       const same = e && e.target.ip === t.ip && JSON.stringify(e.target.check) === JSON.stringify(t.check);
       if (same) continue;
+      const keepState = e && e.target.ip === t.ip && e.target.check !== null && t.check !== null;
       this.entries.set(key, {
-        target: t, state: initialHealth(now), inflight: false, gen: (e?.gen ?? 0) + 1,
+        target: t, state: keepState ? e.state : initialHealth(now), inflight: false, gen: (e?.gen ?? 0) + 1,
         due: t.check ? now + firstCheckDelay(t.check, this.random()) : Infinity,
       });
     }
