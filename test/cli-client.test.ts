@@ -345,6 +345,7 @@ t.test('top --count 2 without a TTY: two plain frames, the second with rates fro
   t.match(f2, /^flows active 120 of 65\.5k/m);
   const rows = f2.split('\n').filter((l) => /^(web1|web-two|db)\s/.test(l)).map((l) => l.split(/\s{2,}/));
   t.same(rows.map((r) => [r[0], r.at(-2), r.at(-1)]), [['web1', '80', '15'], ['web-two', '40', '0'], ['db', '0', '0']], 'flows and conns/s per backend');
+  t.match(f2, /^web9\s+10\.0\.1\.19\s+up\s+down: timeout after 100 ms\s/m, 'health beside the admin state');
 });
 
 t.test('top: unreachable at the start fails like the other commands', async (t) => {
