@@ -341,3 +341,14 @@ t.test('reload: changed checks apply at once; a check type with no probe and a c
   t.equal(c.generation, gen, 'refused reloads change nothing');
   t.match(c.backend('a').health.check, /every 2000ms/);
 });
+
+t.test('the annotated example scenarios/configs/failover.yaml loads, and replay and run agree on it', async (t) => {
+  const file = path.join(__dirname, '..', '..', 'scenarios', 'configs', 'failover.yaml');
+  const c = loadConfig(file);
+  t.equal(c.spares[0]!.name, 'pool1');
+  t.equal(c.backends.find((b) => b.name === 'spare2')!.health, null);
+  const replay = buildDataplane(c).tables;
+  const run = new Controller({ config: c, built: buildDataplane(c), mac: c.mac!, stateFile: null }).tables;
+  t.same(run.spec, replay.spec);
+  t.same(replay.spec.services.map((s) => [s.active, s.standby]), [[['web1'], ['web2', 'spare1', 'spare2']], [['web3'], ['spare1', 'spare2']]], 'standbys, then the pool in priority order');
+});
