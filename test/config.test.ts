@@ -62,6 +62,7 @@ function expectedExample(file: string, mode: 'dsr' | 'nat'): Config {
     natGateway: null,
     natGatewayText: null,
     announce: { count: 3, intervalMs: 1000, refreshMs: 0 },
+    icmp: { echo: true, echoRate: 1000, echoBurst: 50 },
     api: { listen: '127.0.0.1:9180', token: null },
     stateFile: null,
     log: { level: 'info', format: 'json' },
@@ -94,6 +95,19 @@ t.test('nat_gateway and announce', async (t) => {
   t.match(reject(SCHEMA_EXAMPLE + 'nat_gateway: 10.0.1.1\n').message, /only applies to mode: nat/);
   t.match(reject(SCHEMA_EXAMPLE.replace('mode: dsr', 'mode: nat') + 'nat_gateway: 10.0.1.21\n').message, /already a VIP or a backend/);
   t.match(reject(SCHEMA_EXAMPLE + 'announce: { count: 0 }\n').message, /announce\.count/);
+});
+
+t.test('icmp: echo on by default, rate and burst', async (t) => {
+  t.same(parseConfig(SCHEMA_EXAMPLE, 'd.yaml').icmp, { echo: true, echoRate: 1000, echoBurst: 50 }, 'defaults: Linux icmp_msgs_per_sec / icmp_msgs_burst');
+  t.same(parseConfig(SCHEMA_EXAMPLE + 'icmp: { echo: false }\n', 'o.yaml').icmp, { echo: false, echoRate: 1000, echoBurst: 50 });
+  t.same(parseConfig(SCHEMA_EXAMPLE + 'icmp: { echo_rate: 200/s, echo_burst: 10 }\n', 'r.yaml').icmp, { echo: true, echoRate: 200, echoBurst: 10 });
+  t.same(parseConfig(SCHEMA_EXAMPLE + 'icmp: { echo_rate: 300 }\n', 'n.yaml').icmp.echoRate, 300, 'a plain number is per second');
+  const lines = SCHEMA_EXAMPLE.split('\n').length;
+  t.match(reject(SCHEMA_EXAMPLE + 'icmp: { echo: yes please }\n', 'e.yaml').message, new RegExp(`^e\\.yaml:${lines}:\\d+: icmp\\.echo: expected true .* or false`));
+  t.match(reject(SCHEMA_EXAMPLE + 'icmp: { echo_rate: 0/s }\n').message, /icmp\.echo_rate: 0\/s is out of range; icmp\.echo_rate must be 1\/s\.\.1000000\/s/);
+  t.match(reject(SCHEMA_EXAMPLE + 'icmp: { echo_rate: fast }\n').message, /icmp\.echo_rate: expected icmp\.echo_rate \(echo replies per second/);
+  t.match(reject(SCHEMA_EXAMPLE + 'icmp: { echo_burst: 0 }\n').message, /icmp\.echo_burst: 0 is out of range/);
+  t.match(reject(SCHEMA_EXAMPLE + 'icmp: { ecko: true }\n').message, /icmp\.ecko: unknown key \(did you mean "echo"\?\)/);
 });
 
 /** Parse and return the ConfigError, or fail the test if it parsed. */

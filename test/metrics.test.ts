@@ -103,6 +103,7 @@ const EXPECTED: Array<[string, 'COUNTER' | 'GAUGE']> = [
   ['vipgate_flows_created_total', 'COUNTER'], ['vipgate_flows_expired_total', 'COUNTER'], ['vipgate_flows_reused_total', 'COUNTER'],
   ['vipgate_syn_retransmits_total', 'COUNTER'], ['vipgate_flows_active', 'GAUGE'], ['vipgate_flows_capacity', 'GAUGE'],
   ['vipgate_forwarded_total', 'COUNTER'], ['vipgate_tx_errors_total', 'COUNTER'],
+  ['vipgate_icmp_echo_replies_total', 'COUNTER'], ['vipgate_icmp_errors_forwarded_total', 'COUNTER'],
   ['vipgate_backend_flows', 'GAUGE'], ['vipgate_backend_connections_total', 'COUNTER'], ['vipgate_backend_weight', 'GAUGE'],
   ['vipgate_backend_state', 'GAUGE'], ['vipgate_backend_up', 'GAUGE'], ['vipgate_backend_transitions_total', 'COUNTER'],
   ['vipgate_service_serving', 'GAUGE'], ['vipgate_service_members', 'GAUGE'],
@@ -117,7 +118,7 @@ const SLOTS: Array<[string, number]> = [
   ['vipgate_neighbour_table_full_total', Ctr.neigh_table_full], ['vipgate_flows_created_total', Ctr.flows_created],
   ['vipgate_flows_expired_total', Ctr.flows_expired], ['vipgate_flows_reused_total', Ctr.flows_reused],
   ['vipgate_syn_retransmits_total', Ctr.syn_retransmits], ['vipgate_tx_errors_total', Ctr.tx_errors],
-  ['vipgate_flows_active', Ctr.flows_active],
+  ['vipgate_flows_active', Ctr.flows_active], ['vipgate_icmp_echo_replies_total', Ctr.icmp_echo_replies],
 ];
 
 t.test('families, TYPE and HELP', async (t) => {
@@ -162,6 +163,8 @@ t.test('packet path counters: values from the array', async (t) => {
   t.same(series(fam(fams, 'vipgate_bytes_total')), new Map([['direction=in', c[Ctr.bytes_in]], ['direction=out', c[Ctr.bytes_out]]]));
   t.same(series(fam(fams, 'vipgate_forwarded_total')),
     new Map([['direction=to_backend', c[Ctr.forwarded_to_backend]], ['direction=to_client', c[Ctr.forwarded_to_client]]]));
+  t.same(series(fam(fams, 'vipgate_icmp_errors_forwarded_total')),
+    new Map([['direction=to_backend', c[Ctr.icmp_errors_to_backend]], ['direction=to_client', c[Ctr.icmp_errors_to_client]]]));
   for (const [name, i] of SLOTS) t.same(series(fam(fams, name)), new Map([['', c[i]]]), name);
   t.same(series(fam(fams, 'vipgate_flows_capacity')), new Map([['', 65536]]));
 

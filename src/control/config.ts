@@ -25,6 +25,7 @@ import {
 } from 'yaml';
 import { formatIpv4, formatMac, parseIpv4, parseMac } from '../wire/addr.js';
 import { VipgateError } from './errors.js';
+import { ICMP_ECHO_DEFAULTS, IcmpSpec } from '../tables/services.js';
 import {
   HealthCheck, SparePool, ServiceFailover, SynCheckConfig, EventsConfig, SERVICE_FAILOVER_KEYS,
   parseDefaultHealth, parseBackendHealth, parseSpares, parseServiceFailover, parseSynCheck, parseEvents,
@@ -91,6 +92,8 @@ export interface Config {
   natGateway: number | null;
   natGatewayText: string | null;
   announce: AnnounceConfig;
+  /** What vipgate does with ICMP echo requests to its VIPs (errors about flows are always carried). */
+  icmp: IcmpSpec;
   api: ApiConfig;
   /** Where state changed through the API is kept (null: not persisted). */
   stateFile: string | null;
@@ -221,7 +224,8 @@ const BACKEND_NAME_RE = /^[A-Za-z0-9_.-]{1,64}$/;
 // Linux dev_valid_name(): 1..15 bytes (IFNAMSIZ - 1), not "." or "..", no '/', ':' or space.
 const IFNAME_RE = /^[^/:\s]{1,15}$/;
 
-const TOP_KEYS = ['interface', 'mac', 'mode', 'vips', 'backends', 'services', 'flows', 'neighbours', 'nat_gateway', 'announce', 'api', 'state_file', 'log', 'health', 'spares', 'syn_check', 'events'] as const;
+const TOP_KEYS = ['interface', 'mac', 'mode', 'vips', 'backends', 'services', 'flows', 'neighbours', 'nat_gateway', 'announce', 'api', 'state_file', 'log', 'icmp', 'health', 'spares', 'syn_check', 'events'] as const;
+const ICMP_KEYS = ['echo', 'echo_rate', 'echo_burst'] as const;
 const API_KEYS = ['listen', 'token'] as const;
 const LOG_KEYS = ['level', 'format'] as const;
 const ANNOUNCE_KEYS = ['count', 'interval', 'refresh'] as const;
@@ -328,6 +332,7 @@ export function describeConfig(c: Config): string {
       `established ${formatDuration(f.establishedTimeoutMs)}, closing ${formatDuration(f.closingTimeoutMs)}`,
   );
   out.push(`  neighbours: capacity ${c.neighbours.capacity}, ttl ${formatDuration(c.neighbours.ttlMs)}`);
+  out.push(c.icmp.echo ? `  icmp: echo answered, up to ${c.icmp.echoRate}/s, burst ${c.icmp.echoBurst}` : '  icmp: echo requests dropped (icmp.echo: false)');
   const checked = c.backends.filter((b) => b.health).length;
   if (c.health || checked) {
     const h = c.health;
@@ -1093,6 +1098,32 @@ class Checker {
       }
     }
 
+    // icmp: echo replies on/off and their token bucket (replies per second, burst)
+    const icmp: IcmpSpec = { ...ICMP_ECHO_DEFAULTS };
+    if (f.icmp) {
+      const m = this.mapping(f.icmp, ICMP_KEYS, 'a mapping like { echo: true, echo_rate: 1000/s, echo_burst: 50 }');
+      if (m) {
+        if (m.echo) {
+          const n = m.echo.node;
+          if (isScalar(n) && typeof n.value === 'boolean') icmp.echo = n.value;
+          else this.fail(m.echo.at, m.echo.path, `expected true (vipgate answers ping to its VIPs) or false (it drops echo requests), got ${describe(n)}`);
+        }
+        if (m.echo_rate) {
+          // "1000/s" reads as what it is; a plain number means the same.
+          const n = m.echo_rate.node;
+          const perS = isScalar(n) && typeof n.value === 'string' ? /^\s*(\d+)\s*\/\s*s\s*$/.exec(n.value) : null;
+          if (perS) {
+            const v = Number(perS[1]);
+            if (v >= 1 && v <= 1_000_000) icmp.echoRate = v;
+            else this.fail(m.echo_rate.at, m.echo_rate.path, `${perS[1]}/s is out of range; icmp.echo_rate must be 1/s..1000000/s (echo off: icmp.echo: false)`);
+          } else {
+            icmp.echoRate = this.integer(m.echo_rate, 1, 1_000_000, 'icmp.echo_rate (echo replies per second, e.g. 1000 or "1000/s")') ?? icmp.echoRate;
+          }
+        }
+        if (m.echo_burst) icmp.echoBurst = this.integer(m.echo_burst, 1, 1_000_000, 'icmp.echo_burst (echo replies sent back to back before echo_rate applies)') ?? icmp.echoBurst;
+      }
+    }
+
     // api
     const api: ApiConfig = { listen: '127.0.0.1:9180', token: null };
     if (f.api) {
@@ -1155,6 +1186,7 @@ class Checker {
       natGateway: natGateway?.ip ?? null,
       natGatewayText: natGateway?.text ?? null,
       announce,
+      icmp,
       file: this.file,
       interface: iface,
       mac: mac?.mac ?? null,

@@ -149,7 +149,7 @@ export class Controller implements ControlApi {
     const health = this.o.health;
     try {
       const { spec, step } = toSpec(d, this.o.mac, config.mode,
-        { health: (n, port) => health?.status(n, port) ?? 'unknown', services: this.svcStates }, now, config.synCheck);
+        { health: (n, port) => health?.status(n, port) ?? 'unknown', services: this.svcStates }, now, { synCheck: config.synCheck, icmp: config.icmp });
       this.pendingStep = step;
       return new Tables(spec, prev, (slot) => st.bFlows[slot]! > 0);
     } catch (e) {
@@ -454,6 +454,7 @@ export class Controller implements ControlApi {
       }
     }
     const before = this.desired;
+    const icmpBefore = icmpText(this.config.icmp);
     try {
       this.apply(cloneOverlay(this.overlay), 'reload', next);
     } catch (e) {
@@ -466,6 +467,7 @@ export class Controller implements ControlApi {
     }
     this.reloadCounts.ok++;
     const changes = describeChanges(before, this.desired);
+    if (icmpText(next.icmp) !== icmpBefore) changes.push(`~ icmp ${icmpBefore} -> ${icmpText(next.icmp)}`);
     this.log('info', `reloaded ${next.file}: ${changes.length ? changes.join('; ') : 'no changes'}`, { event: 'reload', changes });
     return { generation: this.overlay.generation, changes };
   }
@@ -673,6 +675,11 @@ export function checkTypesUsed(c: Config): CheckType[] {
 }
 
 /** Human lines for what a reload changed. */
+/** The icmp section as a reload lists it: "echo on, 1000/s, burst 50" or "echo off". */
+function icmpText(i: Config['icmp']): string {
+  return i.echo ? `echo on, ${i.echoRate}/s, burst ${i.echoBurst}` : 'echo off';
+}
+
 function describeChanges(a: Desired, b: Desired): string[] {
   const out: string[] = [];
   for (const v of b.vips.keys()) if (!a.vips.has(v)) out.push(`+ vip ${formatIpv4(v)}`);

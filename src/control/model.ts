@@ -402,7 +402,7 @@ export const NO_OPERATIONAL: Operational = { health: () => 'unknown', services: 
  * admin state. `vipgate run` (the controller) and `vipgate replay` both come through here.
  */
 export function toSpec(d: Desired, mac: Uint8Array, mode: 'dsr' | 'nat', op: Operational = NO_OPERATIONAL, now = 0,
-  synCheck: { maxAgeMs: number; onFail: 'next' | 'reset' } | null = null): { spec: TablesSpec; step: ReturnType<typeof stepServices> } {
+  extra: Pick<TablesSpec, 'synCheck' | 'icmp'> = {}): { spec: TablesSpec; step: ReturnType<typeof stepServices> } {
   const port = new Map([...d.services.values()].map((s) => [s.key, s.port || undefined]));
   const usable = (n: string, key: string) => d.backends.get(n)?.state === 'up' && op.health(n, port.get(key)) !== 'down';
   const step = stepServices(op.services, serviceInputs(d), (n, svc) => usable(n, svc.key), now);
@@ -424,14 +424,15 @@ export function toSpec(d: Desired, mac: Uint8Array, mode: 'dsr' | 'nat', op: Ope
     services: [...d.services.values()].filter((s) => s.members.length > 0).map((s) => ({
       vip: s.vip, port: s.port, ...order(s), onBackendDown: s.failover.onBackendDown,
     })),
-    synCheck,
+    synCheck: extra.synCheck ?? null,
+    ...(extra.icmp ? { icmp: extra.icmp } : {}),
   };
   return { spec, step };
 }
 
 /** The tables of a config alone (no API changes, no checks yet): what a fresh `vipgate run` publishes, and what `vipgate replay` uses. */
 export function configSpec(c: Config, mac: Uint8Array): TablesSpec {
-  return toSpec(compose(c, emptyOverlay()), mac, c.mode, NO_OPERATIONAL, 0, c.synCheck).spec;
+  return toSpec(compose(c, emptyOverlay()), mac, c.mode, NO_OPERATIONAL, 0, { synCheck: c.synCheck, icmp: c.icmp }).spec;
 }
 
 /**

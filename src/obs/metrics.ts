@@ -155,6 +155,15 @@ export function createMetrics(src: MetricsSource, o: MetricsOptions = {}): Metri
       emit({ direction: 'to_backend' }, c[Ctr.forwarded_to_backend]!);
       emit({ direction: 'to_client' }, c[Ctr.forwarded_to_client]!);
     });
+  // ---- ICMP ----
+
+  slot('vipgate_icmp_echo_replies_total', 'ICMP echo requests to a VIP answered by vipgate itself (ping); over the icmp.echo_rate limit they are dropped (vipgate_drops_total{reason="icmp_rate_limited"}).', Ctr.icmp_echo_replies);
+  counter('vipgate_icmp_errors_forwarded_total',
+    'ICMP errors about a flow (fragmentation needed, unreachable, time exceeded) carried to its other end: to the backend (direction="to_backend"), and in nat mode from the backends\' side back to the client (direction="to_client"). Path MTU discovery through vipgate depends on them.',
+    ['direction'], (emit) => {
+      emit({ direction: 'to_backend' }, c[Ctr.icmp_errors_to_backend]!);
+      emit({ direction: 'to_client' }, c[Ctr.icmp_errors_to_client]!);
+    });
   slot('vipgate_tx_errors_total', 'Frames the network interface refused to send (packet path and control: ARP, gratuitous ARP). They are also counted in vipgate_frames_total{direction="out"} when the packet path sent them.', Ctr.tx_errors);
 
   // ---- backends ----
