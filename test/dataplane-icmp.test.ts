@@ -15,7 +15,7 @@ import { parseIpv4 } from '../src/wire/addr';
 import { checksum } from '../src/wire/checksum';
 import { Ctr, Drop } from '../src/dataplane/counters';
 import { Tables } from '../src/tables/services';
-import { tablesSpec } from '../src/main';
+import { configSpec } from '../src/control/model';
 import { VERDICT_TX } from '../src/dataplane/dataplane';
 import { startHarness, defaultYaml } from './helpers/control-harness';
 
@@ -116,7 +116,7 @@ t.test('echo off, and turned on again by publishing new tables (reload)', async 
   const r = run(b, req);
   t.equal(r.reason, 'icmp_echo_off');
   t.same(r.out, req, 'a dropped frame is left as it was');
-  b.dataplane.publish(new Tables({ ...tablesSpec(b.config, b.tables.mac), icmp: { echo: true, echoRate: 1000, echoBurst: 50 } }, b.tables));
+  b.dataplane.publish(new Tables({ ...configSpec(b.config, b.tables.mac), icmp: { echo: true, echoRate: 1000, echoBurst: 50 } }, b.tables));
   t.equal(run(b, req, 1).reason, 'tx');
 });
 
@@ -279,7 +279,7 @@ t.test('an error for a removed backend, or one whose MAC is not known, is droppe
   run(b, tcp({ srcMac: CLIENT_MAC, dstMac: OUR_MAC, src: CLIENT, dst: '10.0.0.101', srcPort: 5, dstPort: 443, flags: TCP_SYN }));
   const err = fragNeeded({ dst: '10.0.0.101', quoted: segment('10.0.0.101', 443, CLIENT, 5, 0) });
   t.equal(parseEthernet(run(b, err, 1).out)!.dst, WEB2_MAC, 'web2 serves 10.0.0.101:443');
-  const spec = tablesSpec(b.config, b.tables.mac);
+  const spec = configSpec(b.config, b.tables.mac);
   b.dataplane.publish(new Tables({ ...spec, backends: spec.backends.filter((x) => x.name !== 'web2'), services: spec.services.filter((s) => s.active !== 'web2') }, b.tables));
   t.equal(run(b, err, 2).reason, 'no_backend');
 });

@@ -11,7 +11,7 @@ import { ipOf, tcpOf, tcpOk } from './helpers/inspect';
 import { TCP_SYN, TCP_ACKF, TCP_FIN, TCP_RST, TCP_PSH, TCP_ECE, TCP_CWR, TCP_URGF } from '../src/wire/tcp';
 import { Ctr, Drop } from '../src/dataplane/counters';
 import { BackendState, Tables } from '../src/tables/services';
-import { tablesSpec } from '../src/main';
+import { configSpec } from '../src/control/model';
 
 const S = 1000; // ms
 
@@ -113,7 +113,7 @@ t.test('SYN steering: IP mode and port mode', async (t) => {
 
 t.test('port mode: the first usable standby takes new flows when the active is down', async (t) => {
   const b = build('dsr');
-  const spec = tablesSpec(b.config, b.tables.mac);
+  const spec = configSpec(b.config, b.tables.mac);
   const down = new Tables({ ...spec, backends: spec.backends.map((x) => x.name === 'web1' ? { ...x, state: 'down' as const } : x) }, b.tables);
   t.equal(run(b, syn('10.0.0.101', 80, 1)).reason, 'tx');
   b.dataplane.publish(down);

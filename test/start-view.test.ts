@@ -29,6 +29,7 @@ function status(time: number, scale: number): Status {
   const backends = ['web1', 'web2', 'web3'].map((name, i): BackendView => ({
     name, ip: `10.77.1.2${i + 1}`, mac: `02:77:01:00:00:2${i + 1}`, macSource: 'arp', state: 'drain', weight: 100, source: 'config',
     serves: [], flows: 262144, connections: 99_999_999, lease: null, leaving: false,
+    health: { state: 'down', check: 'http :80/healthz', since: null, lastCheck: null, lastLatencyMs: 100, lastFailure: 'timeout after 100 ms', lastFailureAt: null },
   }));
   return { ...snapshotCounters(c), time, mode: 'nat', interface: 'eth0', vips: lab.addr.vips, backends };
 }

@@ -88,8 +88,9 @@ export const COMMAND_HELP: Record<Name, CommandHelp> = {
   },
   backends: {
     usage: CLIENT_USAGE.backends, api: true,
-    summary: 'Every backend: IP, MAC, state, any pin (a switch or a standby/active it was set to),\n' +
-      'weight, what it serves and in which role, flows, connections, where it comes from, lease.',
+    summary: 'Every backend: IP, MAC, admin state, health (the last check), weight, what it serves, in\n' +
+      'which role and any pin (a switch or a standby/active it was set to), flows, connections,\n' +
+      'where it comes from, lease.',
     options: [JSON_OPTION], examples: ['vipgate backends'],
   },
   services: {
@@ -165,10 +166,21 @@ export const COMMAND_HELP: Record<Name, CommandHelp> = {
       'problem changes nothing; a file that changes nothing leaves the generation as it is.',
     options: [JSON_OPTION], examples: ['vipgate reload'],
   },
+  events: {
+    usage: CLIENT_USAGE.events, api: true,
+    summary: 'Recent events, oldest first: health up/down, failover, fail-back, switch, with their sequence\n' +
+      'numbers; --follow keeps waiting for new ones (long polls) until interrupted.',
+    options: [
+      ['--since SEQ', 'only events after this sequence number'],
+      ['--follow', 'keep printing new events as they happen'],
+      ['--json', 'one JSON object per event (--follow), or the API\'s page'],
+    ],
+    examples: ['vipgate events --follow', 'vipgate events --since 42 --json'],
+  },
   top: {
     usage: TOP_USAGE, api: true,
     summary: 'Live view: current rates (per second), cumulative totals, drops by reason, flows, backends\n' +
-      'with connections per second; q or ctrl-c quits.',
+      'with their health, connections per second, services and pins; q or ctrl-c quits.',
     options: [['--interval 1s', 'time between frames'], ['--count N', 'stop after N frames']],
     examples: ['vipgate top', 'vipgate top --api 10.0.0.5:9180 --count 1'],
   },

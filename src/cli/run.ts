@@ -22,6 +22,14 @@ import { createLogger, Logger } from '../obs/log';
 import { createMetrics } from '../obs/metrics';
 import { formatIpv4 } from '../wire/addr';
 import { VERSION } from './version';
+import { HealthManager } from '../control/health/manager';
+import { EventLog } from '../control/health/events';
+import { tcpProbe, httpProbe, Probe } from '../control/health/probes';
+import type { CheckType } from '../control/config/health';
+import { checkTypesUsed } from '../control/controller';
+
+/** The health probes this build has, by check type (the raw-SYN probe joins here when wired). */
+const PROBES: Partial<Record<CheckType, Probe>> = { tcp: tcpProbe, http: httpProbe };
 
 export interface RunArgs {
   config: string;
@@ -63,6 +71,10 @@ export async function startLive(a: RunArgs): Promise<Running> {
     level: a.logLevel ?? config.log.level, format: a.logFormat ?? config.log.format,
     stream: { write: (line: string) => a.log(line.replace(/\n$/, '')) },
   });
+  const noProbe = checkTypesUsed(config).filter((ty) => !PROBES[ty]);
+  if (noProbe.length) {
+    throw new VipgateError('ECONFIG_INVALID', `${a.config}: health checks of type ${noProbe.join(', ')} are not available in this build of vipgate; use type: tcp or type: http`);
+  }
   const iface = a.iface ?? config.interface;
   if (!iface) throw new VipgateError('ERUN_NO_INTERFACE', `${a.config}: no interface to attach to: add interface: eth0 (the NIC facing the clients) to the config, or pass --interface`);
   const info = interfaceInfo(iface);
@@ -98,8 +110,12 @@ async function startLocked(a: RunArgs, settings: RunSettings, log: Logger, iface
 
   // The controller restores what the API changed before (the state file) and publishes the tables.
   const hooks: Array<(x: Applied) => void> = [];
+  // Health checks and events: transitions republish the tables (never the state file) and are
+  // logged, counted, listed (GET /v1/events) and sent to the configured hooks.
+  const events = new EventLog({ config: config.events, log: (level, msg, fields) => log[level](msg, fields) });
+  const health = new HealthManager({ probes: PROBES, events });
   const controller = new Controller({
-    config, built, mac, stateFile, version: VERSION, iface,
+    config, built, mac, stateFile, version: VERSION, iface, health, events,
     log: (level, msg, fields) => log[level](msg, fields),
     onApplied: (x) => { for (const h of hooks) h(x); },
   });
@@ -112,7 +128,10 @@ async function startLocked(a: RunArgs, settings: RunSettings, log: Logger, iface
   let api: ApiServer;
   try {
     kf?.install();
-    const metrics = createMetrics({ counters: state.counters, flowCapacity: state.flowCapacity, api: controller });
+    const metrics = createMetrics({
+      counters: state.counters, flowCapacity: state.flowCapacity, api: controller,
+      health: { checkCounts: () => health.checkCounts(), typeCounts: () => events.typeCounts(), hookStats: () => events.hookStats() },
+    });
     api = await startApiServer({
       listen: apiListen, token, api: controller, metrics: () => metrics.text(),
       log: (level, msg, fields) => log[level](msg, fields),
@@ -161,6 +180,13 @@ async function startLocked(a: RunArgs, settings: RunSettings, log: Logger, iface
     dp.sweep(now, Math.max(4096, Math.ceil(state.flowSlots / 10)));
     controller.tick(now);
   }, 1000));
+  // Checks start when due (spread over their interval); a hold-down ending re-steers new flows.
+  // 10 ms: fine enough for 100 ms intervals and cheap (a loop over the backends).
+  timers.push(setInterval(() => {
+    const now = Date.now();
+    health.tick(now);
+    controller.healthTick(now);
+  }, 10));
   if (config.announce.refreshMs > 0) {
     timers.push(setInterval(() => announcer.announce(mac, owned(), 1, 0), config.announce.refreshMs));
   }
@@ -202,6 +228,8 @@ async function startLocked(a: RunArgs, settings: RunSettings, log: Logger, iface
     if (stopped) return;
     stopped = true;
     for (const t of timers) clearInterval(t);
+    health.stop();
+    events.close();
     announcer.stop();
     nic.close();
     kf?.remove();

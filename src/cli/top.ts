@@ -7,7 +7,7 @@ import { API_ENV, type BackendView, type StatusView } from '../control/api-types
 import { formatTable, humanCount, humanRate, humanSeconds, wrapList } from './table';
 import {
   ApiClient, ClientError, CliIo, CONNECT_OPTIONS, UsageError, checkDuration, checkInt, clientFrom, parseCommand,
-  processIo, reportClientError, servesText, stateText,
+  processIo, reportClientError, servesText, stateText, healthText,
 } from './client';
 
 export const TOP_USAGE = 'vipgate top [--interval 1s] [--count N]';
@@ -98,9 +98,9 @@ export function renderFrame(cur: Sample, rates: Rates | null, where: string, not
   // Each backend's services on lines of their own under it (one per line), so the table stays
   // narrow however many a backend serves.
   const table = formatTable(
-    ['NAME', 'STATE', 'WEIGHT', 'FLOWS', 'CONNS/S', 'CONNS'],
-    cur.backends.map((b) => [b.name, stateText(b), b.weight, humanCount(b.flows), rates ? humanRate(rates.conns.get(b.name) ?? 0) : '-', humanCount(b.connections)]),
-    { align: ['left', 'left', 'right', 'right', 'right', 'right'] },
+    ['NAME', 'STATE', 'HEALTH', 'WEIGHT', 'FLOWS', 'CONNS/S', 'CONNS'],
+    cur.backends.map((b) => [b.name, stateText(b), healthText(b), b.weight, humanCount(b.flows), rates ? humanRate(rates.conns.get(b.name) ?? 0) : '-', humanCount(b.connections)]),
+    { align: ['left', 'left', 'left', 'right', 'right', 'right', 'right'] },
   ).split('\n');
   lines.push(table[0]!);
   cur.backends.forEach((b, i) => {

@@ -26,6 +26,10 @@ import {
 import { formatIpv4, formatMac, parseIpv4, parseMac } from '../wire/addr.js';
 import { VipgateError } from './errors.js';
 import { ICMP_ECHO_DEFAULTS, IcmpSpec } from '../tables/services.js';
+import {
+  HealthCheck, SparePool, ServiceFailover, SynCheckConfig, EventsConfig, SERVICE_FAILOVER_KEYS,
+  parseDefaultHealth, parseBackendHealth, parseSpares, parseServiceFailover, parseSynCheck, parseEvents,
+} from './config/health.js';
 
 // ---------------------------------------------------------------------------------------------
 // Types
@@ -38,6 +42,8 @@ export interface BackendConfig {
   ipText: string;
   mac: Uint8Array | null; // null: learned from ARP
   macText: string | null;
+  /** The health check (the default `health` or its own), or null: never checked, always usable. */
+  health: HealthCheck | null;
 }
 
 export interface ServiceConfig {
@@ -49,6 +55,8 @@ export interface ServiceConfig {
   active: string;
   /** Priority order, highest first; [] in IP mode. */
   standby: string[];
+  /** Spare pool, preempt, hold-down, on_backend_down (config/health.ts). */
+  failover: ServiceFailover;
   /** Line of the service entry in the file, for later error messages. */
   line: number;
 }
@@ -90,6 +98,12 @@ export interface Config {
   /** Where state changed through the API is kept (null: not persisted). */
   stateFile: string | null;
   log: { level: 'debug' | 'info' | 'warn' | 'error'; format: 'json' | 'text' };
+  /** The default health check (top-level `health`), applied to registered backends too; null: none. */
+  health: HealthCheck | null;
+  spares: SparePool[];
+  /** The SYN-time check, or null (off). */
+  synCheck: SynCheckConfig | null;
+  events: EventsConfig;
 }
 
 /** The runtime API: HOST:PORT to listen on; a bearer token (required off loopback). */
@@ -210,13 +224,13 @@ const BACKEND_NAME_RE = /^[A-Za-z0-9_.-]{1,64}$/;
 // Linux dev_valid_name(): 1..15 bytes (IFNAMSIZ - 1), not "." or "..", no '/', ':' or space.
 const IFNAME_RE = /^[^/:\s]{1,15}$/;
 
-const TOP_KEYS = ['interface', 'mac', 'mode', 'vips', 'backends', 'services', 'flows', 'neighbours', 'nat_gateway', 'announce', 'api', 'state_file', 'log', 'icmp'] as const;
+const TOP_KEYS = ['interface', 'mac', 'mode', 'vips', 'backends', 'services', 'flows', 'neighbours', 'nat_gateway', 'announce', 'api', 'state_file', 'log', 'icmp', 'health', 'spares', 'syn_check', 'events'] as const;
 const ICMP_KEYS = ['echo', 'echo_rate', 'echo_burst'] as const;
 const API_KEYS = ['listen', 'token'] as const;
 const LOG_KEYS = ['level', 'format'] as const;
 const ANNOUNCE_KEYS = ['count', 'interval', 'refresh'] as const;
-const BACKEND_KEYS = ['name', 'ip', 'mac', 'weight'] as const;
-const SERVICE_KEYS = ['vip', 'backend', 'port', 'active', 'standby'] as const;
+const BACKEND_KEYS = ['name', 'ip', 'mac', 'weight', 'health'] as const;
+const SERVICE_KEYS = ['vip', 'backend', 'port', 'active', 'standby', ...SERVICE_FAILOVER_KEYS] as const;
 const FLOW_KEYS = ['capacity', 'half_open_timeout', 'established_timeout', 'closing_timeout'] as const;
 const NEIGHBOUR_KEYS = ['capacity', 'ttl'] as const;
 
@@ -316,7 +330,8 @@ export function describeConfig(c: Config, eff: EffectiveSettings = {
     out.push(
       s.port === 0
         ? `    ${s.vipText} (IP mode) -> ${s.active}`
-        : `    ${s.vipText}:${s.port} -> ${s.active}` + (s.standby.length ? `, standby ${s.standby.join(', ')}` : ''),
+        : `    ${s.vipText}:${s.port} -> ${s.active}` + (s.standby.length ? `, standby ${s.standby.join(', ')}` : '') +
+          (s.failover.spares ? `, spares ${s.failover.spares}` : ''),
     );
   }
   const idle = c.vips.filter((v) => !c.services.some((s) => s.vip === v));
@@ -339,6 +354,12 @@ export function describeConfig(c: Config, eff: EffectiveSettings = {
   out.push(`  state file: ${eff.stateFile ?? 'none (changes made through the API are lost at restart)'}`);
   out.push(`  log: level ${c.log.level}, format ${c.log.format}`);
   out.push(c.icmp.echo ? `  icmp: echo answered, up to ${c.icmp.echoRate}/s, burst ${c.icmp.echoBurst}` : '  icmp: echo requests dropped (icmp.echo: false)');
+  const checked = c.backends.filter((b) => b.health).length;
+  if (c.health || checked) {
+    const h = c.health;
+    out.push(`  health: ${h ? `${h.type}${h.port ? ` :${h.port}` : ''} every ${formatDuration(h.intervalMs)}, timeout ${formatDuration(h.timeoutMs)}, rise ${h.rise}, fall ${h.fall}` : 'no default'}; ${checked} of ${c.backends.length} backends checked`);
+  }
+  for (const p of c.spares) out.push(`  spare pool ${p.name}${p.exclusive ? ' (exclusive)' : ''}: ${p.members.join(', ')}`);
   return out.join('\n');
 }
 
@@ -801,6 +822,9 @@ class Checker {
       });
     }
 
+    // health: the default check, merged under each backend's own
+    const defaultHealth = parseDefaultHealth(this, f.health);
+
     // backends
     const backends: BackendConfig[] = [];
     /** Every name written (even invalid or duplicate), so services do not pile on errors. */
@@ -884,13 +908,19 @@ class Checker {
           const w = this.integer(b.weight, 0, 1000, 'weight (share of new flows among active backends)');
           if (w === undefined) ok = false; else weight = w;
         }
+        const before = this.issues.length;
+        const health = parseBackendHealth(this, b.health, defaultHealth);
+        if (this.issues.length > before) ok = false;
         if (ok && name !== undefined && ip) {
-          backends.push({ name, weight, ip: ip.ip, ipText: ip.text, mac: bmac?.mac ?? null, macText: bmac?.text ?? null });
+          backends.push({ name, weight, ip: ip.ip, ipText: ip.text, mac: bmac?.mac ?? null, macText: bmac?.text ?? null, health });
         }
       });
     }
     const backendNames = new Set(backends.map((b) => b.name));
     const knownNames = backends.length ? backends.map((b) => b.name).join(', ') : 'none';
+    const sparesBefore = this.issues.length;
+    const spares = parseSpares(this, f.spares, backendNames, namesWritten);
+    const sparesBroken = this.issues.length > sparesBefore;
 
     // services
     //
@@ -1028,8 +1058,10 @@ class Checker {
           }
         }
 
-        if (ok && vip && active !== undefined) {
-          services.push({ vip: vip.ip, vipText: vip.text, port, active, standby: portMode ? standby : [], line });
+        const failover = parseServiceFailover(this, s, spares, sparesBroken);
+        if (failover === null) ok = false;
+        if (ok && vip && active !== undefined && failover) {
+          services.push({ vip: vip.ip, vipText: vip.text, port, active, standby: portMode ? standby : [], line, failover });
         }
       });
     }
@@ -1160,8 +1192,15 @@ class Checker {
       }
     }
 
+    const synCheck = parseSynCheck(this, f.syn_check);
+    const events = parseEvents(this, f.events);
+
     if (this.issues.length) return null;
     return {
+      health: defaultHealth,
+      spares,
+      synCheck,
+      events,
       api,
       stateFile,
       log,
