@@ -21,6 +21,7 @@ export function tablesSpec(c: Config, mac: Uint8Array): TablesSpec {
     vips: c.natGateway === null ? c.vips : [...c.vips, c.natGateway],
     backends: c.backends.map((b) => ({ name: b.name, ip: b.ip, mac: b.mac })),
     services: c.services.map((s) => ({ vip: s.vip, port: s.port, active: s.active, standby: s.standby })),
+    synCheck: c.synCheck && { maxAgeMs: c.synCheck.maxAgeMs, onFail: c.synCheck.onFail },
   };
 }
 

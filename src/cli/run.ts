@@ -21,6 +21,9 @@ import { createLogger, Logger } from '../obs/log';
 import { createMetrics } from '../obs/metrics';
 import { formatIpv4 } from '../wire/addr';
 import { VERSION } from './version';
+import { SynHold } from '../dataplane/hold';
+import { startLiveSynCheck, LIVE_HOLD_SLOTS, LiveSynCheck } from '../control/health/syn-check';
+import { openProber } from '../control/health/syn-probe';
 
 export interface RunArgs {
   config: string;
@@ -117,7 +120,16 @@ export async function startLive(a: RunArgs): Promise<Running> {
   log.info(kf ? `kernel filter: ${kf.describe()}` : 'kernel filter: off (--no-kernel-filter): make sure this host\'s kernel drops VIP traffic itself');
   log.info(`API on http://${api.address}/v1 (${token ? 'bearer token required' : 'no token: loopback only'}), metrics on /metrics`, { event: 'api', address: api.address });
 
-  attachLive(nic, dp);
+  // The SYN-time check (issue 8 item 5), when the config asks for it: a hold queue on the packet
+  // path, probes from control. (The health checker's observer and the event sink join here at merge.)
+  let syn: LiveSynCheck | null = null;
+  if (config.synCheck) {
+    const { prober, fallbackWhy } = openProber();
+    syn = startLiveSynCheck({ dp, hold: new SynHold(LIVE_HOLD_SLOTS), prober, timeoutMs: config.synCheck.timeoutMs, send: (b, n) => nic.send(b, n) });
+    log.info(`SYN-time check: max_age ${config.synCheck.maxAgeMs} ms, probe timeout ${config.synCheck.timeoutMs} ms, on_fail ${config.synCheck.onFail}, ` +
+      (fallbackWhy ? `TCP connect probes (raw SYN probes unavailable: ${fallbackWhy})` : 'raw SYN probes from this host\'s route source address'), { event: 'syn_check' });
+  }
+  attachLive(nic, dp, syn ? syn.onHold : undefined);
   const send = (f: Buffer) => nic.send(f, f.length);
   const announcer = new Announcer(send, state.counters, (ip) => dp.currentTables.vipIndex(ip) >= 0);
   announcer.announce(mac, owned(), config.announce.count, config.announce.intervalMs);
@@ -184,6 +196,7 @@ export async function startLive(a: RunArgs): Promise<Running> {
     if (stopped) return;
     stopped = true;
     for (const t of timers) clearInterval(t);
+    syn?.stop();
     announcer.stop();
     nic.close();
     kf?.remove();

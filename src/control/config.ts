@@ -87,6 +87,15 @@ export interface Config {
   /** Where state changed through the API is kept (null: not persisted). */
   stateFile: string | null;
   log: { level: 'debug' | 'info' | 'warn' | 'error'; format: 'json' | 'text' };
+  /** The SYN-time check (issue 8): null when the section is absent or enabled: false. */
+  synCheck?: SynCheckConfig | null;
+}
+
+/** syn_check: hold a SYN for a backend not verified within maxAgeMs, probe it (timeoutMs), then forward, move (next) or reset. */
+export interface SynCheckConfig {
+  maxAgeMs: number;
+  timeoutMs: number;
+  onFail: 'next' | 'reset';
 }
 
 /** The runtime API: HOST:PORT to listen on; a bearer token (required off loopback). */
@@ -186,6 +195,9 @@ export const CONFIG_DEFAULTS = {
     closingTimeoutMs: 30_000,
   },
   neighbours: { capacity: 4096, ttlMs: 300_000 },
+  /** A LAN round trip is well under a millisecond: 20 ms is slack for a loaded backend, and
+   *  the longest a client waits for a backend that does not answer (issue 8's example values). */
+  synCheck: { maxAgeMs: 2000, timeoutMs: 20, onFail: 'next' },
 } as const;
 
 export const CONFIG_LIMITS = {
@@ -207,7 +219,8 @@ const BACKEND_NAME_RE = /^[A-Za-z0-9_.-]{1,64}$/;
 // Linux dev_valid_name(): 1..15 bytes (IFNAMSIZ - 1), not "." or "..", no '/', ':' or space.
 const IFNAME_RE = /^[^/:\s]{1,15}$/;
 
-const TOP_KEYS = ['interface', 'mac', 'mode', 'vips', 'backends', 'services', 'flows', 'neighbours', 'nat_gateway', 'announce', 'api', 'state_file', 'log'] as const;
+const TOP_KEYS = ['interface', 'mac', 'mode', 'vips', 'backends', 'services', 'flows', 'neighbours', 'nat_gateway', 'announce', 'api', 'state_file', 'log', 'syn_check'] as const;
+const SYN_CHECK_KEYS = ['enabled', 'max_age', 'timeout', 'on_fail'] as const;
 const API_KEYS = ['listen', 'token'] as const;
 const LOG_KEYS = ['level', 'format'] as const;
 const ANNOUNCE_KEYS = ['count', 'interval', 'refresh'] as const;
@@ -1108,8 +1121,32 @@ class Checker {
       }
     }
 
+    // syn_check (issue 8): { enabled: true, max_age: 2s, timeout: 20ms, on_fail: next }
+    let synCheck: SynCheckConfig | null = null;
+    if (f.syn_check) {
+      const m = this.mapping(f.syn_check, SYN_CHECK_KEYS, 'a mapping like { enabled: true, max_age: 2s, timeout: 20ms, on_fail: next }');
+      if (m) {
+        const sc: SynCheckConfig = { ...CONFIG_DEFAULTS.synCheck };
+        let enabled = true;
+        if (m.enabled) {
+          const v = isScalar(m.enabled.node) ? m.enabled.node.value : undefined;
+          if (typeof v === 'boolean') enabled = v;
+          else this.fail(m.enabled.at, m.enabled.path, `expected true or false, got ${describe(m.enabled.node)}`);
+        }
+        if (m.max_age) sc.maxAgeMs = this.duration(m.max_age, sc.maxAgeMs);
+        if (m.timeout) sc.timeoutMs = this.duration(m.timeout, sc.timeoutMs);
+        if (m.on_fail) {
+          const v = this.text(m.on_fail, 'next or reset');
+          if (v === 'next' || v === 'reset') sc.onFail = v;
+          else if (v !== undefined) this.fail(m.on_fail.at, m.on_fail.path, `${JSON.stringify(v)} is not an on_fail policy; use next (move the SYN to the next usable member) or reset (answer the client with an RST)`);
+        }
+        if (enabled) synCheck = sc;
+      }
+    }
+
     if (this.issues.length) return null;
     return {
+      synCheck,
       api,
       stateFile,
       log,

@@ -122,7 +122,8 @@ export class Controller implements ControlApi {
     const st = this.o.built.state;
     const prev = this.o.built.dataplane.currentTables;
     try {
-      return new Tables(toSpec(d, this.o.mac, this.config.mode), prev, (slot) => st.bFlows[slot]! > 0);
+      const sc = this.config.synCheck;
+      return new Tables(toSpec(d, this.o.mac, this.config.mode, sc && { maxAgeMs: sc.maxAgeMs, onFail: sc.onFail }), prev, (slot) => st.bFlows[slot]! > 0);
     } catch (e) {
       throw new ApiError('EAPI_CONFLICT', `cannot build the tables: ${(e as Error).message}`);
     }

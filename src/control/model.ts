@@ -368,8 +368,9 @@ export function serviceOrder(s: DService): { active: string[]; standby: string[]
   return { active: s.members.filter((m) => m.priority === top).map((m) => m.name), standby: s.members.filter((m) => m.priority !== top).map((m) => m.name) };
 }
 
-export function toSpec(d: Desired, mac: Uint8Array, mode: 'dsr' | 'nat'): TablesSpec {
+export function toSpec(d: Desired, mac: Uint8Array, mode: 'dsr' | 'nat', synCheck: TablesSpec['synCheck'] = null): TablesSpec {
   return {
+    synCheck,
     mac,
     mode,
     vips: [...d.vips.keys()],
