@@ -1146,7 +1146,8 @@ class Checker {
 
     if (this.issues.length) return null;
     return {
-      synCheck,
+      // Present only when configured, so a config without the section reads exactly as before.
+      ...(synCheck ? { synCheck } : {}),
       api,
       stateFile,
       log,

@@ -121,14 +121,14 @@ export class Dataplane {
    * slot: it is queued again for b (moved there after its first backend failed). Returns
    * VERDICT_HOLD, a counted drop, or -1 when the frame does not fit a slot (forward it unprobed).
    */
-  private holdSyn(buf: Uint8Array, off: number, len: number, b: number, svc: number, cli: number, vip: number, ports: number): number {
+  private holdSyn(buf: Uint8Array, off: number, len: number, b: number, svc: number, cli: number, vip: number, ports: number, retransmit: boolean): number {
     const h = this.hold!;
     if (this.passSlot >= 0) {
       h.requeue(this.passSlot, b, svc);
     } else {
       if (!h.fits(len)) return -1;
       if (h.find(cli, vip, ports) >= 0) return this.drop(Drop.syn_hold_duplicate);
-      if (h.put(buf, off, len, b, svc, cli, vip, ports, this.times[T_NOW]!) < 0) return this.drop(Drop.syn_hold_full);
+      if (h.put(buf, off, len, b, svc, cli, vip, ports, this.times[T_NOW]!, retransmit) < 0) return this.drop(Drop.syn_hold_full);
     }
     this.c[Ctr.syn_held]!++;
     this.lastDrop = -1;
@@ -280,7 +280,7 @@ export class Dataplane {
           // with the SYN check on, hold it and probe that backend at once; control re-steers it on failure.
           if (ps < 0 && v.fb[(f << 6) + B_STATE] === FS_SYN && t.synCheckMaxAgeMs > 0 && this.hold !== null &&
               fb < t.backendSlots && t.bChecked[fb] === 1) {
-            const r = this.holdSyn(buf, off, len, fb, t.serviceIndex(vip, dport), cli, vip, ports);
+            const r = this.holdSyn(buf, off, len, fb, t.serviceIndex(vip, dport), cli, vip, ports, true);
             if (r >= 0) return r;
           }
           c[Ctr.syn_retransmits]!++;
@@ -293,7 +293,7 @@ export class Dataplane {
         const b = ps >= 0 ? this.pickAvoiding(t, svc, h, ps) : t.pickBackend(svc, h);
         if (b < 0) return this.drop(Drop.no_backend);
         if (this.needsProbe(t, b)) {
-          const r = this.holdSyn(buf, off, len, b, svc, cli, vip, ports);
+          const r = this.holdSyn(buf, off, len, b, svc, cli, vip, ports, false);
           if (r >= 0) return r;
         }
         const backIp = t.bIp[b]!;

@@ -38,11 +38,13 @@ export class SynHold {
   readonly excluded: Int32Array;
   readonly nExcluded: Uint8Array;
   readonly state: Uint8Array;
+  /** 1: a retransmitted SYN of a half-open flow: probe its backend even if something vouched for it lately. */
+  readonly retransmit: Uint8Array;
   private readonly freeStack: Int32Array;
   private freeTop: number;
   private readonly ring: Int32Array;
   private head = 0;
-  private tail = 0;
+  private queued = 0;
   /** Slots in use (held or being probed). */
   used = 0;
 
@@ -61,6 +63,7 @@ export class SynHold {
     this.excluded = new Int32Array(capacity * HOLD_MAX_EXCLUDED);
     this.nExcluded = new Uint8Array(capacity);
     this.state = new Uint8Array(capacity);
+    this.retransmit = new Uint8Array(capacity);
     this.freeStack = new Int32Array(capacity);
     for (let i = 0; i < capacity; i++) this.freeStack[i] = capacity - 1 - i;
     this.freeTop = capacity;
@@ -83,7 +86,7 @@ export class SynHold {
    * Copy buf[off, off+len) into a free slot held for backend `b` and put it on the pending ring.
    * Returns the slot, or -1 when every slot is in use.
    */
-  put(buf: Uint8Array, off: number, len: number, b: number, svc: number, cli: number, vip: number, ports: number, now: number): number {
+  put(buf: Uint8Array, off: number, len: number, b: number, svc: number, cli: number, vip: number, ports: number, now: number, retransmit: boolean): number {
     if (this.freeTop === 0) return -1;
     const s = this.freeStack[--this.freeTop]!;
     const dst = this.frames[s]!;
@@ -95,23 +98,26 @@ export class SynHold {
     this.state[s] = HOLD_HELD;
     this.used++;
     this.requeue(s, b, svc);
+    this.retransmit[s] = retransmit ? 1 : 0;
     return s;
   }
 
   /** Hold slot s (already filled) for backend b: after a failed probe moved it to b, which needs a probe too. */
   requeue(s: number, b: number, svc: number): void {
+    this.retransmit[s] = 0; // only the backend that failed to answer the retransmit is probed regardless
     this.backend[s] = b;
     this.service[s] = svc;
-    this.ring[this.tail] = s;
     // The ring has one entry per slot and a slot is on it at most once at a time: it cannot overflow.
-    this.tail = (this.tail + 1) % this.capacity;
+    this.ring[(this.head + this.queued) % this.capacity] = s;
+    this.queued++;
   }
 
   /** Next slot control has not seen yet, or -1. */
   takePending(): number {
-    if (this.head === this.tail) return -1;
+    if (this.queued === 0) return -1;
     const s = this.ring[this.head]!;
     this.head = (this.head + 1) % this.capacity;
+    this.queued--;
     return s;
   }
 

@@ -66,11 +66,14 @@ export class SynCheck {
   private readonly failedAt = new Map<number, { at: number; reason: string }>();
   private readonly tally = new Map<number, Tally>();
   private nextEventAt = 0;
+  /** Per hold slot: 1 once the SYN has been moved away from a backend that failed its probe. */
+  private readonly moved: Uint8Array;
   /** Probe answers that came after their probe had been settled (timed out): ignored. */
   lateAnswers = 0;
 
   constructor(o: SynCheckOptions) {
     this.o = o;
+    this.moved = new Uint8Array(o.hold.capacity);
   }
 
   private get tables() { return this.o.dp.currentTables; }
@@ -88,8 +91,9 @@ export class SynCheck {
       const failed = this.failedAt.get(k);
       const maxAge = this.tables.synCheckMaxAgeMs;
       if (failed && now - failed.at <= maxAge) { this.releaseFailed(s, b, now); continue; }
-      // bHealthOkAt may have become fresh since the SYN was held (another probe, a health check).
-      if (now - this.o.dp.state.bHealthOkAt[b]! <= maxAge) { this.forward(s, now, true); continue; }
+      // bHealthOkAt may have become fresh since the SYN was held (another probe, a health check);
+      // a retransmitted SYN is probed regardless: its backend has just failed to answer it.
+      if (h.retransmit[s] === 0 && now - this.o.dp.state.bHealthOkAt[b]! <= maxAge) { this.forward(s, now); continue; }
       this.start(b, port, s, now);
     }
   }
@@ -117,7 +121,7 @@ export class SynCheck {
     if (r.ok) {
       this.failedAt.delete(k);
       this.o.dp.state.bHealthOkAt[run.b] = now;
-      for (const s of run.slots) this.forward(s, now, true);
+      for (const s of run.slots) this.forward(s, now);
     } else {
       const reason = `${formatIpv4(ip)}:${run.port} ${r.reason ?? 'failed'}`;
       this.failedAt.set(k, { at: now, reason });
@@ -152,11 +156,12 @@ export class SynCheck {
   private releaseFailed(s: number, b: number, now: number): void {
     const h = this.o.hold;
     if (this.tables.synCheckOnFail === SynFail.reset || !h.exclude(s, b)) { this.reset(s, now, b); return; }
-    this.forward(s, now, false);
+    this.moved[s] = 1;
+    this.forward(s, now);
   }
 
-  /** Run held SYN s through the packet path again and act on the verdict. answered: its probe succeeded. */
-  private forward(s: number, now: number, answered: boolean): void {
+  /** Run held SYN s through the packet path again and act on the verdict. */
+  private forward(s: number, now: number): void {
     const h = this.o.hold, dp = this.o.dp, c = dp.state.counters;
     const from = h.backend[s]!;
     const v = dp.runHeld(s, now);
@@ -167,14 +172,14 @@ export class SynCheck {
     }
     if (v === VERDICT_TX) {
       if (!this.o.send(h.frames[s]!, dp.txLen)) c[Ctr.tx_errors]!++;
-      if (answered) { c[Ctr.syn_check_forwarded]!++; this.count(from).forwarded++; } else { c[Ctr.syn_check_moved]!++; this.count(from).moved++; }
-      h.free(s);
+      if (this.moved[s] === 0) { c[Ctr.syn_check_forwarded]!++; this.count(from).forwarded++; } else { c[Ctr.syn_check_moved]!++; this.count(from).moved++; }
+      this.free(s);
       return;
     }
     // Dropped (counted by the packet path). No member left: the client gets an RST rather than
     // a silent wait; any other reason (unresolved MAC, full table) is left to its retransmit.
     if (dp.lastDrop === Drop.no_backend) this.reset(s, now, from);
-    else h.free(s);
+    else this.free(s);
   }
 
   private reset(s: number, now: number, b: number): void {
@@ -183,7 +188,12 @@ export class SynCheck {
     if (!this.o.send(h.frames[s]!, len)) c[Ctr.tx_errors]!++;
     c[Ctr.syn_check_resets]!++;
     this.count(b).reset++;
-    h.free(s);
+    this.free(s);
+  }
+
+  private free(s: number): void {
+    this.moved[s] = 0;
+    this.o.hold.free(s);
   }
 
   private count(b: number): Tally {
