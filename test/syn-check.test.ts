@@ -131,13 +131,30 @@ t.test('a SYN for an unverified backend is held, probed once, forwarded when it 
   t.equal(x.hold.used, 0, 'slot freed');
   t.same(x.observed, [['web1', true]], 'the result went to the health observer');
   // While web1 is vouched for, a new SYN goes straight through.
+  const t0 = x.clock.now;
   const r2 = x.run(syn(40001));
   t.equal(r2.verdict, VERDICT_TX, 'next SYN: no hold');
   t.equal(dstMacOf(r2.out), WEB1_MAC);
-  // Past max_age, verified flows alone keep skipping the probe (JP2002-207647).
-  x.clock.now += 5000;
-  t.equal(x.run(syn(40002)).verdict, VERDICT_TX, 'stale, but web1 has live verified flows: no hold');
-  t.equal(x.state.bVerified[x.slot('web1')], 2, 'the SYN sent within max_age counted; the one after it did not');
+  // Past max_age, live verified flows keep sparing new SYNs the probe (JP2002-207647) while
+  // their handshakes are recent evidence that web1 answers.
+  x.clock.now = t0 + 1500;
+  t.equal(x.run(ack(40001)).verdict, VERDICT_TX, 'the client completes its handshake with web1');
+  x.clock.now = t0 + 2500;
+  t.equal(x.run(syn(40002)).verdict, VERDICT_TX, 'the probe is stale, but a verified handshake 1 s ago: no hold');
+  t.equal(x.state.bVerified[x.slot('web1')], 2, 'the SYNs sent within max_age count; the one after it does not');
+  x.clock.now = t0 + 3600;
+  t.equal(x.run(syn(40003)).verdict, VERDICT_HOLD, 'verified flows still live, but no handshake for 2.1 s: probed again');
+});
+
+t.test('a verified flow stops counting once it ends (FIN or RST)', async (t) => {
+  const x = setup();
+  x.state.bHealthOkAt[x.slot('web1')] = x.clock.now;
+  x.run(syn(41000));
+  x.run(ack(41000));
+  t.equal(x.state.bVerified[x.slot('web1')], 1);
+  x.run(tcp({ srcMac: CLIENT_MAC, dstMac: OUR_MAC, src: CLI, dst: VIP, srcPort: 41000, dstPort: 80, flags: TCP_ACKF | 0x01, seq: 1001, ack: 7001 }));
+  t.equal(x.state.bVerified[x.slot('web1')], 0, 'FIN: closing, no longer verified');
+  t.equal(x.c[Ctr.verified_flows], 0);
 });
 
 t.test('verified flows are counted until they end', async (t) => {

@@ -22,7 +22,7 @@ import { IP_MIN_HEADER_LEN, IP_TOTAL_LEN, IP_FLAGS_FRAG, IP_FLAG_MF, IP_FRAG_OFF
 import { TCP_MIN_HEADER_LEN, TCP_DOFF, TCP_FLAGS, TCP_CSUM, TCP_SYN, TCP_ACKF, TCP_RST, TCP_FIN } from '../wire/tcp';
 import { sum16, fold, csumReplace16, csumReplace32 } from '../wire/checksum';
 import { Tables, MODE_NAT, BackendState, Health, OnDown } from '../tables/services';
-import { StateViews, T_NOW, B_STATE, F_VIP, F_BACKIP, F_BACKEND, D_LAST, D_PKTS_IN, D_PKTS_OUT, B_CLIMAC } from './state';
+import { StateViews, MAX_BACKEND_SLOTS, T_NOW, B_STATE, B_VERIFIED, F_VIP, F_BACKIP, F_BACKEND, D_LAST, D_PKTS_IN, D_PKTS_OUT, B_CLIMAC } from './state';
 import { SynHold, HOLD_HELD } from './hold';
 import { resetInPlace } from './reset';
 import { FlowTable, FS_SYN, FS_ESTABLISHED, FS_CLOSING } from './flows';
@@ -73,6 +73,14 @@ export class Dataplane {
   private hold: SynHold | null = null;
   /** While control runs a held SYN through again (runHeld): its slot; else -1. */
   private passSlot = -1;
+  /**
+   * Per backend slot: when a verified flow of it last completed its handshake (ms). A live
+   * verified flow spares new SYNs the probe (JP2002-207647) only while such evidence is recent
+   * (within max_age): in dsr vipgate never sees a dead server's RSTs, so a verified flow whose
+   * client was reset stays "live" until it idles out, and must not vouch for the backend that
+   * long. Kept by the packet path alone; lost on a restart, after which the next SYN is probed.
+   */
+  private readonly verifiedAt = new Float64Array(MAX_BACKEND_SLOTS);
 
   constructor(state: StateViews, tables: Tables) {
     this.state = state;
@@ -112,8 +120,9 @@ export class Dataplane {
   private needsProbe(t: Tables, b: number): boolean {
     const max = t.synCheckMaxAgeMs;
     if (max === 0 || this.hold === null || t.bChecked[b] === 0) return false;
-    const v = this.state;
-    return v.bVerified[b] === 0 && this.times[T_NOW]! - v.bHealthOkAt[b]! > max;
+    const v = this.state, now = this.times[T_NOW]!;
+    if (now - v.bHealthOkAt[b]! <= max) return false;
+    return v.bVerified[b] === 0 || now - this.verifiedAt[b]! > max;
   }
 
   /**
@@ -326,6 +335,7 @@ export class Dataplane {
         if (svc >= 0 && t.svcOnDown[svc] === OnDown.reset) {
           const n = resetInPlace(buf, off, l3, l4, t.mac);
           v.fb[(f << 6) + B_STATE] = FS_CLOSING;
+          flows.unverify(f);
           v.fd[(f << 3) + D_LAST] = this.times[T_NOW]!;
           c[Ctr.backend_down_resets]!++;
           return this.tx(n);
@@ -356,7 +366,12 @@ export class Dataplane {
     }
     macCopy(buf, off + ETH_DST, macBuf, macOff);
     macCopy(buf, off + ETH_SRC, t.mac, 0);
-    if (next >= 0) v.fb[(f << 6) + B_STATE] = next;
+    if (next >= 0) {
+      v.fb[(f << 6) + B_STATE] = next;
+      if (next === FS_CLOSING) this.flows.unverify(f);
+      // The client acknowledged the backend's SYN-ACK: fresh evidence that it answers.
+      else if (next === FS_ESTABLISHED && v.fb[(f << 6) + B_VERIFIED] === 1) this.verifiedAt[b] = this.times[T_NOW]!;
+    }
     v.fd[d + D_LAST] = this.times[T_NOW]!;
     v.fd[d + D_PKTS_IN]!++;
     this.c[Ctr.forwarded]!++;
@@ -371,8 +386,11 @@ export class Dataplane {
     if (ttl <= 1) return this.drop(Drop.ttl_exceeded);
     const flags = buf[l4 + TCP_FLAGS]!;
     const sb = (f << 6) + B_STATE;
-    if (flags & (TCP_RST | TCP_FIN)) v.fb[sb] = FS_CLOSING;
-    else if (v.fb[sb] === FS_SYN && (flags & (TCP_SYN | TCP_ACKF)) === (TCP_SYN | TCP_ACKF)) v.fb[sb] = FS_ESTABLISHED;
+    if (flags & (TCP_RST | TCP_FIN)) { v.fb[sb] = FS_CLOSING; this.flows.unverify(f); }
+    else if (v.fb[sb] === FS_SYN && (flags & (TCP_SYN | TCP_ACKF)) === (TCP_SYN | TCP_ACKF)) {
+      v.fb[sb] = FS_ESTABLISHED;
+      if (v.fb[(f << 6) + B_VERIFIED] === 1) this.verifiedAt[v.fw[w + F_BACKEND]!] = this.times[T_NOW]!;
+    }
     natRewrite(buf, l3, l4, IP_SRC, v.fw[w + F_BACKIP]!, v.fw[w + F_VIP]!, ttl);
     macCopy(buf, off + ETH_DST, v.fb, (f << 6) + B_CLIMAC);
     macCopy(buf, off + ETH_SRC, t.mac, 0);
@@ -414,7 +432,7 @@ export class Dataplane {
     const l3 = p + 2, l4 = l3 + ((buf[l3]! & 0x0f) << 2);
     this.times[T_NOW] = now;
     const f = this.flows.lookup(h.keyCli[slot]!, h.keyVip[slot]!, h.keyPorts[slot]!);
-    if (f >= 0) this.state.fb[(f << 6) + B_STATE] = FS_CLOSING;
+    if (f >= 0) { this.state.fb[(f << 6) + B_STATE] = FS_CLOSING; this.flows.unverify(f); }
     return resetInPlace(buf, 0, l3, l4, this.tables.mac);
   }
 

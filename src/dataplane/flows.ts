@@ -141,6 +141,14 @@ export class FlowTable {
   }
   verified(s: number): boolean { return this.fb[(s << 6) + B_VERIFIED] === 1; }
 
+  /** Flow s is ending (FIN or RST seen): it no longer shows that its backend answers. */
+  unverify(s: number): void {
+    if (this.fb[(s << 6) + B_VERIFIED] !== 1) return;
+    this.fb[(s << 6) + B_VERIFIED] = 0;
+    this.v.bVerified[this.fw[(s << 4) + F_BACKEND]!]!--;
+    this.v.counters[Ctr.verified_flows]!--;
+  }
+
   /** End a flow now (its 5-tuple is being reused by a new connection). */
   remove(s: number): void {
     if (this.fb[(s << 6) + B_STATE]! > FS_DEAD) this.expire(s);
