@@ -15,7 +15,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { createLab, httpLoad, type Lab } from '../scenarios/lab/lab';
 import { canRunVipgateLab, startVipgate, labConfigYaml, holdConnections, type VipgateProc } from '../scenarios/lab/vipgate';
-import { killServer, restartServer, setBackendSilent, routeVipgateHostToBackends } from '../scenarios/lab/backends';
+import { killServer, restartServer, setBackendSilent, routeVipgateHostToBackends } from '../scenarios/lab/failover';
 import type { StatusView } from '../src/control/api-types';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));

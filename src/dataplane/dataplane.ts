@@ -386,7 +386,13 @@ export class Dataplane {
     if (ttl <= 1) return this.drop(Drop.ttl_exceeded);
     const flags = buf[l4 + TCP_FLAGS]!;
     const sb = (f << 6) + B_STATE;
-    if (flags & (TCP_RST | TCP_FIN)) { v.fb[sb] = FS_CLOSING; this.flows.unverify(f); }
+    if (flags & (TCP_RST | TCP_FIN)) {
+      // The backend refused a SYN (its server is gone): its verified flows no longer vouch for it,
+      // so the next SYN is probed and moved instead of being refused too.
+      if ((flags & TCP_RST) && v.fb[sb] === FS_SYN) this.verifiedAt[v.fw[w + F_BACKEND]!] = 0;
+      v.fb[sb] = FS_CLOSING;
+      this.flows.unverify(f);
+    }
     else if (v.fb[sb] === FS_SYN && (flags & (TCP_SYN | TCP_ACKF)) === (TCP_SYN | TCP_ACKF)) {
       v.fb[sb] = FS_ESTABLISHED;
       if (v.fb[(f << 6) + B_VERIFIED] === 1) this.verifiedAt[v.fw[w + F_BACKEND]!] = this.times[T_NOW]!;

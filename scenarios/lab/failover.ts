@@ -6,6 +6,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { LAB_HTTP_PORT, type Lab } from './lab';
+import type { PacedResult } from './load';
 
 /** PIDs of the lab's HTTP server in backend namespace i (0-based): normally exactly one. */
 export function serverPids(lab: Lab, i: number): number[] {
@@ -65,4 +66,26 @@ export function routeVipgateHostToBackends(lab: Lab): void {
   const net = lab.addr.backends[0]!.replace(/\.\d+$/, '.0/24');
   const r = lab.exec(lab.ns.vipgate, ['ip', 'route', 'replace', net, 'dev', lab.vipgateIf]);
   if (r.code !== 0) throw new Error(`ip route replace ${net} in ${lab.ns.vipgate}: ${r.stderr.trim()}`);
+}
+
+/**
+ * Start a paced load (scenarios/lab/load.ts --rate): `rate` fresh connections per second for
+ * `durationMs` from namespace ns; resolves with every request's record once the run is over.
+ */
+export function startPacedLoad(lab: Lab, ns: string, url: string, o: { rate: number; durationMs: number; timeoutMs: number }): Promise<PacedResult> {
+  const loadJs = path.join(__dirname, 'load.js');
+  const child = lab.spawn(ns, [process.execPath, loadJs, '--url', url, '--rate', String(o.rate), '--duration-ms', String(o.durationMs),
+    '--timeout-ms', String(o.timeoutMs), '--exit-on-stdin-eof']);
+  return new Promise((resolve, reject) => {
+    let out = '', err = '';
+    child.stdout!.on('data', (d: Buffer) => { out += d.toString(); });
+    child.stderr!.on('data', (d: Buffer) => { err += d.toString(); });
+    const limit = o.durationMs + o.timeoutMs + 15_000;
+    const timer = setTimeout(() => { child.kill('SIGKILL'); reject(new Error(`paced load from ${ns}: no result within ${limit} ms`)); }, limit);
+    child.on('close', (code) => {
+      clearTimeout(timer);
+      if (code !== 0) { reject(new Error(`paced load from ${ns} exited ${code}: ${err.trim()}`)); return; }
+      try { resolve(JSON.parse(out) as PacedResult); } catch { reject(new Error(`paced load from ${ns}: unreadable result ${out.slice(0, 200)}`)); }
+    });
+  });
 }
