@@ -6,6 +6,8 @@
 //                     fall), SYN-time check off
 //   vipgate/syn       the same plus the SYN-time check (syn_check: max_age = interval,
 //                     timeout = the check timeout, on_fail: next)
+//   vipgate/syn-each  the same with max_age 1ms: nothing vouches for a backend longer, so every
+//                     new connection waits for a probe (the patent's diagnosis at each connect)
 //   haproxy           HAProxy in TCP mode (Debian's haproxy, installed if missing): web2 with
 //                     web3 as backup, `check inter I fall F rise R`, `timeout check T`, defaults
 //                     otherwise (retries 3, no redispatch)
@@ -37,7 +39,7 @@ import { killServer, restartServer, startPacedLoad } from '../scenarios/lab/fail
 import type { LoadRecord } from '../scenarios/lab/load';
 import { parseDuration } from '../src/control/config';
 
-const SYSTEMS = ['vipgate/health', 'vipgate/syn', 'haproxy', 'haproxy/redisp'] as const;
+const SYSTEMS = ['vipgate/health', 'vipgate/syn', 'vipgate/syn-each', 'haproxy', 'haproxy/redisp'] as const;
 type System = (typeof SYSTEMS)[number];
 
 interface Settings { intervalMs: number; timeoutMs: number; rise: number; fall: number; rate: number }
@@ -69,10 +71,10 @@ const LEAD_MS = 1500, TAIL_MS = 1500;
 /** The issue's bound on detection: interval x fall + timeout + one interval; the restart waits a little longer. */
 const windowMs = (s: Settings) => s.intervalMs * s.fall + s.timeoutMs + s.intervalMs + 500;
 
-function vipgateYaml(lab: Lab, s: Settings, syn: boolean, health: boolean): string {
+function vipgateYaml(lab: Lab, s: Settings, syn: false | 'interval' | 'each', health: boolean): string {
   return labConfigYaml(lab, [
     health ? `health: { type: tcp, port: ${lab.httpPort}, interval: ${dur(s.intervalMs)}, timeout: ${dur(s.timeoutMs)}, rise: ${s.rise}, fall: ${s.fall} }` : '',
-    syn ? `syn_check: { enabled: true, max_age: ${dur(s.intervalMs)}, timeout: ${dur(s.timeoutMs)}, on_fail: next }` : '',
+    syn ? `syn_check: { enabled: true, max_age: ${syn === 'each' ? '1ms' : dur(s.intervalMs)}, timeout: ${dur(s.timeoutMs)}, on_fail: next }` : '',
   ].filter(Boolean).join('\n'));
 }
 
@@ -127,7 +129,7 @@ async function runOne(system: System, s: Settings, haproxyBin: string | null, lo
     let url: string;
     let note: string | null = null;
     if (system.startsWith('vipgate')) {
-      const syn = system === 'vipgate/syn';
+      const syn = system === 'vipgate/syn' ? 'interval' : system === 'vipgate/syn-each' ? 'each' : false;
       const start = (health: boolean) => startVipgate(lab, vipgateYaml(lab, s, syn, health));
       try {
         vg = await start(true);
