@@ -110,6 +110,19 @@ function oneRequest(url: URL, timeoutMs: number): Promise<One> {
   });
 }
 
+/** Count one request's outcome into the result. */
+function tally(result: LoadResult, errorCounts: Map<string, number>, r: One): void {
+  if (r.ok) {
+    result.ok++;
+    result.byBody[r.body] = (result.byBody[r.body] ?? 0) + 1;
+    result.latenciesMs.push(r.connectMs);
+    result.totalMs.push(r.totalMs);
+  } else {
+    result.failed++;
+    errorCounts.set(r.error, (errorCounts.get(r.error) ?? 0) + 1);
+  }
+}
+
 export async function runLoad(urlText: string, n: number, concurrency: number, timeoutMs: number): Promise<LoadResult> {
   const url = new URL(urlText);
   const result: LoadResult = { ok: 0, failed: 0, byBody: {}, latenciesMs: [], totalMs: [], elapsedMs: 0, errors: [] };
@@ -119,16 +132,7 @@ export async function runLoad(urlText: string, n: number, concurrency: number, t
   const worker = async (): Promise<void> => {
     while (next < n) {
       next++;
-      const r = await oneRequest(url, timeoutMs);
-      if (r.ok) {
-        result.ok++;
-        result.byBody[r.body] = (result.byBody[r.body] ?? 0) + 1;
-        result.latenciesMs.push(r.connectMs);
-        result.totalMs.push(r.totalMs);
-      } else {
-        result.failed++;
-        errorCounts.set(r.error, (errorCounts.get(r.error) ?? 0) + 1);
-      }
+      tally(result, errorCounts, await oneRequest(url, timeoutMs));
     }
   };
   await Promise.all(Array.from({ length: Math.min(concurrency, n) }, worker));
@@ -153,15 +157,7 @@ export async function runPaced(urlText: string, rate: number, durationMs: number
     const at = performance.timeOrigin + performance.now();
     pending.push(oneRequest(url, timeoutMs).then((r) => {
       result.records.push({ at, connectMs: r.connectMs, ok: r.ok, body: r.body, error: r.error });
-      if (r.ok) {
-        result.ok++;
-        result.byBody[r.body] = (result.byBody[r.body] ?? 0) + 1;
-        result.latenciesMs.push(r.connectMs);
-        result.totalMs.push(r.totalMs);
-      } else {
-        result.failed++;
-        errorCounts.set(r.error, (errorCounts.get(r.error) ?? 0) + 1);
-      }
+      tally(result, errorCounts, r);
     }));
   }
   await Promise.all(pending);

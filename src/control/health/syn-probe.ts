@@ -89,9 +89,13 @@ function sourceFor(ip: string, port: number): Promise<number | string> {
   });
 }
 
+/** How long a backend's route source is reused before it is looked up again (routes rarely change). */
+const SOURCE_TTL_MS = 10_000;
+
 export class SynProber implements Prober {
   readonly kind = 'syn' as const;
   private readonly sock: RawSocket;
+  private readonly sources = new Map<number, { src: number; at: number }>();
   /** Outstanding probes by "ip:port:sport" of the answer we expect. */
   private readonly pending = new Map<string, Pending>();
   private closed = false;
@@ -123,7 +127,7 @@ export class SynProber implements Prober {
     if (this.closed) return Promise.resolve(fail(t0, 'prober closed'));
     const ipText = formatIpv4(ip);
     return new Promise((resolve) => {
-      void sourceFor(ipText, port).then((src) => {
+      void this.source(ip, ipText, port).then((src) => {
         if (typeof src === 'string') { resolve(fail(t0, src)); return; }
         let sport = 0, key = '';
         do { sport = EPHEMERAL_LO + crypto.randomInt(EPHEMERAL_SPAN); key = `${ip >>> 0}:${port}:${sport}`; } while (this.pending.has(key));
@@ -141,6 +145,17 @@ export class SynProber implements Prober {
         });
       });
     });
+  }
+
+  /** The route source toward ip, cached for SOURCE_TTL_MS (a failure is not cached: the route may appear). */
+  private async source(ip: number, ipText: string, port: number): Promise<number | string> {
+    const now = performance.now();
+    const c = this.sources.get(ip);
+    if (c && now - c.at < SOURCE_TTL_MS) return c.src;
+    const src = await sourceFor(ipText, port);
+    if (typeof src === 'number') this.sources.set(ip, { src, at: now });
+    else this.sources.delete(ip);
+    return src;
   }
 
   private finish(key: string, r: ProbeResult): void {
