@@ -77,6 +77,10 @@ if (!can.ok) {
         await sleep(MAX_AGE_MS + 200);
         const back = await httpLoad(lab, c1, url, 4, { concurrency: 1, timeoutMs: 5000 });
         t.same({ ok: back.ok, byBody: back.byBody }, { ok: 4, byBody: { web2: 4 } }, 'web2 back: it serves again');
+        await sleep(1100); // the aggregate events go out once a second
+        const ev = vg.logRecords().filter((r) => r.event === 'syn_check');
+        t.ok(ev.some((r) => r.backend === 'web2' && Number(r.probes_failed) > 0 && typeof r.last_failure === 'string'),
+          'the verdicts were reported as syn_check events', { events: ev.slice(0, 6) });
         const stopped = await vg.stop();
         t.equal(stopped.code, 0, 'vipgate exits cleanly');
         const d = stopped.status!.drops;

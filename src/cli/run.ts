@@ -125,7 +125,11 @@ export async function startLive(a: RunArgs): Promise<Running> {
   let syn: LiveSynCheck | null = null;
   if (config.synCheck) {
     const { prober, fallbackWhy } = openProber();
-    syn = startLiveSynCheck({ dp, hold: new SynHold(LIVE_HOLD_SLOTS), prober, timeoutMs: config.synCheck.timeoutMs, send: (b, n) => nic.send(b, n) });
+    syn = startLiveSynCheck({
+      dp, hold: new SynHold(LIVE_HOLD_SLOTS), prober, timeoutMs: config.synCheck.timeoutMs, send: (b, n) => nic.send(b, n),
+      // Until the event log joins here: the aggregate verdicts as structured log lines.
+      events: { emit: (type, fields) => log.info(`${type}: ${JSON.stringify(fields)}`, { event: type, ...fields }) },
+    });
     log.info(`SYN-time check: max_age ${config.synCheck.maxAgeMs} ms, probe timeout ${config.synCheck.timeoutMs} ms, on_fail ${config.synCheck.onFail}, ` +
       (fallbackWhy ? `TCP connect probes (raw SYN probes unavailable: ${fallbackWhy})` : 'raw SYN probes from this host\'s route source address'), { event: 'syn_check' });
   }

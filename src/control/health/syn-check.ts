@@ -141,6 +141,8 @@ export class SynCheck {
       }
     }
     if (now >= this.nextEventAt) this.flushEvents(now);
+    const maxAge = this.tables.synCheckMaxAgeMs;
+    for (const [k, f] of this.failedAt) if (now - f.at > maxAge) this.failedAt.delete(k);
   }
 
   /** The earliest time tick() has work (a probe's deadline), or Infinity. */

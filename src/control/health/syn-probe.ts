@@ -46,9 +46,6 @@ interface RawSocket {
   on(ev: 'message', cb: (buf: Buffer, source: string) => void): void;
   on(ev: 'error', cb: (e: Error) => void): void;
   send(buf: Buffer, off: number, len: number, addr: string, cb: (err: Error | null, bytes: number) => void): void;
-  pauseRecv(): void;
-  resumeRecv(): void;
-  recvPaused: boolean;
   close(): void;
 }
 interface RawModule {
@@ -104,7 +101,10 @@ export class SynProber implements Prober {
     this.sock = sock;
     sock.on('message', (buf) => this.onMessage(buf));
     sock.on('error', () => { /* a receive error ends in probe timeouts, reported per probe */ });
-    sock.pauseRecv(); // read only while probes are outstanding: an idle vipgate copies no host TCP
+    // Reading never pauses: a paused raw socket keeps queueing every TCP segment the host
+    // receives until its buffer is full, and then drops new ones, a probe's answer among them.
+    // What it reads is the host's own TCP only (VIP traffic is dropped before the kernel's IP
+    // stack by vipgate's ingress rule): the API, health checks, an SSH session.
   }
 
   /** Opens the raw socket; throws VipgateError when raw sockets are unavailable (the caller falls back). */
@@ -139,7 +139,6 @@ export class SynProber implements Prober {
           done: resolve,
         };
         this.pending.set(key, p);
-        if (this.sock.recvPaused) this.sock.resumeRecv();
         this.sock.send(segment(src, ip, sport, port, seq, 0, TCP_SYN), 0, PROBE_LEN, ipText, (err) => {
           if (err) this.finish(key, fail(t0, `send failed: ${err.message}`));
         });
@@ -163,7 +162,6 @@ export class SynProber implements Prober {
     if (!p) return;
     this.pending.delete(key);
     clearTimeout(p.timer);
-    if (this.pending.size === 0 && !this.closed) this.sock.pauseRecv();
     p.done(r);
   }
 
