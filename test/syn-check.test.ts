@@ -401,3 +401,20 @@ t.test('syn_check config: the issue\'s keys, defaults, located errors; the table
   t.match(bad('syn_check: { enabled: yes please }'), /expected true or false/);
   t.match(bad('syn_check: { max_ag: 2s }'), /unknown key.*max_age/);
 });
+
+t.test('nat: a backend that refuses a SYN loses its verified flows\' say at once', async (t) => {
+  const y = setup({ mode: 'nat' });
+  const t0 = y.clock.now;
+  y.state.bHealthOkAt[y.slot('web1')] = t0;
+  const fromWeb1 = (sport: number, flags: number, seq: number) => tcp({
+    srcMac: WEB1_MAC, dstMac: OUR_MAC, src: '10.0.1.21', dst: CLI, srcPort: 80, dstPort: sport, flags, seq, ack: 1001,
+  });
+  t.equal(y.run(syn(44000)).verdict, VERDICT_TX, 'verified SYN');
+  y.clock.now = t0 + 1500;
+  t.equal(y.run(fromWeb1(44000, TCP_SYN | TCP_ACKF, 7000)).verdict, VERDICT_TX, 'web1\'s SYN-ACK through vipgate: a verified handshake');
+  y.clock.now = t0 + 2500;
+  t.equal(y.run(syn(44002)).verdict, VERDICT_TX, 'the probe is stale, the handshake 1 s old: no hold');
+  // web1's server dies: it refuses 44002's SYN, and in nat the RST comes back through vipgate.
+  t.equal(y.run(fromWeb1(44002, TCP_RST | TCP_ACKF, 0)).verdict, VERDICT_TX, 'the RST goes on to the client');
+  t.equal(y.run(syn(44003)).verdict, VERDICT_HOLD, 'the next SYN is held and probed, not refused too');
+});

@@ -115,7 +115,8 @@ export class Dataplane {
 
   /**
    * True when a new flow to backend b must wait for a probe (issue 8 item 5): the SYN check is on,
-   * b is health-checked, has no live verified flows, and nothing vouched for it within max_age.
+   * b is health-checked, no check or probe answered within max_age, and it has no live verified
+   * flow whose handshake completed within max_age (see verifiedAt).
    */
   private needsProbe(t: Tables, b: number): boolean {
     const max = t.synCheckMaxAgeMs;
@@ -165,7 +166,7 @@ export class Dataplane {
     return zero;
   }
 
-  /** Process one frame occupying buf[off, off+len) at time `now` (ms). Returns VERDICT_TX or VERDICT_DROP. */
+  /** Process one frame occupying buf[off, off+len) at time `now` (ms). Returns VERDICT_TX, VERDICT_DROP or VERDICT_HOLD. */
   process(buf: Uint8Array, off: number, len: number, now: number): number {
     this.times[T_NOW] = now;
     return this.step(buf, off, len);
@@ -280,16 +281,16 @@ export class Dataplane {
       // A new connection, or a new one reusing a closing flow's 5-tuple: (re-)steer it.
       let steer = f < 0 || v.fb[(f << 6) + B_STATE] === FS_CLOSING;
       if (!steer) {
-        const fb = v.fw[(f << 4) + F_BACKEND]!;
-        if (ps >= 0 ? this.hold!.excludes(ps, fb) : fb < t.backendSlots && t.bHealth[fb] === Health.down) {
+        const back = v.fw[(f << 4) + F_BACKEND]!;
+        if (ps >= 0 ? this.hold!.excludes(ps, back) : back < t.backendSlots && t.bHealth[back] === Health.down) {
           // Its backend failed the probe, or is DOWN: the client's retry becomes a new connection elsewhere.
           steer = true;
         } else {
           // A retransmitted SYN of a half-open flow is a sign its backend did not answer (issue 8):
           // with the SYN check on, hold it and probe that backend at once; control re-steers it on failure.
           if (ps < 0 && v.fb[(f << 6) + B_STATE] === FS_SYN && t.synCheckMaxAgeMs > 0 && this.hold !== null &&
-              fb < t.backendSlots && t.bChecked[fb] === 1) {
-            const r = this.holdSyn(buf, off, len, fb, t.serviceIndex(vip, dport), cli, vip, ports, true);
+              back < t.backendSlots && t.bChecked[back] === 1) {
+            const r = this.holdSyn(buf, off, len, back, t.serviceIndex(vip, dport), cli, vip, ports, true);
             if (r >= 0) return r;
           }
           c[Ctr.syn_retransmits]!++;
@@ -327,10 +328,10 @@ export class Dataplane {
     } else {
       if (f < 0) return this.drop(Drop.unknown_flow);
       const st = v.fb[(f << 6) + B_STATE]!;
-      const fb = v.fw[(f << 4) + F_BACKEND]!;
+      const back = v.fw[(f << 4) + F_BACKEND]!;
       // A flow on a backend whose health is DOWN (issue 8 item 3): on_backend_down reset answers the
       // client with an RST at its next segment (never to an RST), so no connection hangs on a black hole.
-      if (fb < t.backendSlots && t.bHealth[fb] === Health.down && (control & TCP_RST) === 0) {
+      if (back < t.backendSlots && t.bHealth[back] === Health.down && (control & TCP_RST) === 0) {
         const svc = t.serviceIndex(vip, dport);
         if (svc >= 0 && t.svcOnDown[svc] === OnDown.reset) {
           const n = resetInPlace(buf, off, l3, l4, t.mac);
