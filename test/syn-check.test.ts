@@ -418,3 +418,39 @@ t.test('nat: a backend that refuses a SYN loses its verified flows\' say at once
   t.equal(y.run(fromWeb1(44002, TCP_RST | TCP_ACKF, 0)).verdict, VERDICT_TX, 'the RST goes on to the client');
   t.equal(y.run(syn(44003)).verdict, VERDICT_HOLD, 'the next SYN is held and probed, not refused too');
 });
+
+t.test('new flows that go unanswered make their backend suspect, however fresh its last check', async (t) => {
+  const x = setup();
+  x.state.bHealthOkAt[x.slot('web1')] = x.clock.now; // a check answered just now
+  for (let i = 0; i < 4; i++) t.equal(x.run(syn(45000 + i)).verdict, VERDICT_TX, `SYN ${i + 1}: no hold`);
+  x.clock.now += 10;
+  t.equal(x.run(syn(45010)).verdict, VERDICT_TX, '4 unanswered, but only for 10 ms (< the 20 ms probe timeout)');
+  x.clock.now += 15;
+  t.equal(x.run(syn(45011)).verdict, VERDICT_HOLD, '5 unanswered, the oldest for 25 ms: held and probed');
+  x.check.drain(x.clock.now);
+  t.equal(x.prober.calls.length, 1);
+  await x.prober.calls[0]!.answer(OK);
+  t.equal(dstMacOf(x.sent[0]!), WEB1_MAC, 'web1 answers the probe: forwarded');
+  t.equal(x.run(syn(45012)).verdict, VERDICT_TX, 'and no longer suspect');
+  // A completed handshake clears it too.
+  const y = setup();
+  y.state.bHealthOkAt[y.slot('web1')] = y.clock.now;
+  for (let i = 0; i < 4; i++) y.run(syn(46000 + i));
+  y.run(ack(46002));
+  y.clock.now += 50;
+  t.equal(y.run(syn(46010)).verdict, VERDICT_TX, 'a handshake completed: not suspect');
+  // And with web1 dead (its probe refused), later SYNs move without waiting for max_age.
+  const z = setup();
+  z.state.bHealthOkAt[z.slot('web1')] = z.clock.now;
+  z.state.bHealthOkAt[z.slot('web2')] = z.clock.now;
+  for (let i = 0; i < 4; i++) z.run(syn(47000 + i));
+  z.clock.now += 21;
+  t.equal(z.run(syn(47010)).verdict, VERDICT_HOLD);
+  z.check.drain(z.clock.now);
+  await z.prober.calls[0]!.answer(REFUSED);
+  t.equal(dstMacOf(z.sent[0]!), WEB2_MAC, 'moved to web2 21 ms after web1 stopped answering');
+  t.equal(z.run(syn(47011)).verdict, VERDICT_HOLD, 'still suspect');
+  z.check.drain(z.clock.now);
+  t.equal(z.prober.calls.length, 1, 'not probed again within max_age');
+  t.equal(dstMacOf(z.sent[1]!), WEB2_MAC, 'moved on the same turn');
+});

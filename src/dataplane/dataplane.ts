@@ -30,6 +30,17 @@ import { NeighbourTable } from './neighbours';
 import { Drop, Ctr } from './counters';
 import { hash2 } from '../tables/hash';
 
+/**
+ * New flows to one backend whose handshakes have not completed, in a row and for longer than the
+ * probe timeout, that make it suspect (held and probed) however fresh its last check: a passive
+ * check on real traffic, so a server that died while vouched for costs a few connections, not
+ * max_age's worth (in dsr its refusals go straight to the clients; this is all vipgate sees).
+ */
+const SUSPECT_UNANSWERED = 4;
+
+/** needsProbe: no; yes, nothing vouched for it lately; yes, even if something did (suspect). */
+const PROBE_NO = 0, PROBE_STALE = 1, PROBE_MUST = 2;
+
 /** Seed of the hash that spreads new flows over a service's active group (fixed: reproducible). */
 const PICK_SEED = 0x51c4;
 
@@ -81,6 +92,9 @@ export class Dataplane {
    * long. Kept by the packet path alone; lost on a restart, after which the next SYN is probed.
    */
   private readonly verifiedAt = new Float64Array(MAX_BACKEND_SLOTS);
+  /** Per backend slot: new flows sent to it since one last completed its handshake, and since when. */
+  private readonly unanswered = new Int32Array(MAX_BACKEND_SLOTS);
+  private readonly unansweredSince = new Float64Array(MAX_BACKEND_SLOTS);
 
   constructor(state: StateViews, tables: Tables) {
     this.state = state;
@@ -115,15 +129,17 @@ export class Dataplane {
 
   /**
    * True when a new flow to backend b must wait for a probe (issue 8 item 5): the SYN check is on,
-   * b is health-checked, no check or probe answered within max_age, and it has no live verified
-   * flow whose handshake completed within max_age (see verifiedAt).
+   * b is health-checked, and either its last SUSPECT_UNANSWERED new flows have gone unanswered for
+   * longer than the probe timeout, or no check or probe answered within max_age and it has no live
+   * verified flow whose handshake completed within max_age (see verifiedAt).
    */
-  private needsProbe(t: Tables, b: number): boolean {
+  private needsProbe(t: Tables, b: number): number {
     const max = t.synCheckMaxAgeMs;
-    if (max === 0 || this.hold === null || t.bChecked[b] === 0) return false;
+    if (max === 0 || this.hold === null || t.bChecked[b] === 0) return PROBE_NO;
     const v = this.state, now = this.times[T_NOW]!;
-    if (now - v.bHealthOkAt[b]! <= max) return false;
-    return v.bVerified[b] === 0 || now - this.verifiedAt[b]! > max;
+    if (this.unanswered[b]! >= SUSPECT_UNANSWERED && now - this.unansweredSince[b]! > this.hold.unansweredMs) return PROBE_MUST;
+    if (now - v.bHealthOkAt[b]! <= max) return PROBE_NO;
+    return v.bVerified[b] === 0 || now - this.verifiedAt[b]! > max ? PROBE_STALE : PROBE_NO;
   }
 
   /**
@@ -131,14 +147,14 @@ export class Dataplane {
    * slot: it is queued again for b (moved there after its first backend failed). Returns
    * VERDICT_HOLD, a counted drop, or -1 when the frame does not fit a slot (forward it unprobed).
    */
-  private holdSyn(buf: Uint8Array, off: number, len: number, b: number, svc: number, cli: number, vip: number, ports: number, retransmit: boolean): number {
+  private holdSyn(buf: Uint8Array, off: number, len: number, b: number, svc: number, cli: number, vip: number, ports: number, mustProbe: boolean): number {
     const h = this.hold!;
     if (this.passSlot >= 0) {
-      h.requeue(this.passSlot, b, svc);
+      h.requeue(this.passSlot, b, svc, mustProbe);
     } else {
       if (!h.fits(len)) return -1;
       if (h.find(cli, vip, ports) >= 0) return this.drop(Drop.syn_hold_duplicate);
-      if (h.put(buf, off, len, b, svc, cli, vip, ports, this.times[T_NOW]!, retransmit) < 0) return this.drop(Drop.syn_hold_full);
+      if (h.put(buf, off, len, b, svc, cli, vip, ports, this.times[T_NOW]!, mustProbe) < 0) return this.drop(Drop.syn_hold_full);
     }
     this.c[Ctr.syn_held]!++;
     this.lastDrop = -1;
@@ -302,8 +318,10 @@ export class Dataplane {
         const h = hash2(cli, ports, PICK_SEED) >>> 8;
         const b = ps >= 0 ? this.pickAvoiding(t, svc, h, ps) : t.pickBackend(svc, h);
         if (b < 0) return this.drop(Drop.no_backend);
-        if (this.needsProbe(t, b)) {
-          const r = this.holdSyn(buf, off, len, b, svc, cli, vip, ports, false);
+        // A SYN control releases for the backend it was held for is never held for it again.
+        const probe = ps >= 0 && this.hold!.backend[ps] === b ? PROBE_NO : this.needsProbe(t, b);
+        if (probe !== PROBE_NO) {
+          const r = this.holdSyn(buf, off, len, b, svc, cli, vip, ports, probe === PROBE_MUST);
           if (r >= 0) return r;
         }
         const backIp = t.bIp[b]!;
@@ -322,8 +340,14 @@ export class Dataplane {
         if (f < 0) return this.drop(Drop.flow_table_full);
         if (nat) flows.setReverse(rslot, f);
         macCopy(v.fb, (f << 6) + B_CLIMAC, buf, off + ETH_SRC);
-        // Sent while its backend is vouched for (a check or probe within max_age): a verified flow.
-        if (t.synCheckMaxAgeMs > 0 && this.times[T_NOW]! - v.bHealthOkAt[b]! <= t.synCheckMaxAgeMs) flows.markVerified(f);
+        if (t.synCheckMaxAgeMs > 0) {
+          const now = this.times[T_NOW]!;
+          // Sent while its backend is vouched for (a check or probe within max_age): a verified flow.
+          if (now - v.bHealthOkAt[b]! <= t.synCheckMaxAgeMs) flows.markVerified(f);
+          // Released after b answered its probe: b is not suspect, whatever came before.
+          if (ps >= 0 && this.hold!.backend[ps] === b) this.unanswered[b] = 0;
+          if (this.unanswered[b]++ === 0) this.unansweredSince[b] = now;
+        }
       }
     } else {
       if (f < 0) return this.drop(Drop.unknown_flow);
@@ -371,7 +395,10 @@ export class Dataplane {
       v.fb[(f << 6) + B_STATE] = next;
       if (next === FS_CLOSING) this.flows.unverify(f);
       // The client acknowledged the backend's SYN-ACK: fresh evidence that it answers.
-      else if (next === FS_ESTABLISHED && v.fb[(f << 6) + B_VERIFIED] === 1) this.verifiedAt[b] = this.times[T_NOW]!;
+      else if (next === FS_ESTABLISHED) {
+        this.unanswered[b] = 0;
+        if (v.fb[(f << 6) + B_VERIFIED] === 1) this.verifiedAt[b] = this.times[T_NOW]!;
+      }
     }
     v.fd[d + D_LAST] = this.times[T_NOW]!;
     v.fd[d + D_PKTS_IN]!++;
@@ -396,7 +423,9 @@ export class Dataplane {
     }
     else if (v.fb[sb] === FS_SYN && (flags & (TCP_SYN | TCP_ACKF)) === (TCP_SYN | TCP_ACKF)) {
       v.fb[sb] = FS_ESTABLISHED;
-      if (v.fb[(f << 6) + B_VERIFIED] === 1) this.verifiedAt[v.fw[w + F_BACKEND]!] = this.times[T_NOW]!;
+      const b = v.fw[w + F_BACKEND]!;
+      this.unanswered[b] = 0;
+      if (v.fb[(f << 6) + B_VERIFIED] === 1) this.verifiedAt[b] = this.times[T_NOW]!;
     }
     natRewrite(buf, l3, l4, IP_SRC, v.fw[w + F_BACKIP]!, v.fw[w + F_VIP]!, ttl);
     macCopy(buf, off + ETH_DST, v.fb, (f << 6) + B_CLIMAC);

@@ -38,8 +38,11 @@ export class SynHold {
   readonly excluded: Int32Array;
   readonly nExcluded: Uint8Array;
   readonly state: Uint8Array;
-  /** 1: a retransmitted SYN of a half-open flow: probe its backend even if something vouched for it lately. */
-  readonly retransmit: Uint8Array;
+  /**
+   * 1: probe its backend even if something vouched for it lately: the SYN is a retransmit of a
+   * half-open flow, or its backend's recent new flows went unanswered (Dataplane.needsProbe).
+   */
+  readonly mustProbe: Uint8Array;
   private readonly freeStack: Int32Array;
   private freeTop: number;
   private readonly ring: Int32Array;
@@ -47,6 +50,11 @@ export class SynHold {
   private queued = 0;
   /** Slots in use (held or being probed). */
   used = 0;
+  /**
+   * How long new flows' SYNs may go unanswered before their backend is suspect (ms): control sets
+   * it to the probe timeout, the longest a healthy backend takes to answer (see Dataplane.needsProbe).
+   */
+  unansweredMs = 20;
 
   constructor(capacity: number) {
     if (!Number.isInteger(capacity) || capacity < 1 || capacity > 65536) throw new Error(`hold: capacity must be an integer 1..65536, got ${capacity}`);
@@ -63,7 +71,7 @@ export class SynHold {
     this.excluded = new Int32Array(capacity * HOLD_MAX_EXCLUDED);
     this.nExcluded = new Uint8Array(capacity);
     this.state = new Uint8Array(capacity);
-    this.retransmit = new Uint8Array(capacity);
+    this.mustProbe = new Uint8Array(capacity);
     this.freeStack = new Int32Array(capacity);
     for (let i = 0; i < capacity; i++) this.freeStack[i] = capacity - 1 - i;
     this.freeTop = capacity;
@@ -86,7 +94,7 @@ export class SynHold {
    * Copy buf[off, off+len) into a free slot held for backend `b` and put it on the pending ring.
    * Returns the slot, or -1 when every slot is in use.
    */
-  put(buf: Uint8Array, off: number, len: number, b: number, svc: number, cli: number, vip: number, ports: number, now: number, retransmit: boolean): number {
+  put(buf: Uint8Array, off: number, len: number, b: number, svc: number, cli: number, vip: number, ports: number, now: number, mustProbe: boolean): number {
     if (this.freeTop === 0) return -1;
     const s = this.freeStack[--this.freeTop]!;
     const dst = this.frames[s]!;
@@ -97,14 +105,13 @@ export class SynHold {
     this.nExcluded[s] = 0;
     this.state[s] = HOLD_HELD;
     this.used++;
-    this.requeue(s, b, svc);
-    this.retransmit[s] = retransmit ? 1 : 0;
+    this.requeue(s, b, svc, mustProbe);
     return s;
   }
 
   /** Hold slot s (already filled) for backend b: after a failed probe moved it to b, which needs a probe too. */
-  requeue(s: number, b: number, svc: number): void {
-    this.retransmit[s] = 0; // only the backend that failed to answer the retransmit is probed regardless
+  requeue(s: number, b: number, svc: number, mustProbe: boolean): void {
+    this.mustProbe[s] = mustProbe ? 1 : 0;
     this.backend[s] = b;
     this.service[s] = svc;
     // The ring has one entry per slot and a slot is on it at most once at a time: it cannot overflow.

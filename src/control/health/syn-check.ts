@@ -74,6 +74,7 @@ export class SynCheck {
   constructor(o: SynCheckOptions) {
     this.o = o;
     this.moved = new Uint8Array(o.hold.capacity);
+    o.hold.unansweredMs = o.timeoutMs;
   }
 
   private get tables() { return this.o.dp.currentTables; }
@@ -92,8 +93,8 @@ export class SynCheck {
       const maxAge = this.tables.synCheckMaxAgeMs;
       if (failed && now - failed.at <= maxAge) { this.releaseFailed(s, b, now); continue; }
       // bHealthOkAt may have become fresh since the SYN was held (another probe, a health check);
-      // a retransmitted SYN is probed regardless: its backend has just failed to answer it.
-      if (h.retransmit[s] === 0 && now - this.o.dp.state.bHealthOkAt[b]! <= maxAge) { this.forward(s, now); continue; }
+      // a SYN its backend left unanswered (a retransmit, or a suspect backend) is probed regardless.
+      if (h.mustProbe[s] === 0 && now - this.o.dp.state.bHealthOkAt[b]! <= maxAge) { this.forward(s, now); continue; }
       this.start(b, port, s, now);
     }
   }
