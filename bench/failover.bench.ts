@@ -60,6 +60,8 @@ interface Outcome {
   p50: number; p99: number; max: number;
   /** The same before the kill, for reference: what "normal" is on this machine now. */
   normalP99: number;
+  /** The 10 slowest connects of the window: [ms after the kill it started, connect ms, served by] (for --json). */
+  slowest: Array<[number, number, string]>;
   errors: string[];
 }
 
@@ -120,7 +122,7 @@ async function startHaproxy(lab: Lab, bin: string, cfgText: string): Promise<() 
 
 async function runOne(system: System, s: Settings, haproxyBin: string | null, log: (x: string) => void): Promise<Outcome> {
   const base = { system, intervalMs: s.intervalMs };
-  const none = (why: string): Outcome => ({ ...base, why, note: null, firstOnSpareMs: null, failedInWindow: 0, failedTotal: 0, requests: 0, windowRequests: 0, p50: NaN, p99: NaN, max: NaN, normalP99: NaN, errors: [] });
+  const none = (why: string): Outcome => ({ ...base, why, note: null, firstOnSpareMs: null, failedInWindow: 0, failedTotal: 0, requests: 0, windowRequests: 0, p50: NaN, p99: NaN, max: NaN, normalP99: NaN, slowest: [], errors: [] });
   if (system.startsWith('haproxy') && !haproxyBin) return none('haproxy is not installed and could not be installed');
   const lab = await createLab({ mode: 'dsr', clients: 1, backends: 3 });
   let vg: VipgateProc | null = null;
@@ -180,6 +182,8 @@ function summarize(recs: LoadRecord[], killAt: number, restoreAt: number) {
     windowRequests: win.length,
     p50: percentile(ok, 50), p99: percentile(ok, 99), max: ok.length ? Math.max(...ok) : NaN,
     normalP99: percentile(before.map((x) => x.connectMs), 99),
+    slowest: win.filter((x) => x.ok).sort((a, b) => b.connectMs - a.connectMs).slice(0, 10)
+      .map((x): [number, number, string] => [+(x.at - killAt).toFixed(1), +x.connectMs.toFixed(2), x.body]),
   };
 }
 
@@ -237,7 +241,7 @@ async function main(): Promise<void> {
       } catch (e) {
         // One system failing to run must not lose the others' figures.
         outs.push({ system, intervalMs, why: `failed to run: ${(e as Error).message.split('\n').slice(0, 3).join(' ').slice(0, 200)}`, note: null,
-          firstOnSpareMs: null, failedInWindow: 0, failedTotal: 0, requests: 0, windowRequests: 0, p50: NaN, p99: NaN, max: NaN, normalP99: NaN, errors: [] });
+          firstOnSpareMs: null, failedInWindow: 0, failedTotal: 0, requests: 0, windowRequests: 0, p50: NaN, p99: NaN, max: NaN, normalP99: NaN, slowest: [], errors: [] });
       }
     }
   }
