@@ -114,7 +114,7 @@ export class SynCheck {
   }
 
   /** Settle a probe with its result: report it, remember it, release its SYNs. Exactly once per probe. */
-  settle(k: number, run: ProbeRun, r: ProbeResult, now: number, name = this.tables.backendNames[run.b] ?? `slot ${run.b}`, ip = this.tables.bIp[run.b]!): void {
+  private settle(k: number, run: ProbeRun, r: ProbeResult, now: number, name = this.tables.backendNames[run.b] ?? `slot ${run.b}`, ip = this.tables.bIp[run.b]!): void {
     if (run.settled) return;
     run.settled = true;
     this.runs.delete(k);
