@@ -19,8 +19,14 @@ import { snapshotCounters } from '../dataplane/counters';
 import { formatCounters, formatRateLine } from '../obs/format';
 import { createLogger, Logger } from '../obs/log';
 import { createMetrics } from '../obs/metrics';
-import { formatIpv4 } from '../wire/addr';
+import { formatIpv4, parseIpv4 } from '../wire/addr';
 import { VERSION } from './version';
+import { HealthManager } from '../control/health/manager';
+import { EventLog } from '../control/health/events';
+import { tcpProbe, httpProbe, Probe } from '../control/health/probes';
+import type { CheckType } from '../control/config/health';
+import { checkTypesUsed } from '../control/controller';
+
 import { SynHold } from '../dataplane/hold';
 import { startLiveSynCheck, LIVE_HOLD_SLOTS, LiveSynCheck } from '../control/health/syn-check';
 import { openProber } from '../control/health/syn-probe';
@@ -62,6 +68,16 @@ export async function startLive(a: RunArgs): Promise<Running> {
     level: a.logLevel ?? config.log.level, format: a.logFormat ?? config.log.format,
     stream: { write: (line: string) => a.log(line.replace(/\n$/, '')) },
   });
+  // One raw SYN prober (or its connect fallback) for `syn` health checks and the SYN-time check.
+  const opened = checkTypesUsed(config).includes('syn') || config.synCheck ? openProber() : null;
+  const PROBES: Partial<Record<CheckType, Probe>> = {
+    tcp: tcpProbe, http: httpProbe,
+    ...(opened ? { syn: (target, check) => opened.prober.probe(parseIpv4(target.ip)!, target.port, check.timeoutMs) } : {}),
+  };
+  const noProbe = checkTypesUsed(config).filter((ty) => !PROBES[ty]);
+  if (noProbe.length) {
+    throw new VipgateError('ECONFIG_INVALID', `${a.config}: health checks of type ${noProbe.join(', ')} are not available in this build of vipgate; use type: tcp or type: http`);
+  }
   const iface = a.iface ?? config.interface;
   if (!iface) throw new VipgateError('ERUN_NO_INTERFACE', `${a.config}: no interface to attach to: add interface: eth0 (the NIC facing the clients) to the config, or pass --interface`);
   const info = interfaceInfo(iface);
@@ -90,8 +106,12 @@ export async function startLive(a: RunArgs): Promise<Running> {
 
   // The controller restores what the API changed before (the state file) and publishes the tables.
   const hooks: Array<(x: Applied) => void> = [];
+  // Health checks and events: transitions republish the tables (never the state file) and are
+  // logged, counted, listed (GET /v1/events) and sent to the configured hooks.
+  const events = new EventLog({ config: config.events, log: (level, msg, fields) => log[level](msg, fields) });
+  const health = new HealthManager({ probes: PROBES, events });
   const controller = new Controller({
-    config, built, mac, stateFile, version: VERSION, iface,
+    config, built, mac, stateFile, version: VERSION, iface, health, events,
     log: (level, msg, fields) => log[level](msg, fields),
     onApplied: (x) => { for (const h of hooks) h(x); },
   });
@@ -104,7 +124,10 @@ export async function startLive(a: RunArgs): Promise<Running> {
   let api: ApiServer;
   try {
     kf?.install();
-    const metrics = createMetrics({ counters: state.counters, flowCapacity: state.flowCapacity, api: controller });
+    const metrics = createMetrics({
+      counters: state.counters, flowCapacity: state.flowCapacity, api: controller,
+      health: { checkCounts: () => health.checkCounts(), typeCounts: () => events.typeCounts(), hookStats: () => events.hookStats() },
+    });
     api = await startApiServer({
       listen: apiListen, token, api: controller, metrics: () => metrics.text(),
       log: (level, msg, fields) => log[level](msg, fields),
@@ -121,17 +144,18 @@ export async function startLive(a: RunArgs): Promise<Running> {
   log.info(`API on http://${api.address}/v1 (${token ? 'bearer token required' : 'no token: loopback only'}), metrics on /metrics`, { event: 'api', address: api.address });
 
   // The SYN-time check (issue 8 item 5), when the config asks for it: a hold queue on the packet
-  // path, probes from control. (The health checker's observer and the event sink join here at merge.)
+  // path, probes from control, each result one more check for the health manager.
   let syn: LiveSynCheck | null = null;
-  if (config.synCheck) {
-    const { prober, fallbackWhy } = openProber();
+  if (opened && (opened.fallbackWhy || config.synCheck)) {
+    log.info(opened.fallbackWhy ? `syn probes: TCP connects (raw SYN probes unavailable: ${opened.fallbackWhy})` : 'syn probes: raw SYNs from this host\'s route source address', { event: 'syn_probe' });
+  }
+  if (config.synCheck && opened) {
     syn = startLiveSynCheck({
-      dp, hold: new SynHold(LIVE_HOLD_SLOTS), prober, timeoutMs: config.synCheck.timeoutMs, send: (b, n) => nic.send(b, n),
-      // Until the event log joins here: the aggregate verdicts as structured log lines.
-      events: { emit: (type, fields) => log.info(`${type}: ${JSON.stringify(fields)}`, { event: type, ...fields }) },
+      dp, hold: new SynHold(LIVE_HOLD_SLOTS), prober: opened.prober, timeoutMs: config.synCheck.timeoutMs,
+      send: (b, n) => nic.send(b, n), observer: health, events,
     });
     log.info(`SYN-time check: max_age ${config.synCheck.maxAgeMs} ms, probe timeout ${config.synCheck.timeoutMs} ms, on_fail ${config.synCheck.onFail}, ` +
-      (fallbackWhy ? `TCP connect probes (raw SYN probes unavailable: ${fallbackWhy})` : 'raw SYN probes from this host\'s route source address'), { event: 'syn_check' });
+      (opened.fallbackWhy ? 'TCP connect probes' : 'raw SYN probes'), { event: 'syn_check' });
   }
   attachLive(nic, dp, syn ? syn.onHold : undefined);
   const send = (f: Buffer) => nic.send(f, f.length);
@@ -165,6 +189,13 @@ export async function startLive(a: RunArgs): Promise<Running> {
     dp.sweep(now, Math.max(4096, Math.ceil(state.flowSlots / 10)));
     controller.tick(now);
   }, 1000));
+  // Checks start when due (spread over their interval); a hold-down ending re-steers new flows.
+  // 10 ms: fine enough for 100 ms intervals and cheap (a loop over the backends).
+  timers.push(setInterval(() => {
+    const now = Date.now();
+    health.tick(now);
+    controller.healthTick(now);
+  }, 10));
   if (config.announce.refreshMs > 0) {
     timers.push(setInterval(() => announcer.announce(mac, owned(), 1, 0), config.announce.refreshMs));
   }
@@ -201,6 +232,9 @@ export async function startLive(a: RunArgs): Promise<Running> {
     stopped = true;
     for (const t of timers) clearInterval(t);
     syn?.stop();
+    if (!syn) opened?.prober.close();
+    health.stop();
+    events.close();
     announcer.stop();
     nic.close();
     kf?.remove();

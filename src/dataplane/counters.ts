@@ -18,7 +18,7 @@ export const DROP_REASONS = [
   'arp_reply',            // an ARP reply: learned from, nothing to send
   'arp_not_for_vip',      // an ARP request for an address that is not one of our VIPs
   'arp_conflict',         // another host claims one of our VIPs (request, reply or gratuitous ARP)
-  'not_tcp',              // IPv4 to a VIP that is not TCP (ICMP, UDP, ...)
+  'not_tcp',              // IPv4 to a VIP that is neither TCP nor ICMP (UDP, GRE, ...)
   'ip_fragment',          // a fragment to a VIP: no L4 header to steer on in later fragments
   'ttl_exceeded',         // nat mode routes: TTL would reach 0
   'bad_tcp_flags',        // SYN together with FIN, RST or ACK to a VIP (e.g. all flags set)
@@ -29,6 +29,12 @@ export const DROP_REASONS = [
   'flow_table_full',      // no room for a new flow (capacity reached or probe limit)
   'nat_conflict',         // nat: the backend already has a flow with the same client address and port
   'internal_error',       // an exception inside the packet path (a bug): counted at the link boundary
+  'icmp_bad_checksum',    // ICMP to a VIP (or an error about a nat flow) whose checksum does not verify
+  'icmp_bad_quote',       // an ICMP error whose quote is not an IPv4 header and 8 bytes after it
+  'icmp_unknown_flow',    // an ICMP error to a VIP that quotes no live flow (or not TCP from the VIP)
+  'icmp_unsupported',     // ICMP to a VIP that vipgate does not handle (echo reply, redirect, timestamp, echo with IP options, ...)
+  'icmp_echo_off',        // an echo request to a VIP while icmp.echo is false
+  'icmp_rate_limited',    // an echo request over icmp.echo_rate / echo_burst
   'syn_hold_full',        // SYN-time check: no free hold slot for a SYN that needs a probe (the client retransmits)
   'syn_hold_duplicate',   // SYN-time check: a retransmit of a SYN that is already held (one copy is enough)
 ] as const;
@@ -59,6 +65,9 @@ export const COUNTER_NAMES = [
   'tx_errors',            // live: the NIC refused a frame the packet path (or control) sent
   'garp_sent',            // live: gratuitous ARP announcements sent (request and reply forms)
   'arp_requests_sent',    // live: ARP requests sent to resolve or refresh backends
+  'icmp_echo_replies',    // echo requests to a VIP answered by vipgate itself
+  'icmp_errors_to_backend', // ICMP errors about a flow (e.g. fragmentation needed) passed to its backend
+  'icmp_errors_to_client',  // nat: ICMP errors from the backends' side about a flow, rewritten back to the client
   'syn_held',             // SYN-time check: SYNs copied into a hold slot while control probes their backend
   'syn_check_forwarded',  // held SYNs released to the backend that answered its probe
   'syn_check_moved',      // held SYNs released to another member (their backend did not answer: on_fail next)

@@ -7,7 +7,9 @@ import { Carver, Memory, allocMemory, nextPow2 } from '../tables/memory';
 import { COUNTER_SLOTS } from './counters';
 
 const MAGIC = 0x56475431; // "VGT1"
-const LAYOUT_VERSION = 3;
+// 4: the counters region grew by the ICMP drop reasons and counters, moving everything after
+// it; the echo bucket took times[5..6] (unused before).
+const LAYOUT_VERSION = 4;
 
 /** Backend slots with per-backend stats (Tables never hand out more: see MAX_BACKENDS there). */
 export const MAX_BACKEND_SLOTS = 4096;
@@ -56,6 +58,9 @@ export const T_HALF_OPEN = 0, T_ESTABLISHED = 1, T_CLOSING = 2, T_NEIGH_TTL = 3;
 /** The packet path's clock (ms). Kept here rather than passed along: a double argument to a call
  *  V8 does not inline is boxed into a new heap number, which per packet means garbage and GC. */
 export const T_NOW = 4;
+/** The echo-reply token bucket (dataplane/icmp.ts): tokens left, and the packet-clock time (ms)
+ *  it was last refilled at; -Infinity until the first echo, so the bucket starts full. */
+export const T_ECHO_TOKENS = 5, T_ECHO_LAST = 6;
 
 export interface StateViews {
   memory: Memory;
@@ -137,6 +142,7 @@ export function createState(o: StateOptions): StateViews {
   v.times[T_ESTABLISHED] = o.establishedTimeoutMs;
   v.times[T_CLOSING] = o.closingTimeoutMs;
   v.times[T_NEIGH_TTL] = o.neighbourTtlMs;
+  v.times[T_ECHO_LAST] = -Infinity;
   return attachState(memory);
 }
 

@@ -57,7 +57,17 @@ export interface TablesSpec {
    * bVerified), is held while control probes it; onFail says what happens if the probe fails.
    */
   synCheck?: { maxAgeMs: number; onFail: SynFailName } | null;
+  /** Echo replies for VIPs: on/off, replies per second and burst (default ICMP_ECHO_DEFAULTS). */
+  icmp?: IcmpSpec;
 }
+
+export interface IcmpSpec { echo: boolean; echoRate: number; echoBurst: number }
+
+/** Slots of Tables.echoBucket. */
+export const ECHO_PER_MS = 0, ECHO_BURST = 1;
+
+/** Linux's own ICMP limits (net.ipv4.icmp_msgs_per_sec = 1000, icmp_msgs_burst = 50). */
+export const ICMP_ECHO_DEFAULTS: IcmpSpec = { echo: true, echoRate: 1000, echoBurst: 50 };
 
 /** Entries of a service's pick table: new flows hash into it, so weights resolve to 1/256. */
 export const PICK_SIZE = 256;
@@ -96,6 +106,11 @@ export class Tables {
   /** SYN-time check: hold SYNs for a backend not verified within this many ms; 0 = off. */
   readonly synCheckMaxAgeMs: number;
   readonly synCheckOnFail: number; // SynFail.*
+  // ICMP echo: answer at all (1/0); the token bucket's refill per ms (ECHO_PER_MS) and size
+  // (ECHO_BURST). Doubles live in a typed array: a double class field is a tagged heap number,
+  // and mixing one into the packet path's arithmetic makes V8 box the results (garbage per echo).
+  readonly echoOn: number;
+  readonly echoBucket: Float64Array;
 
   // Control-side metadata (never read by the packet path).
   readonly backendNames: string[];
@@ -145,6 +160,10 @@ export class Tables {
     const v = layout(new Carver(allocMemory(measure.size, false)));
 
     this.mode = spec.mode === 'nat' ? MODE_NAT : MODE_DSR;
+    const icmp = spec.icmp ?? ICMP_ECHO_DEFAULTS;
+    if (!(icmp.echoRate >= 1 && icmp.echoBurst >= 1)) throw new Error('tables: icmp echo rate and burst must be at least 1');
+    this.echoOn = icmp.echo ? 1 : 0;
+    this.echoBucket = Float64Array.of(icmp.echoRate / 1000, icmp.echoBurst);
     this.mac = v.mac;
     macCopy(this.mac, 0, spec.mac, 0);
     this.vipCount = spec.vips.length;

@@ -109,7 +109,7 @@ export class FakeApi {
 
 // ---- fixtures: plausible API bodies ----
 
-// Every counter and drop reason at 0, from the one list (new ones are appended there).
+// Every counter and drop reason at zero, from the packet path's own lists (new ones included).
 const ZERO_COUNTERS = Object.fromEntries(COUNTER_NAMES.map((n) => [n, 0])) as StatusView['counters'];
 const ZERO_DROPS = Object.fromEntries(DROP_REASONS.map((n) => [n, 0])) as StatusView['drops'];
 
@@ -129,12 +129,14 @@ export function backend(over: Partial<BackendView> & { name: string }): BackendV
   return {
     ip: '10.0.1.11', mac: '02:00:00:00:01:11', macSource: 'given', state: 'up', weight: 100, source: 'config',
     serves: [{ service: '10.0.0.100:80', priority: 100, role: 'active' }], flows: 0, connections: 0, lease: null, leaving: false,
+    health: { state: 'unchecked', check: null, since: null, lastCheck: null, lastLatencyMs: null, lastFailure: null, lastFailureAt: null },
     ...over,
   };
 }
 
 export const BACKENDS: BackendView[] = [
-  backend({ name: 'web1', flows: 80, connections: 12345 }),
+  backend({ name: 'web1', flows: 80, connections: 12345, health: { state: 'up', check: 'tcp :80', since: null, lastCheck: null, lastLatencyMs: 0.42, lastFailure: null, lastFailureAt: null } }),
+  backend({ name: 'web9', ip: '10.0.1.19', serves: [], health: { state: 'down', check: 'tcp :80', since: null, lastCheck: null, lastLatencyMs: 100, lastFailure: 'timeout after 100 ms', lastFailureAt: null } }),
   backend({
     name: 'web-two', ip: '10.0.1.12', mac: null, macSource: null, weight: 50, flows: 40, connections: 7,
     serves: [{ service: '10.0.0.100:80', priority: 100, role: 'active' }, { service: '10.0.0.101', priority: 50, role: 'standby' }],
@@ -150,6 +152,7 @@ export const SERVICES: ServiceView[] = [
       { backend: 'web-two', priority: 100, weight: 50, state: 'up', role: 'active' },
     ],
     serving: ['web1', 'web-two'],
+    failover: { spares: null, preempt: true, holdDownMs: 0, onBackendDown: 'reset', takenOverBy: null, failbackAt: null },
   },
   {
     service: '10.0.0.101', vip: '10.0.0.101', port: 0, mode: 'ip', source: 'api', pinned: 'web-two',
@@ -158,6 +161,7 @@ export const SERVICES: ServiceView[] = [
       { backend: 'web1', priority: 10, weight: 100, state: 'up', role: 'standby' },
     ],
     serving: ['web-two'],
+    failover: { spares: null, preempt: true, holdDownMs: 0, onBackendDown: 'reset', takenOverBy: null, failbackAt: null },
   },
 ];
 

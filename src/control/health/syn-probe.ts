@@ -19,13 +19,14 @@
 // acknowledges that sequence number, so stray and spoofed segments are ignored.
 //
 // ConnectProber is the fallback when raw sockets are unavailable (no raw-socket addon, or no
-// CAP_NET_RAW): a TCP connect, closed with an RST (resetAndDestroy) as soon as it completes.
+// CAP_NET_RAW): the health checker's `tcp` probe, a connect closed with an RST as it completes.
 
 import * as dgram from 'node:dgram';
-import * as net from 'node:net';
 import * as crypto from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import type { ProbeResult } from './types';
+import { tcpProbe } from './probes';
+import type { HealthCheck } from '../config/health';
 import { VipgateError } from '../errors';
 import { formatIpv4, parseIpv4 } from '../../wire/addr';
 import { u16, u32, setU16, setU32 } from '../../wire/bytes';
@@ -212,32 +213,14 @@ export function segment(src: number, dst: number, sport: number, dport: number, 
   return b;
 }
 
-/** The fallback probe: a TCP connect, ended with an RST once it completes. */
+/** The fallback probe: the health checker's `tcp` probe (a connect, ended with an RST once it completes). */
 export class ConnectProber implements Prober {
   readonly kind = 'connect' as const;
-  private readonly open = new Set<net.Socket>();
-
   probe(ip: number, port: number, timeoutMs: number): Promise<ProbeResult> {
-    const t0 = performance.now();
-    return new Promise((resolve) => {
-      const s = net.connect({ host: formatIpv4(ip), port });
-      this.open.add(s);
-      let settled = false;
-      const done = (r: ProbeResult): void => {
-        if (settled) return;
-        settled = true;
-        clearTimeout(timer);
-        this.open.delete(s);
-        if (r.ok) s.resetAndDestroy(); else s.destroy();
-        resolve(r);
-      };
-      const timer = setTimeout(() => done(fail(t0, `timeout after ${timeoutMs} ms`)), timeoutMs);
-      s.once('connect', () => done({ ok: true, latencyMs: performance.now() - t0, reason: null }));
-      s.once('error', (e: NodeJS.ErrnoException) => done(fail(t0, e.code === 'ECONNREFUSED' ? 'connection refused (RST)' : e.code ?? e.message)));
-    });
+    const check: HealthCheck = { type: 'tcp', port, intervalMs: timeoutMs + 1, timeoutMs, fastIntervalMs: timeoutMs + 1, rise: 1, fall: 1, http: null };
+    return tcpProbe({ ip: formatIpv4(ip), port }, check);
   }
-
-  close(): void { for (const s of this.open) s.destroy(); this.open.clear(); }
+  close(): void { /* each probe ends its own socket */ }
 }
 
 /** The raw SYN prober if this process may open raw sockets, else the connect fallback (and why). */
