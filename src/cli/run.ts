@@ -20,7 +20,7 @@ import { snapshotCounters } from '../dataplane/counters';
 import { formatCounters, formatRateLine } from '../obs/format';
 import { createLogger, Logger } from '../obs/log';
 import { createMetrics } from '../obs/metrics';
-import { formatIpv4 } from '../wire/addr';
+import { formatIpv4, parseIpv4 } from '../wire/addr';
 import { VERSION } from './version';
 import { HealthManager } from '../control/health/manager';
 import { EventLog } from '../control/health/events';
@@ -28,8 +28,9 @@ import { tcpProbe, httpProbe, Probe } from '../control/health/probes';
 import type { CheckType } from '../control/config/health';
 import { checkTypesUsed } from '../control/controller';
 
-/** The health probes this build has, by check type (the raw-SYN probe joins here when wired). */
-const PROBES: Partial<Record<CheckType, Probe>> = { tcp: tcpProbe, http: httpProbe };
+import { SynHold } from '../dataplane/hold';
+import { startLiveSynCheck, LIVE_HOLD_SLOTS, LiveSynCheck } from '../control/health/syn-check';
+import { openProber } from '../control/health/syn-probe';
 
 export interface RunArgs {
   config: string;
@@ -71,10 +72,6 @@ export async function startLive(a: RunArgs): Promise<Running> {
     level: a.logLevel ?? config.log.level, format: a.logFormat ?? config.log.format,
     stream: { write: (line: string) => a.log(line.replace(/\n$/, '')) },
   });
-  const noProbe = checkTypesUsed(config).filter((ty) => !PROBES[ty]);
-  if (noProbe.length) {
-    throw new VipgateError('ECONFIG_INVALID', `${a.config}: health checks of type ${noProbe.join(', ')} are not available in this build of vipgate; use type: tcp or type: http`);
-  }
   const iface = a.iface ?? config.interface;
   if (!iface) throw new VipgateError('ERUN_NO_INTERFACE', `${a.config}: no interface to attach to: add interface: eth0 (the NIC facing the clients) to the config, or pass --interface`);
   const info = interfaceInfo(iface);
@@ -98,6 +95,16 @@ export async function startLive(a: RunArgs): Promise<Running> {
 
 async function startLocked(a: RunArgs, settings: RunSettings, log: Logger, iface: string, info: InterfaceInfo, lock: InstanceLock): Promise<Running> {
   const { config, apiListen, token, stateFile } = settings;
+  // One raw SYN prober (or its connect fallback) for `syn` health checks and the SYN-time check.
+  const opened = checkTypesUsed(config).includes('syn') || config.synCheck ? openProber() : null;
+  const PROBES: Partial<Record<CheckType, Probe>> = {
+    tcp: tcpProbe, http: httpProbe,
+    ...(opened ? { syn: (target, check) => opened.prober.probe(parseIpv4(target.ip)!, target.port, check.timeoutMs) } : {}),
+  };
+  const noProbe = checkTypesUsed(config).filter((ty) => !PROBES[ty]);
+  if (noProbe.length) {
+    throw new VipgateError('ECONFIG_INVALID', `${a.config}: health checks of type ${noProbe.join(', ')} are not available in this build of vipgate; use type: tcp or type: http`);
+  }
   if (stateFile) checkStateDir(stateFile);
   if (a.statusFile) checkStatusFile(a.statusFile);
   const mac = config.mac ?? info.mac;
@@ -148,7 +155,21 @@ async function startLocked(a: RunArgs, settings: RunSettings, log: Logger, iface
   log.info(kf ? `kernel filter: ${kf.describe()}` : 'kernel filter: off (--no-kernel-filter): make sure this host\'s kernel drops VIP traffic itself');
   log.info(`API on http://${api.address}/v1 (${token ? 'bearer token required' : 'no token: loopback only'}), metrics on /metrics`, { event: 'api', address: api.address });
 
-  attachLive(nic, dp);
+  // The SYN-time check (issue 8 item 5), when the config asks for it: a hold queue on the packet
+  // path, probes from control, each result one more check for the health manager.
+  let syn: LiveSynCheck | null = null;
+  if (opened && (opened.fallbackWhy || config.synCheck)) {
+    log.info(opened.fallbackWhy ? `syn probes: TCP connects (raw SYN probes unavailable: ${opened.fallbackWhy})` : 'syn probes: raw SYNs from this host\'s route source address', { event: 'syn_probe' });
+  }
+  if (config.synCheck && opened) {
+    syn = startLiveSynCheck({
+      dp, hold: new SynHold(LIVE_HOLD_SLOTS), prober: opened.prober, timeoutMs: config.synCheck.timeoutMs,
+      send: (b, n) => nic.send(b, n), observer: health, events,
+    });
+    log.info(`SYN-time check: max_age ${config.synCheck.maxAgeMs} ms, probe timeout ${config.synCheck.timeoutMs} ms, on_fail ${config.synCheck.onFail}, ` +
+      (opened.fallbackWhy ? 'TCP connect probes' : 'raw SYN probes'), { event: 'syn_check' });
+  }
+  attachLive(nic, dp, syn ? syn.onHold : undefined);
   const send = (f: Buffer) => nic.send(f, f.length);
   const announcer = new Announcer(send, state.counters, (ip) => dp.currentTables.vipIndex(ip) >= 0);
   announcer.announce(mac, owned(), config.announce.count, config.announce.intervalMs);
@@ -228,6 +249,8 @@ async function startLocked(a: RunArgs, settings: RunSettings, log: Logger, iface
     if (stopped) return;
     stopped = true;
     for (const t of timers) clearInterval(t);
+    syn?.stop();
+    if (!syn) opened?.prober.close();
     health.stop();
     events.close();
     announcer.stop();

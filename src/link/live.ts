@@ -3,11 +3,15 @@
 // rewritten in place and sent from where it lies. Send failures are counted, never thrown.
 
 import type { NicLink } from '../../native-bindings/nic';
-import { Dataplane, VERDICT_TX } from '../dataplane/dataplane';
+import { Dataplane, VERDICT_TX, VERDICT_HOLD } from '../dataplane/dataplane';
 import { Drop, Ctr } from '../dataplane/counters';
 import { T_NOW } from '../dataplane/state';
 
-export function attachLive(nic: NicLink, dp: Dataplane): void {
+/**
+ * onHold: called after a frame the packet path held (the SYN-time check); the callee schedules
+ * control's drain of the hold queue once per event-loop turn, however many SYNs were held.
+ */
+export function attachLive(nic: NicLink, dp: Dataplane, onHold?: () => void): void {
   const rx = nic.rx;
   const c = dp.state.counters;
   const times = dp.state.times;
@@ -21,7 +25,8 @@ export function attachLive(nic: NicLink, dp: Dataplane): void {
       c[Drop.internal_error]!++; // the one catch at the link boundary: a bug, counted
       return;
     }
-    if (verdict === VERDICT_TX && !nic.send(rx, len)) c[Ctr.tx_errors]!++;
+    if (verdict === VERDICT_TX) { if (!nic.send(rx, dp.txLen)) c[Ctr.tx_errors]!++; }
+    else if (verdict === VERDICT_HOLD) onHold?.();
   });
 }
 
