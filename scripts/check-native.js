@@ -15,7 +15,7 @@ const ADDONS = [
   },
   {
     name: 'raw-socket',
-    what: 'raw IP sockets: probes sent from the host itself',
+    what: 'raw IP sockets: the raw SYN probes of syn health checks and the SYN-time check (without it they fall back to TCP connects)',
     fix: 'apt-get install -y g++ make python3 && npm install',
   },
 ];
