@@ -52,7 +52,10 @@
 // flows' slots are spread over the table by the hash): a worst case for locality.
 //
 // Goals (the issue): >= 5 M established-flow frames/s and >= 1 M SYNs/s on one core, no heap
-// growth and no GC in steady state. A PASS/FAIL line per goal is printed after the table.
+// growth and no GC in steady state. After the table: ratios between cases measured side by side
+// in the run (they carry over between machines; the absolute rates move by up to ±30% between
+// runs on a shared VM), and a PASS/FAIL line per goal, judged on the worst run, with the median
+// and worst run as multiples of the goal.
 
 import { performance, PerformanceObserver } from 'node:perf_hooks';
 import * as v8 from 'node:v8';
@@ -479,22 +482,47 @@ async function main(): Promise<void> {
     for (const r of rows) console.log(line(r));
     for (const r of results) if (Object.keys(r.drops).length) console.log(`  ${r.case}: drops ${JSON.stringify(r.drops)}`);
     const by = (n: string): Result | undefined => results.find((r) => r.case === n);
-    // Side by side: what an ICMP frame costs next to the frame it is most like, in one run.
-    const ratio = (a: string, b: string, what: string): void => {
-      const x = by(a), y = by(b);
-      if (x && y) console.log(`ratio  ${a} / ${b}: ${(x.frames_per_s / y.frames_per_s).toFixed(2)} of the frame rate (${what})`);
-    };
-    ratio('icmp-echo', 'arp-request', 'an echo answered vs an ARP request answered');
-    ratio('icmp-err dsr', 'est dsr 4Ki', 'a 590-byte error carried vs an ACK forwarded, same 4Ki flows');
-    ratio('icmp-err nat', 'est nat c->b 4Ki', 'the same in nat');
     const goal = (what: string, ok: boolean | undefined, detail: string): void => {
       if (ok !== undefined) console.log(`${ok ? 'PASS' : 'FAIL'}  ${what}: ${detail}`);
     };
-    for (const r of results.filter((x) => x.case.startsWith('est '))) {
-      goal(`>= 5M established-flow frames/s, ${r.case}`, r.frames_per_s >= 5e6, `${M(r.frames_per_s)} (net of the copy ${M(r.net_frames_per_s)})`);
+    // Side by side, from this one run: ratios between cases measured on the same machine at the
+    // same time carry over to other machines far better than the absolute rates, which move by
+    // up to ±30% between runs on a shared VM.
+    const pairs: Array<[string, string, string]> = [
+      ['syn-new nat', 'syn-new dsr', 'what nat adds to a new flow'],
+      ['est nat mixed 4Ki', 'est dsr 4Ki', 'what nat adds to an established flow'],
+      ['est dsr 64Ki', 'est dsr 4Ki', 'flow state out of the CPU caches'],
+      ['est dsr 1Mi', 'est dsr 4Ki', 'flow state far out of the caches'],
+      ['est nat mixed 64Ki', 'est nat mixed 4Ki', 'the same, nat'],
+      ['syn-new dsr', 'est dsr 4Ki', 'a new flow against a known one'],
+      // What an ICMP frame costs next to the frame it is most like.
+      ['icmp-echo', 'arp-request', 'an echo answered vs an ARP request answered'],
+      ['icmp-err dsr', 'est dsr 4Ki', 'a 590-byte error carried vs an ACK forwarded, same 4Ki flows'],
+      ['icmp-err nat', 'est nat c->b 4Ki', 'the same in nat'],
+    ];
+    const ratioLines = pairs.flatMap(([a, b, why]) => {
+      const x = by(a), y = by(b);
+      return x && y ? [[`${a} / ${b}`, (x.frames_per_s / y.frames_per_s).toFixed(2), why]] : [];
+    });
+    if (ratioLines.length) {
+      console.log('\nratios, side by side in this run (frames/s of one case over another):');
+      const w0 = Math.max(...ratioLines.map((r) => r[0]!.length));
+      for (const [k, v, why] of ratioLines) console.log(`  ${k!.padEnd(w0)}  ${v}  ${why}`);
     }
-    const syn = ['syn-new dsr', 'syn-new nat'].map(by).filter((r): r is Result => !!r);
-    if (syn.length) goal('>= 1M SYNs/s', syn.every((r) => r.frames_per_s >= 1e6), syn.map((r) => `${r.case} ${M(r.frames_per_s)}`).join(', '));
+    // Each goal against every run, not only the median: a goal is met when the worst run meets it.
+    const vsGoal = (r: Result, g: number): { ok: boolean; text: string } => {
+      const worst = Math.min(...r.runs);
+      return { ok: worst >= g, text: `${r.case}: median ${(r.frames_per_s / g).toFixed(2)}x the goal, worst run ${(worst / g).toFixed(2)}x (${M(worst)})` };
+    };
+    console.log('\ngoals, each run against the goal (met = the worst run meets it):');
+    for (const r of results.filter((x) => x.case.startsWith('est '))) {
+      const v = vsGoal(r, 5e6);
+      goal(`>= 5M established-flow frames/s`, v.ok, `${v.text}; net of the copy ${M(r.net_frames_per_s)}`);
+    }
+    for (const r of ['syn-new dsr', 'syn-new nat'].map(by).filter((x): x is Result => !!x)) {
+      const v = vsGoal(r, 1e6);
+      goal('>= 1M SYNs/s', v.ok, v.text);
+    }
     // Side by side: the SYN-time check on (backends verified) against off, same run, same machine.
     for (const m of ['dsr', 'nat']) {
       const off = by(`syn-new ${m}`), on = by(`syn-new ${m} syncheck`);
