@@ -444,3 +444,22 @@ t.test('new flows that go unanswered make their backend suspect, however fresh i
   t.equal(z.prober.calls.length, 1, 'not probed again within max_age');
   t.equal(dstMacOf(z.sent[1]!), WEB2_MAC, 'moved on the same turn');
 });
+
+t.test('after close(): a probe that resolves sends nothing, and a later drain probes nothing', async (t) => {
+  const x = setup();
+  t.equal(x.run(syn()).verdict, VERDICT_HOLD);
+  x.check.drain(x.clock.now);
+  t.equal(x.prober.calls.length, 1, 'probe in flight');
+  x.check.close();
+  // A closing prober resolves what is in flight ("prober closed"): a failure that would reset the client.
+  await x.prober.calls[0]!.answer({ ok: false, latencyMs: 0, reason: 'prober closed' });
+  t.equal(x.sent.length, 0, 'no RST or moved SYN sent while stopping');
+  t.equal(x.c[Ctr.syn_check_resets]! + x.c[Ctr.syn_check_moved]! + x.c[Ctr.syn_check_forwarded]!, 0);
+  t.same(x.observed, [], 'nor fed to the health checker');
+  t.equal(x.run(syn(40001)).verdict, VERDICT_HOLD);
+  x.check.drain(x.clock.now);
+  x.clock.now += 100;
+  x.check.tick(x.clock.now);
+  t.equal(x.prober.calls.length, 1, 'no new probe after close');
+  t.equal(x.sent.length, 0);
+});
