@@ -352,3 +352,21 @@ t.test('the annotated example scenarios/configs/failover.yaml loads, and replay 
   t.same(run.spec, replay.spec);
   t.same(replay.spec.services.map((s) => [s.active, s.standby]), [[['web1'], ['web2', 'spare1', 'spare2']], [['web3'], ['spare1', 'spare2']]], 'standbys, then the pool in priority order');
 });
+
+t.test('a SYN-time probe result counts for the check of the port it probed only (per-port health)', async (t) => {
+  const r = rig(yaml({
+    health: 'health: { type: tcp, interval: 100ms, timeout: 20ms, rise: 2, fall: 2 }',
+    services: [`{ vip: ${VIP}, port: 80, active: a, standby: [b] }`, `{ vip: ${VIP}, port: 8080, active: a, standby: [c] }`],
+    spares: '',
+  }));
+  await r.advance(300);
+  const fail = { ok: false, latencyMs: 20, reason: 'connection refused (RST)' };
+  r.health.observe('a', fail, r.now(), 8080);
+  r.health.observe('a', fail, r.now(), 8080);
+  t.equal(r.health.status('a', 8080), 'down', 'two refusals on :8080 (fall 2): down there');
+  t.equal(r.health.status('a', 80), 'up', ':80 was not probed: still up');
+  t.same(Object.keys(r.picks(VIP, 500, 8080)), ['c'], 'port 8080 fails over');
+  t.same(Object.keys(r.picks(VIP, 500, 80)), ['a'], 'port 80 keeps a');
+  r.health.observe('a', fail, r.now(), 9999);
+  t.equal(r.health.status('a', 80), 'up', 'a port with no check of its own counts for every check (one failure, fall 2)');
+});

@@ -126,7 +126,7 @@ export class SynCheck {
     if (run.settled) return;
     run.settled = true;
     this.runs.delete(k);
-    this.o.observer?.observe(name, r, now);
+    this.o.observer?.observe(name, r, now, run.port);
     if (r.ok) {
       this.failedAt.delete(k);
       this.o.dp.state.bHealthOkAt[run.b] = now;
