@@ -129,6 +129,8 @@ export class SynProber implements Prober {
     const ipText = formatIpv4(ip);
     return new Promise((resolve) => {
       void this.source(ip, ipText, port).then((src) => {
+        // Closed while the route was looked up: close() could not see this probe (not pending yet).
+        if (this.closed) { resolve(fail(t0, 'prober closed')); return; }
         if (typeof src === 'string') { resolve(fail(t0, src)); return; }
         let sport = 0, key = '';
         do { sport = EPHEMERAL_LO + crypto.randomInt(EPHEMERAL_SPAN); key = `${ip >>> 0}:${port}:${sport}`; } while (this.pending.has(key));
