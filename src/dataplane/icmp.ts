@@ -35,12 +35,12 @@ import {
   icmpCheck, icmpChecksumOk, icmpIsFlowError, icmpQuoteL4, icmpQuoteIsLaterFragment, icmpQuotePayloadLen,
 } from '../wire/icmp';
 import { csumReplace16, csumReplace32 } from '../wire/checksum';
-import { Tables, MODE_NAT, BackendState, ECHO_PER_MS, ECHO_BURST } from '../tables/services';
+import { Tables, MODE_NAT, ECHO_PER_MS, ECHO_BURST } from '../tables/services';
 import { StateViews, T_NOW, T_ECHO_TOKENS, T_ECHO_LAST, F_VIP, F_BACKIP, F_BACKEND, B_CLIMAC } from './state';
 import { FlowTable } from './flows';
 import { NeighbourTable } from './neighbours';
 import { Drop, Ctr } from './counters';
-import { natRewriteIp } from './rewrite';
+import { natRewriteIp, backendMacAt, setBackendMac } from './rewrite';
 
 /** Returned instead of a drop reason: transmit the frame. */
 export const ICMP_TX = -1;
@@ -157,22 +157,16 @@ export class IcmpPath {
     const f = this.flows.lookup(s32(buf, q + IP_DST), vip, (u16(buf, ql4 + 2) << 16) | u16(buf, ql4));
     if (f < 0) return Drop.icmp_unknown_flow;
     const fw = this.v.fw, w = f << 4;
-    const b = fw[w + F_BACKEND]!;
-    if (b >= t.backendSlots || t.bState[b] === BackendState.absent) return Drop.no_backend;
-    let macBuf: Uint8Array = t.bMac, macOff = b * 8;
-    if (t.bHasMac[b] === 0) {
-      const n = this.neighbours.lookup(fw[w + F_BACKIP]!);
-      if (n < 0) return Drop.backend_unresolved;
-      macBuf = this.v.nMac; macOff = n * 8;
-    }
+    const b = fw[w + F_BACKEND]!, backIp = fw[w + F_BACKIP]!;
+    const m = backendMacAt(t, this.neighbours, b, backIp);
+    if (m >= 0) return m;
     if (t.mode === MODE_NAT) {
       const ttl = buf[l3 + IP_TTL]!;
       if (ttl <= 1) return Drop.ttl_exceeded;
-      const backIp = fw[w + F_BACKIP]!;
       natRewriteIp(buf, l3, IP_DST, vip, backIp, ttl);
       rewriteQuote(buf, l4, len, IP_SRC, vip, backIp);
     }
-    macCopy(buf, off + ETH_DST, macBuf, macOff);
+    setBackendMac(buf, off + ETH_DST, t, this.v.nMac, b, m);
     macCopy(buf, off + ETH_SRC, t.mac, 0);
     this.c[Ctr.icmp_errors_to_backend]!++;
     return ICMP_TX;
