@@ -335,9 +335,14 @@ t.test('reload: changed checks apply at once; a check type with no probe and a c
   t.match(c.backend('a').health.check, /^tcp :80 every 2000ms/, 'the new interval applies at once');
   const gen = c.generation;
   fs.writeFileSync(file, yaml({ health: 'health: { type: syn, port: 80 }' }));
-  t.throws(() => c.reload(), { message: /health checks of type syn are not available in this build of vipgate; use type: tcp or type: http\. Nothing was changed/ });
+  t.throws(() => c.reload(), { message: /health checks of type syn were not in use when vipgate started, and their prober is opened at start only\. Nothing was changed: restart vipgate to use them, or use type: tcp or type: http/ });
   fs.writeFileSync(file, yaml({ health: 'health: { type: tcp, port: 80, interval: 2s, timeout: 20ms, rise: 2, fall: 2 }' }) + 'events: { webhook: "http://127.0.0.1:9/x" }\n');
   t.throws(() => c.reload(), { message: /events changed; that takes a restart/ });
+  // The SYN-time check was off at start (no hold queue, no prober): turning it on by a reload is
+  // refused rather than accepted to no effect.
+  fs.writeFileSync(file, yaml({ health: 'health: { type: tcp, port: 80, interval: 2s, timeout: 20ms, rise: 2, fall: 2 }' }) + 'syn_check: { max_age: 2s, timeout: 20ms }\n');
+  t.throws(() => c.reload(), { message: /syn_check \(turned on; it was off at start\) changed; that takes a restart.*Nothing was changed/ });
+  t.equal(c.tables.synCheckMaxAgeMs, 0, 'the tables still have the check off');
   t.equal(c.generation, gen, 'refused reloads change nothing');
   t.match(c.backend('a').health.check, /every 2000ms/);
 });
@@ -369,4 +374,25 @@ t.test('a SYN-time probe result counts for the check of the port it probed only 
   t.same(Object.keys(r.picks(VIP, 500, 80)), ['a'], 'port 80 keeps a');
   r.health.observe('a', fail, r.now(), 9999);
   t.equal(r.health.status('a', 80), 'up', 'a port with no check of its own counts for every check (one failure, fall 2)');
+});
+
+t.test('reload and syn_check: max_age and off apply; a new probe timeout is refused (the prober keeps the one from start)', async (t) => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'vg-syn-reload-'));
+  t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
+  const file = path.join(dir, 'vipgate.yaml');
+  fs.writeFileSync(file, yaml() + 'syn_check: { max_age: 2s, timeout: 20ms }\n');
+  const config = loadConfig(file);
+  const c = new Controller({ config, built: buildDataplane(config), mac: config.mac!, stateFile: null, clock: () => T0 });
+  t.equal(c.tables.synCheckMaxAgeMs, 2000);
+  fs.writeFileSync(file, yaml() + 'syn_check: { max_age: 5s, timeout: 20ms }\n');
+  c.reload();
+  t.equal(c.tables.synCheckMaxAgeMs, 5000, 'a new max_age applies');
+  fs.writeFileSync(file, yaml() + 'syn_check: { max_age: 5s, timeout: 50ms }\n');
+  t.throws(() => c.reload(), { message: /syn_check\.timeout changed; that takes a restart.*Nothing was changed/ });
+  fs.writeFileSync(file, yaml() + 'syn_check: { enabled: false, max_age: 5s, timeout: 50ms }\n');
+  c.reload();
+  t.equal(c.tables.synCheckMaxAgeMs, 0, 'turned off');
+  fs.writeFileSync(file, yaml() + 'syn_check: { max_age: 5s, timeout: 20ms }\n');
+  c.reload();
+  t.equal(c.tables.synCheckMaxAgeMs, 5000, 'on again (it was on at start: its hold queue and prober are there)');
 });
