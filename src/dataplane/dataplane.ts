@@ -231,7 +231,7 @@ export class Dataplane {
     const proto = buf[l3 + IP_PROTO]!;
     const frag = (u16(buf, l3 + IP_FLAGS_FRAG) & (IP_FLAG_MF | IP_FRAG_OFFSET_MASK)) !== 0;
     if (t.vipIndex(dst) >= 0) {
-      if (proto === IPPROTO_ICMP) return this.icmpVerdict(this.icmp.toVip(buf, off, l3, ihl, total, dst, t), len);
+      if (proto === IPPROTO_ICMP) return frag ? this.drop(Drop.ip_fragment) : this.icmpVerdict(this.icmp.toVip(buf, off, l3, ihl, total, dst, t), len);
       if (proto !== IPPROTO_TCP) return this.drop(Drop.not_tcp);
       if (frag) return this.drop(Drop.ip_fragment);
       const l4 = l3 + ihl;
@@ -250,7 +250,7 @@ export class Dataplane {
         }
       }
     }
-    if (t.mode === MODE_NAT && proto === IPPROTO_ICMP) return this.icmpVerdict(this.icmp.fromBackend(buf, off, l3, ihl, total, t), len);
+    if (t.mode === MODE_NAT && proto === IPPROTO_ICMP && !frag) return this.icmpVerdict(this.icmp.fromBackend(buf, off, l3, ihl, total, t), len);
     return this.drop(Drop.not_for_us);
   }
 

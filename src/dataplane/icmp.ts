@@ -28,7 +28,7 @@
 
 import { u16, s32, setU16, setU32, macCopy, macIsGroup } from '../wire/bytes';
 import { ETH_DST, ETH_SRC } from '../wire/ethernet';
-import { IP_SRC, IP_DST, IP_TTL, IP_PROTO, IP_CSUM, IP_FLAGS_FRAG, IP_FLAG_MF, IP_FRAG_OFFSET_MASK, IP_MIN_HEADER_LEN, IPPROTO_TCP } from '../wire/ipv4';
+import { IP_SRC, IP_DST, IP_TTL, IP_PROTO, IP_CSUM, IP_MIN_HEADER_LEN, IPPROTO_TCP } from '../wire/ipv4';
 import { TCP_CSUM } from '../wire/tcp';
 import {
   ICMP_TYPE, ICMP_CSUM, ICMP_QUOTE, ICMP_ECHO_REQUEST, ICMP_ECHO_REPLY, ICMP_OK, ICMP_TRUNCATED,
@@ -80,13 +80,12 @@ export class IcmpPath {
   }
 
   /**
-   * ICMP to a VIP. The IPv4 header is checked (ihl, total within the frame, checksum).
-   * Returns ICMP_TX or a drop reason.
+   * ICMP to a VIP. The IPv4 header is checked (ihl, total within the frame, checksum) and it is
+   * not a fragment: a fragment's ICMP checksum covers the whole reassembled message, and later
+   * fragments carry no ICMP header, so the caller drops fragments (ip_fragment): vipgate does not
+   * reassemble (a ping bigger than the MTU gets no answer). Returns ICMP_TX or a drop reason.
    */
   toVip(buf: Uint8Array, off: number, l3: number, ihl: number, total: number, vip: number, t: Tables): number {
-    // A fragment's ICMP checksum covers the whole reassembled message, and later fragments carry
-    // no ICMP header: vipgate does not reassemble (a ping bigger than the MTU gets no answer).
-    if ((u16(buf, l3 + IP_FLAGS_FRAG) & (IP_FLAG_MF | IP_FRAG_OFFSET_MASK)) !== 0) return Drop.ip_fragment;
     const l4 = l3 + ihl, len = total - ihl;
     const chk = icmpCheck(buf, l4, len);
     if (chk === ICMP_TRUNCATED) return Drop.truncated;
@@ -173,12 +172,12 @@ export class IcmpPath {
   }
 
   /**
-   * nat: ICMP from the backends' side to an address that is not a VIP (the IPv4 header checked).
-   * An error about a C->B segment of one of our flows goes back to C as if about C->V; anything
-   * else is not ours to route (Drop.not_for_us, as before vipgate knew ICMP).
+   * nat: ICMP from the backends' side to an address that is not a VIP (the IPv4 header checked,
+   * not a fragment: the caller leaves fragments as not_for_us). An error about a C->B segment of
+   * one of our flows goes back to C as if about C->V; anything else is not ours to route
+   * (Drop.not_for_us, as before vipgate knew ICMP).
    */
   fromBackend(buf: Uint8Array, off: number, l3: number, ihl: number, total: number, t: Tables): number {
-    if ((u16(buf, l3 + IP_FLAGS_FRAG) & (IP_FLAG_MF | IP_FRAG_OFFSET_MASK)) !== 0) return Drop.not_for_us;
     const l4 = l3 + ihl, len = total - ihl;
     if (icmpCheck(buf, l4, len) !== ICMP_OK || !icmpIsFlowError(buf[l4 + ICMP_TYPE]!)) return Drop.not_for_us;
     const q = l4 + ICMP_QUOTE;
