@@ -463,3 +463,26 @@ t.test('after close(): a probe that resolves sends nothing, and a later drain pr
   t.equal(x.prober.calls.length, 1, 'no new probe after close');
   t.equal(x.sent.length, 0);
 });
+
+t.test('hold: find() by flow key agrees with a scan of the held slots through puts, frees and reuse (colliding keys)', async (t) => {
+  const h = new SynHold(16);
+  const frame = syn();
+  const held = new Map<string, number>();
+  let seed = 12345;
+  const rnd = (n: number) => { seed = (seed * 1103515245 + 12345) >>> 0; return (seed >>> 8) % n; };
+  let bad = 0;
+  for (let step = 0; step < 20000; step++) {
+    // 40 keys over 16 slots: the index fills, wraps and shifts entries back on free.
+    const k = rnd(40), cli = 0x0a000000 + (k % 5), ports = ((40000 + k) << 16) | 80;
+    const key = `${cli}:${ports}`;
+    const found = h.find(cli, 0x0a000065, ports);
+    if (found !== (held.get(key) ?? -1)) bad++;
+    if (found >= 0) { h.free(found); held.delete(key); continue; }
+    const s = h.put(frame, 0, frame.length, 0, 0, cli, 0x0a000065, ports, 0, false);
+    if (s >= 0) held.set(key, s);
+    else if (held.size !== 16) bad++;
+    while (h.takePending() >= 0) { /* control's side: taken */ }
+  }
+  t.equal(bad, 0, 'every lookup matched the held set');
+  for (const [key, s] of held) { const [cli, ports] = key.split(':').map(Number); t.equal(h.find(cli!, 0x0a000065, ports!), s); }
+});
