@@ -169,3 +169,12 @@ t.test('close() ends a command hook in flight: its process group does not outliv
   t.notOk(alive(), 'the sleep the hook started is gone after close()');
   if (alive()) process.kill(pid, 'SIGKILL'); // started by this test: leave nothing behind
 });
+
+t.test('a syn_check summary is logged at warn when a probe failed, at info otherwise', async (t) => {
+  const levels: string[] = [];
+  const log = new EventLog({ config: EVENTS_DEFAULTS, log: (l) => levels.push(l) });
+  log.emit('syn_check', { backend: 'web1', probes: 3, probes_failed: 0, forwarded: 3, moved: 0, reset: 0 });
+  log.emit('syn_check', { backend: 'web1', probes: 2, probes_failed: 1, forwarded: 1, moved: 1, reset: 0, last_failure: '10.0.1.21:80 timeout after 20 ms' });
+  log.emit('health_down', { backend: 'web1', from: 'up', to: 'down' });
+  t.same(levels, ['info', 'warn', 'warn']);
+});

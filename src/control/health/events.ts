@@ -42,8 +42,10 @@ export interface EventLogOptions {
   clock?: () => number;
 }
 
-/** Events logged at warn: something stopped working. */
-const WARN_TYPES = new Set(['health_down', 'failover', 'no_backend', 'syn_check_failed']);
+/** Events logged at warn: something stopped working (a syn_check summary when a probe failed). */
+const WARN_TYPES = new Set(['health_down', 'failover', 'no_backend']);
+const isWarn = (type: string, f: Record<string, unknown>): boolean =>
+  WARN_TYPES.has(type) || (type === 'syn_check' && typeof f.probes_failed === 'number' && f.probes_failed > 0);
 
 function describe(type: string, f: Record<string, unknown>): string {
   const list = (v: unknown) => (Array.isArray(v) ? (v.length ? v.join('+') : 'none') : String(v));
@@ -87,7 +89,7 @@ export class EventLog implements EventSink {
       this.counts.set(type, (this.counts.get(type) ?? 0) + 1);
       this.ring.push(ev);
       if (this.ring.length > this.cfg.recent) this.ring.splice(0, this.ring.length - this.cfg.recent);
-      this.log(WARN_TYPES.has(type) ? 'warn' : 'info', ev.message, { event: type, ...fields });
+      this.log(isWarn(type, fields) ? 'warn' : 'info', ev.message, { event: type, ...fields });
       for (const w of [...this.waiters]) w();
       if (this.cfg.webhook || this.cfg.command) {
         if (this.queue.length >= this.cfg.queue) {
