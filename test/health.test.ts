@@ -195,12 +195,15 @@ t.test('an agent-registered backend takes new flows only when its agent (admin s
   t.equal(r.controller.tables.pickBackend(svc, 1), -1, 'the agent drains it (its health command failed): no new flows though the check is up');
 });
 
+/** Backend a serves VIP:80 (standby b) and VIP:8080 (standby c), checked on each port. */
+const twoPortRig = () => rig(yaml({
+  health: 'health: { type: tcp, interval: 100ms, timeout: 20ms, rise: 2, fall: 2 }',
+  services: [`{ vip: ${VIP}, port: 80, active: a, standby: [b] }`, `{ vip: ${VIP}, port: 8080, active: a, standby: [c] }`],
+  spares: '',
+}));
+
 t.test('a backend serving two ports is checked on each: down on one port, it keeps serving the other', async (t) => {
-  const r = rig(yaml({
-    health: 'health: { type: tcp, interval: 100ms, timeout: 20ms, rise: 2, fall: 2 }',
-    services: [`{ vip: ${VIP}, port: 80, active: a, standby: [b] }`, `{ vip: ${VIP}, port: 8080, active: a, standby: [c] }`],
-    spares: '',
-  }));
+  const r = twoPortRig();
   await r.advance(300);
   t.match(r.controller.backend('a').health, { state: 'up', check: /^tcp :80,:8080 every 100ms/ });
   r.downPorts.add('10.0.1.1:8080');
@@ -359,11 +362,7 @@ t.test('the annotated example scenarios/configs/failover.yaml loads, and replay 
 });
 
 t.test('a SYN-time probe result counts for the check of the port it probed only (per-port health)', async (t) => {
-  const r = rig(yaml({
-    health: 'health: { type: tcp, interval: 100ms, timeout: 20ms, rise: 2, fall: 2 }',
-    services: [`{ vip: ${VIP}, port: 80, active: a, standby: [b] }`, `{ vip: ${VIP}, port: 8080, active: a, standby: [c] }`],
-    spares: '',
-  }));
+  const r = twoPortRig();
   await r.advance(300);
   const fail = { ok: false, latencyMs: 20, reason: 'connection refused (RST)' };
   r.health.observe('a', fail, r.now(), 8080);
