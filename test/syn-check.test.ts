@@ -486,3 +486,26 @@ t.test('hold: find() by flow key agrees with a scan of the held slots through pu
   t.equal(bad, 0, 'every lookup matched the held set');
   for (const [key, s] of held) { const [cli, ports] = key.split(':').map(Number); t.equal(h.find(cli!, 0x0a000065, ports!), s); }
 });
+
+t.test('a backend slot reused by a new backend does not inherit the old one\'s unanswered flows (not suspect at once)', async (t) => {
+  const x = setup();
+  const s1 = x.slot('web1');
+  x.state.bHealthOkAt[s1] = x.clock.now;
+  for (let i = 0; i < 4; i++) t.equal(x.run(syn(41000 + i)).verdict, VERDICT_TX, 'web1 vouched for: forwarded');
+  // None of the four is answered; they expire, and web1 leaves the config.
+  x.clock.now += 16_000;
+  x.dp.sweep(x.clock.now, 1 << 20);
+  t.equal(x.state.bFlows[s1], 0, 'web1 has no flows left');
+  const spec = specOf({});
+  const renamed: TablesSpec = {
+    ...spec,
+    backends: spec.backends.map((b) => (b.name === 'web1' ? { ...b, name: 'web4' } : b)),
+    services: spec.services.map((s) => ({ ...s, active: 'web4' })),
+  };
+  x.dp.publish(new Tables(renamed, x.dp.currentTables, (slot) => x.state.bFlows[slot]! > 0));
+  t.equal(x.dp.currentTables.backendSlot('web4'), s1, 'web4 took web1\'s slot');
+  x.state.bHealthOkAt[s1] = x.clock.now; // its first check answered
+  const r = x.run(syn(42000));
+  t.equal(r.verdict, VERDICT_TX, 'web4\'s first SYN is forwarded: it is vouched for and has had no new flows yet');
+  t.equal(dstMacOf(r.out), WEB1_MAC);
+});

@@ -108,8 +108,15 @@ export class Dataplane {
   attachHold(h: SynHold): void { this.hold = h; }
   get holdQueue(): SynHold | null { return this.hold; }
 
-  /** Swap in new tables; takes effect from the next frame. Existing flows keep their backend slots. */
-  publish(t: Tables): void { this.tables = t; }
+  /**
+   * Swap in new tables; takes effect from the next frame. Existing flows keep their backend slots.
+   * A slot given to a new backend starts with no SYN-time evidence: the one before it left
+   * unanswered flows or verified handshakes that say nothing about this one.
+   */
+  publish(t: Tables): void {
+    for (const s of t.newSlots) { this.unanswered[s] = 0; this.verifiedAt[s] = 0; }
+    this.tables = t;
+  }
   get currentTables(): Tables { return this.tables; }
 
   private drop(reason: number): number {
