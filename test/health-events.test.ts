@@ -150,3 +150,31 @@ t.test('GET /v1/events and vipgate events through the real API server', async (t
   t.equal(code, 0);
   t.match(lines.join('\n'), /#1 +switch +service 10\.0\.0\.100:80: switched to b[\s\S]*#2 +switch +service 10\.0\.0\.100:80: switched to priority order/);
 });
+
+t.test('close() ends a command hook in flight: its process group does not outlive vipgate', async (t) => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'vg-hook-'));
+  t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
+  const pidFile = path.join(dir, 'pid');
+  const log = new EventLog({ config: { ...EVENTS_DEFAULTS, command: `sleep 30 & echo $! > ${pidFile}.tmp; mv ${pidFile}.tmp ${pidFile}; wait`, timeoutMs: 60_000 } });
+  log.emit('switch', {});
+  const t0 = Date.now();
+  while (!fs.existsSync(pidFile) && Date.now() - t0 < 10_000) await new Promise((r) => setTimeout(r, 10));
+  const pid = Number(fs.readFileSync(pidFile, 'utf8'));
+  t.ok(pid > 0, `the hook started sleep (pid ${pid})`);
+  const alive = () => { try { process.kill(pid, 0); return true; } catch { return false; } };
+  t.ok(alive(), 'running');
+  log.close();
+  const t1 = Date.now();
+  while (alive() && Date.now() - t1 < 5000) await new Promise((r) => setTimeout(r, 10));
+  t.notOk(alive(), 'the sleep the hook started is gone after close()');
+  if (alive()) process.kill(pid, 'SIGKILL'); // started by this test: leave nothing behind
+});
+
+t.test('a syn_check summary is logged at warn when a probe failed, at info otherwise', async (t) => {
+  const levels: string[] = [];
+  const log = new EventLog({ config: EVENTS_DEFAULTS, log: (l) => levels.push(l) });
+  log.emit('syn_check', { backend: 'web1', probes: 3, probes_failed: 0, forwarded: 3, moved: 0, reset: 0 });
+  log.emit('syn_check', { backend: 'web1', probes: 2, probes_failed: 1, forwarded: 1, moved: 1, reset: 0, last_failure: '10.0.1.21:80 timeout after 20 ms' });
+  log.emit('health_down', { backend: 'web1', from: 'up', to: 'down' });
+  t.same(levels, ['info', 'warn', 'warn']);
+});

@@ -195,12 +195,15 @@ t.test('an agent-registered backend takes new flows only when its agent (admin s
   t.equal(r.controller.tables.pickBackend(svc, 1), -1, 'the agent drains it (its health command failed): no new flows though the check is up');
 });
 
+/** Backend a serves VIP:80 (standby b) and VIP:8080 (standby c), checked on each port. */
+const twoPortRig = () => rig(yaml({
+  health: 'health: { type: tcp, interval: 100ms, timeout: 20ms, rise: 2, fall: 2 }',
+  services: [`{ vip: ${VIP}, port: 80, active: a, standby: [b] }`, `{ vip: ${VIP}, port: 8080, active: a, standby: [c] }`],
+  spares: '',
+}));
+
 t.test('a backend serving two ports is checked on each: down on one port, it keeps serving the other', async (t) => {
-  const r = rig(yaml({
-    health: 'health: { type: tcp, interval: 100ms, timeout: 20ms, rise: 2, fall: 2 }',
-    services: [`{ vip: ${VIP}, port: 80, active: a, standby: [b] }`, `{ vip: ${VIP}, port: 8080, active: a, standby: [c] }`],
-    spares: '',
-  }));
+  const r = twoPortRig();
   await r.advance(300);
   t.match(r.controller.backend('a').health, { state: 'up', check: /^tcp :80,:8080 every 100ms/ });
   r.downPorts.add('10.0.1.1:8080');
@@ -335,9 +338,14 @@ t.test('reload: changed checks apply at once; a check type with no probe and a c
   t.match(c.backend('a').health.check, /^tcp :80 every 2000ms/, 'the new interval applies at once');
   const gen = c.generation;
   fs.writeFileSync(file, yaml({ health: 'health: { type: syn, port: 80 }' }));
-  t.throws(() => c.reload(), { message: /health checks of type syn are not available in this build of vipgate; use type: tcp or type: http\. Nothing was changed/ });
+  t.throws(() => c.reload(), { message: /health checks of type syn were not in use when vipgate started, and their prober is opened at start only\. Nothing was changed: restart vipgate to use them, or use type: tcp or type: http/ });
   fs.writeFileSync(file, yaml({ health: 'health: { type: tcp, port: 80, interval: 2s, timeout: 20ms, rise: 2, fall: 2 }' }) + 'events: { webhook: "http://127.0.0.1:9/x" }\n');
   t.throws(() => c.reload(), { message: /events changed; that takes a restart/ });
+  // The SYN-time check was off at start (no hold queue, no prober): turning it on by a reload is
+  // refused rather than accepted to no effect.
+  fs.writeFileSync(file, yaml({ health: 'health: { type: tcp, port: 80, interval: 2s, timeout: 20ms, rise: 2, fall: 2 }' }) + 'syn_check: { max_age: 2s, timeout: 20ms }\n');
+  t.throws(() => c.reload(), { message: /syn_check \(turned on; it was off at start\) changed; that takes a restart.*Nothing was changed/ });
+  t.equal(c.tables.synCheckMaxAgeMs, 0, 'the tables still have the check off');
   t.equal(c.generation, gen, 'refused reloads change nothing');
   t.match(c.backend('a').health.check, /every 2000ms/);
 });
@@ -351,4 +359,39 @@ t.test('the annotated example scenarios/configs/failover.yaml loads, and replay 
   const run = new Controller({ config: c, built: buildDataplane(c), mac: c.mac!, stateFile: null }).tables;
   t.same(run.spec, replay.spec);
   t.same(replay.spec.services.map((s) => [s.active, s.standby]), [[['web1'], ['web2', 'spare1', 'spare2']], [['web3'], ['spare1', 'spare2']]], 'standbys, then the pool in priority order');
+});
+
+t.test('a SYN-time probe result counts for the check of the port it probed only (per-port health)', async (t) => {
+  const r = twoPortRig();
+  await r.advance(300);
+  const fail = { ok: false, latencyMs: 20, reason: 'connection refused (RST)' };
+  r.health.observe('a', fail, r.now(), 8080);
+  r.health.observe('a', fail, r.now(), 8080);
+  t.equal(r.health.status('a', 8080), 'down', 'two refusals on :8080 (fall 2): down there');
+  t.equal(r.health.status('a', 80), 'up', ':80 was not probed: still up');
+  t.same(Object.keys(r.picks(VIP, 500, 8080)), ['c'], 'port 8080 fails over');
+  t.same(Object.keys(r.picks(VIP, 500, 80)), ['a'], 'port 80 keeps a');
+  r.health.observe('a', fail, r.now(), 9999);
+  t.equal(r.health.status('a', 80), 'up', 'a port with no check of its own counts for every check (one failure, fall 2)');
+});
+
+t.test('reload and syn_check: max_age and off apply; a new probe timeout is refused (the prober keeps the one from start)', async (t) => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'vg-syn-reload-'));
+  t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
+  const file = path.join(dir, 'vipgate.yaml');
+  fs.writeFileSync(file, yaml() + 'syn_check: { max_age: 2s, timeout: 20ms }\n');
+  const config = loadConfig(file);
+  const c = new Controller({ config, built: buildDataplane(config), mac: config.mac!, stateFile: null, clock: () => T0 });
+  t.equal(c.tables.synCheckMaxAgeMs, 2000);
+  fs.writeFileSync(file, yaml() + 'syn_check: { max_age: 5s, timeout: 20ms }\n');
+  c.reload();
+  t.equal(c.tables.synCheckMaxAgeMs, 5000, 'a new max_age applies');
+  fs.writeFileSync(file, yaml() + 'syn_check: { max_age: 5s, timeout: 50ms }\n');
+  t.throws(() => c.reload(), { message: /syn_check\.timeout changed; that takes a restart.*Nothing was changed/ });
+  fs.writeFileSync(file, yaml() + 'syn_check: { enabled: false, max_age: 5s, timeout: 50ms }\n');
+  c.reload();
+  t.equal(c.tables.synCheckMaxAgeMs, 0, 'turned off');
+  fs.writeFileSync(file, yaml() + 'syn_check: { max_age: 5s, timeout: 20ms }\n');
+  c.reload();
+  t.equal(c.tables.synCheckMaxAgeMs, 5000, 'on again (it was on at start: its hold queue and prober are there)');
 });

@@ -444,3 +444,68 @@ t.test('new flows that go unanswered make their backend suspect, however fresh i
   t.equal(z.prober.calls.length, 1, 'not probed again within max_age');
   t.equal(dstMacOf(z.sent[1]!), WEB2_MAC, 'moved on the same turn');
 });
+
+t.test('after close(): a probe that resolves sends nothing, and a later drain probes nothing', async (t) => {
+  const x = setup();
+  t.equal(x.run(syn()).verdict, VERDICT_HOLD);
+  x.check.drain(x.clock.now);
+  t.equal(x.prober.calls.length, 1, 'probe in flight');
+  x.check.close();
+  // A closing prober resolves what is in flight ("prober closed"): a failure that would reset the client.
+  await x.prober.calls[0]!.answer({ ok: false, latencyMs: 0, reason: 'prober closed' });
+  t.equal(x.sent.length, 0, 'no RST or moved SYN sent while stopping');
+  t.equal(x.c[Ctr.syn_check_resets]! + x.c[Ctr.syn_check_moved]! + x.c[Ctr.syn_check_forwarded]!, 0);
+  t.same(x.observed, [], 'nor fed to the health checker');
+  t.equal(x.run(syn(40001)).verdict, VERDICT_HOLD);
+  x.check.drain(x.clock.now);
+  x.clock.now += 100;
+  x.check.tick(x.clock.now);
+  t.equal(x.prober.calls.length, 1, 'no new probe after close');
+  t.equal(x.sent.length, 0);
+});
+
+t.test('hold: find() by flow key agrees with a scan of the held slots through puts, frees and reuse (colliding keys)', async (t) => {
+  const h = new SynHold(16);
+  const frame = syn();
+  const held = new Map<string, number>();
+  let seed = 12345;
+  const rnd = (n: number) => { seed = (seed * 1103515245 + 12345) >>> 0; return (seed >>> 8) % n; };
+  let bad = 0;
+  for (let step = 0; step < 20000; step++) {
+    // 40 keys over 16 slots: the index fills, wraps and shifts entries back on free.
+    const k = rnd(40), cli = 0x0a000000 + (k % 5), ports = ((40000 + k) << 16) | 80;
+    const key = `${cli}:${ports}`;
+    const found = h.find(cli, 0x0a000065, ports);
+    if (found !== (held.get(key) ?? -1)) bad++;
+    if (found >= 0) { h.free(found); held.delete(key); continue; }
+    const s = h.put(frame, 0, frame.length, 0, 0, cli, 0x0a000065, ports, 0, false);
+    if (s >= 0) held.set(key, s);
+    else if (held.size !== 16) bad++;
+    while (h.takePending() >= 0) { /* control's side: taken */ }
+  }
+  t.equal(bad, 0, 'every lookup matched the held set');
+  for (const [key, s] of held) { const [cli, ports] = key.split(':').map(Number); t.equal(h.find(cli!, 0x0a000065, ports!), s); }
+});
+
+t.test('a backend slot reused by a new backend does not inherit the old one\'s unanswered flows (not suspect at once)', async (t) => {
+  const x = setup();
+  const s1 = x.slot('web1');
+  x.state.bHealthOkAt[s1] = x.clock.now;
+  for (let i = 0; i < 4; i++) t.equal(x.run(syn(41000 + i)).verdict, VERDICT_TX, 'web1 vouched for: forwarded');
+  // None of the four is answered; they expire, and web1 leaves the config.
+  x.clock.now += 16_000;
+  x.dp.sweep(x.clock.now, 1 << 20);
+  t.equal(x.state.bFlows[s1], 0, 'web1 has no flows left');
+  const spec = specOf({});
+  const renamed: TablesSpec = {
+    ...spec,
+    backends: spec.backends.map((b) => (b.name === 'web1' ? { ...b, name: 'web4' } : b)),
+    services: spec.services.map((s) => ({ ...s, active: 'web4' })),
+  };
+  x.dp.publish(new Tables(renamed, x.dp.currentTables, (slot) => x.state.bFlows[slot]! > 0));
+  t.equal(x.dp.currentTables.backendSlot('web4'), s1, 'web4 took web1\'s slot');
+  x.state.bHealthOkAt[s1] = x.clock.now; // its first check answered
+  const r = x.run(syn(42000));
+  t.equal(r.verdict, VERDICT_TX, 'web4\'s first SYN is forwarded: it is vouched for and has had no new flows yet');
+  t.equal(dstMacOf(r.out), WEB1_MAC);
+});

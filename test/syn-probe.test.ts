@@ -56,6 +56,19 @@ if (!raw) {
     t.equal(down.ok, false);
     t.equal(down.reason, 'connection refused (RST)');
   });
+  t.test('a probe started just before close() resolves "prober closed" at once, and sends nothing on the closed socket', async (t) => {
+    const s = await server();
+    t.teardown(() => s.close());
+    const q = SynProber.open();
+    // Its route source is not cached yet: the probe is still looking it up when close() comes.
+    const pending = q.probe(LO, s.port, 3000);
+    q.close();
+    const t0 = Date.now();
+    const r = await pending;
+    t.equal(r.ok, false);
+    t.equal(r.reason, 'prober closed');
+    t.ok(Date.now() - t0 < 1000, `settled at close, not at its timeout (${Date.now() - t0} ms)`);
+  });
   t.test('openProber picks the raw probe here', async (t) => {
     const o = openProber();
     t.equal(o.prober.kind, 'syn');

@@ -437,8 +437,16 @@ export class Controller implements ControlApi {
         ['flows', JSON.stringify(this.config.flows), JSON.stringify(next.flows)], ['neighbours', JSON.stringify(this.config.neighbours), JSON.stringify(next.neighbours)],
         ['api', JSON.stringify(this.config.api), JSON.stringify(next.api)], ['state_file', this.config.stateFile, next.stateFile],
       ];
+      // The probers are opened at start, for the check types the start config uses (run.ts): a
+      // type none used then has none now, though this build has it.
       const noProbe = this.o.health?.missingProbes(checkTypesUsed(next)) ?? [];
-      if (noProbe.length) throw new VipgateError('ECONFIG_INVALID', `${next.file}: health checks of type ${noProbe.join(', ')} are not available in this build of vipgate; use type: tcp or type: http. Nothing was changed`);
+      if (noProbe.length) throw new VipgateError('ECONFIG_INVALID', `${next.file}: health checks of type ${noProbe.join(', ')} were not in use when vipgate started, and their prober is opened at start only. Nothing was changed: restart vipgate to use them, or use type: tcp or type: http`);
+      // The SYN-time check's hold queue and prober are set up at start, with its probe timeout: a
+      // reload may tune max_age and on_fail or turn it off, but turning it on or a new timeout
+      // would be accepted and do nothing.
+      const syn0 = this.o.config.synCheck, syn1 = next.synCheck;
+      if (syn1 && !syn0) fixed.push(['syn_check (turned on; it was off at start)', 'off', 'on']);
+      else if (syn1 && syn0 && syn1.timeoutMs !== syn0.timeoutMs) fixed.push(['syn_check.timeout', syn0.timeoutMs, syn1.timeoutMs]);
       fixed.push(['events', JSON.stringify(this.config.events), JSON.stringify(next.events)]);
       const needRestart = fixed.filter(([, a, b]) => a !== b).map(([k]) => k);
       if (needRestart.length) {
@@ -689,12 +697,12 @@ export function checkTypesUsed(c: Config): CheckType[] {
   return [...out];
 }
 
-/** Human lines for what a reload changed. */
 /** The icmp section as a reload lists it: "echo on, 1000/s, burst 50" or "echo off". */
 function icmpText(i: Config['icmp']): string {
   return i.echo ? `echo on, ${i.echoRate}/s, burst ${i.echoBurst}` : 'echo off';
 }
 
+/** Human lines for what a reload changed. */
 function describeChanges(a: Desired, b: Desired): string[] {
   const out: string[] = [];
   for (const v of b.vips.keys()) if (!a.vips.has(v)) out.push(`+ vip ${formatIpv4(v)}`);

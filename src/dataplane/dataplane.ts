@@ -22,7 +22,7 @@ import { ARP_LEN, ARP_SHA, ARP_SPA, ARP_TPA, ARP_OP_REQUEST, ARP_OP_REPLY, arpIs
 import { IP_MIN_HEADER_LEN, IP_TOTAL_LEN, IP_FLAGS_FRAG, IP_FLAG_MF, IP_FRAG_OFFSET_MASK, IP_TTL, IP_PROTO, IP_SRC, IP_DST, IPPROTO_TCP, IPPROTO_ICMP } from '../wire/ipv4';
 import { TCP_MIN_HEADER_LEN, TCP_DOFF, TCP_FLAGS, TCP_CSUM, TCP_SYN, TCP_ACKF, TCP_RST, TCP_FIN } from '../wire/tcp';
 import { sum16, fold, csumReplace32 } from '../wire/checksum';
-import { Tables, MODE_NAT, BackendState, Health, OnDown } from '../tables/services';
+import { Tables, MODE_NAT, Health, OnDown } from '../tables/services';
 import { StateViews, MAX_BACKEND_SLOTS, T_NOW, B_STATE, B_VERIFIED, F_VIP, F_BACKIP, F_BACKEND, D_LAST, D_PKTS_IN, D_PKTS_OUT, B_CLIMAC } from './state';
 import { SynHold, HOLD_HELD } from './hold';
 import { resetInPlace } from './reset';
@@ -31,7 +31,7 @@ import { NeighbourTable } from './neighbours';
 import { Drop, Ctr } from './counters';
 import { hash2 } from '../tables/hash';
 import { IcmpPath, ICMP_TX } from './icmp';
-import { natRewriteIp } from './rewrite';
+import { natRewriteIp, backendMacAt, setBackendMac } from './rewrite';
 
 /**
  * New flows to one backend whose handshakes have not completed, in a row and for longer than the
@@ -108,8 +108,15 @@ export class Dataplane {
   attachHold(h: SynHold): void { this.hold = h; }
   get holdQueue(): SynHold | null { return this.hold; }
 
-  /** Swap in new tables; takes effect from the next frame. Existing flows keep their backend slots. */
-  publish(t: Tables): void { this.tables = t; }
+  /**
+   * Swap in new tables; takes effect from the next frame. Existing flows keep their backend slots.
+   * A slot given to a new backend starts with no SYN-time evidence: the one before it left
+   * unanswered flows or verified handshakes that say nothing about this one.
+   */
+  publish(t: Tables): void {
+    for (const s of t.newSlots) { this.unanswered[s] = 0; this.verifiedAt[s] = 0; }
+    this.tables = t;
+  }
   get currentTables(): Tables { return this.tables; }
 
   private drop(reason: number): number {
@@ -231,7 +238,7 @@ export class Dataplane {
     const proto = buf[l3 + IP_PROTO]!;
     const frag = (u16(buf, l3 + IP_FLAGS_FRAG) & (IP_FLAG_MF | IP_FRAG_OFFSET_MASK)) !== 0;
     if (t.vipIndex(dst) >= 0) {
-      if (proto === IPPROTO_ICMP) return this.icmpVerdict(this.icmp.toVip(buf, off, l3, ihl, total, dst, t), len);
+      if (proto === IPPROTO_ICMP) return frag ? this.drop(Drop.ip_fragment) : this.icmpVerdict(this.icmp.toVip(buf, off, l3, ihl, total, dst, t), len);
       if (proto !== IPPROTO_TCP) return this.drop(Drop.not_tcp);
       if (frag) return this.drop(Drop.ip_fragment);
       const l4 = l3 + ihl;
@@ -250,7 +257,7 @@ export class Dataplane {
         }
       }
     }
-    if (t.mode === MODE_NAT && proto === IPPROTO_ICMP) return this.icmpVerdict(this.icmp.fromBackend(buf, off, l3, ihl, total, t), len);
+    if (t.mode === MODE_NAT && proto === IPPROTO_ICMP && !frag) return this.icmpVerdict(this.icmp.fromBackend(buf, off, l3, ihl, total, t), len);
     return this.drop(Drop.not_for_us);
   }
 
@@ -382,20 +389,14 @@ export class Dataplane {
   private toBackend(buf: Uint8Array, off: number, len: number, l3: number, l4: number, f: number, next: number, t: Tables): number {
     const v = this.state, w = f << 4, d = f << 3;
     const b = v.fw[w + F_BACKEND]!;
-    // A backend removed from the tables (not merely drained or down) cannot take more packets.
-    if (b >= t.backendSlots || t.bState[b] === BackendState.absent) return this.drop(Drop.no_backend);
-    let macBuf: Uint8Array = t.bMac, macOff = b * 8;
-    if (t.bHasMac[b] === 0) {
-      const n = this.neighbours.lookup(v.fw[w + F_BACKIP]!);
-      if (n < 0) return this.drop(Drop.backend_unresolved);
-      macBuf = v.nMac; macOff = n * 8;
-    }
+    const m = backendMacAt(t, this.neighbours, b, v.fw[w + F_BACKIP]!);
+    if (m >= 0) return this.drop(m);
     if (t.mode === MODE_NAT) {
       const ttl = buf[l3 + IP_TTL]!;
       if (ttl <= 1) return this.drop(Drop.ttl_exceeded);
       natRewrite(buf, l3, l4, IP_DST, v.fw[w + F_VIP]!, v.fw[w + F_BACKIP]!, ttl);
     }
-    macCopy(buf, off + ETH_DST, macBuf, macOff);
+    setBackendMac(buf, off + ETH_DST, t, v.nMac, b, m);
     macCopy(buf, off + ETH_SRC, t.mac, 0);
     if (next >= 0) {
       v.fb[(f << 6) + B_STATE] = next;

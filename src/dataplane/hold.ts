@@ -10,6 +10,12 @@
 // its SYN a second later, when slots have been freed — the queue is sized for the SYNs that
 // arrive within one probe timeout, not for a flood.
 
+import { hash3 } from '../tables/hash';
+import { nextPow2 } from '../tables/memory';
+
+/** Seed of the hash of the key index (fixed: reproducible). */
+const INDEX_SEED = 0x4f1d;
+
 /** Bytes per slot: a standard frame (1518) with two VLAN tags fits. See SynHold.fits. */
 export const HOLD_SLOT_BYTES = 1600;
 /** Backends a held SYN may be moved away from before it is forwarded unprobed (or reset). */
@@ -46,6 +52,13 @@ export class SynHold {
   private readonly freeStack: Int32Array;
   private freeTop: number;
   private readonly ring: Int32Array;
+  /**
+   * The held slots by flow key (open addressing, linear probing; slot + 1, 0 = empty), so a SYN
+   * finds its held duplicate in O(1): scanning every slot cost each SYN microseconds once the
+   * queue was full (a SYN flood to a suspect backend), when every SYN still needs the lookup.
+   */
+  private readonly index: Int32Array;
+  private readonly indexMask: number;
   private head = 0;
   private queued = 0;
   /** Slots in use (held or being probed). */
@@ -76,18 +89,25 @@ export class SynHold {
     for (let i = 0; i < capacity; i++) this.freeStack[i] = capacity - 1 - i;
     this.freeTop = capacity;
     this.ring = new Int32Array(capacity);
+    this.index = new Int32Array(nextPow2(capacity * 2));
+    this.indexMask = this.index.length - 1;
   }
+
+  private home(s: number): number { return hash3(this.keyCli[s]!, this.keyVip[s]!, this.keyPorts[s]!, INDEX_SEED) & this.indexMask; }
 
   /** True when a frame of `len` bytes fits a slot (a jumbo SYN with data does not: it is forwarded unprobed). */
   fits(len: number): boolean { return len <= HOLD_SLOT_BYTES; }
 
-  /** The held slot with this flow key, or -1 (a retransmit of a SYN already held). Scans the slots in use only when any are. */
+  /** The held slot with this flow key, or -1 (a retransmit of a SYN already held). */
   find(cli: number, vip: number, ports: number): number {
     if (this.used === 0) return -1;
-    for (let s = 0; s < this.capacity; s++) {
-      if (this.state[s] !== HOLD_FREE && this.keyPorts[s] === ports && this.keyCli[s] === cli && this.keyVip[s] === vip) return s;
+    const ix = this.index, mask = this.indexMask;
+    for (let i = hash3(cli, vip, ports, INDEX_SEED) & mask; ; i = (i + 1) & mask) {
+      const e = ix[i]!;
+      if (e === 0) return -1;
+      const s = e - 1;
+      if (this.keyPorts[s] === ports && this.keyCli[s] === cli && this.keyVip[s] === vip) return s;
     }
-    return -1;
   }
 
   /**
@@ -105,6 +125,10 @@ export class SynHold {
     this.nExcluded[s] = 0;
     this.state[s] = HOLD_HELD;
     this.used++;
+    // At most capacity entries in twice as many cells: there is always an empty one.
+    let i = this.home(s);
+    while (this.index[i] !== 0) i = (i + 1) & this.indexMask;
+    this.index[i] = s + 1;
     this.requeue(s, b, svc, mustProbe);
     return s;
   }
@@ -147,8 +171,23 @@ export class SynHold {
 
   free(s: number): void {
     if (this.state[s] === HOLD_FREE) return;
+    this.unindex(s);
     this.state[s] = HOLD_FREE;
     this.freeStack[this.freeTop++] = s;
     this.used--;
+  }
+
+  /** Take slot s out of the key index; later entries of its probe run move back (no tombstones). */
+  private unindex(s: number): void {
+    const ix = this.index, mask = this.indexMask;
+    let i = this.home(s);
+    while (ix[i] !== s + 1) i = (i + 1) & mask;
+    for (let j = (i + 1) & mask; ix[j] !== 0; j = (j + 1) & mask) {
+      const k = this.home(ix[j]! - 1);
+      // The entry at j may fill the hole at i unless its home lies cyclically in (i, j].
+      const stays = i <= j ? k > i && k <= j : k > i || k <= j;
+      if (!stays) { ix[i] = ix[j]!; i = j; }
+    }
+    ix[i] = 0;
   }
 }

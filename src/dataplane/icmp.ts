@@ -28,19 +28,19 @@
 
 import { u16, s32, setU16, setU32, macCopy, macIsGroup } from '../wire/bytes';
 import { ETH_DST, ETH_SRC } from '../wire/ethernet';
-import { IP_SRC, IP_DST, IP_TTL, IP_PROTO, IP_CSUM, IP_FLAGS_FRAG, IP_FLAG_MF, IP_FRAG_OFFSET_MASK, IP_MIN_HEADER_LEN, IPPROTO_TCP } from '../wire/ipv4';
+import { IP_SRC, IP_DST, IP_TTL, IP_PROTO, IP_CSUM, IP_MIN_HEADER_LEN, IPPROTO_TCP } from '../wire/ipv4';
 import { TCP_CSUM } from '../wire/tcp';
 import {
   ICMP_TYPE, ICMP_CSUM, ICMP_QUOTE, ICMP_ECHO_REQUEST, ICMP_ECHO_REPLY, ICMP_OK, ICMP_TRUNCATED,
   icmpCheck, icmpChecksumOk, icmpIsFlowError, icmpQuoteL4, icmpQuoteIsLaterFragment, icmpQuotePayloadLen,
 } from '../wire/icmp';
 import { csumReplace16, csumReplace32 } from '../wire/checksum';
-import { Tables, MODE_NAT, BackendState, ECHO_PER_MS, ECHO_BURST } from '../tables/services';
+import { Tables, MODE_NAT, ECHO_PER_MS, ECHO_BURST } from '../tables/services';
 import { StateViews, T_NOW, T_ECHO_TOKENS, T_ECHO_LAST, F_VIP, F_BACKIP, F_BACKEND, B_CLIMAC } from './state';
 import { FlowTable } from './flows';
 import { NeighbourTable } from './neighbours';
 import { Drop, Ctr } from './counters';
-import { natRewriteIp } from './rewrite';
+import { natRewriteIp, backendMacAt, setBackendMac } from './rewrite';
 
 /** Returned instead of a drop reason: transmit the frame. */
 export const ICMP_TX = -1;
@@ -80,13 +80,12 @@ export class IcmpPath {
   }
 
   /**
-   * ICMP to a VIP. The IPv4 header is checked (ihl, total within the frame, checksum).
-   * Returns ICMP_TX or a drop reason.
+   * ICMP to a VIP. The IPv4 header is checked (ihl, total within the frame, checksum) and it is
+   * not a fragment: a fragment's ICMP checksum covers the whole reassembled message, and later
+   * fragments carry no ICMP header, so the caller drops fragments (ip_fragment): vipgate does not
+   * reassemble (a ping bigger than the MTU gets no answer). Returns ICMP_TX or a drop reason.
    */
   toVip(buf: Uint8Array, off: number, l3: number, ihl: number, total: number, vip: number, t: Tables): number {
-    // A fragment's ICMP checksum covers the whole reassembled message, and later fragments carry
-    // no ICMP header: vipgate does not reassemble (a ping bigger than the MTU gets no answer).
-    if ((u16(buf, l3 + IP_FLAGS_FRAG) & (IP_FLAG_MF | IP_FRAG_OFFSET_MASK)) !== 0) return Drop.ip_fragment;
     const l4 = l3 + ihl, len = total - ihl;
     const chk = icmpCheck(buf, l4, len);
     if (chk === ICMP_TRUNCATED) return Drop.truncated;
@@ -157,34 +156,28 @@ export class IcmpPath {
     const f = this.flows.lookup(s32(buf, q + IP_DST), vip, (u16(buf, ql4 + 2) << 16) | u16(buf, ql4));
     if (f < 0) return Drop.icmp_unknown_flow;
     const fw = this.v.fw, w = f << 4;
-    const b = fw[w + F_BACKEND]!;
-    if (b >= t.backendSlots || t.bState[b] === BackendState.absent) return Drop.no_backend;
-    let macBuf: Uint8Array = t.bMac, macOff = b * 8;
-    if (t.bHasMac[b] === 0) {
-      const n = this.neighbours.lookup(fw[w + F_BACKIP]!);
-      if (n < 0) return Drop.backend_unresolved;
-      macBuf = this.v.nMac; macOff = n * 8;
-    }
+    const b = fw[w + F_BACKEND]!, backIp = fw[w + F_BACKIP]!;
+    const m = backendMacAt(t, this.neighbours, b, backIp);
+    if (m >= 0) return m;
     if (t.mode === MODE_NAT) {
       const ttl = buf[l3 + IP_TTL]!;
       if (ttl <= 1) return Drop.ttl_exceeded;
-      const backIp = fw[w + F_BACKIP]!;
       natRewriteIp(buf, l3, IP_DST, vip, backIp, ttl);
       rewriteQuote(buf, l4, len, IP_SRC, vip, backIp);
     }
-    macCopy(buf, off + ETH_DST, macBuf, macOff);
+    setBackendMac(buf, off + ETH_DST, t, this.v.nMac, b, m);
     macCopy(buf, off + ETH_SRC, t.mac, 0);
     this.c[Ctr.icmp_errors_to_backend]!++;
     return ICMP_TX;
   }
 
   /**
-   * nat: ICMP from the backends' side to an address that is not a VIP (the IPv4 header checked).
-   * An error about a C->B segment of one of our flows goes back to C as if about C->V; anything
-   * else is not ours to route (Drop.not_for_us, as before vipgate knew ICMP).
+   * nat: ICMP from the backends' side to an address that is not a VIP (the IPv4 header checked,
+   * not a fragment: the caller leaves fragments as not_for_us). An error about a C->B segment of
+   * one of our flows goes back to C as if about C->V; anything else is not ours to route
+   * (Drop.not_for_us, as before vipgate knew ICMP).
    */
   fromBackend(buf: Uint8Array, off: number, l3: number, ihl: number, total: number, t: Tables): number {
-    if ((u16(buf, l3 + IP_FLAGS_FRAG) & (IP_FLAG_MF | IP_FRAG_OFFSET_MASK)) !== 0) return Drop.not_for_us;
     const l4 = l3 + ihl, len = total - ihl;
     if (icmpCheck(buf, l4, len) !== ICMP_OK || !icmpIsFlowError(buf[l4 + ICMP_TYPE]!)) return Drop.not_for_us;
     const q = l4 + ICMP_QUOTE;

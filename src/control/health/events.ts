@@ -42,8 +42,10 @@ export interface EventLogOptions {
   clock?: () => number;
 }
 
-/** Events logged at warn: something stopped working. */
-const WARN_TYPES = new Set(['health_down', 'failover', 'no_backend', 'syn_check_failed']);
+/** Events logged at warn: something stopped working (a syn_check summary when a probe failed). */
+const WARN_TYPES = new Set(['health_down', 'failover', 'no_backend']);
+const isWarn = (type: string, f: Record<string, unknown>): boolean =>
+  WARN_TYPES.has(type) || (type === 'syn_check' && typeof f.probes_failed === 'number' && f.probes_failed > 0);
 
 function describe(type: string, f: Record<string, unknown>): string {
   const list = (v: unknown) => (Array.isArray(v) ? (v.length ? v.join('+') : 'none') : String(v));
@@ -69,6 +71,8 @@ export class EventLog implements EventSink {
   private closed = false;
   private readonly waiters = new Set<() => void>();
   private readonly stats = { sent: 0, failed: 0, dropped: 0 };
+  /** Aborted by close(): ends the hook call in flight (a command's process group, a webhook's request). */
+  private readonly stop = new AbortController();
   private readonly cfg: EventsConfig;
   private readonly log: Log;
   private readonly clock: () => number;
@@ -85,7 +89,7 @@ export class EventLog implements EventSink {
       this.counts.set(type, (this.counts.get(type) ?? 0) + 1);
       this.ring.push(ev);
       if (this.ring.length > this.cfg.recent) this.ring.splice(0, this.ring.length - this.cfg.recent);
-      this.log(WARN_TYPES.has(type) ? 'warn' : 'info', ev.message, { event: type, ...fields });
+      this.log(isWarn(type, fields) ? 'warn' : 'info', ev.message, { event: type, ...fields });
       for (const w of [...this.waiters]) w();
       if (this.cfg.webhook || this.cfg.command) {
         if (this.queue.length >= this.cfg.queue) {
@@ -130,10 +134,15 @@ export class EventLog implements EventSink {
 
   hookStats(): HookStats { return { ...this.stats, queued: this.queue.length }; }
 
-  /** Stop calling hooks (queued events are dropped, uncounted) and release waiting readers. */
+  /**
+   * Stop calling hooks (queued events are dropped, uncounted; the call in flight is ended: a
+   * command hook runs in its own process group, which would otherwise outlive vipgate) and
+   * release waiting readers.
+   */
   close(): void {
     this.closed = true;
     this.queue.length = 0;
+    this.stop.abort();
     for (const w of [...this.waiters]) w();
   }
 
@@ -145,8 +154,8 @@ export class EventLog implements EventSink {
         const ev = this.queue.shift()!;
         const body = JSON.stringify(ev);
         const calls: Array<Promise<string | null>> = [];
-        if (this.cfg.webhook) calls.push(postJson(this.cfg.webhook, body, this.cfg.timeoutMs));
-        if (this.cfg.command) calls.push(runCommand(this.cfg.command, body, ev.type, this.cfg.timeoutMs));
+        if (this.cfg.webhook) calls.push(postJson(this.cfg.webhook, body, this.cfg.timeoutMs, this.stop.signal));
+        if (this.cfg.command) calls.push(runCommand(this.cfg.command, body, ev.type, this.cfg.timeoutMs, this.stop.signal));
         for (const why of await Promise.all(calls)) {
           if (why === null) this.stats.sent++;
           else {
@@ -162,10 +171,14 @@ export class EventLog implements EventSink {
 }
 
 /** POST the event; null when the hook answered 2xx, else why not. */
-export function postJson(url: string, body: string, timeoutMs: number): Promise<string | null> {
+export function postJson(url: string, body: string, timeoutMs: number, signal?: AbortSignal): Promise<string | null> {
   return new Promise((resolve) => {
     let done = false;
-    const finish = (why: string | null) => { if (!done) { done = true; clearTimeout(timer); req.destroy(); resolve(why); } };
+    const onAbort = () => finish(`webhook ${url}: not waited for (vipgate is stopping)`);
+    const finish = (why: string | null) => {
+      if (done) return;
+      done = true; clearTimeout(timer); signal?.removeEventListener('abort', onAbort); req.destroy(); resolve(why);
+    };
     const u = new URL(url);
     const req = (u.protocol === 'https:' ? https : http).request(u, {
       method: 'POST', agent: false,
@@ -178,12 +191,13 @@ export function postJson(url: string, body: string, timeoutMs: number): Promise<
     });
     const timer = setTimeout(() => finish(`webhook ${url} did not answer within ${timeoutMs} ms`), timeoutMs);
     req.on('error', (e: NodeJS.ErrnoException) => finish(`webhook ${url}: ${e.code ?? e.message}`));
+    if (signal?.aborted) onAbort(); else signal?.addEventListener('abort', onAbort);
     req.end(body);
   });
 }
 
 /** Run the command with /bin/sh -c, the event as JSON on stdin and in $VIPGATE_EVENT_JSON; null when it exits 0. */
-export function runCommand(command: string, body: string, type: string, timeoutMs: number): Promise<string | null> {
+export function runCommand(command: string, body: string, type: string, timeoutMs: number, signal?: AbortSignal): Promise<string | null> {
   return new Promise((resolve) => {
     let done = false;
     let err = '';
@@ -193,12 +207,15 @@ export function runCommand(command: string, body: string, type: string, timeoutM
       stdio: ['pipe', 'ignore', 'pipe'],
       env: { ...process.env, VIPGATE_EVENT: type, VIPGATE_EVENT_JSON: body },
     });
-    const finish = (why: string | null) => { if (!done) { done = true; clearTimeout(timer); resolve(why); } };
-    const timer = setTimeout(() => {
-      // Ends the process group this call started, by its id (the child's PID).
-      if (child.pid !== undefined) { try { process.kill(-child.pid, 'SIGKILL'); } catch { /* gone */ } }
-      finish(`command did not finish within ${timeoutMs} ms (killed)`);
-    }, timeoutMs);
+    // Ends the process group this call started, by its id (the child's PID).
+    const kill = () => { if (child.pid !== undefined) { try { process.kill(-child.pid, 'SIGKILL'); } catch { /* gone */ } } };
+    const onAbort = () => { kill(); finish('command killed: vipgate is stopping'); };
+    const finish = (why: string | null) => {
+      if (done) return;
+      done = true; clearTimeout(timer); signal?.removeEventListener('abort', onAbort); resolve(why);
+    };
+    const timer = setTimeout(() => { kill(); finish(`command did not finish within ${timeoutMs} ms (killed)`); }, timeoutMs);
+    if (signal?.aborted) onAbort(); else signal?.addEventListener('abort', onAbort);
     child.stderr!.on('data', (d: Buffer) => { if (err.length < 500) err += d.toString(); });
     child.on('error', (e) => finish(`command: ${e.message}`));
     child.on('exit', (code, sig) => finish(code === 0 ? null : `command exited ${code ?? sig}${err.trim() ? `: ${err.trim().slice(0, 200)}` : ''}`));

@@ -138,10 +138,12 @@ export class HealthManager implements HealthObserver {
   }
 
   /** A result from outside the periodic checks (a SYN-time probe): one more check result. */
-  observe(backend: string, result: ProbeResult, now: number): void {
+  observe(backend: string, result: ProbeResult, now: number, port?: number): void {
     if (this.stopped) return;
-    // The seam names the backend, not the port: the result counts for each of its checks.
-    for (const e of this.of(backend)) {
+    // Checked on the probed port: that check alone. Otherwise (no port, or the check has a port
+    // of its own) the result counts for each of the backend's checks.
+    const own = port === undefined ? undefined : this.entries.get(`${backend}:${port}`);
+    for (const e of own?.target.check ? [own] : this.of(backend)) {
       if (!e.target.check) continue;
       this.record(e, result, now);
       // Now changing: the next periodic check comes at the faster interval.

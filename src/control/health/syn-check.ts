@@ -70,6 +70,12 @@ export class SynCheck {
   private readonly moved: Uint8Array;
   /** Probe answers that came after their probe had been settled (timed out): ignored. */
   lateAnswers = 0;
+  /**
+   * After close(): nothing is probed, settled or sent any more. Closing the prober resolves its
+   * probes in flight ("prober closed"); acting on those would send RSTs or moved SYNs through a
+   * NIC that is being closed, and a drain scheduled before the stop would probe again.
+   */
+  private closed = false;
 
   constructor(o: SynCheckOptions) {
     this.o = o;
@@ -81,6 +87,7 @@ export class SynCheck {
 
   /** Take every newly held SYN off the pending ring and act on it. Call once per event-loop turn with held SYNs. */
   drain(now: number): void {
+    if (this.closed) return;
     const h = this.o.hold;
     for (let s = h.takePending(); s >= 0; s = h.takePending()) {
       if (h.state[s] !== HOLD_HELD) continue;
@@ -108,6 +115,7 @@ export class SynCheck {
     const name = t.backendNames[b] ?? `slot ${b}`;
     const ip = t.bIp[b]!;
     void this.o.prober.probe(ip, port, this.o.timeoutMs).then((r) => {
+      if (this.closed) return;
       if (run.settled) { this.lateAnswers++; return; }
       this.settle(k, run, r, (this.o.clock ?? Date.now)(), name, ip);
     });
@@ -118,7 +126,7 @@ export class SynCheck {
     if (run.settled) return;
     run.settled = true;
     this.runs.delete(k);
-    this.o.observer?.observe(name, r, now);
+    this.o.observer?.observe(name, r, now, run.port);
     if (r.ok) {
       this.failedAt.delete(k);
       this.o.dp.state.bHealthOkAt[run.b] = now;
@@ -135,6 +143,7 @@ export class SynCheck {
 
   /** Settle probes that have outlived their timeout (as failed), and emit the aggregate events. Call every few ms to a second. */
   tick(now: number): void {
+    if (this.closed) return;
     this.drain(now);
     for (const [k, run] of [...this.runs]) {
       if (now - run.startedAt >= this.o.timeoutMs) {
@@ -218,7 +227,10 @@ export class SynCheck {
     this.tally.clear();
   }
 
-  close(): void { this.o.prober.close(); }
+  close(): void {
+    this.closed = true;
+    this.o.prober.close();
+  }
 }
 
 /** Hold slots for a live run: SYNs that arrive within one probe timeout for unverified backends (1.6 MB). */

@@ -94,8 +94,12 @@ export class SynProber implements Prober {
   readonly kind = 'syn' as const;
   private readonly sock: RawSocket;
   private readonly sources = new Map<number, { src: number; at: number }>();
-  /** Outstanding probes by "ip:port:sport" of the answer we expect. */
-  private readonly pending = new Map<string, Pending>();
+  /**
+   * Outstanding probes by their source port (unique among them; an answer's destination port).
+   * A number, not an "ip:port:sport" string: onMessage sees every TCP segment this host receives
+   * and must not allocate a key for each.
+   */
+  private readonly pending = new Map<number, Pending>();
   private closed = false;
 
   private constructor(sock: RawSocket) {
@@ -129,9 +133,12 @@ export class SynProber implements Prober {
     const ipText = formatIpv4(ip);
     return new Promise((resolve) => {
       void this.source(ip, ipText, port).then((src) => {
+        // Closed while the route was looked up: close() could not see this probe (not pending yet).
+        if (this.closed) { resolve(fail(t0, 'prober closed')); return; }
         if (typeof src === 'string') { resolve(fail(t0, src)); return; }
-        let sport = 0, key = '';
-        do { sport = EPHEMERAL_LO + crypto.randomInt(EPHEMERAL_SPAN); key = `${ip >>> 0}:${port}:${sport}`; } while (this.pending.has(key));
+        let sport = 0;
+        do { sport = EPHEMERAL_LO + crypto.randomInt(EPHEMERAL_SPAN); } while (this.pending.has(sport));
+        const key = sport;
         const seq = crypto.randomBytes(4).readUInt32BE(0);
         const left = Math.max(0, timeoutMs - (performance.now() - t0));
         const p: Pending = {
@@ -158,7 +165,7 @@ export class SynProber implements Prober {
     return src;
   }
 
-  private finish(key: string, r: ProbeResult): void {
+  private finish(key: number, r: ProbeResult): void {
     const p = this.pending.get(key);
     if (!p) return;
     this.pending.delete(key);
@@ -171,10 +178,9 @@ export class SynProber implements Prober {
     if (buf.length < 20 || buf[0]! >>> 4 !== 4 || buf[IP_PROTO] !== IPPROTO_TCP) return;
     const l4 = (buf[0]! & 0x0f) << 2;
     if (buf.length < l4 + 20) return;
-    const from = u32(buf, IP_SRC);
-    const key = `${from}:${u16(buf, l4 + TCP_SPORT)}:${u16(buf, l4 + TCP_DPORT)}`;
+    const key = u16(buf, l4 + TCP_DPORT);
     const p = this.pending.get(key);
-    if (!p) return;
+    if (!p || u32(buf, IP_SRC) !== p.ip >>> 0 || u16(buf, l4 + TCP_SPORT) !== p.port) return;
     const flags = buf[l4 + TCP_FLAGS]!;
     if ((flags & TCP_ACKF) === 0 || u32(buf, l4 + TCP_ACK) !== ((p.seq + 1) >>> 0)) return; // not an answer to our SYN
     if (flags & TCP_RST) { this.finish(key, fail(p.t0, 'connection refused (RST)')); return; }

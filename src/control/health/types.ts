@@ -13,9 +13,11 @@ export interface ProbeResult {
 /**
  * Feeds a result that was not produced by the periodic checker (a SYN-time probe) into a
  * backend's health state machine, as one more check result. `now` is control's clock (ms).
+ * `port`: the port probed; where the backend is checked on that port, the result counts for that
+ * check only (per-port health: a refusal on :8080 says nothing about :80).
  */
 export interface HealthObserver {
-  observe(backend: string, result: ProbeResult, now: number): void;
+  observe(backend: string, result: ProbeResult, now: number, port?: number): void;
 }
 
 /**
