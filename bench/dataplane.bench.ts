@@ -116,7 +116,7 @@ function dataplane(mode: 'dsr' | 'nat', flowCapacity: number, halfOpenTimeoutMs:
     st.bHealthOkAt.fill(1); // a check answered at t = 1 ms: within max_age for the whole run
     // The backends answer their new flows too. Here no handshake completes (SYNs only), so the
     // passive check would make every backend suspect after 4 SYNs and the case would measure
-    // held SYNs and syn_hold_full drops instead of the SYNs that need no probe; the comparison
+    // held SYNs and hold overflows instead of the SYNs that need no probe; the comparison
     // that decides it still runs on every SYN.
     hold.unansweredMs = Infinity;
   }

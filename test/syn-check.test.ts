@@ -260,7 +260,7 @@ t.test('deadline: a probe that does not answer in time releases its SYNs by the 
   t.equal(x.c[Ctr.flows_active], 1);
 });
 
-t.test('overflow and duplicates are counted drops', async (t) => {
+t.test('a duplicate is a counted drop; a full queue fails open (forwarded unprobed, counted)', async (t) => {
   const x = setup({ slots: 2 });
   t.equal(x.run(syn(40000)).verdict, VERDICT_HOLD);
   const dup = x.run(syn(40000));
@@ -268,11 +268,11 @@ t.test('overflow and duplicates are counted drops', async (t) => {
   t.equal(dup.reason, 'syn_hold_duplicate', 'a retransmit of a held SYN');
   t.equal(x.run(syn(40001)).verdict, VERDICT_HOLD);
   const full = x.run(syn(40002));
-  t.equal(full.reason, 'syn_hold_full', 'no free slot');
-  t.equal(x.c[Drop.syn_hold_full], 1);
+  t.equal(full.verdict, VERDICT_TX, 'no free slot: the SYN goes on unprobed, as with the check off');
+  t.equal(x.c[Ctr.syn_hold_overflow], 1, 'and is counted');
+  t.equal(x.c[Ctr.flows_active], 1, 'its flow is created like any other');
   const c = x.c;
-  const drops = [Drop.syn_hold_full, Drop.syn_hold_duplicate].reduce((s, i) => s + c[i]!, 0);
-  t.equal(c[Ctr.frames_in], c[Ctr.frames_out]! + drops + c[Ctr.syn_held]!, 'frames_in = frames_out + drops + syn_held');
+  t.equal(c[Ctr.frames_in], c[Ctr.frames_out]! + c[Drop.syn_hold_duplicate]! + c[Ctr.syn_held]!, 'frames_in = frames_out + drops + syn_held');
   x.check.drain(x.clock.now);
   await x.prober.calls[0]!.answer(OK);
   t.equal(x.hold.used, 0, 'slots free again');

@@ -35,7 +35,6 @@ export const DROP_REASONS = [
   'icmp_unsupported',     // ICMP to a VIP that vipgate does not handle (echo reply, redirect, timestamp, echo with IP options, ...)
   'icmp_echo_off',        // an echo request to a VIP while icmp.echo is false
   'icmp_rate_limited',    // an echo request over icmp.echo_rate / echo_burst
-  'syn_hold_full',        // SYN-time check: no free hold slot for a SYN that needs a probe (the client retransmits)
   'syn_hold_duplicate',   // SYN-time check: a retransmit of a SYN that is already held (one copy is enough)
 ] as const;
 
@@ -74,6 +73,7 @@ export const COUNTER_NAMES = [
   'syn_check_resets',     // held SYNs answered with an RST to the client (on_fail reset, or no other member)
   'backend_down_resets',  // RSTs sent to a client for a flow on a backend whose health is DOWN (on_backend_down: reset)
   'verified_flows',       // gauge: live flows whose backend was verified at their SYN (sum of state bVerified)
+  'syn_hold_overflow',    // SYN-time check: no free hold slot, so the SYN was forwarded unprobed (fail open)
 ] as const;
 
 export type CounterName = (typeof COUNTER_NAMES)[number];

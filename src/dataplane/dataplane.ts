@@ -151,7 +151,8 @@ export class Dataplane {
   /**
    * Hold the SYN in buf for backend b. A SYN control is running through again is already in its
    * slot: it is queued again for b (moved there after its first backend failed). Returns
-   * VERDICT_HOLD, a counted drop, or -1 when the frame does not fit a slot (forward it unprobed).
+   * VERDICT_HOLD, a counted drop, or -1 when the frame does not fit a slot or every slot is taken
+   * (forward it unprobed).
    */
   private holdSyn(buf: Uint8Array, off: number, len: number, b: number, svc: number, cli: number, vip: number, ports: number, mustProbe: boolean): number {
     const h = this.hold!;
@@ -160,7 +161,11 @@ export class Dataplane {
     } else {
       if (!h.fits(len)) return -1;
       if (h.find(cli, vip, ports) >= 0) return this.drop(Drop.syn_hold_duplicate);
-      if (h.put(buf, off, len, b, svc, cli, vip, ports, this.times[T_NOW]!, mustProbe) < 0) return this.drop(Drop.syn_hold_full);
+      // A full queue fails open: the SYN goes on unprobed, as it would with the check off, and is
+      // counted. Dropping it instead would let a SYN flood (whose spoofed SYNs never complete a
+      // handshake, so every backend soon looks suspect) fill the queue and shut out every real
+      // client; failing open makes the check's worst case the behaviour without it.
+      if (h.put(buf, off, len, b, svc, cli, vip, ports, this.times[T_NOW]!, mustProbe) < 0) { this.c[Ctr.syn_hold_overflow]!++; return -1; }
     }
     this.c[Ctr.syn_held]!++;
     this.lastDrop = -1;

@@ -6,9 +6,9 @@
 // (Dataplane.resetHeld), and frees the slot.
 //
 // A copy, not a reference: the receive buffer is borrowed and overwritten by the next frame
-// (STYLE.md, point 4). A full queue is a counted drop (syn_hold_full): the client retransmits
-// its SYN a second later, when slots have been freed — the queue is sized for the SYNs that
-// arrive within one probe timeout, not for a flood.
+// (STYLE.md, point 4). The queue is sized for the SYNs that arrive within one probe timeout, not
+// for a flood: when it is full the packet path forwards the SYN unprobed and counts it
+// (syn_hold_overflow), so a flood degrades the check to the behaviour without it.
 
 import { hash3 } from '../tables/hash';
 import { nextPow2 } from '../tables/memory';
