@@ -87,6 +87,17 @@ export interface Config {
   /** Where state changed through the API is kept (null: not persisted). */
   stateFile: string | null;
   log: { level: 'debug' | 'info' | 'warn' | 'error'; format: 'json' | 'text' };
+  io: IoConfig;
+}
+
+/** Packet I/O (issue 10): `io: native | pcap`, or a mapping with the native backend's tuning. */
+export interface IoConfig {
+  /** auto (the key is absent): native where it works, else pcap, with the reason logged. */
+  backend: 'auto' | 'native' | 'pcap';
+  /** Frames per turn of the event loop at most (native). */
+  batch: number;
+  /** Keep polling this long after the last frame before sleeping (native), µs; 0 = sleep at once. */
+  spinUs: number;
 }
 
 /** The runtime API: HOST:PORT to listen on; a bearer token (required off loopback). */
@@ -207,9 +218,10 @@ const BACKEND_NAME_RE = /^[A-Za-z0-9_.-]{1,64}$/;
 // Linux dev_valid_name(): 1..15 bytes (IFNAMSIZ - 1), not "." or "..", no '/', ':' or space.
 const IFNAME_RE = /^[^/:\s]{1,15}$/;
 
-const TOP_KEYS = ['interface', 'mac', 'mode', 'vips', 'backends', 'services', 'flows', 'neighbours', 'nat_gateway', 'announce', 'api', 'state_file', 'log'] as const;
+const TOP_KEYS = ['interface', 'mac', 'mode', 'vips', 'backends', 'services', 'flows', 'neighbours', 'nat_gateway', 'announce', 'api', 'state_file', 'log', 'io'] as const;
 const API_KEYS = ['listen', 'token'] as const;
 const LOG_KEYS = ['level', 'format'] as const;
+const IO_KEYS = ['backend', 'batch', 'spin_us'] as const;
 const ANNOUNCE_KEYS = ['count', 'interval', 'refresh'] as const;
 const BACKEND_KEYS = ['name', 'ip', 'mac', 'weight'] as const;
 const SERVICE_KEYS = ['vip', 'backend', 'port', 'active', 'standby'] as const;
@@ -1107,9 +1119,27 @@ class Checker {
         }
       }
     }
+    // io: native | pcap, or { backend, batch, spin_us }. Defaults: see afpacket.ts (DEFAULT_BATCH, DEFAULT_SPIN_US).
+    const io: IoConfig = { backend: 'auto', batch: 256, spinUs: 200 };
+    if (f.io) {
+      const backend = (e: Entry): void => {
+        const b = this.text(e, 'native or pcap');
+        if (b === 'native' || b === 'pcap') io.backend = b;
+        else if (b !== undefined) this.fail(e.at, e.path, `${JSON.stringify(b)} is not a packet I/O backend; use native (AF_PACKET ring, the default where it works) or pcap (libpcap, portable)`);
+      };
+      if (isMap(f.io.node)) {
+        const m = this.mapping(f.io, IO_KEYS, 'a mapping like { backend: native, batch: 256, spin_us: 200 }');
+        if (m?.backend) backend(m.backend);
+        if (m?.batch) io.batch = this.integer(m.batch, 1, 4096, 'io.batch (frames per turn of the event loop)') ?? io.batch;
+        if (m?.spin_us) io.spinUs = this.integer(m.spin_us, 0, 1_000_000, 'io.spin_us (µs of polling after the last frame; 0 = sleep at once)') ?? io.spinUs;
+      } else {
+        backend(f.io);
+      }
+    }
 
     if (this.issues.length) return null;
     return {
+      io,
       api,
       stateFile,
       log,

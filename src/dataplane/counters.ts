@@ -28,6 +28,7 @@ export const DROP_REASONS = [
   'flow_table_full',      // no room for a new flow (capacity reached or probe limit)
   'nat_conflict',         // nat: the backend already has a flow with the same client address and port
   'internal_error',       // an exception inside the packet path (a bug): counted at the link boundary
+  'frame_too_large',      // live native: a frame longer than the receive ring's slot (MTU above it), cut by the kernel
 ] as const;
 
 export type DropReason = (typeof DROP_REASONS)[number];
@@ -56,6 +57,10 @@ export const COUNTER_NAMES = [
   'tx_errors',            // live: the NIC refused a frame the packet path (or control) sent
   'garp_sent',            // live: gratuitous ARP announcements sent (request and reply forms)
   'arp_requests_sent',    // live: ARP requests sent to resolve or refresh backends
+  'rx_ring_drops',        // live native: frames the kernel dropped because the receive ring was full (never reached frames_in)
+  'rx_batches',           // live: batches handed to the packet path (frames_in / rx_batches = mean batch size)
+  'rx_wakeups',           // live native: times a frame woke the event loop from sleep (the rest were caught while polling)
+  'link_errors',          // live native: the interface went down under the socket (picked up again when it is back up)
 ] as const;
 
 export type CounterName = (typeof COUNTER_NAMES)[number];

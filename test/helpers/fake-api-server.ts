@@ -112,12 +112,13 @@ const ZERO_COUNTERS: StatusView['counters'] = {
   frames_in: 0, frames_out: 0, bytes_in: 0, bytes_out: 0, arp_replies: 0, arp_requests_seen: 0, neigh_learned: 0,
   neigh_updated: 0, neigh_table_full: 0, flows_created: 0, flows_expired: 0, flows_active: 0, syn_retransmits: 0,
   flows_reused: 0, forwarded: 0, forwarded_to_backend: 0, forwarded_to_client: 0, tx_errors: 0, garp_sent: 0, arp_requests_sent: 0,
+  rx_ring_drops: 0, rx_batches: 0, rx_wakeups: 0, link_errors: 0,
 };
 const ZERO_DROPS: StatusView['drops'] = {
   truncated: 0, malformed: 0, bad_ip_checksum: 0, own_frame: 0, too_many_vlan_tags: 0, unsupported_ethertype: 0,
   not_for_us: 0, arp_unsupported: 0, arp_reply: 0, arp_not_for_vip: 0, arp_conflict: 0, not_tcp: 0, ip_fragment: 0,
   ttl_exceeded: 0, bad_tcp_flags: 0, no_service: 0, no_backend: 0, backend_unresolved: 0, unknown_flow: 0,
-  flow_table_full: 0, nat_conflict: 0, internal_error: 0,
+  flow_table_full: 0, nat_conflict: 0, internal_error: 0, frame_too_large: 0,
 };
 
 export function status(over: { counters?: Partial<StatusView['counters']>; drops?: Partial<StatusView['drops']> } & Partial<Omit<StatusView, 'counters' | 'drops'>> = {}): StatusView {
