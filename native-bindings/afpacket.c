@@ -454,7 +454,7 @@ static void call_js(link_t *l) {
   napi_open_handle_scope(env, &scope);
   napi_value cb, recv, result;
   napi_get_reference_value(env, l->cb_ref, &cb);
-  napi_get_undefined(env, &recv);
+  napi_get_global(env, &recv);   // make_callback needs an object receiver
   // make_callback runs queued microtasks and nextTicks after, as for any libuv-driven callback;
   // an exception becomes an uncaughtException (the JS side catches per batch, so this is a bug).
   if (napi_make_callback(env, l->actx, recv, cb, 0, NULL, &result) == napi_pending_exception) {

@@ -56,13 +56,15 @@ export const SWEEP_SLICE = 1024;
 /**
  * How the live flow sweep is paced: visit every slot once per `passMs` (10 s: a tenth of the
  * table a second, as before issue 10) in slices of at most SWEEP_SLICE slots, one every
- * `intervalMs` (at least 1 ms; small tables get one slice every second).
+ * `intervalMs` (at least 1 ms; small tables get one slice a second). Above ~10Mi slots the pass
+ * takes longer rather than the slice growing: lookups expire idle flows they meet anyway, the
+ * sweep only keeps flows_active true.
  */
 export function sweepPlan(flowSlots: number, passMs = 10_000): { slice: number; intervalMs: number } {
   const perSecond = (flowSlots * 1000) / passMs;
   const slices = Math.max(1, Math.ceil(perSecond / SWEEP_SLICE));
   const intervalMs = Math.max(1, Math.floor(1000 / slices));
-  return { slice: Math.ceil((perSecond * intervalMs) / 1000), intervalMs };
+  return { slice: Math.min(SWEEP_SLICE, Math.ceil((perSecond * intervalMs) / 1000)), intervalMs };
 }
 
 /**
