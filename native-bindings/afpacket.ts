@@ -58,8 +58,6 @@ export const DEFAULT_SPIN_US = 200;
 export interface AfPacketOptions extends NicOptions {
   /** Attach to this already-open AF_PACKET socket (inherited from a supervisor) instead of opening one. */
   fd?: number;
-  /** Slot size (power of two, 256..65536); frames longer than it are counted as frame_too_large. */
-  frameSize?: number;
   qdiscBypass?: boolean;
 }
 

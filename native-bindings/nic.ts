@@ -61,6 +61,8 @@ export interface NicOptions {
   spinUs?: number;
   /** Native: largest batch (frames per turn of the event loop). */
   batch?: number;
+  /** Native: ring slot size (power of two, 256..65536; default 2048); longer frames count as frame_too_large. */
+  frameSize?: number;
 }
 
 /** The configured choice: `auto` (no `io:` in the config) is native where it works, else pcap. */
