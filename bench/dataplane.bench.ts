@@ -59,6 +59,8 @@ import { setU16, setU32 } from '../src/wire/bytes';
 import { checksum } from '../src/wire/checksum';
 import { tcpChecksum } from '../src/wire/tcp';
 import { arp, tcp } from '../test/helpers/frames';
+import { Pump, newBatch } from '../src/link/pump';
+import { T_NOW } from '../src/dataplane/state';
 
 // ---- options ----
 
@@ -167,6 +169,8 @@ interface Case {
   cursor: number;
   flows: number;
   note: string;
+  /** Run through the pump (src/link/pump.ts) in batches of this many frames instead of one process() call per frame. */
+  batch?: { size: number; touchFirst: boolean; pump?: Pump };
 }
 
 /** Run every frame once, requiring TX; the case's set-up (flows created and established). */
@@ -277,6 +281,33 @@ function runFrames(c: Case, count: number, now: number): number {
   return tx;
 }
 
+/**
+ * The live path's shape: restore a batch of frames, then one Pump.run over it (the pump touches
+ * every frame's flow-table line first unless touchFirst is off). The clock is stored once per
+ * call, as the live link does.
+ */
+function runBatched(c: Case, count: number, now: number): number {
+  const fs = c.fs, w = fs.work32, p = fs.pristine32, bs = c.batch!;
+  const pump = bs.pump ??= new Pump(c.dp, newBatch(fs.work, bs.size));
+  pump.touchFirst = bs.touchFirst;
+  const off = pump.batch.off, len = pump.batch.len, size = bs.size;
+  const rw = c.restoreWords, n = fs.count, flen = fs.len, slot = fs.slot, slotWords = slot >> 2;
+  c.dp.state.times[T_NOW] = now;
+  let f = c.cursor, tx = 0;
+  for (let done = 0; done < count; done += size) {
+    for (let i = 0; i < size; i++) {
+      const o = f * slotWords;
+      for (let j = 0; j < rw; j++) w[o + j] = p[o + j]!;
+      off[i] = f * slot;
+      len[i] = flen;
+      if (++f === n) f = 0;
+    }
+    tx += pump.run(size);
+  }
+  c.cursor = f;
+  return tx;
+}
+
 /** The same loop without process(): what the restore copy costs. */
 function copyOnly(c: Case, count: number): number {
   const fs = c.fs, w = fs.work32, p = fs.pristine32;
@@ -322,7 +353,7 @@ async function window(c: Case, seconds: number): Promise<Window> {
   const t0 = performance.now();
   let frames = 0, tx = 0, t1 = t0;
   do {
-    tx += runFrames(c, BATCH, c.now);
+    tx += c.batch ? runBatched(c, BATCH, c.now) : runFrames(c, BATCH, c.now);
     c.now += BATCH * c.msPerFrame;
     frames += BATCH;
     t1 = performance.now();
@@ -395,7 +426,23 @@ const CASES: Array<[string, () => Case]> = [
   ['est nat b->c 4Ki', () => estCase('est nat b->c 4Ki', 'nat', 4096, 'b2c')],
   ['est nat mixed 4Ki', () => estCase('est nat mixed 4Ki', 'nat', 4096, 'mixed')],
   ['est nat mixed 64Ki', () => estCase('est nat mixed 64Ki', 'nat', 65536, 'mixed')],
+  // The same traffic through the pump in batches of 256 (the live native link's default), with
+  // and without touching every frame's flow-table line first: side by side with the rows above.
+  ...(['4Ki', '64Ki', '1Mi'] as const).flatMap((k) => [true, false].map((touch): [string, () => Case] => {
+    const name = `est dsr ${k} batch256${touch ? ' touch' : ''}`;
+    return [name, () => withBatch(estCase(name, 'dsr', k === '4Ki' ? 4096 : k === '64Ki' ? 65536 : 1 << 20, 'c2b'), touch)];
+  })),
+  ...[true, false].map((touch): [string, () => Case] => {
+    const name = `est nat mixed 64Ki batch256${touch ? ' touch' : ''}`;
+    return [name, () => withBatch(estCase(name, 'nat', 65536, 'mixed'), touch)];
+  }),
 ];
+
+function withBatch(c: Case, touchFirst: boolean): Case {
+  c.batch = { size: 256, touchFirst };
+  c.note += `; pump, batches of 256${touchFirst ? ', lines touched first' : ''}`;
+  return c;
+}
 
 const M = (x: number): string => (x / 1e6).toFixed(2) + 'M';
 const kb = (x: number): string => (Number.isNaN(x) ? 'n/a' : (x / 1024).toFixed(1) + 'K');
@@ -428,6 +475,14 @@ async function main(): Promise<void> {
     };
     for (const r of results.filter((x) => x.case.startsWith('est '))) {
       goal(`>= 5M established-flow frames/s, ${r.case}`, r.frames_per_s >= 5e6, `${M(r.frames_per_s)} (net of the copy ${M(r.net_frames_per_s)})`);
+    }
+    // Side by side: the pump in batches (touch first or not) against one process() call per frame.
+    for (const r of results.filter((x) => x.case.includes(' batch256'))) {
+      const base = by(r.case.slice(0, r.case.indexOf(' batch256')));
+      const plain = r.case.endsWith(' touch') ? by(r.case.slice(0, -' touch'.length)) : undefined;
+      const parts = [base && `${(r.frames_per_s / base.frames_per_s).toFixed(2)}x of ${base.case} (per frame)`,
+        plain && `${(r.frames_per_s / plain.frames_per_s).toFixed(2)}x of ${plain.case} (no touch)`].filter(Boolean);
+      if (parts.length) console.log(`ratio ${r.case}: ${parts.join(', ')}`);
     }
     const syn = ['syn-new dsr', 'syn-new nat'].map(by).filter((r): r is Result => !!r);
     if (syn.length) goal('>= 1M SYNs/s', syn.every((r) => r.frames_per_s >= 1e6), syn.map((r) => `${r.case} ${M(r.frames_per_s)}`).join(', '));
