@@ -33,7 +33,8 @@ type Path = 'generator' | 'kernel' | 'pcap' | 'native';
 interface Traffic { kind: 'syn' | 'ack'; flows: number }
 interface Sample { round: number; path: Path; traffic: string; pps: number; genPps: number }
 interface Lat { round: number; path: Path | 'direct'; p50: number; p99: number; failed: number }
-interface Cpu { round: number; path: Path; pps: number; usPerFrame: number }
+interface Cpu { round: number; path: Path | 'native spin 0'; pps: number; usPerFrame: number }
+interface ApiLat { round: number; path: Path; maxMs: number; p50Ms: number; n: number }
 
 const TRAFFIC: Traffic[] = [{ kind: 'syn', flows: 1 }, { kind: 'syn', flows: 10_000 }, { kind: 'ack', flows: 1 }, { kind: 'ack', flows: 10_000 }];
 const tname = (t: Traffic) => `${t.kind} ${t.flows === 1 ? '1 flow' : `${t.flows / 1000}k flows`}`;
@@ -43,6 +44,7 @@ const tname = (t: Traffic) => `${t.kind} ${t.flows === 1 ? '1 flow' : `${t.flows
 const GEN_SRC = { syn: '10.77.0.160', ack: '10.77.0.161' } as const;
 const GEN_SRC_NET = '10.77.0.160/31';
 const GEN_CPU = '0', FWD_CPU = '1';
+const PRIME_RATE = 20_000;
 
 const median = (xs: number[]) => { const s = xs.slice().sort((a, b) => a - b); const m = s.length >> 1; return s.length ? (s.length & 1 ? s[m]! : (s[m - 1]! + s[m]!) / 2) : NaN; };
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -84,7 +86,8 @@ function measure(lab: Lab, gen: string, to: Target, t: Traffic, seconds: number,
   // vipgate only forwards ACKs of flows it has seen open: send every flow's SYN first. (The
   // kernel is not primed: its conntrack picks mid-stream ACKs up as established flows, while a
   // SYN never answered would leave them half-open and the ACKs invalid.)
-  if (prime && t.kind === 'ack') { generate(lab, gen, to, { kind: 'syn', flows: t.flows }, 10, t.flows, 'ack'); spawnSync('sleep', ['0.2']); }
+  // Paced (20 kpps) so that no SYN is lost to a full ring: a lost SYN is a flow whose ACKs drop.
+  if (prime && t.kind === 'ack') { generate(lab, gen, to, { kind: 'syn', flows: t.flows }, 10, t.flows, 'ack', PRIME_RATE); spawnSync('sleep', ['0.2']); }
   const before = sinkRx(lab);
   const g = generate(lab, gen, to, t, seconds);
   spawnSync('sleep', ['0.1']); // frames still in flight through the forwarder
@@ -109,6 +112,23 @@ function cpuPerFrame(lab: Lab, gen: string, to: Target, pid: number, rate: numbe
   spawnSync('sleep', ['0.1']);
   const frames = sinkRx(lab) - before, cpu = cpuSeconds(pid) - c0;
   return { pps: frames / g.seconds, usPerFrame: frames > 0 ? (cpu * 1e6) / frames : NaN };
+}
+
+/**
+ * The API's response time while the generator floods vipgate (ack, 10k flows, primed): curl in
+ * the vipgate namespace asks for /v1/status every 50 ms. Bounded work per turn keeps this short.
+ */
+async function apiUnderLoad(lab: Lab, gen: string, to: Target, api: string, seconds: number): Promise<{ maxMs: number; p50Ms: number; n: number }> {
+  const n = Math.max(5, Math.floor((seconds * 1000) / 80));
+  const curl = lab.spawn('vg', ['sh', '-c', `sleep 0.2; for i in $(seq ${n}); do curl -s -o /dev/null -w '%{time_total}\\n' --max-time 5 http://${api}/v1/status; sleep 0.05; done`]);
+  let out = '';
+  curl.stdout!.on('data', (d: Buffer) => { out += d.toString(); });
+  const closed = new Promise((r) => curl.once('close', r));
+  generate(lab, gen, to, { kind: 'ack', flows: 10_000 }, seconds + 1);
+  // The output arrives once this process's event loop runs again (generate() blocked it).
+  await Promise.race([closed, sleep(10_000)]);
+  const ms = out.trim().split('\n').filter(Boolean).map((x) => Number(x) * 1000).sort((a, b) => a - b);
+  return { maxMs: ms.length ? ms[ms.length - 1]! : NaN, p50Ms: median(ms), n: ms.length };
 }
 
 function kernelOn(lab: Lab, vip: string, backend: string): void {
@@ -152,6 +172,7 @@ async function main(): Promise<void> {
   const samples: Sample[] = [];
   const lats: Lat[] = [];
   const cpus: Cpu[] = [];
+  const apis: ApiLat[] = [];
   let vg: VipgateProc | null = null;
   const vip = lab.addr.vips[0]!, backend = lab.addr.backends[0]!;
   const log = (s: string) => process.stderr.write(`lab bench: ${s}\n`);
@@ -173,11 +194,16 @@ async function main(): Promise<void> {
           await sleep(300);
         }
         try {
+          // Warm-up (JIT, ARP, flows), not measured.
+          if (vg) measure(lab, gen, viaVg, { kind: 'ack', flows: 10_000 }, 1, true);
           for (const t of TRAFFIC) {
             const m = measure(lab, gen, p === 'generator' ? direct : viaVg, t, seconds, p === 'pcap' || p === 'native');
             samples.push({ round: r, path: p, traffic: tname(t), pps: m.pps, genPps: m.genPps });
           }
-          if (vg) cpus.push({ round: r, path: p, ...cpuPerFrame(lab, gen, viaVg, vg.pid, cpuRate, seconds) });
+          if (vg) {
+            cpus.push({ round: r, path: p, ...cpuPerFrame(lab, gen, viaVg, vg.pid, cpuRate, seconds) });
+            apis.push({ round: r, path: p, ...await apiUnderLoad(lab, gen, viaVg, vg.apiAddr, seconds) });
+          }
           if (p !== 'generator') {
             const l = await latency(lab, `http://${vip}/`, latN);
             lats.push({ round: r, path: p, ...l });
@@ -190,6 +216,13 @@ async function main(): Promise<void> {
           if (vg) { await vg.stop(); vg = null; }
         }
       }
+      // The adaptive polling's cost: the same fixed rate with polling off (spin_us: 0).
+      vg = await startVipgate(lab, labConfigYaml(lab, 'io: { backend: native, spin_us: 0 }').replace('capacity: 262144', 'capacity: 65536'));
+      spawnSync('taskset', ['-a', '-pc', FWD_CPU, String(vg.pid)], { stdio: 'ignore' });
+      measure(lab, gen, viaVg, { kind: 'ack', flows: 10_000 }, 1, true);
+      cpus.push({ round: r, path: 'native spin 0', ...cpuPerFrame(lab, gen, viaVg, vg.pid, cpuRate, seconds) });
+      await vg.stop();
+      vg = null;
     }
   } finally {
     if (vg) await vg.stop();
@@ -210,7 +243,7 @@ async function main(): Promise<void> {
   const lines: string[] = [];
   lines.push(`lab bench (issue 10): 64-byte frames c1 -> vg -> b1 on one bridge, ${rounds} round(s) x ${seconds} s, generator on CPU ${GEN_CPU}, vipgate on CPU ${FWD_CPU}; kpps received by the sink, median (min-max)`);
   lines.push(['traffic'.padEnd(16), ...paths.map((p) => p.padStart(18)), 'native/kernel'.padStart(14), 'native/gen'.padStart(11), 'native/pcap'.padStart(12)].join(''));
-  const report: Record<string, unknown> = { rounds, seconds, idleBefore: idle, samples, latency: lats, cpu: cpus };
+  const report: Record<string, unknown> = { rounds, seconds, idleBefore: idle, samples, latency: lats, cpu: cpus, api: apis };
   for (const t of TRAFFIC) {
     const by = (p: Path) => samples.filter((s) => s.traffic === tname(t) && s.path === p).map((s) => s.pps);
     const m = (p: Path) => median(by(p));
@@ -229,9 +262,15 @@ async function main(): Promise<void> {
   }
   lines.push('');
   lines.push(`vipgate CPU per forwarded frame at a fixed ${k(cpuRate)} kpps (ack, 10k flows), median over rounds`);
-  for (const p of ['pcap', 'native'] as const) {
+  for (const p of ['pcap', 'native', 'native spin 0'] as const) {
     const x = cpus.filter((c) => c.path === p);
-    lines.push(`${p.padEnd(10)}${median(x.map((c) => c.usPerFrame)).toFixed(2).padStart(8)} µs/frame at ${k(median(x.map((c) => c.pps)))} kpps received`);
+    lines.push(`${p.padEnd(14)}${median(x.map((c) => c.usPerFrame)).toFixed(2).padStart(8)} µs/frame at ${k(median(x.map((c) => c.pps)))} kpps received`);
+  }
+  lines.push('');
+  lines.push('API response time (GET /v1/status) while the generator floods vipgate (ack, 10k flows), ms');
+  for (const p of ['pcap', 'native'] as const) {
+    const x = apis.filter((a) => a.path === p);
+    lines.push(`${p.padEnd(14)}p50 ${median(x.map((a) => a.p50Ms)).toFixed(1).padStart(6)}   max ${Math.max(...x.map((a) => a.maxMs)).toFixed(1).padStart(6)}   (${x.reduce((a, b) => a + b.n, 0)} requests)`);
   }
   const goal10k = median(samples.filter((s) => s.traffic === 'ack 10k flows' && s.path === 'native').map((s) => s.pps)) /
     median(samples.filter((s) => s.traffic === 'ack 10k flows' && s.path === 'kernel').map((s) => s.pps));
