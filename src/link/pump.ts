@@ -32,8 +32,14 @@ const TOUCH_MIN = 4;
 export class Pump {
   /** Sum of the touched values: kept so V8 cannot drop the reads (it means nothing). */
   private touched = 0;
-  /** Touch every frame's flow-table line before processing the batch (off only to measure what it buys). */
-  touchFirst = true;
+  /**
+   * Touch every frame's flow-table line before processing the batch (a software prefetch, so the
+   * batch's cache misses overlap). Off by default: measured per CPU-second on this 2-core VM
+   * (`npm run bench`, the batch256 cases) it cost ~25 % with 4Ki flows (every frame is parsed
+   * and hashed twice) and gained nothing measurable at 64Ki and 1Mi; the JavaScript between two
+   * loads is too long for many misses to be in flight at once. Kept to re-measure on other CPUs.
+   */
+  touchFirst = false;
 
   constructor(readonly dp: Dataplane, public batch: Batch) {}
 
