@@ -34,6 +34,7 @@ interface Traffic { kind: 'syn' | 'ack'; flows: number }
 interface Sample { round: number; path: Path; traffic: string; pps: number; genPps: number }
 interface Lat { round: number; path: Path | 'direct'; p50: number; p99: number; failed: number }
 interface Cpu { round: number; path: Path | 'native spin 0'; pps: number; usPerFrame: number }
+interface Overload { round: number; path: Path; floodPps: number; ratePps: number; pps: number }
 interface ApiLat { round: number; path: Path; maxMs: number; p50Ms: number; n: number }
 
 const TRAFFIC: Traffic[] = [{ kind: 'syn', flows: 1 }, { kind: 'syn', flows: 10_000 }, { kind: 'ack', flows: 1 }, { kind: 'ack', flows: 10_000 }];
@@ -173,6 +174,7 @@ async function main(): Promise<void> {
   const lats: Lat[] = [];
   const cpus: Cpu[] = [];
   const apis: ApiLat[] = [];
+  const overloads: Overload[] = [];
   let vg: VipgateProc | null = null;
   const vip = lab.addr.vips[0]!, backend = lab.addr.backends[0]!;
   const log = (s: string) => process.stderr.write(`lab bench: ${s}\n`);
@@ -201,6 +203,14 @@ async function main(): Promise<void> {
             samples.push({ round: r, path: p, traffic: tname(t), pps: m.pps, genPps: m.genPps });
           }
           if (vg) {
+            // A fixed overload (1.5x what it forwarded under the flood just now) must not forward
+            // less than the flood: each frame must not pay a wake-up (issue 10).
+            const flood = samples[samples.length - 1]!.pps; // ack 10k flows, the last traffic
+            const rate = Math.round(flood * 1.5);
+            const before = sinkRx(lab);
+            const g = generate(lab, gen, viaVg, { kind: 'ack', flows: 10_000 }, seconds, 0, 'ack', rate);
+            spawnSync('sleep', ['0.1']);
+            overloads.push({ round: r, path: p, floodPps: flood, ratePps: g.pps, pps: (sinkRx(lab) - before) / g.seconds });
             cpus.push({ round: r, path: p, ...cpuPerFrame(lab, gen, viaVg, vg.pid, cpuRate, seconds) });
             apis.push({ round: r, path: p, ...await apiUnderLoad(lab, gen, viaVg, vg.apiAddr, seconds) });
           }
@@ -243,7 +253,7 @@ async function main(): Promise<void> {
   const lines: string[] = [];
   lines.push(`lab bench (issue 10): 64-byte frames c1 -> vg -> b1 on one bridge, ${rounds} round(s) x ${seconds} s, generator on CPU ${GEN_CPU}, vipgate on CPU ${FWD_CPU}; kpps received by the sink, median (min-max)`);
   lines.push(['traffic'.padEnd(16), ...paths.map((p) => p.padStart(18)), 'native/kernel'.padStart(14), 'native/gen'.padStart(11), 'native/pcap'.padStart(12)].join(''));
-  const report: Record<string, unknown> = { rounds, seconds, idleBefore: idle, samples, latency: lats, cpu: cpus, api: apis };
+  const report: Record<string, unknown> = { rounds, seconds, idleBefore: idle, samples, latency: lats, cpu: cpus, api: apis, overload: overloads };
   for (const t of TRAFFIC) {
     const by = (p: Path) => samples.filter((s) => s.traffic === tname(t) && s.path === p).map((s) => s.pps);
     const m = (p: Path) => median(by(p));
@@ -265,6 +275,13 @@ async function main(): Promise<void> {
   for (const p of ['pcap', 'native', 'native spin 0'] as const) {
     const x = cpus.filter((c) => c.path === p);
     lines.push(`${p.padEnd(14)}${median(x.map((c) => c.usPerFrame)).toFixed(2).padStart(8)} µs/frame at ${k(median(x.map((c) => c.pps)))} kpps received`);
+  }
+  lines.push('');
+  lines.push('fixed overload: ack 10k flows offered at 1.5x what the path forwarded under the flood, kpps, median over rounds');
+  for (const p of ['pcap', 'native'] as const) {
+    const x = overloads.filter((o) => o.path === p);
+    const f = median(x.map((o) => o.floodPps)), o = median(x.map((o) => o.pps));
+    lines.push(`${p.padEnd(14)}flood ${k(f).padStart(6)}   offered ${k(median(x.map((o) => o.ratePps))).padStart(6)}   forwarded ${k(o).padStart(6)}   overload/flood ${(o / f).toFixed(2)}`);
   }
   lines.push('');
   lines.push('API response time (GET /v1/status) while the generator floods vipgate (ack, 10k flows), ms');
