@@ -206,12 +206,16 @@ static napi_value setup(napi_env env, int fd, int inherited, const char *ifname,
   memset(l, 0, sizeof *l);
   l->used = 1; l->fd = fd; l->ifindex = ifindex; l->ring = ring; l->ring_size = size;
   l->frame_size = frame_size; l->frame_count = blocks * per_block; l->env = env;
-  // Whatever an earlier owner of an inherited fd left marked as ours: start at the first frame
-  // the kernel handed over and not yet given back (the ring is scanned once).
+  // An inherited ring may hold frames the kernel handed over while nobody was reading (the
+  // previous owner gave back everything it had read): start at the oldest of them, i.e. the
+  // first frame of the run of ours, which may wrap past the end of the ring.
   if (inherited) {
-    for (uint32_t i = 0; i < l->frame_count; i++) {
+    uint32_t n = l->frame_count;
+    for (uint32_t i = 0; i < n; i++) {
       struct tpacket2_hdr *h = (struct tpacket2_hdr *)(l->ring + (size_t)i * frame_size);
-      if (__atomic_load_n(&h->tp_status, __ATOMIC_ACQUIRE) & TP_STATUS_USER) { l->head = i; break; }
+      struct tpacket2_hdr *p = (struct tpacket2_hdr *)(l->ring + (size_t)((i + n - 1) % n) * frame_size);
+      if ((__atomic_load_n(&h->tp_status, __ATOMIC_ACQUIRE) & TP_STATUS_USER) &&
+          !(__atomic_load_n(&p->tp_status, __ATOMIC_ACQUIRE) & TP_STATUS_USER)) { l->head = i; break; }
     }
   }
   // Start the kernel's statistics from zero for this owner.

@@ -128,6 +128,13 @@ export function nicOpenError(iface: string, msg: string, filter: string, code = 
   return new VipgateError('ENIC_OPEN', `cannot open ${iface} for capture: ${msg}`);
 }
 
+/**
+ * Cap objects whose open failed. cap's destructor (run when V8 collects the object) closes a
+ * half-opened handle and then releases a reference it never took, which aborts the process
+ * (nan_object_wrap.h: `!persistent().IsEmpty()`): kept reachable, they are never collected.
+ */
+const failedCaps: unknown[] = [];
+
 /** The pcap backend: `cap` delivers one frame per callback into a borrowed buffer; a batch of one. */
 export function openPcap(iface: string, o: NicOptions): NicLink {
   const { Cap } = loadCap();
@@ -137,6 +144,7 @@ export function openPcap(iface: string, o: NicOptions): NicLink {
   try {
     linkType = cap.open(iface, o.filter, o.bufferSize ?? 16 * 1024 * 1024, rx);
   } catch (e) {
+    failedCaps.push(cap);
     throw nicOpenError(iface, (e as Error).message, o.filter);
   }
   if (linkType !== 'ETHERNET') {

@@ -8,8 +8,15 @@
 // the ring can be made to overflow.
 //
 //   node dist/scenarios/lab/nic-probe.js '{"iface":"eth0","io":"native","frameSize":256,"bufferSize":131072}'
+//
+// With "handoff": true it opens the native socket, starts a second probe with the socket
+// inherited as its fd 3 ("attachFd": 3: a supervisor handing its socket to a packet worker),
+// closes its own copy and exits with the second probe's status; what arrives in between waits
+// in the kernel ring.
 
-import { openNic, type IoChoice } from '../../native-bindings/nic';
+import { spawn } from 'node:child_process';
+import { openNic, type IoChoice, type NicLink } from '../../native-bindings/nic';
+import { openAfPacket } from '../../native-bindings/afpacket';
 import { parseConfig } from '../../src/control/config';
 import { buildDataplane } from '../../src/main';
 import { attachLive } from '../../src/link/live';
@@ -24,6 +31,10 @@ interface ProbeOptions {
   startDelayMs?: number;
   durationMs?: number;
   statsMs?: number;
+  handoff?: boolean;
+  attachFd?: number;
+  /** handoff: wait this long between closing the first socket copy and starting the second probe. */
+  handoffGapMs?: number;
 }
 
 const o = JSON.parse(process.argv[2] ?? '{}') as ProbeOptions;
@@ -31,31 +42,47 @@ const out = (x: Record<string, unknown>): void => { process.stdout.write(JSON.st
 
 const config = parseConfig('mac: "02:00:5e:00:00:99"\nvips: [10.99.0.1]\n', '<probe>');
 const built = buildDataplane(config, { seed: 1 });
-let opened: ReturnType<typeof openNic>;
+let nic: NicLink;
 try {
-  opened = openNic(o.iface, { filter: o.filter ?? '', io: o.io, ...(o.bufferSize ? { bufferSize: o.bufferSize } : {}), ...(o.frameSize ? { frameSize: o.frameSize } : {}) });
+  const geometry = { filter: o.filter ?? '', ...(o.bufferSize ? { bufferSize: o.bufferSize } : {}), ...(o.frameSize ? { frameSize: o.frameSize } : {}) };
+  nic = o.attachFd !== undefined ? openAfPacket(o.iface, { ...geometry, fd: o.attachFd }) : openNic(o.iface, { ...geometry, io: o.io }).nic;
 } catch (e) {
   const err = e as Error & { code?: string };
   out({ event: 'open-failed', code: err.code ?? null, message: err.message });
   process.exit(3);
 }
-const { nic } = opened;
-let live: ReturnType<typeof attachLive> | null = null;
-const report = (): void => {
-  live?.syncStats();
-  const s = snapshotCounters(built.state.counters);
-  out({ event: 'stats', io: nic.io, counters: s.counters, drops: s.drops, nic: nic.stats() });
-};
-setTimeout(() => {
-  live = attachLive(nic, built.dataplane);
-  out({ event: 'ready', io: nic.io, fd: nic.fd });
-}, o.startDelayMs ?? 0);
-const timer = o.statsMs ? setInterval(report, o.statsMs) : null;
-const stop = (): void => {
-  if (timer) clearInterval(timer);
-  report();
-  nic.close();
-  process.exit(0);
-};
-setTimeout(stop, o.durationMs ?? 10_000);
-process.once('SIGTERM', stop);
+if (o.handoff) {
+  // The first owner: hand the socket on (fd 3 of the next probe) and let go of it.
+  const { handoff: _h, ...rest } = o;
+  out({ event: 'handing-off', fd: nic.fd });
+  setTimeout(() => {
+    const child = spawn(process.execPath, [__filename, JSON.stringify({ ...rest, attachFd: 3 })], { stdio: ['ignore', 'inherit', 'inherit', nic.fd!] });
+    nic.close();
+    child.on('exit', (code) => process.exit(code ?? 1));
+    process.once('SIGTERM', () => child.kill('SIGTERM'));
+  }, o.handoffGapMs ?? 0);
+} else {
+  run(nic);
+}
+
+function run(nic: NicLink): void {
+  let live: ReturnType<typeof attachLive> | null = null;
+  const report = (): void => {
+    live?.syncStats();
+    const s = snapshotCounters(built.state.counters);
+    out({ event: 'stats', io: nic.io, counters: s.counters, drops: s.drops, nic: nic.stats() });
+  };
+  setTimeout(() => {
+    live = attachLive(nic, built.dataplane);
+    out({ event: 'ready', io: nic.io, fd: nic.fd });
+  }, o.startDelayMs ?? 0);
+  const timer = o.statsMs ? setInterval(report, o.statsMs) : null;
+  const stop = (): void => {
+    if (timer) clearInterval(timer);
+    report();
+    nic.close();
+    process.exit(0);
+  };
+  setTimeout(stop, o.durationMs ?? 10_000);
+  process.once('SIGTERM', stop);
+}
