@@ -35,6 +35,9 @@ interface ProbeOptions {
   attachFd?: number;
   /** handoff: wait this long between closing the first socket copy and starting the second probe. */
   handoffGapMs?: number;
+  /** Raw mode: send these frames (hex) once ready, and print every frame received ({"event":"frame","hex"}) instead of running the packet path. */
+  send?: string[];
+  raw?: boolean;
 }
 
 const o = JSON.parse(process.argv[2] ?? '{}') as ProbeOptions;
@@ -73,7 +76,20 @@ function run(nic: NicLink): void {
     out({ event: 'stats', io: nic.io, counters: s.counters, drops: s.drops, nic: nic.stats() });
   };
   setTimeout(() => {
-    live = attachLive(nic, built.dataplane);
+    if (o.raw) {
+      const b = nic.batch;
+      nic.start(() => {
+        const n = nic.rx(64);
+        for (let i = 0; i < n; i++) {
+          out({ event: 'frame', hex: Buffer.from(b.buf.buffer, b.buf.byteOffset + b.off[i]!, Math.abs(b.len[i]!)).toString('hex') });
+          b.len[i] = 0;
+        }
+        nic.txRelease(n);
+      });
+      for (const h of o.send ?? []) { const f = Buffer.from(h, 'hex'); out({ event: 'sent', ok: nic.send(f, f.length) }); }
+    } else {
+      live = attachLive(nic, built.dataplane);
+    }
     out({ event: 'ready', io: nic.io, fd: nic.fd });
   }, o.startDelayMs ?? 0);
   const timer = o.statsMs ? setInterval(report, o.statsMs) : null;
