@@ -63,6 +63,7 @@ import { tcpChecksum } from '../src/wire/tcp';
 import { arp, tcp } from '../test/helpers/frames';
 import { Pump, newBatch } from '../src/link/pump';
 import { T_NOW } from '../src/dataplane/state';
+import { hugePageAllocator } from '../native-bindings/afpacket';
 
 // ---- options ----
 
@@ -74,6 +75,9 @@ const SECONDS = Number(opt('--seconds', QUICK ? '0.25' : '1'));
 const REPEATS = Math.max(1, Number(opt('--repeats', QUICK ? '3' : '5')) | 0);
 const ONLY = opt('--case', '');
 const JSON_OUT = flag('--json');
+// --huge: the state memory on transparent huge pages (the native addon's allocator), as vipgate run does.
+const HUGE = flag('--huge') ? hugePageAllocator() : null;
+if (flag('--huge') && !HUGE) throw new Error('bench: --huge needs the native addon (npm run build:native)');
 const gc = (globalThis as { gc?: () => void }).gc;
 
 // ---- the world ----
@@ -97,7 +101,7 @@ function tables(mode: 'dsr' | 'nat'): Tables {
 function dataplane(mode: 'dsr' | 'nat', flowCapacity: number, halfOpenTimeoutMs: number): Dataplane {
   const st = createState({
     flowCapacity, neighbourCapacity: 1024, halfOpenTimeoutMs, establishedTimeoutMs: 900_000,
-    closingTimeoutMs: 30_000, neighbourTtlMs: 300_000, seed: 1,
+    closingTimeoutMs: 30_000, neighbourTtlMs: 300_000, seed: 1, ...(HUGE ? { alloc: HUGE } : {}),
   });
   return new Dataplane(st, tables(mode));
 }
@@ -457,7 +461,7 @@ const kb = (x: number): string => (Number.isNaN(x) ? 'n/a' : (x / 1024).toFixed(
 async function main(): Promise<void> {
   const results: Result[] = [];
   {
-    console.log(`vipgate packet-path benchmark — node ${process.version}, ${REPEATS} × ≥${SECONDS}s per case, median` + (gc ? '' : ' (no --expose-gc: heap figures n/a)'));
+    console.log(`vipgate packet-path benchmark — node ${process.version}, ${REPEATS} × ≥${SECONDS}s per case, median` + (gc ? '' : ' (no --expose-gc: heap figures n/a)') + (HUGE ? ', state on huge pages' : ''));
   }
   for (const [name, make] of CASES) {
     if (ONLY && !name.includes(ONLY)) continue;

@@ -23,6 +23,7 @@ interface AfPacketAddon {
   fd(id: number): number;
   geometry(id: number): [number, number, number];
   waiting(id: number): number;
+  hugeBuffer(bytes: number): ArrayBuffer;
 }
 
 const buildDir = path.resolve(__dirname, '..', '..', 'native-bindings', 'build');
@@ -44,6 +45,15 @@ export function afpacketAvailable(): { ok: true; addon: AfPacketAddon } | { ok: 
   } catch (e) {
     return (cached = { ok: false, why: `the AF_PACKET addon does not load: ${(e as Error).message.split('\n')[0]}` });
   }
+}
+
+/**
+ * An allocator of zeroed memory on transparent huge pages (see hugeBuffer in afpacket.c), for
+ * the packet path's state; null when the addon is not available (use an ordinary ArrayBuffer).
+ */
+export function hugePageAllocator(): ((bytes: number) => ArrayBuffer) | null {
+  const a = afpacketAvailable();
+  return a.ok ? (bytes) => a.addon.hugeBuffer(bytes) : null;
 }
 
 /** Slot per frame in the ring: a 1500-byte-MTU frame with VLAN tags and the ring's header fits. */

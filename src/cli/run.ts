@@ -15,6 +15,7 @@ import { buildDataplane, Built } from '../main';
 import { interfaceInfo, missingCapabilities, InterfaceInfo } from '../link/host';
 import { attachLive, captureFilter, sweepPlan } from '../link/live';
 import { openNic, NicLink } from '../../native-bindings/nic';
+import { hugePageAllocator } from '../../native-bindings/afpacket';
 import { snapshotCounters } from '../dataplane/counters';
 import { formatCounters, formatRateLine } from '../obs/format';
 import { createLogger, Logger } from '../obs/log';
@@ -79,7 +80,10 @@ export async function startLive(a: RunArgs): Promise<Running> {
   if (stateFile) checkStateDir(stateFile);
   const mac = config.mac ?? info.mac;
   const macText = config.macText ?? info.macText;
-  const built = buildDataplane(config, { mac, ...(a.seed === undefined ? {} : { seed: a.seed }) });
+  // The flow table on huge pages where the addon is built: one TLB entry per 2 MiB, not per 4 KiB
+  // (issue 10: ~1.3x established-flow frames per CPU-second at 1Mi flows in `npm run bench -- --huge`).
+  const alloc = hugePageAllocator();
+  const built = buildDataplane(config, { mac, ...(a.seed === undefined ? {} : { seed: a.seed }), ...(alloc ? { alloc } : {}) });
   const state = built.state;
   const dp = built.dataplane;
   const owned = (): number[] => dp.currentTables.spec.vips;

@@ -22,6 +22,8 @@ export interface StateOptions {
   /** Hash seed; a parameter so replays and tests are repeatable. */
   seed: number;
   shared?: boolean;
+  /** Where the (non-shared) memory comes from, zeroed: e.g. huge pages (native-bindings/afpacket.ts). Default: an ArrayBuffer. */
+  alloc?: (bytes: number) => ArrayBuffer;
 }
 
 // Flow record layout (slot s), 64 bytes = one cache line:
@@ -109,7 +111,7 @@ export function stateSize(o: Pick<StateOptions, 'flowCapacity' | 'neighbourCapac
 
 export function createState(o: StateOptions): StateViews {
   const fs = slotsFor(o.flowCapacity), ns = slotsFor(o.neighbourCapacity);
-  const memory = allocMemory(stateSize(o), o.shared ?? false);
+  const memory = o.alloc && !o.shared ? o.alloc(stateSize(o)) : allocMemory(stateSize(o), o.shared ?? false);
   const v = layout(new Carver(memory), fs, ns);
   v.header[H_MAGIC] = MAGIC;
   v.header[H_VERSION] = LAYOUT_VERSION;
