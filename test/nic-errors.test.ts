@@ -110,6 +110,20 @@ if (!can.ok) {
     }
   });
 
+  t.test('a frame the NIC refuses (larger than the MTU) is a failed send with its reason, not a throw', async (t) => {
+    for (const io of ['native', 'pcap'] as const) {
+      if (io === 'native' && !native.ok) { t.comment(`native skipped: ${native.why}`); continue; }
+      const big = Buffer.alloc(3000, 0xab);
+      Buffer.from(lab.mac.backends[0]!.replace(/:/g, '') + lab.mac.clients[0]!.replace(/:/g, '') + '0800', 'hex').copy(big);
+      const r = await runProbeIn(lab, 'c1', { iface: 'eth0', io, raw: true, send: [big.toString('hex')], durationMs: 300 });
+      t.equal(r.code, 0, `${io}: no crash ${r.stderr}`);
+      const sent = r.events.find((e) => e.event === 'sent');
+      t.equal(sent?.ok, false, `${io}: the send failed`);
+      if (io === 'native') t.match(String(sent?.error), 'EMSGSIZE', `native: and says why (${sent?.error})`);
+      else t.ok(String(sent?.error).length > 0, `pcap: and says why (${sent?.error})`);
+    }
+  });
+
   t.test('native: the interface going down and up mid-run is counted, and frames flow again', { skip: !native.ok && `skipped: ${native.ok ? '' : native.why}` }, async (t) => {
     const r = await runProbe(lab, { iface: 'eth0', io: 'native', statsMs: 100 }, async () => {
       lab.exec('c1', ['ping', '-c', '5', '-i', '0.05', '-W', '1', lab.addr.vipgate]);

@@ -86,7 +86,7 @@ function run(nic: NicLink): void {
         }
         nic.txRelease(n);
       });
-      for (const h of o.send ?? []) { const f = Buffer.from(h, 'hex'); out({ event: 'sent', ok: nic.send(f, f.length) }); }
+      for (const h of o.send ?? []) { const f = Buffer.from(h, 'hex'); const ok = nic.send(f, f.length); out({ event: 'sent', ok, error: ok ? null : nic.lastSendError }); }
     } else {
       live = attachLive(nic, built.dataplane);
     }
