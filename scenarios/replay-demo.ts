@@ -1,12 +1,14 @@
 // The replay demo: a capture of what a vipgate NIC would see on a small LAN — clients resolving
 // the VIPs by ARP and opening HTTP connections (IP mode and port mode), backends answering
-// (nat), and some things that must be refused — run through `vipgate replay` in dsr and nat.
+// (nat), a ping, a router's "fragmentation needed" about a connection, and some things that
+// must be refused — run through `vipgate replay` in dsr and nat.
 // No privileges needed. Run: npm run demo   (files land in scenarios/out/)
 // npm start runs it when it cannot build the live lab (not root).
 
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { arp, tcp } from '../src/wire/frames';
+import { arp, tcp, icmp, ipDatagram } from '../src/wire/frames';
+import { ICMP_ECHO_REQUEST, ICMP_DEST_UNREACH, ICMP_UNREACH_FRAG_NEEDED } from '../src/wire/icmp';
 import { ARP_OP_REPLY } from '../src/wire/arp';
 import { TCP_SYN, TCP_ACKF, TCP_PSH, TCP_FIN } from '../src/wire/tcp';
 import { PcapWriter, readCaptureFile } from '../src/pcap';
@@ -51,8 +53,18 @@ function makeCapture(mode: 'dsr' | 'nat', configPath: string, file: string): voi
     }
     now += 1000;
   }
-  // Things vipgate must refuse, each counted under its reason:
+  // ping: two echo requests to the first VIP, answered by vipgate itself
   const c = clients[0]!;
+  for (let seq = 1; seq <= 2; seq++) {
+    put(icmp({ srcMac: c.mac, dstMac: ours, src: c.ip, dst: cfg.vipTexts[0]!, icmp: { type: ICMP_ECHO_REQUEST, id: 0x1d, seq, data: Buffer.alloc(56, 0x2a) } }), 1000);
+  }
+  // A router on the clients' path cannot forward a full-size segment of the last connection to
+  // its client and says so to the VIP: vipgate carries the error to that flow's backend.
+  const last = clients[clients.length - 1]!, lastVip = cfg.vipTexts[cfg.vipTexts.length - 1]!;
+  const big = tcp({ srcMac: ours, dstMac: last.mac, src: lastVip, dst: last.ip, srcPort: 80, dstPort: port - 1, flags: TCP_ACKF, seq: 950, ack: 140, payload: Buffer.alloc(1448, 0x61) });
+  put(icmp({ srcMac: '02:ee:00:00:00:01', dstMac: ours, src: '10.0.0.254', dst: lastVip,
+    icmp: { type: ICMP_DEST_UNREACH, code: ICMP_UNREACH_FRAG_NEEDED, nextHopMtu: 1400, data: ipDatagram(big, 548) } }), 0);
+  // Things vipgate must refuse, each counted under its reason:
   put(arp({ src: c.mac, senderIp: c.ip, targetIp: '10.0.0.1', pad: true }));                                   // arp_not_for_vip
   put(arp({ src: '02:66:66:66:66:66', senderIp: cfg.vipTexts[0]!, targetIp: cfg.vipTexts[0]!, pad: true }));  // arp_conflict
   put(arp({ src: '02:00:00:00:01:21', dst: ours, oper: ARP_OP_REPLY, senderIp: '10.0.1.21', targetIp: formatIpv4(cfg.vips[0]!), targetMac: ours, pad: true })); // arp_reply
@@ -75,7 +87,8 @@ function main(): void {
     console.log(formatReplayReport(report));
     const frames = readCaptureFile(out).frames;
     console.log(`  first frames vipgate sent (${path.relative(process.cwd(), out)}):`);
-    const shown = [frames.find((f) => f.data[12] === 0x08 && f.data[13] === 0x06)!, ...frames.filter((f) => f.data[12] === 0x08 && f.data[13] === 0x00).slice(0, 5)];
+    const ipv4 = frames.filter((f) => f.data[12] === 0x08 && f.data[13] === 0x00);
+    const shown = [frames.find((f) => f.data[12] === 0x08 && f.data[13] === 0x06)!, ...ipv4.slice(0, 5), ...ipv4.filter((f) => f.data[23] === 1)];
     for (const f of shown) console.log('    ' + describeFrame(f.data));
     console.log('');
   }

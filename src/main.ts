@@ -1,7 +1,8 @@
 // The one place that wires the parts together: config -> tables + state -> packet path.
 
 import type { Config } from './control/config';
-import { Tables, TablesSpec } from './tables/services';
+import { Tables } from './tables/services';
+import { configSpec } from './control/model';
 import { createState, StateViews } from './dataplane/state';
 import { Dataplane } from './dataplane/dataplane';
 
@@ -10,18 +11,6 @@ export interface Built {
   tables: Tables;
   state: StateViews;
   dataplane: Dataplane;
-}
-
-/** The tables the packet path reads, from a validated config (`mac` must be set). */
-export function tablesSpec(c: Config, mac: Uint8Array): TablesSpec {
-  return {
-    mac,
-    mode: c.mode,
-    // The nat gateway is owned like a VIP (ARP answered, announced) but has no service.
-    vips: c.natGateway === null ? c.vips : [...c.vips, c.natGateway],
-    backends: c.backends.map((b) => ({ name: b.name, ip: b.ip, mac: b.mac })),
-    services: c.services.map((s) => ({ vip: s.vip, port: s.port, active: s.active, standby: s.standby })),
-  };
 }
 
 export interface BuildOptions {
@@ -38,7 +27,8 @@ export interface BuildOptions {
 export function buildDataplane(config: Config, o: BuildOptions = {}): Built {
   const mac = config.mac ?? o.mac;
   if (!mac) throw new Error('buildDataplane: no MAC in the config and none given');
-  const tables = new Tables(tablesSpec(config, mac));
+  // The same path as the controller's (control/model.ts toSpec), so replay and run agree.
+  const tables = new Tables(configSpec(config, mac));
   const state = createState({
     flowCapacity: config.flows.capacity,
     neighbourCapacity: config.neighbours.capacity,

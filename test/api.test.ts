@@ -96,17 +96,18 @@ t.test('GET views: status, vips, services, backends, neighbours, counters', asyn
   ]);
   t.same((await ok(t, h, 'GET', '/v1/services')).services, [
     { service: '10.0.0.100', vip: '10.0.0.100', port: 0, mode: 'ip', source: 'config', pinned: null,
-      members: [{ backend: 'web1', priority: 255, weight: 100, state: 'up', role: 'active' }], serving: ['web1'] },
+      members: [{ backend: 'web1', priority: 255, weight: 100, state: 'up', role: 'active' }], serving: ['web1'], failover: { spares: null, preempt: true, holdDownMs: 0, onBackendDown: 'reset', takenOverBy: null, failbackAt: null } },
     { service: '10.0.0.101:80', vip: '10.0.0.101', port: 80, mode: 'port', source: 'config', pinned: null,
       members: [
         { backend: 'web1', priority: 255, weight: 100, state: 'up', role: 'active' },
         { backend: 'web2', priority: 254, weight: 100, state: 'up', role: 'standby' },
-      ], serving: ['web1'] },
+      ], serving: ['web1'], failover: { spares: null, preempt: true, holdDownMs: 0, onBackendDown: 'reset', takenOverBy: null, failbackAt: null } },
   ]);
   const web1 = {
     name: 'web1', ip: '10.0.1.21', mac: WEB1_MAC, macSource: 'given', state: 'up', weight: 100, source: 'config',
     serves: [{ service: '10.0.0.100', priority: 255, role: 'active' }, { service: '10.0.0.101:80', priority: 255, role: 'active' }],
     flows: 0, connections: 0, lease: null, leaving: false,
+    health: { state: 'unchecked', check: null, since: null, lastCheck: null, lastLatencyMs: null, lastFailure: null, lastFailureAt: null },
   };
   const bs = (await ok(t, h, 'GET', '/v1/backends')).backends;
   t.same(bs[0], web1);
@@ -145,6 +146,7 @@ t.test('register: created, listed, announced, steered to; renewal; conflicts', a
     backend: {
       name: 'a1', ip: '10.0.2.1', mac: '02:00:00:00:02:01', macSource: 'given', state: 'up', weight: 100, source: 'api',
       serves: [{ service: '10.0.0.200:80', priority: 100, role: 'active' }], flows: 0, connections: 0, lease: null, leaving: false,
+      health: { state: 'unchecked', check: null, since: null, lastCheck: null, lastLatencyMs: null, lastFailure: null, lastFailureAt: null },
     },
   });
   t.same(names(await backendsOf(h)), ['a1', 'web1', 'web2']);

@@ -104,10 +104,11 @@ t.test('backends: aligned table, every column', async (t) => {
   api.on('GET', '/v1/backends', { body: { backends: BACKENDS } });
   const r = await cli(api, 'backends', []);
   t.equal(r.code, 0, r.err);
-  const rows = checkAligned(t, r.out, ['NAME', 'IP', 'MAC', 'STATE', 'WEIGHT', 'SERVES', 'FLOWS', 'CONNS', 'SOURCE', 'LEASE']);
-  t.same(rows[1], ['web1', '10.0.1.11', '02:00:00:00:01:11', 'up', '100', '10.0.0.100:80=active', '80', '12345', 'config', '-']);
-  t.same(rows[2], ['web-two', '10.0.1.12', '-', 'up', '50', '10.0.0.100:80=active,10.0.0.101=standby', '40', '7', 'config', '-']);
-  t.same(rows[3], ['db', '10.0.1.13', '02:00:00:00:01:11', 'drain,leaving', '100', '-', '0', '0', 'api', '22s/30s']);
+  const rows = checkAligned(t, r.out, ['NAME', 'IP', 'MAC', 'STATE', 'HEALTH', 'WEIGHT', 'SERVES', 'FLOWS', 'CONNS', 'SOURCE', 'LEASE']);
+  t.same(rows[1], ['web1', '10.0.1.11', '02:00:00:00:01:11', 'up', 'up 0.4ms', '100', '10.0.0.100:80=active', '80', '12345', 'config', '-']);
+  t.same(rows[2], ['web9', '10.0.1.19', '02:00:00:00:01:11', 'up', 'down: timeout after 100 ms', '100', '-', '0', '0', 'config', '-'], 'health beside the admin state, with the reason');
+  t.same(rows[3], ['web-two', '10.0.1.12', '-', 'up', '-', '50', '10.0.0.100:80=active,10.0.0.101=standby', '40', '7', 'config', '-']);
+  t.same(rows[4], ['db', '10.0.1.13', '02:00:00:00:01:11', 'drain,leaving', '-', '100', '-', '0', '0', 'api', '22s/30s']);
   // Columns line up: each row's IP starts where the header's IP does.
   const lines = r.out.split('\n');
   const ipAt = lines[0]!.indexOf('IP');
@@ -222,7 +223,7 @@ t.test('set: PATCH with state and/or weight', async (t) => {
   const r = await cli(api, 'set', ['web1', '--state', 'drain', '--weight', '5']);
   t.equal(r.code, 0, r.err);
   t.same(api.seen('PATCH')[0]!.body, { state: 'drain', weight: 5 });
-  t.match(r.out.split('\n')[1], /^web1\s+\S+\s+\S+\s+drain\s+5\s/);
+  t.match(r.out.split('\n')[1], /^web1\s+\S+\s+\S+\s+drain\s+\S+\s+5\s/);
   await cli(api, 'set', ['web1', '--weight', '0']);
   t.same(api.seen('PATCH')[1]!.body, { weight: 0 });
 });
@@ -344,6 +345,7 @@ t.test('top --count 2 without a TTY: two plain frames, the second with rates fro
   t.match(f2, /^flows active 120 of 65\.5k/m);
   const rows = f2.split('\n').filter((l) => /^(web1|web-two|db)\s/.test(l)).map((l) => l.split(/\s{2,}/));
   t.same(rows.map((r) => [r[0], r.at(-2), r.at(-1)]), [['web1', '80', '15'], ['web-two', '40', '0'], ['db', '0', '0']], 'flows and conns/s per backend');
+  t.match(f2, /^web9\s+10\.0\.1\.19\s+up\s+down: timeout after 100 ms\s/m, 'health beside the admin state');
 });
 
 t.test('top: unreachable at the start fails like the other commands', async (t) => {

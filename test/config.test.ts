@@ -5,6 +5,7 @@
 import t from 'tap';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { FAILOVER_DEFAULTS, EVENTS_DEFAULTS } from '../src/control/config/health';
 import { stringify as yamlStringify } from 'yaml';
 import {
   CONFIG_DEFAULTS,
@@ -49,21 +50,26 @@ function expectedExample(file: string, mode: 'dsr' | 'nat'): Config {
     vips: [0x0a000064, 0x0a000065],
     vipTexts: ['10.0.0.100', '10.0.0.101'],
     backends: [
-      { name: 'web1', weight: 100, ip: 0x0a000115, ipText: '10.0.1.21', mac: mac(2, 0, 0, 0, 1, 0x21), macText: '02:00:00:00:01:21' },
-      { name: 'web2', weight: 100, ip: 0x0a000116, ipText: '10.0.1.22', mac: mac(2, 0, 0, 0, 1, 0x22), macText: '02:00:00:00:01:22' },
+      { name: 'web1', weight: 100, ip: 0x0a000115, ipText: '10.0.1.21', mac: mac(2, 0, 0, 0, 1, 0x21), macText: '02:00:00:00:01:21', health: null },
+      { name: 'web2', weight: 100, ip: 0x0a000116, ipText: '10.0.1.22', mac: mac(2, 0, 0, 0, 1, 0x22), macText: '02:00:00:00:01:22', health: null },
     ],
     services: [
-      { vip: 0x0a000064, vipText: '10.0.0.100', port: 0, active: 'web1', standby: [], line: 8 },
-      { vip: 0x0a000065, vipText: '10.0.0.101', port: 80, active: 'web1', standby: ['web2'], line: 9 },
+      { vip: 0x0a000064, vipText: '10.0.0.100', port: 0, active: 'web1', standby: [], line: 8, failover: FAILOVER_DEFAULTS },
+      { vip: 0x0a000065, vipText: '10.0.0.101', port: 80, active: 'web1', standby: ['web2'], line: 9, failover: FAILOVER_DEFAULTS },
     ],
     flows: { capacity: 65536, halfOpenTimeoutMs: 15_000, establishedTimeoutMs: 900_000, closingTimeoutMs: 30_000 },
     neighbours: { capacity: 4096, ttlMs: 300_000 },
     natGateway: null,
     natGatewayText: null,
     announce: { count: 3, intervalMs: 1000, refreshMs: 0 },
+    icmp: { echo: true, echoRate: 1000, echoBurst: 50 },
     api: { listen: '127.0.0.1:9180', token: null },
     stateFile: null,
     log: { level: 'info', format: 'json' },
+    health: null,
+    spares: [],
+    synCheck: null,
+    events: EVENTS_DEFAULTS,
     io: { backend: 'auto', batch: 256, spinUs: 200 },
   };
 }
@@ -97,6 +103,19 @@ t.test('nat_gateway and announce', async (t) => {
   t.match(reject(SCHEMA_EXAMPLE + 'nat_gateway: 10.0.1.1\n').message, /only applies to mode: nat/);
   t.match(reject(SCHEMA_EXAMPLE.replace('mode: dsr', 'mode: nat') + 'nat_gateway: 10.0.1.21\n').message, /already a VIP or a backend/);
   t.match(reject(SCHEMA_EXAMPLE + 'announce: { count: 0 }\n').message, /announce\.count/);
+});
+
+t.test('icmp: echo on by default, rate and burst', async (t) => {
+  t.same(parseConfig(SCHEMA_EXAMPLE, 'd.yaml').icmp, { echo: true, echoRate: 1000, echoBurst: 50 }, 'defaults: Linux icmp_msgs_per_sec / icmp_msgs_burst');
+  t.same(parseConfig(SCHEMA_EXAMPLE + 'icmp: { echo: false }\n', 'o.yaml').icmp, { echo: false, echoRate: 1000, echoBurst: 50 });
+  t.same(parseConfig(SCHEMA_EXAMPLE + 'icmp: { echo_rate: 200/s, echo_burst: 10 }\n', 'r.yaml').icmp, { echo: true, echoRate: 200, echoBurst: 10 });
+  t.same(parseConfig(SCHEMA_EXAMPLE + 'icmp: { echo_rate: 300 }\n', 'n.yaml').icmp.echoRate, 300, 'a plain number is per second');
+  const lines = SCHEMA_EXAMPLE.split('\n').length;
+  t.match(reject(SCHEMA_EXAMPLE + 'icmp: { echo: yes please }\n', 'e.yaml').message, new RegExp(`^e\\.yaml:${lines}:\\d+: icmp\\.echo: expected true .* or false`));
+  t.match(reject(SCHEMA_EXAMPLE + 'icmp: { echo_rate: 0/s }\n').message, /icmp\.echo_rate: 0\/s is out of range; icmp\.echo_rate must be 1\/s\.\.1000000\/s/);
+  t.match(reject(SCHEMA_EXAMPLE + 'icmp: { echo_rate: fast }\n').message, /icmp\.echo_rate: expected icmp\.echo_rate \(echo replies per second/);
+  t.match(reject(SCHEMA_EXAMPLE + 'icmp: { echo_burst: 0 }\n').message, /icmp\.echo_burst: 0 is out of range/);
+  t.match(reject(SCHEMA_EXAMPLE + 'icmp: { ecko: true }\n').message, /icmp\.ecko: unknown key \(did you mean "echo"\?\)/);
 });
 
 /** Parse and return the ConfigError, or fail the test if it parsed. */
@@ -142,9 +161,9 @@ t.test('defaults and optional keys', async (t) => {
   t.equal(full.interface, 'eth0');
   t.equal(full.macText, '02:00:5e:00:00:01', 'dash-separated, upper-case MAC normalized');
   t.equal(full.mode, 'nat');
-  t.strictSame(full.backends[0], { name: 'a.b_c-1', weight: 100, ip: 0x0a000101, ipText: '10.0.1.1', mac: null, macText: null },
+  t.strictSame(full.backends[0], { name: 'a.b_c-1', weight: 100, ip: 0x0a000101, ipText: '10.0.1.1', mac: null, macText: null, health: null },
     'backend mac optional');
-  t.strictSame(full.services[0], { vip: 0x0a000064, vipText: '10.0.0.100', port: 443, active: 'a.b_c-1', standby: [], line: 6 },
+  t.strictSame(full.services[0], { vip: 0x0a000064, vipText: '10.0.0.100', port: 443, active: 'a.b_c-1', standby: [], line: 6, failover: FAILOVER_DEFAULTS },
     'standby optional in port mode');
   t.strictSame(full.flows, { capacity: 1, halfOpenTimeoutMs: 500, establishedTimeoutMs: 7_200_000, closingTimeoutMs: 250 });
   t.strictSame(full.neighbours, { capacity: 1048576, ttlMs: 300_000 });
@@ -233,7 +252,7 @@ const fixtures: Fixture[] = [
   { d: 'top level is a scalar', yaml: 'hello\n', code: I, line: 1, msg: ['expected a mapping', 'got the string "hello"'] },
   { d: 'typo in a top-level key', yaml: cfg({ extra: ['servics: []'] }), code: I, line: 6, at: 'servics', path: 'servics', msg: ['unknown key', 'did you mean "services"?', 'allowed keys here: interface, mac, mode, vips, backends, services, flows, neighbours'] },
   { d: 'American spelling of neighbours', yaml: cfg({ extra: ['neighbors: { ttl: 5s }'] }), code: I, line: 6, at: 'neighbors', msg: ['did you mean "neighbours"?'] },
-  { d: 'unknown key with no near match', yaml: cfg({ extra: ['health: {}'] }), code: I, line: 6, at: 'health', msg: ['unknown key;', 'allowed keys here'] },
+  { d: 'unknown key with no near match', yaml: cfg({ extra: ['cluster: {}'] }), code: I, line: 6, at: 'cluster', msg: ['unknown key;', 'allowed keys here'] },
   { d: 'non-scalar key', yaml: cfg({ extra: ['[a]: 1'] }), code: I, line: 6, at: '[a]', path: '(a list)', msg: ['unknown key', 'allowed keys here'] },
   { d: 'unknown key in a backend', yaml: cfg({ backends: 'backends: [{ name: web1, adress: 10.0.1.21, ip: 10.0.1.21 }, { name: web2, ip: 10.0.1.22 }]' }), code: I, line: 4, at: 'adress', path: 'backends[0].adress', msg: ['unknown key', 'allowed keys here: name, ip, mac'] },
   { d: 'typo in a service key', yaml: cfg({ services: 'services: [{ vip: 10.0.0.101, port: 80, active: web1, stanby: [web2] }]' }), code: I, line: 5, at: 'stanby', msg: ['did you mean "standby"?', 'vip, backend, port, active, standby'] },

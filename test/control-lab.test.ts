@@ -97,8 +97,7 @@ function arping(lab: Lab, ns: string, ip: string, count: number): { replies: num
 
 const can = canRunVipgateLab();
 if (!can.ok) {
-  t.comment(`skipped: ${can.why}`);
-  t.pass('control-plane lab tests skipped on this machine');
+  t.plan(0, `skipped: ${can.why}`);
 } else {
   t.test('control plane live (dsr): agent, leave, switch, reload, metrics', async (t) => {
     const lab = await createLab({ mode: 'dsr', clients: 2, backends: 4 });

@@ -6,12 +6,12 @@ import { build, reasonName, OUR_MAC, CLIENT_MAC, CLIENT2_MAC, WEB1_MAC, WEB2_MAC
 import { VERDICT_TX, VERDICT_DROP } from '../src/dataplane/dataplane';
 import { parseEthernet, emitEthernet, ETHERTYPE_QINQ, ETHERTYPE_VLAN, ETHERTYPE_IPV4 } from '../src/wire/ethernet';
 import { parseArp, ARP_OP_REPLY, ARP_OP_REQUEST } from '../src/wire/arp';
-import { emitIpv4, IPPROTO_ICMP } from '../src/wire/ipv4';
+import { emitIpv4, IPPROTO_UDP } from '../src/wire/ipv4';
 import { ipOf, tcpOf, tcpOk } from './helpers/inspect';
 import { TCP_SYN, TCP_ACKF, TCP_FIN, TCP_RST, TCP_PSH, TCP_ECE, TCP_CWR, TCP_URGF } from '../src/wire/tcp';
 import { Ctr, Drop } from '../src/dataplane/counters';
 import { BackendState, Tables } from '../src/tables/services';
-import { tablesSpec } from '../src/main';
+import { configSpec } from '../src/control/model';
 
 const S = 1000; // ms
 
@@ -113,7 +113,7 @@ t.test('SYN steering: IP mode and port mode', async (t) => {
 
 t.test('port mode: the first usable standby takes new flows when the active is down', async (t) => {
   const b = build('dsr');
-  const spec = tablesSpec(b.config, b.tables.mac);
+  const spec = configSpec(b.config, b.tables.mac);
   const down = new Tables({ ...spec, backends: spec.backends.map((x) => x.name === 'web1' ? { ...x, state: 'down' as const } : x) }, b.tables);
   t.equal(run(b, syn('10.0.0.101', 80, 1)).reason, 'tx');
   b.dataplane.publish(down);
@@ -234,12 +234,11 @@ t.test('IPv4 checks on the way in', async (t) => {
     ['13-byte frame', good.subarray(0, 13), 'truncated'],
   ];
   for (const [desc, f, want] of cases) t.equal(run(build('dsr'), f).reason, want, desc);
-  // ICMP echo to a VIP: a valid IPv4 header with protocol 1
-  const icmp = Buffer.alloc(60);
-  const l3 = emitEthernet({ dst: OUR_MAC, src: CLIENT_MAC, vlans: [], etherType: ETHERTYPE_IPV4 }, icmp, 0);
-  emitIpv4({ totalLength: 28, protocol: IPPROTO_ICMP, src: '10.0.0.7', dst: '10.0.0.100' }, icmp, l3);
-  icmp[l3 + 20] = 8;
-  t.equal(run(build('dsr'), icmp).reason, 'not_tcp', 'ICMP echo to a VIP');
+  // UDP to a VIP: a valid IPv4 header with protocol 17 (ICMP has its own path: dataplane-icmp.test.ts)
+  const udp = Buffer.alloc(60);
+  const l3 = emitEthernet({ dst: OUR_MAC, src: CLIENT_MAC, vlans: [], etherType: ETHERTYPE_IPV4 }, udp, 0);
+  emitIpv4({ totalLength: 28, protocol: IPPROTO_UDP, src: '10.0.0.7', dst: '10.0.0.100' }, udp, l3);
+  t.equal(run(build('dsr'), udp).reason, 'not_tcp', 'UDP to a VIP');
   const u = tcp({ ...C, dst: '10.0.0.100', srcPort: 1, dstPort: 80, flags: TCP_URGF });
   t.equal(run(build('dsr'), u).reason, 'unknown_flow', 'URG-only segment without a flow');
 });

@@ -10,17 +10,22 @@
 //   - a transmitted frame comes from our MAC; an IPv4 one has a verifying header checksum; in
 //     dsr mode only the MACs changed; in nat mode the TTL went down by one and the TCP checksum
 //     still verifies if it verified before (RFC 1624 incremental update against a full sum);
+//     an ICMP message sent on verifies (vipgate only sends ICMP whose checksum verified); an echo
+//     request became a reply from the address it was sent to (the one TX that may change more);
 //   - the flow table stays consistent: flows_active = live slots <= capacity; in nat mode every
 //     live flow is still found from the backend's side (the reverse index).
 //
 // Cases: (a) random bytes of random length 0..1600; (b) mutated frames — every Ethernet frame of
 // the shared captures plus frames built here (ARP for VIPs, SYN/ACK/data/FIN/RST to VIPs, nat
-// replies from backends, 802.1Q and QinQ, fragments, TTL 1, IP options, UDP) — bit flips, byte
+// replies from backends, 802.1Q and QinQ, fragments, TTL 1, IP options, UDP; ICMP echo requests,
+// errors to VIPs quoting VIP->client segments, and nat errors from backends quoting client->backend
+// segments, whole and cut to 8 bytes, each matching a flow the SYNs may have made) — bit flips, byte
 // sets, truncation, extension, MACs set to ours, targeted header fields, VLAN tags inserted and
-// removed, and the IPv4 (mostly) and TCP (often) checksums fixed up afterwards so the deep
+// removed, and the IPv4 (mostly), TCP and ICMP (often) checksums fixed up afterwards so the deep
 // paths run rather than everything dying at bad_ip_checksum. Mutated cases run in dsr and nat,
 // with a fake clock that advances (flows and neighbours expire, sometimes it steps back), a
-// periodic sweep, tables republished with backends down, drained and removed, a small flow
+// periodic sweep, tables republished with backends down, drained and removed (and echo off, and
+// a small echo rate so the limit is met), a small flow
 // table (table-full paths) and a backend without a configured MAC (backend_unresolved until
 // its ARP is seen).
 //
@@ -42,7 +47,7 @@ import { u16, u32, setU16, setU32 } from '../src/wire/bytes';
 import { sum16, fold, pseudoHeaderSum } from '../src/wire/checksum';
 import { ETHERTYPE_QINQ, ETHERTYPE_QINQ_OLD } from '../src/wire/ethernet';
 import { ARP_OP_REPLY } from '../src/wire/arp';
-import { arp, tcp, vlan } from './helpers/frames';
+import { arp, tcp, vlan, icmp, ipDatagram } from './helpers/frames';
 
 const repoRoot = path.resolve(__dirname, '..', '..');
 const pcapDir = process.env['VIPGATE_SHARED_PCAPS'] ?? path.join(repoRoot, '..', 'shared', 'pcaps');
@@ -114,10 +119,12 @@ function specs(mode: 'dsr' | 'nat', unresolved: boolean): TablesSpec[] {
     { vip: VIPS[1]!, port: 80, active: p80, standby: ['web1', 'web3'] },
     { vip: VIPS[1]!, port: 443, active: 'web1', standby: ['web2'] },
   ];
+  // A small echo budget so the rate limit is met (the fake clock moves ~1.5 ms a frame).
+  const icmp = { echo: true, echoRate: 1, echoBurst: 3 };
   return [
-    { ...base, backends: [be('web1'), be('web2'), be('web3')], services: svcs('web2') },
-    { ...base, backends: [be('web1', 'down'), be('web2', 'drain'), be('web3')], services: svcs('web2') },
-    { ...base, backends: [be('web1'), be('web3')], services: svcs('web3') },
+    { ...base, backends: [be('web1'), be('web2'), be('web3')], services: svcs('web2'), icmp },
+    { ...base, backends: [be('web1', 'down'), be('web2', 'drain'), be('web3')], services: svcs('web2'), icmp: { ...icmp, echo: false } },
+    { ...base, backends: [be('web1'), be('web3')], services: svcs('web3'), icmp },
   ];
 }
 
@@ -175,6 +182,27 @@ function buildFrames(): Uint8Array[] {
   const udp = Uint8Array.from(tcp({ ...base, flags: 0x10 }));
   udp[14 + 9] = 17; fixIpChecksum(udp, 14);
   add(udp);
+
+  // ICMP: echo requests; errors about segments of the flows the SYNs above make, to the VIP (a
+  // router on the client's path) and, for nat, from the backends to the clients.
+  const router = { srcMac: '02:00:00:00:fe:01', dstMac: OUR_MAC, src: '10.0.0.254' };
+  const seg = (src: string, sport: number, dst: string, dport: number, payload: number) =>
+    tcp({ srcMac: router.srcMac, dstMac: OUR_MAC, src, dst, srcPort: sport, dstPort: dport, flags: 0x18, payload: 'y'.repeat(payload) });
+  for (const c of CLIENTS) for (const dst of [...VIP_TEXT, '10.0.0.1']) for (const vlans of tagSets) {
+    add(icmp({ srcMac: c.mac, dstMac: OUR_MAC, src: c.ip, dst, vlans, icmp: { type: 8, id: 7, seq: 1, data: Buffer.from('ping data') } }));
+  }
+  add(icmp({ srcMac: c0.mac, dstMac: OUR_MAC, src: c0.ip, dst: VIP_TEXT[0]!, ipOptions: Uint8Array.of(7, 7, 4, 0, 0, 0, 0, 1), icmp: { type: 8, id: 1, seq: 1 } }));
+  add(icmp({ srcMac: c0.mac, dstMac: OUR_MAC, src: c0.ip, dst: VIP_TEXT[0]!, icmp: { type: 13, rest: 0, data: new Uint8Array(12) } }));
+  for (const c of CLIENTS) for (const vip of VIP_TEXT) for (const vport of VIP_PORTS) for (const cport of CLIENT_PORTS) {
+    const q = seg(vip, vport, c.ip, cport, 1000);
+    add(icmp({ ...router, dst: vip, icmp: { type: 3, code: 4, nextHopMtu: 1400, data: ipDatagram(q, 548) } }));
+    add(icmp({ ...router, dst: vip, icmp: { type: 11, code: 0, rest: 0, data: ipDatagram(q, 28) } }));
+  }
+  for (const b of BACKENDS) for (const c of CLIENTS) for (const vport of VIP_PORTS) for (const cport of CLIENT_PORTS) {
+    const q = seg(c.ip, cport, b.ip, vport, 1000);
+    add(icmp({ srcMac: b.mac, dstMac: OUR_MAC, src: b.ip, dst: c.ip, icmp: { type: 3, code: 4, nextHopMtu: 1300, data: ipDatagram(q, 548) } }));
+    add(icmp({ srcMac: b.mac, dstMac: OUR_MAC, src: b.ip, dst: c.ip, icmp: { type: 3, code: 4, nextHopMtu: 1300, data: ipDatagram(q, 28) } }));
+  }
   return out;
 }
 
@@ -269,6 +297,23 @@ function fixTcpChecksum(b: Uint8Array, l3: number, ihl: number, l4len: number): 
   setU16(b, l3 + ihl + 16, ~fold(sum16(b, l3 + ihl, l4len, pseudoHeaderSum(u32(b, l3 + 12), u32(b, l3 + 16), 6, l4len))) & 0xffff);
 }
 
+/** The ICMP message's length when the IPv4 header at l3 carries a whole, unfragmented one (>= 4 bytes) inside end; else -1. */
+function icmpLen(b: Uint8Array, l3: number, ihl: number, end: number): number {
+  if (b[l3 + 9] !== 1 || (u16(b, l3 + 6) & 0x3fff) !== 0) return -1;
+  const total = u16(b, l3 + 2);
+  if (total < ihl + 4 || l3 + total > end) return -1;
+  return total - ihl;
+}
+
+function icmpSumOk(b: Uint8Array, l4: number, len: number): boolean {
+  return fold(sum16(b, l4, len)) === 0xffff;
+}
+
+function fixIcmpChecksum(b: Uint8Array, l4: number, len: number): void {
+  setU16(b, l4 + 2, 0);
+  setU16(b, l4 + 2, ~fold(sum16(b, l4, len)) & 0xffff);
+}
+
 function hex(b: Uint8Array, from: number, to: number, max = 96): string {
   let s = '';
   for (let i = from; i < to && i < from + max; i++) s += (b[i]! < 16 ? '0' : '') + b[i]!.toString(16);
@@ -297,7 +342,7 @@ function mutate(rng: Rng, s: Uint8Array, n: number): number {
       case 8: s.fill(0xff, 0, 6); break;                                               // broadcast
       case 9: if (rng.chance(0.3)) s.set(OUR, 6); else s.set(OUR, 0); break;           // from us (own_frame) / to us
       case 10: case 11: n = ipField(rng, s, n); break;
-      case 12: tcpField(rng, s, n); break;
+      case 12: if (isIcmp(s, n)) icmpField(rng, s, n); else tcpField(rng, s, n); break;
       case 13: arpField(rng, s, n); break;
       case 14: if (n + 4 <= MAX_FRAME && n >= 12) {                                    // insert a VLAN tag
         s.copyWithin(16, 12, n); n += 4;
@@ -341,6 +386,30 @@ function tcpField(rng: Rng, s: Uint8Array, n: number): void {
     case 3: setU16(s, l4, CLIENT_PORTS[rng.int(CLIENT_PORTS.length)]!); break;
     case 4: setU16(s, l4 + 2, VIP_PORTS[rng.int(VIP_PORTS.length)]!); break;
     case 5: { const a = u16(s, l4); setU16(s, l4, u16(s, l4 + 2)); setU16(s, l4 + 2, a); break; }
+  }
+}
+
+function isIcmp(s: Uint8Array, n: number): boolean {
+  const { l3, type } = l3Of(s, 0, n);
+  return type === 0x0800 && ipv4Ihl(s, l3, n) > 0 && s[l3 + 9] === 1;
+}
+
+function icmpField(rng: Rng, s: Uint8Array, n: number): void {
+  const { l3 } = l3Of(s, 0, n);
+  const l4 = l3 + ipv4Ihl(s, l3, n), q = l4 + 8;
+  if (l4 + 8 > n) return;
+  const qok = q + 20 <= n;
+  switch (rng.int(10)) {
+    case 0: s[l4] = [0, 3, 4, 5, 8, 11, 12, 13, rng.byte()][rng.int(9)]!; break;         // type
+    case 1: s[l4 + 1] = rng.int(16); break;                                                // code
+    case 2: if (qok) s[q] = rng.chance(0.5) ? 0x40 | rng.int(16) : rng.byte(); break;      // quoted version/IHL
+    case 3: if (qok) s[q + 9] = [1, 6, 17, rng.byte()][rng.int(4)]!; break;                // quoted protocol
+    case 4: if (qok) setU32(s, q + 12, [...VIPS, ...CLIENT_IPS, ...BACKEND_IPS][rng.int(10)]!); break; // quoted source
+    case 5: if (qok) setU32(s, q + 16, [...VIPS, ...CLIENT_IPS, ...BACKEND_IPS][rng.int(10)]!); break; // quoted destination
+    case 6: if (qok) setU16(s, q + 6, [0x2000, 0x0001, 0x4000, rng.int(65536)][rng.int(4)]!); break;  // quoted MF / offset
+    case 7: if (q + 24 <= n) { const a = u16(s, q + 20); setU16(s, q + 20, u16(s, q + 22)); setU16(s, q + 22, a); } break; // quoted ports swapped
+    case 8: setU16(s, l3 + 2, (l4 - l3) + 8 + rng.int(40)); break;                          // cut the quote short
+    case 9: s[l3 + 12] = rng.chance(0.5) ? 0 : [127, 224, 255][rng.int(3)]!; break;         // an unanswerable source
   }
 }
 
@@ -392,6 +461,7 @@ class Harness {
   txArp = 0;
   txIpv4 = 0;
   txTcpChecked = 0;
+  txIcmp = 0;
 
   /** corpus[0, captured) came from the shared captures. */
   constructor(readonly o: CaseOpts, readonly corpus: Uint8Array[], readonly captured: number) {
@@ -443,6 +513,8 @@ class Harness {
         fixIpChecksum(s, l3);
         const l4len = tcpLen(s, l3, ihl, n);
         if (l4len >= 0 && rng.chance(0.6)) fixTcpChecksum(s, l3, ihl, l4len);
+        const ilen = icmpLen(s, l3, ihl, n);
+        if (ilen >= 0 && rng.chance(0.7)) fixIcmpChecksum(s, l3 + ihl, ilen);
       }
     }
     // -- where it goes, and the length the packet path is told
@@ -474,6 +546,9 @@ class Harness {
     const l4len = ihl ? tcpLen(buf, l3, ihl, fend) : -1;
     const ttl = ihl ? buf[l3 + 8]! : 0;
     const tcpOk = l4len >= 0 && this.nat && tcpSumOk(buf, l3, ihl, l4len);
+    const ilen = ihl ? icmpLen(buf, l3, ihl, fend) : -1;
+    const icmpType = ilen >= 0 ? buf[l3 + ihl]! : -1;
+    const ipSrc = ihl ? u32(buf, l3 + 12) : 0, ipDst = ihl ? u32(buf, l3 + 16) : 0;
     let dropsBefore = 0;
     for (let r = 0; r < ND; r++) dropsBefore += c[r]!;
     const inBefore = c[FI]!, outBefore = c[FO]!;
@@ -497,7 +572,7 @@ class Harness {
     if (verdict === VERDICT_TX) {
       this.tx++;
       if (dOut !== 1 || this.dp.lastDrop !== -1) this.fail(i, off, len, n, verdict, `TX but frames_out +${dOut}, lastDrop ${this.dp.lastDrop}`);
-      this.checkTx(i, off, len, n, fend, l3, ihl, l4len, ttl, tcpOk);
+      this.checkTx(i, off, len, n, fend, l3, ihl, l4len, ttl, tcpOk, ilen, icmpType, ipSrc, ipDst);
       buf.copy(ref, off, off, fend);                                     // the frame may change; nothing else may
     } else if (verdict === VERDICT_DROP) {
       if (dDrop !== 1 || this.dp.lastDrop < 0 || this.dp.lastDrop === Drop.internal_error) {
@@ -520,7 +595,8 @@ class Harness {
     if ((i & 0xffff) === 0) this.checkTable(i);
   }
 
-  checkTx(i: number, off: number, len: number, n: number, fend: number, l3: number, ihl: number, l4len: number, ttl: number, tcpOk: boolean): void {
+  checkTx(i: number, off: number, len: number, n: number, fend: number, l3: number, ihl: number, l4len: number, ttl: number, tcpOk: boolean,
+    ilen: number, icmpType: number, ipSrc: number, ipDst: number): void {
     const buf = this.buf;
     if (buf.compare(OUR, 0, 6, off + 6, off + 12) !== 0) this.fail(i, off, len, n, 1, 'TX frame is not from our MAC');
     const { type } = l3Of(buf, off, fend);
@@ -533,6 +609,16 @@ class Harness {
     this.txIpv4++;
     if (tcpOk) this.txTcpChecked++;
     if (fold(sum16(buf, l3, ihl)) !== 0xffff) this.fail(i, off, len, n, 1, 'TX IPv4 header checksum does not verify');
+    if (ilen >= 0) {
+      this.txIcmp++;
+      if (!icmpSumOk(buf, l3 + ihl, ilen)) this.fail(i, off, len, n, 1, 'TX ICMP checksum does not verify');
+    }
+    if (icmpType === 8) {
+      // An echo request answered: a reply from the address it was sent to, back to its sender.
+      if (buf[l3 + ihl] !== 0 || u32(buf, l3 + 12) !== ipDst || u32(buf, l3 + 16) !== ipSrc) this.fail(i, off, len, n, 1, 'TX echo reply is not the request turned around');
+      if (buf.compare(this.ref, off + 6, off + 12, off, off + 6) !== 0) this.fail(i, off, len, n, 1, 'TX echo reply is not sent to the requester\'s MAC');
+      return;
+    }
     if (this.nat) {
       if (buf[l3 + 8] !== ttl - 1) this.fail(i, off, len, n, 1, `nat TX TTL ${buf[l3 + 8]} (was ${ttl})`);
       if (tcpOk && !tcpSumOk(buf, l3, ihl, l4len)) this.fail(i, off, len, n, 1, 'nat TX TCP checksum verified before, not after');
@@ -610,21 +696,24 @@ CASES.forEach((co, k) => {
 
     const snap = snapshotCounters(c);
     const seen = Object.entries(snap.drops).filter(([, v]) => v > 0).map(([k, v]) => `${k}=${v}`).join(' ');
-    t.comment(`${h.frames} frames in ${ms} ms (${Math.round(h.frames / ms)}k/s): TX ${h.tx} (ARP ${h.txArp}, IPv4 ${h.txIpv4}, nat TCP checksum checked ${h.txTcpChecked}); ${seen}`);
+    t.comment(`${h.frames} frames in ${ms} ms (${Math.round(h.frames / ms)}k/s): TX ${h.tx} (ARP ${h.txArp}, IPv4 ${h.txIpv4}, nat TCP checksum checked ${h.txTcpChecked}, ICMP ${h.txIcmp}); ${seen}`);
     const cc = snap.counters;
-    t.comment(`arp_replies=${cc.arp_replies} flows_created=${cc.flows_created} flows_expired=${cc.flows_expired} forwarded_to_backend=${cc.forwarded_to_backend} forwarded_to_client=${cc.forwarded_to_client} flows_reused=${cc.flows_reused} syn_retransmits=${cc.syn_retransmits} neigh_learned=${cc.neigh_learned}`);
+    t.comment(`arp_replies=${cc.arp_replies} flows_created=${cc.flows_created} flows_expired=${cc.flows_expired} forwarded_to_backend=${cc.forwarded_to_backend} forwarded_to_client=${cc.forwarded_to_client} flows_reused=${cc.flows_reused} syn_retransmits=${cc.syn_retransmits} neigh_learned=${cc.neigh_learned} icmp_echo_replies=${cc.icmp_echo_replies} icmp_errors_to_backend=${cc.icmp_errors_to_backend} icmp_errors_to_client=${cc.icmp_errors_to_client}`);
 
     // The mutated cases must actually reach the deep paths, or they prove little.
     if (co.gen === 'mutate') {
       const must: Array<keyof typeof snap.drops> = ['truncated', 'malformed', 'bad_ip_checksum', 'own_frame', 'too_many_vlan_tags',
         'unsupported_ethertype', 'not_for_us', 'arp_unsupported', 'arp_reply', 'arp_not_for_vip', 'arp_conflict', 'not_tcp',
-        'ip_fragment', 'bad_tcp_flags', 'no_service', 'unknown_flow', 'no_backend'];
+        'ip_fragment', 'bad_tcp_flags', 'no_service', 'unknown_flow', 'no_backend',
+        'icmp_bad_checksum', 'icmp_bad_quote', 'icmp_unknown_flow', 'icmp_unsupported', 'icmp_echo_off', 'icmp_rate_limited'];
       if (co.mode === 'nat') must.push('ttl_exceeded');
       if (co.flowCapacity <= 64) must.push('flow_table_full');
       if (co.unresolved) must.push('backend_unresolved');
       const missing = must.filter((r) => snap.drops[r] === 0);
       t.same(missing, [], 'every expected drop reason was reached');
       t.ok(cc.arp_replies > 0 && cc.forwarded_to_backend > 0 && cc.flows_expired > 0 && cc.flows_reused > 0, 'ARP replies, forwarding, expiry and port reuse were reached');
+      t.ok(cc.icmp_echo_replies > 0 && cc.icmp_errors_to_backend > 0, 'echo replies and ICMP errors to backends were reached');
+      if (co.mode === 'nat') t.ok(cc.icmp_errors_to_client > 0, 'nat: ICMP errors from backends went back to clients');
       if (co.mode === 'nat') {
         t.ok(cc.forwarded_to_client > 0, 'nat replies were forwarded back to clients');
         const r = h.unreachableFromBackend();

@@ -109,7 +109,7 @@ if (!can.ok) {
     const dead = spawnSync('true').pid!;
     const hex = dead.toString(16);
     const rnd = (): string => Math.floor(Math.random() * 0x10000).toString(16).padStart(4, '0');
-    const stale = [`vg${hex}x${rnd()}-sw`, `vg${hex}x${rnd()}-b1`];
+    const stale = [`vg${hex}x${rnd()}-sw`, `vg${hex}x${rnd()}-b1`, `vg${hex}x${rnd()}-r1`, `vg${hex}x${rnd()}-f2`];
     const foreign = [`vg${hex}x${rnd()}-other`, `vg${process.pid.toString(16)}x${rnd()}-sw`];
     try {
       for (const n of [...stale, ...foreign]) tt.equal(spawnSync('ip', ['netns', 'add', n]).status, 0, `made ${n}`);

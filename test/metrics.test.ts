@@ -20,6 +20,7 @@ function backend(name: string, ip: string, state: AdminState, weight: number, fl
   return {
     name, ip, mac: null, macSource: null, state, weight, source: 'api', serves: [],
     flows, connections, lease: null, leaving: false,
+    health: { state: state === 'down' ? 'down' : 'up', check: 'tcp :80', since: null, lastCheck: null, lastLatencyMs: null, lastFailure: null, lastFailureAt: null },
   };
 }
 
@@ -29,6 +30,7 @@ function service(svc: string, members: string[], serving: string[]): ServiceView
     service: svc, vip: vip!, port: Number(port ?? 0), mode: port ? 'port' : 'ip', source: 'config', pinned: null,
     members: members.map((b) => ({ backend: b, priority: 100, weight: 100, state: 'up', role: serving.includes(b) ? 'active' : 'standby' })),
     serving,
+    failover: { spares: null, preempt: true, holdDownMs: 0, onBackendDown: 'reset', takenOverBy: null, failbackAt: null },
   };
 }
 
@@ -101,12 +103,13 @@ const EXPECTED: Array<[string, 'COUNTER' | 'GAUGE']> = [
   ['vipgate_flows_created_total', 'COUNTER'], ['vipgate_flows_expired_total', 'COUNTER'], ['vipgate_flows_reused_total', 'COUNTER'],
   ['vipgate_syn_retransmits_total', 'COUNTER'], ['vipgate_flows_active', 'GAUGE'], ['vipgate_flows_capacity', 'GAUGE'],
   ['vipgate_forwarded_total', 'COUNTER'], ['vipgate_tx_errors_total', 'COUNTER'],
+  ['vipgate_icmp_echo_replies_total', 'COUNTER'], ['vipgate_icmp_errors_forwarded_total', 'COUNTER'],
   ['vipgate_rx_ring_drops_total', 'COUNTER'], ['vipgate_rx_batches_total', 'COUNTER'], ['vipgate_rx_wakeups_total', 'COUNTER'],
   ['vipgate_link_errors_total', 'COUNTER'],
   ['vipgate_backend_flows', 'GAUGE'], ['vipgate_backend_connections_total', 'COUNTER'], ['vipgate_backend_weight', 'GAUGE'],
   ['vipgate_backend_state', 'GAUGE'], ['vipgate_backend_up', 'GAUGE'], ['vipgate_backend_transitions_total', 'COUNTER'],
   ['vipgate_service_serving', 'GAUGE'], ['vipgate_service_members', 'GAUGE'],
-  ['vipgate_config_reloads_total', 'COUNTER'], ['vipgate_state_generation', 'GAUGE'],
+  ['vipgate_config_reloads_total', 'COUNTER'], ['vipgate_state_generation', 'GAUGE'], ['vipgate_backend_health', 'GAUGE'],
 ];
 
 /** Unlabelled counters straight from one slot. */
@@ -117,6 +120,7 @@ const SLOTS: Array<[string, number]> = [
   ['vipgate_neighbour_table_full_total', Ctr.neigh_table_full], ['vipgate_flows_created_total', Ctr.flows_created],
   ['vipgate_flows_expired_total', Ctr.flows_expired], ['vipgate_flows_reused_total', Ctr.flows_reused],
   ['vipgate_syn_retransmits_total', Ctr.syn_retransmits], ['vipgate_tx_errors_total', Ctr.tx_errors],
+  ['vipgate_flows_active', Ctr.flows_active], ['vipgate_icmp_echo_replies_total', Ctr.icmp_echo_replies],
   ['vipgate_flows_active', Ctr.flows_active],
   ['vipgate_rx_ring_drops_total', Ctr.rx_ring_drops], ['vipgate_rx_batches_total', Ctr.rx_batches],
   ['vipgate_rx_wakeups_total', Ctr.rx_wakeups], ['vipgate_link_errors_total', Ctr.link_errors],
@@ -137,6 +141,23 @@ t.test('families, TYPE and HELP', async (t) => {
   t.notOk([...fams.keys()].some((n) => !n.startsWith('vipgate_')), 'no process metrics when processMetrics is false');
 });
 
+t.test('health: per-backend health state, checks, events and hook calls', async (t) => {
+  const { api } = fakeApi();
+  const health = {
+    checkCounts: () => ({ ok: 120, failed: 3 }),
+    typeCounts: () => [{ type: 'health_down', count: 2 }, { type: 'failover', count: 1 }],
+    hookStats: () => ({ sent: 2, failed: 1, dropped: 0, queued: 0 }),
+  };
+  const fams = await scrape(createMetrics({ counters: knownCounters(), flowCapacity: 65536, api, health }, { processMetrics: false }).text);
+  t.equal(series(fam(fams, 'vipgate_backend_health')).size, 12, 'one series per backend and health state (unknown, up, down, unchecked)');
+  t.equal(series(fam(fams, 'vipgate_backend_health')).get('backend=db1,state=down'), 1);
+  t.same(series(fam(fams, 'vipgate_backend_health')).get('backend=web1,state=up'), 1);
+  t.same(series(fam(fams, 'vipgate_backend_health')).get('backend=web1,state=down'), 0);
+  t.same(series(fam(fams, 'vipgate_health_checks_total')), new Map([['result=ok', 120], ['result=failed', 3]]));
+  t.same(series(fam(fams, 'vipgate_events_total')), new Map([['type=health_down', 2], ['type=failover', 1]]));
+  t.same(series(fam(fams, 'vipgate_event_hooks_total')), new Map([['result=sent', 2], ['result=failed', 1], ['result=dropped', 0]]));
+});
+
 t.test('packet path counters: values from the array', async (t) => {
   const c = knownCounters();
   const { api } = fakeApi();
@@ -147,6 +168,8 @@ t.test('packet path counters: values from the array', async (t) => {
   t.same(series(fam(fams, 'vipgate_bytes_total')), new Map([['direction=in', c[Ctr.bytes_in]], ['direction=out', c[Ctr.bytes_out]]]));
   t.same(series(fam(fams, 'vipgate_forwarded_total')),
     new Map([['direction=to_backend', c[Ctr.forwarded_to_backend]], ['direction=to_client', c[Ctr.forwarded_to_client]]]));
+  t.same(series(fam(fams, 'vipgate_icmp_errors_forwarded_total')),
+    new Map([['direction=to_backend', c[Ctr.icmp_errors_to_backend]], ['direction=to_client', c[Ctr.icmp_errors_to_client]]]));
   for (const [name, i] of SLOTS) t.same(series(fam(fams, name)), new Map([['', c[i]]]), name);
   t.same(series(fam(fams, 'vipgate_flows_capacity')), new Map([['', 65536]]));
 

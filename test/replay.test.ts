@@ -15,7 +15,10 @@ import { ipOf as ip, tcpOk } from './helpers/inspect';
 import { tcpChecksum } from '../src/wire/tcp';
 import { parseIpv4, parseMac } from '../src/wire/addr';
 import { macCopy, setU16 } from '../src/wire/bytes';
+import { checksum } from '../src/wire/checksum';
 import { COUNTER_NAMES } from '../src/dataplane/counters';
+import { icmp, ipDatagram, tcp } from './helpers/frames';
+import { parseIcmp, IcmpRepr, ICMP_ECHO_REQUEST, ICMP_ECHO_REPLY, ICMP_DEST_UNREACH } from '../src/wire/icmp';
 
 const repo = path.resolve(__dirname, '..', '..');
 const pcaps = path.join(repo, '..', 'shared', 'pcaps');
@@ -253,4 +256,65 @@ t.test('the command line: JSON report, exit codes, messages', async (t) => {
     t.match(p.stderr, re, 'says what is wrong');
     t.notMatch(p.stderr, /\n\s+at /, 'no stack trace');
   }
+});
+
+t.test('ICMP in a replay: echo answered (rate-limited on the capture clock), an error about a flow carried, a fragmented ping refused', async (t) => {
+  const VIP = '10.1.1.1', CLIENT = '10.1.1.7', CMAC = '02:aa:00:00:00:07', OURS = '02:00:5e:00:00:01';
+  const w = new PcapWriter();
+  const at = (f: Buffer, ms: number) => w.add(f, 0, f.length, 1_700_000_000_000 + ms);
+  // five pings a second apart, then three back to back (burst 2: the third is over the limit)
+  for (let s = 0; s < 5; s++) at(icmp({ srcMac: CMAC, dstMac: OURS, src: CLIENT, dst: VIP, icmp: { type: ICMP_ECHO_REQUEST, id: 9, seq: s, data: Buffer.from('0123456789abcdef') } }), s * 1000);
+  for (let s = 5; s < 8; s++) at(icmp({ srcMac: CMAC, dstMac: OURS, src: CLIENT, dst: VIP, icmp: { type: ICMP_ECHO_REQUEST, id: 9, seq: s } }), 5000);
+  // a connection, and a router's "fragmentation needed" about the backend's reply (dsr: from the VIP)
+  at(tcp({ srcMac: CMAC, dstMac: OURS, src: CLIENT, dst: VIP, srcPort: 40000, dstPort: 80, flags: 0x02 }), 6000);
+  const reply = tcp({ srcMac: '02:00:00:00:01:21', dstMac: CMAC, src: VIP, dst: CLIENT, srcPort: 80, dstPort: 40000, flags: 0x18, payload: 'x'.repeat(1448) });
+  at(icmp({ srcMac: '02:ee:00:00:00:01', dstMac: OURS, src: '10.1.1.254', dst: VIP, icmp: { type: ICMP_DEST_UNREACH, code: 4, nextHopMtu: 1400, data: ipDatagram(reply, 548) } }), 6001);
+  const input = path.join(tmp, 'icmp-in.pcap');
+  w.writeFile(input);
+  const c = cfg(`mac: "${OURS}"\nvips: [${VIP}]\nbackends:\n  - { name: web1, ip: 10.1.1.21, mac: "02:00:00:00:01:21" }\nservices:\n  - { vip: ${VIP}, backend: web1 }\nicmp: { echo_rate: 1/s, echo_burst: 2 }\n`);
+  const outFile = path.join(tmp, 'icmp-out.pcap');
+  const p = spawnSync(process.execPath, [path.join(repo, 'bin', 'vipgate.js'), 'replay', '--json', '--config', c, '--out', outFile, input], { encoding: 'utf8' });
+  t.equal(p.status, 0, p.stderr);
+  const r = JSON.parse(p.stdout) as ReplayReport;
+  invariant(t, r);
+  t.same([r.counters.icmp_echo_replies, r.drops.icmp_rate_limited, r.counters.icmp_errors_to_backend, r.forwarded], [7, 1, 1, 1]);
+  const out = readCaptureFile(outFile).frames;
+  const replies = out.filter((f) => { const e = parseEthernet(f.data)!; return f.data[e.l3 + 9] === 1 && f.data[e.l3 + 20] === ICMP_ECHO_REPLY; });
+  t.equal(replies.length, 7, 'the output capture holds the echo replies');
+  for (const f of replies) {
+    const e = parseEthernet(f.data)!, i = ip(f.data);
+    const m = parseIcmp(f.data, e.l3 + 20, i.totalLength - 20) as IcmpRepr;
+    t.ok(i.src === VIP && i.dst === CLIENT && e.dst === CMAC && e.src === OURS && i.checksumOk && m.checksumOk && m.id === 9,
+      `seq ${m.seq}: ${i.src} > ${i.dst}: ICMP echo reply, checksums verify`);
+  }
+  t.same(replies.map((f) => (parseIcmp(f.data, 34, f.data.length - 34) as IcmpRepr).seq), [0, 1, 2, 3, 4, 5, 6], 'seq 7 was over the limit');
+  t.equal(replies[0]!.tsMs, 1_700_000_000_000, 'sent at the request\'s time');
+  const err = out.find((f) => f.data[34] === ICMP_DEST_UNREACH)!;
+  t.equal(parseEthernet(err.data)!.dst, '02:00:00:00:01:21', 'the error went to web1');
+  // A second opinion from tcpdump (it verifies IP and ICMP checksums with -v).
+  const td = spawnSync('tcpdump', ['-nn', '-v', '-r', outFile, 'icmp'], { encoding: 'utf8' });
+  t.test('tcpdump reads the output', { skip: td.error ? 'tcpdump is not installed (apt-get install -y tcpdump)' : false }, async (tt) => {
+    tt.equal((td.stdout.match(/10\.1\.1\.1 > 10\.1\.1\.7: ICMP echo reply, id 9, seq \d, length \d+/g) ?? []).length, 7, 'tcpdump reads 7 echo replies');
+    tt.match(td.stdout, /10\.1\.1\.254 > 10\.1\.1\.1: ICMP 10\.1\.1\.7 unreachable - need to frag \(mtu 1400\)/, 'and the error, unchanged past the MACs');
+    tt.notMatch(td.stdout, /bad cksum|wrong icmp cksum/, 'no checksum tcpdump disagrees with');
+  });
+
+  // A real oversized ping (cs-ppa2e-ip_frag_source), vipgate in the place of 192.168.0.128: every
+  // fragment is refused (no reassembly), the real host's fragmented reply is our own frame.
+  const frag = replay(cfg(`mac: "00:21:29:66:71:95"\nvips: [192.168.0.128]\nbackends: []\nservices: []\n`), path.join(pcaps, 'cs-ppa2e-ip_frag_source.pcap')).r;
+  invariant(t, frag);
+  t.same([frag.drops.ip_fragment, frag.drops.bad_ip_checksum, frag.drops.own_frame, frag.frames_out], [0, 3, 3, 0],
+    'the request\'s fragments carry IP checksum 0 (capture-host offload): bad_ip_checksum before anything else');
+  // The same frames with the checksums the wire would have carried: all three are fragments to a VIP.
+  const fixed = new PcapWriter();
+  for (const f of readCaptureFile(path.join(pcaps, 'cs-ppa2e-ip_frag_source.pcap')).frames) {
+    const d = Buffer.from(f.data);
+    setU16(d, 24, 0);
+    setU16(d, 24, checksum(d, 14, 20));
+    fixed.add(d, 0, d.length, f.tsMs);
+  }
+  const fixedIn = path.join(tmp, 'frag-fixed.pcap');
+  fixed.writeFile(fixedIn);
+  const ff = replay(cfg(`mac: "00:21:29:66:71:95"\nvips: [192.168.0.128]\nbackends: []\nservices: []\n`), fixedIn).r;
+  t.same([ff.drops.ip_fragment, ff.drops.own_frame, ff.frames_out], [3, 3, 0], 'with the checksums fixed: three ip_fragment drops, no reply');
 });

@@ -122,8 +122,7 @@ function durable(bs: BackendView[], ss: ServiceView[], vs: VipView[], st: Status
 
 const can = canRunVipgateLab();
 if (!can.ok) {
-  t.comment(`skipped: ${can.why}`);
-  t.pass('restart lab tests skipped on this machine');
+  t.plan(0, `skipped: ${can.why}`);
 } else {
   t.test('restart with --state-file (dsr lab)', async (t) => {
     const lab = await createLab({ mode: 'dsr', clients: 1, backends: 3 });

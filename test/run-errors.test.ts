@@ -31,6 +31,7 @@ const cases: Array<[string, string[], RegExp]> = [
   ['bad config', ['run', '--config', cfg('e.yaml', 'interface: lo\nvips: [10.99.0.300]\n')], /e\.yaml:2:\d+: vips\[0\]: "10\.99\.0\.300" is not an IPv4 address/],
   ['bad --stats-interval', ['run', '--config', cfg('f.yaml', 'vips: [10.99.0.100]\n'), '--stats-interval', 'soon'], /--stats-interval takes a duration/],
   ['missing --config', ['run'], /missing --config FILE/],
+  ['a health check type this build cannot run', ['run', '--config', cfg('h.yaml', 'interface: lo\nvips: [10.99.0.100]\nhealth: { type: syn, port: 80 }\n')], /h\.yaml: health checks of type syn are not available in this build of vipgate; use type: tcp or type: http/],
 ];
 for (const [desc, argv, re] of cases) {
   t.test(desc, async (t) => {
@@ -44,7 +45,7 @@ for (const [desc, argv, re] of cases) {
 t.test('without CAP_NET_RAW/CAP_NET_ADMIN: says which capability is missing and how to grant it', async (t) => {
   const ifaces = fs.readdirSync('/sys/class/net').filter((n) => { try { return fs.readFileSync(`/sys/class/net/${n}/type`, 'utf8').trim() === '1'; } catch { return false; } });
   const can = process.getuid?.() === 0 && spawnSync('setpriv', ['--version']).status === 0 && ifaces.length > 0;
-  if (!can) { t.pass('skipped: needs root (to drop to an unprivileged user), setpriv and an Ethernet interface'); return; }
+  if (!can) { t.plan(0, 'skipped: needs root (to drop to an unprivileged user), setpriv and an Ethernet interface'); return; }
   // The capability check comes before the capture is opened: nothing is sent on that NIC.
   const r = run(['run', '--config', cfg('g.yaml', `interface: ${ifaces[0]}\nvips: [10.99.0.100]\n`)], true);
   t.equal(r.status, 2, 'exit 2');

@@ -70,3 +70,24 @@ t.test('backend slots are stable; a slot still holding flows is not reused', asy
   const free = new Tables(spec([['b', 100], ['c', 100]], ['c'], ['b']), first);
   t.equal(free.backendSlot('c'), sa, 'once a\'s flows are gone its slot is reused');
 });
+
+t.test('health is kept apart from admin state: a DOWN backend takes no new flows, UNKNOWN does', async (t) => {
+  const base = spec([['a', 100], ['b', 100], ['s', 100]], ['a', 'b'], ['s']);
+  const withHealth = (h: Record<string, 'unknown' | 'up' | 'down'>, checked: Record<string, boolean> = {}): Tables =>
+    new Tables({ ...base, backends: base.backends.map((b) => ({ ...b, health: h[b.name] ?? 'unknown', checked: checked[b.name] ?? true })) });
+  t.same(Object.keys(spread(withHealth({}), 4000)).sort(), ['a', 'b'], 'unknown health: the active group serves (a fresh start serves at once)');
+  t.same(Object.keys(spread(withHealth({ a: 'down' }), 4000)), ['b'], 'a down: b takes every new flow');
+  t.same(Object.keys(spread(withHealth({ a: 'down', b: 'down' }), 4000)), ['s'], 'both active down: the standby');
+  t.same(Object.keys(spread(withHealth({ a: 'down', b: 'down', s: 'down' }), 400)), ['-'], 'all down: no backend');
+  const unchecked = withHealth({ a: 'down' }, { a: false });
+  t.equal(unchecked.bHealth[unchecked.backendSlot('a')], 1, 'health: false is always up, whatever the spec says');
+  t.equal(unchecked.bChecked[unchecked.backendSlot('a')], 0, 'and never checked');
+  const tb = withHealth({ a: 'down' });
+  t.equal(tb.bState[tb.backendSlot('a')], 1, 'the admin state stays up');
+  t.equal(tb.svcOnDown[tb.serviceIndex(VIP, 80)], 0, 'on_backend_down defaults to reset');
+  t.equal(tb.synCheckMaxAgeMs, 0, 'no SYN-time check unless asked');
+  const sc = new Tables({ ...base, services: base.services.map((s) => ({ ...s, onBackendDown: 'keep' as const })), synCheck: { maxAgeMs: 2000, onFail: 'reset' } });
+  t.equal(sc.svcOnDown[sc.serviceIndex(VIP, 80)], 1, 'keep');
+  t.equal(sc.synCheckMaxAgeMs, 2000);
+  t.equal(sc.synCheckOnFail, 1, 'on_fail reset');
+});

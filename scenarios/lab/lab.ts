@@ -70,6 +70,18 @@ export interface Lab {
   spawn(ns: string, argv: string[], opts?: SpawnOptions): ChildProcess;
   /** Idempotent: ends tracked processes by PID, deletes the namespaces (which removes veths and bridge). */
   teardown(): void;
+  /**
+   * Add a host namespace `<prefix>-<role>` (role r1..r9 for a router, f1..f9 for a host beyond
+   * one) to this lab, deleted with it: IPv6 off, rp_filter 0, lo up, no interface yet. Returns its name.
+   */
+  addHost(role: string): string;
+  /**
+   * A veth from lab host `a` (interface `aIf`) to lab host `b` (`bIf`), or to the bridge when `b`
+   * is 'sw' (then `bIf` names the bridge port): created inside `a`'s namespace with the peer
+   * placed straight into the other, never in the caller's. Offloads off, both ends up; `mac`
+   * sets `aIf`'s MAC.
+   */
+  link(a: string, aIf: string, b: string, bIf: string, mac?: string): void;
 }
 
 // ---- addresses --------------------------------------------------------------------------------
@@ -94,7 +106,9 @@ const macOf = (subnet: number, host: number): string => `02:77:${hex2(subnet)}:0
 // ---- names ------------------------------------------------------------------------------------
 
 /** `vg<pid hex>x<4 hex>-<role>`; role is sw, vg, probe, c<n> or b<n>. Only these are swept. */
-const STALE_NS_RE = /^vg([0-9a-f]{1,8})x[0-9a-f]{4}-(sw|vg|probe|c[0-9]{1,2}|b[0-9]{1,2})$/;
+const STALE_NS_RE = /^vg([0-9a-f]{1,8})x[0-9a-f]{4}-(sw|vg|probe|c[0-9]{1,2}|b[0-9]{1,2}|[rf][0-9])$/;
+/** Roles of the namespaces a test adds to a lab (addHost): r1..r9 routers, f1..f9 hosts beyond them. */
+const EXTRA_ROLE_RE = /^[rf][0-9]$/;
 
 function newPrefix(): string {
   return `vg${process.pid.toString(16)}x${crypto.randomBytes(2).toString('hex')}`;
@@ -258,8 +272,49 @@ class LabImpl implements Lab {
     this.vipUrls = this.addr.vips.map((v) => `http://${v}/`);
   }
 
+  /** Hosts added by addHost, in order. */
+  private readonly extra: string[] = [];
+
   allNs(): string[] {
-    return [this.ns.switch, this.ns.vipgate, ...this.ns.clients, ...this.ns.backends];
+    return [this.ns.switch, this.ns.vipgate, ...this.ns.clients, ...this.ns.backends, ...this.extra];
+  }
+
+  addHost(role: string): string {
+    if (this.torndown) throw new Error(`lab ${this.prefix}: addHost after teardown`);
+    if (!EXTRA_ROLE_RE.test(role)) throw new Error(`lab ${this.prefix}: addHost role must be r1..r9 or f1..f9, got ${JSON.stringify(role)}`);
+    const n = `${this.prefix}-${role}`;
+    if (this.extra.includes(n) || listNetns().includes(n)) throw new Error(`lab ${this.prefix}: namespace ${n} already exists`);
+    mustRun('creating a namespace', 'ip', ['netns', 'add', n]);
+    this.created.push(n);
+    this.extra.push(n);
+    this.sh(n, 'sysctls', [
+      sysctlIfPresent('net.ipv6.conf.all.disable_ipv6', 1),
+      sysctlIfPresent('net.ipv6.conf.default.disable_ipv6', 1),
+      sysctl('net.ipv4.conf.all.rp_filter', 0),
+      sysctl('net.ipv4.conf.default.rp_filter', 0),
+      'ip link set dev lo up',
+    ].join('\n'));
+    return n;
+  }
+
+  link(a: string, aIf: string, b: string, bIf: string, mac?: string): void {
+    const an = this.resolveNs(a), bn = this.resolveNs(b);
+    const off = OFFLOADS_OFF.join(' ');
+    const toBridge = bn === this.ns.switch;
+    this.sh(an, `linking ${aIf} to ${bn}`, [
+      `ip link add name ${aIf} type veth peer name ${bIf} netns ${bn}`,
+      sysctlIfPresent(`net.ipv6.conf.${aIf}.disable_ipv6`, 1),
+      sysctl(`net.ipv4.conf.${aIf}.rp_filter`, 0),
+      mac ? `ip link set dev ${aIf} address ${mac}` : '',
+      `ethtool -K ${aIf} ${off} >/dev/null`,
+      `ip link set dev ${aIf} up`,
+    ].filter((l) => l !== '').join('\n'));
+    this.sh(bn, `bringing up ${bIf}`, [
+      sysctlIfPresent(`net.ipv6.conf.${bIf}.disable_ipv6`, 1),
+      toBridge ? `ip link set dev ${bIf} master br0` : sysctl(`net.ipv4.conf.${bIf}.rp_filter`, 0),
+      `ethtool -K ${bIf} ${off} >/dev/null`,
+      `ip link set dev ${bIf} up`,
+    ].join('\n'));
   }
 
   resolveNs(ns: string): string {

@@ -14,6 +14,7 @@ import {
   AdminState, ApiErrorBody, BackendView, FlowPage, FlowQuery, FlowView, NeighbourView, RegisterRequest,
   ReloadResult, ServiceView, SetBackendRequest, StatusView, VipView,
 } from '../control/api-types';
+import type { VgEvent, EventPage } from '../control/health/events';
 import { parseDuration } from '../control/config';
 import { parseIpv4, parseMac } from '../wire/addr';
 import { formatPairs, formatTable, humanCount, humanSeconds } from './table';
@@ -295,12 +296,25 @@ export function leaseText(b: BackendView): string {
   return b.lease ? `${humanSeconds(b.lease.expiresIn)}/${humanSeconds(b.lease.seconds)}` : '-';
 }
 
+/** Health beside the admin state: "up 0.4ms", "down: connection refused", "unknown", or "-" (not checked). */
+export function healthText(b: BackendView): string {
+  const h = b.health;
+  if (!h || h.state === 'unchecked') return '-';
+  if (h.state === 'down') return `down: ${h.lastFailure ?? 'failed'}`;
+  if (h.state === 'up') return h.lastLatencyMs === null ? 'up' : `up ${h.lastLatencyMs < 10 ? h.lastLatencyMs.toFixed(1) : Math.round(h.lastLatencyMs)}ms`;
+  return 'unknown';
+}
+
 export function backendsTable(list: readonly BackendView[]): string {
   return formatTable(
-    ['NAME', 'IP', 'MAC', 'STATE', 'WEIGHT', 'SERVES', 'FLOWS', 'CONNS', 'SOURCE', 'LEASE'],
-    list.map((b) => [b.name, b.ip, b.mac, stateText(b), b.weight, servesText(b), b.flows, b.connections, b.source, leaseText(b)]),
-    { align: [L, L, L, L, R, L, R, R, L, L] },
+    ['NAME', 'IP', 'MAC', 'STATE', 'HEALTH', 'WEIGHT', 'SERVES', 'FLOWS', 'CONNS', 'SOURCE', 'LEASE'],
+    list.map((b) => [b.name, b.ip, b.mac, stateText(b), healthText(b), b.weight, servesText(b), b.flows, b.connections, b.source, leaseText(b)]),
+    { align: [L, L, L, L, L, R, L, R, R, L, L] },
   );
+}
+
+export function eventLine(e: VgEvent): string {
+  return `${e.time}  #${e.seq}  ${e.type.padEnd(18)} ${e.message}`;
 }
 
 export function servicesTable(list: readonly ServiceView[]): string {
@@ -396,6 +410,7 @@ export const CLIENT_USAGE = {
   switch: 'vipgate switch SERVICE BACKEND | SERVICE --auto [--json]',
   set: 'vipgate set NAME [--state up|drain|down|active|standby] [--weight W] [--json]',
   reload: 'vipgate reload [--json]',
+  events: 'vipgate events [--since SEQ] [--follow] [--json]',
 } as const;
 
 export type ClientCommand = keyof typeof CLIENT_USAGE;
@@ -563,7 +578,30 @@ async function cmdReload(args: string[], io: CliIo): Promise<number> {
   return 0;
 }
 
+/** Recent events; --follow keeps waiting for new ones (long polls of 25 s) until interrupted. */
+async function cmdEvents(args: string[], io: CliIo): Promise<number> {
+  const { values, positionals } = parseCommand('events', args, {
+    ...CONNECT_OPTIONS, json: { type: 'boolean' }, follow: { type: 'boolean' }, since: { type: 'string' },
+  }, CLIENT_USAGE.events);
+  noPositionals('events', positionals);
+  let since = values.since === undefined ? 0 : checkInt(values.since, '--since', 0, Number.MAX_SAFE_INTEGER);
+  const base = clientFrom(values, io.env);
+  // A long poll waits 25 s on the server: the client waits longer than that.
+  const c = values.follow ? clientFrom({ ...values, timeout: values.timeout ?? '35s' }, io.env) : base;
+  const print = (p: EventPage) => {
+    if (p.missed && !values.json) io.out(`(${p.missed} earlier event${p.missed === 1 ? ' is' : 's are'} no longer in vipgate's recent list)`);
+    for (const e of p.events) io.out(values.json ? JSON.stringify(e) : eventLine(e));
+    since = Math.max(since, p.next);
+  };
+  const first = await c.get<EventPage>(`/events?since=${since}&limit=1000`);
+  if (values.json && !values.follow) { json(io, first); return 0; }
+  print(first);
+  while (values.follow) print(await c.get<EventPage>(`/events?since=${since}&limit=1000&wait=25`));
+  return 0;
+}
+
 const COMMANDS: Record<ClientCommand, (args: string[], io: CliIo) => Promise<number>> = {
+  events: cmdEvents,
   status: cmdStatus,
   backends: (a, io) => listing<'backends', BackendView>('backends', a, io, '/backends', 'backends', backendsTable),
   services: (a, io) => listing<'services', ServiceView>('services', a, io, '/services', 'services', servicesTable),

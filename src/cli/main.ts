@@ -34,7 +34,7 @@ usage:
 runtime API commands, against a running vipgate (--api HOST:PORT or an http:// URL, else $VIPGATE_API,
 else 127.0.0.1:9180; --token T, else $VIPGATE_API_TOKEN; --timeout 5s; --json prints the API's JSON):
   vipgate status                version, mode, interface, uptime, generation, counts, flows, drops
-  vipgate backends              NAME IP MAC STATE WEIGHT SERVES FLOWS CONNS SOURCE LEASE
+  vipgate backends              NAME IP MAC STATE HEALTH WEIGHT SERVES FLOWS CONNS SOURCE LEASE
   vipgate services              each service's active (serving), standby and pinned members
   vipgate vips                  the VIPs announced, where each comes from, their services
   vipgate neighbours            the IP->MAC entries learned from ARP
@@ -52,6 +52,8 @@ else 127.0.0.1:9180; --token T, else $VIPGATE_API_TOKEN; --timeout 5s; --json pr
       service it serves; standby: hand each to the next up member.
   ${CLIENT_USAGE.reload}
       Read the config file again and apply the differences.
+  ${CLIENT_USAGE.events}
+      Recent events (health up/down, failover, fail-back, switch); --follow waits for new ones.
   ${TOP_USAGE}
       Live view: rates, drops by reason, flows, backends with connections/s; q or ctrl-c quits.
   ${AGENT_USAGE}

@@ -22,6 +22,14 @@ import { createLogger, Logger } from '../obs/log';
 import { createMetrics } from '../obs/metrics';
 import { formatIpv4 } from '../wire/addr';
 import { VERSION } from './version';
+import { HealthManager } from '../control/health/manager';
+import { EventLog } from '../control/health/events';
+import { tcpProbe, httpProbe, Probe } from '../control/health/probes';
+import type { CheckType } from '../control/config/health';
+import { checkTypesUsed } from '../control/controller';
+
+/** The health probes this build has, by check type (the raw-SYN probe joins here when wired). */
+const PROBES: Partial<Record<CheckType, Probe>> = { tcp: tcpProbe, http: httpProbe };
 
 export interface RunArgs {
   config: string;
@@ -60,6 +68,10 @@ export async function startLive(a: RunArgs): Promise<Running> {
     level: a.logLevel ?? config.log.level, format: a.logFormat ?? config.log.format,
     stream: { write: (line: string) => a.log(line.replace(/\n$/, '')) },
   });
+  const noProbe = checkTypesUsed(config).filter((ty) => !PROBES[ty]);
+  if (noProbe.length) {
+    throw new VipgateError('ECONFIG_INVALID', `${a.config}: health checks of type ${noProbe.join(', ')} are not available in this build of vipgate; use type: tcp or type: http`);
+  }
   const iface = a.iface ?? config.interface;
   if (!iface) throw new VipgateError('ERUN_NO_INTERFACE', `${a.config}: no interface to attach to: add interface: eth0 (the NIC facing the clients) to the config, or pass --interface`);
   const info = interfaceInfo(iface);
@@ -91,8 +103,12 @@ export async function startLive(a: RunArgs): Promise<Running> {
 
   // The controller restores what the API changed before (the state file) and publishes the tables.
   const hooks: Array<(x: Applied) => void> = [];
+  // Health checks and events: transitions republish the tables (never the state file) and are
+  // logged, counted, listed (GET /v1/events) and sent to the configured hooks.
+  const events = new EventLog({ config: config.events, log: (level, msg, fields) => log[level](msg, fields) });
+  const health = new HealthManager({ probes: PROBES, events });
   const controller = new Controller({
-    config, built, mac, stateFile, version: VERSION, iface,
+    config, built, mac, stateFile, version: VERSION, iface, health, events,
     log: (level, msg, fields) => log[level](msg, fields),
     onApplied: (x) => { for (const h of hooks) h(x); },
   });
@@ -105,7 +121,10 @@ export async function startLive(a: RunArgs): Promise<Running> {
   let api: ApiServer;
   try {
     kf?.install();
-    const metrics = createMetrics({ counters: state.counters, flowCapacity: state.flowCapacity, api: controller });
+    const metrics = createMetrics({
+      counters: state.counters, flowCapacity: state.flowCapacity, api: controller,
+      health: { checkCounts: () => health.checkCounts(), typeCounts: () => events.typeCounts(), hookStats: () => events.hookStats() },
+    });
     api = await startApiServer({
       listen: apiListen, token, api: controller, metrics: () => metrics.text(),
       log: (level, msg, fields) => log[level](msg, fields),
@@ -156,6 +175,13 @@ export async function startLive(a: RunArgs): Promise<Running> {
     const l = live.syncStats();
     if (l.newLinkErrors > 0) log.warn(`${iface}: the packet socket reported ${l.lastLinkError ?? 'an error'}; frames flow again once the interface is up`, { event: 'link_error' });
   }, 1000));
+  // Checks start when due (spread over their interval); a hold-down ending re-steers new flows.
+  // 10 ms: fine enough for 100 ms intervals and cheap (a loop over the backends).
+  timers.push(setInterval(() => {
+    const now = Date.now();
+    health.tick(now);
+    controller.healthTick(now);
+  }, 10));
   // The flow sweep runs on the packet path's thread: small slices spread over the second, so it
   // never holds forwarding up for long whatever the table size (issue 10: 40 ms at 1Mi flows).
   const sweep = sweepPlan(state.flowSlots);
@@ -195,6 +221,8 @@ export async function startLive(a: RunArgs): Promise<Running> {
     if (stopped) return;
     stopped = true;
     for (const t of timers) clearInterval(t);
+    health.stop();
+    events.close();
     announcer.stop();
     live.syncStats();
     nic.close();

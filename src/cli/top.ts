@@ -7,7 +7,7 @@ import type { BackendView, StatusView } from '../control/api-types';
 import { formatTable, humanCount, humanRate, humanSeconds } from './table';
 import {
   ApiClient, ClientError, CliIo, CONNECT_OPTIONS, UsageError, checkDuration, checkInt, clientFrom, parseCommand,
-  processIo, reportClientError, servesText, stateText,
+  processIo, reportClientError, servesText, stateText, healthText,
 } from './client';
 
 export const TOP_USAGE = 'vipgate top [--interval 1s] [--count N]';
@@ -67,9 +67,9 @@ export function renderFrame(cur: Sample, rates: Rates | null, where: string, not
   if (note) lines.push(note);
   lines.push('');
   lines.push(...formatTable(
-    ['NAME', 'IP', 'STATE', 'WEIGHT', 'SERVES', 'FLOWS', 'CONNS/S'],
-    cur.backends.map((b) => [b.name, b.ip, stateText(b), b.weight, servesText(b), humanCount(b.flows), rates ? humanRate(rates.conns.get(b.name) ?? 0) : '-']),
-    { align: ['left', 'left', 'left', 'right', 'left', 'right', 'right'] },
+    ['NAME', 'IP', 'STATE', 'HEALTH', 'WEIGHT', 'SERVES', 'FLOWS', 'CONNS/S'],
+    cur.backends.map((b) => [b.name, b.ip, stateText(b), healthText(b), b.weight, servesText(b), humanCount(b.flows), rates ? humanRate(rates.conns.get(b.name) ?? 0) : '-']),
+    { align: ['left', 'left', 'left', 'left', 'right', 'left', 'right', 'right'] },
   ).split('\n'));
   return lines;
 }

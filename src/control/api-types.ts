@@ -14,6 +14,7 @@
 //   GET    /v1/flows?vip=&port=&backend=&client=&state=&limit=&cursor=   FlowPage
 //   GET    /v1/neighbours                     { neighbours: NeighbourView[] }
 //   GET    /v1/counters                       CounterSnapshot
+//   GET    /v1/events?since=&limit=&wait=     EventPage (wait: seconds to wait for a new event, long poll)
 //   POST   /v1/reload                         -> { generation, changes: string[] }  (reads the config file again)
 //   GET    /metrics                           Prometheus text format
 //
@@ -22,6 +23,9 @@
 
 import { VipgateError } from './errors';
 import type { CounterSnapshot } from '../dataplane/counters';
+import type { HealthView } from './health/manager';
+import type { EventPage } from './health/events';
+export type { HealthView, EventPage };
 
 export const API_PREFIX = '/v1';
 export const DEFAULT_API_LISTEN = '127.0.0.1:9180';
@@ -103,6 +107,17 @@ export interface ServiceView {
   members: MemberView[];
   /** Backends taking its new flows now (empty: new connections are dropped, no_backend). */
   serving: string[];
+  failover: {
+    /** Spare pool name, or null. */
+    spares: string | null;
+    preempt: boolean;
+    holdDownMs: number;
+    onBackendDown: 'reset' | 'keep';
+    /** The standby or spare that took over from the active group, or null. */
+    takenOverBy: string | null;
+    /** When new flows return to a recovered better member (hold-down), or null. */
+    failbackAt: string | null;
+  };
 }
 
 export interface VipView {
@@ -130,6 +145,8 @@ export interface BackendView {
   lease: { seconds: number; expiresIn: number } | null;
   /** Unregistered (or lease expired): draining; removed once its flows end. */
   leaving: boolean;
+  /** Operational health from vipgate's own checks, kept apart from the admin state (never persisted). */
+  health: HealthView;
 }
 
 export interface StatusView {
@@ -248,4 +265,8 @@ export interface ControlApi {
   transitions(): Array<{ backend: string; to: AdminState | 'removed'; count: number }>;
   /** Config reloads so far. */
   reloads(): { ok: number; failed: number };
+  /** Recent events after `since` (a seq); with wait > 0 (seconds), waits that long for one to come. */
+  events(q: EventQuery): EventPage | Promise<EventPage>;
 }
+
+export interface EventQuery { since?: number; limit?: number; wait?: number }

@@ -21,6 +21,7 @@ import {
   type ApiErrorCode,
   type ControlApi,
   type FlowQuery,
+  type EventQuery,
 } from './api-types';
 
 import type { LogLevel } from '../obs/log';
@@ -192,6 +193,7 @@ function buildRoutes(api: ControlApi, metrics: (() => Promise<string>) | undefin
     route(`${P}/flows`, { GET: get(async (c) => ok(await api.flows(flowQuery(c.query))), FLOW_QUERY) }),
     route(`${P}/neighbours`, { GET: get(async () => ok({ neighbours: await api.neighbours() })) }),
     route(`${P}/counters`, { GET: get(async () => ok(await api.counters())) }),
+    route(`${P}/events`, { GET: get(async (c) => ok(await api.events(eventQuery(c.query))), ['since', 'limit', 'wait']) }),
     route(`${P}/reload`, {
       POST: {
         query: [], body: false, run: async () => {
@@ -207,6 +209,17 @@ function buildRoutes(api: ControlApi, metrics: (() => Promise<string>) | undefin
     }));
   }
   return routes;
+}
+
+function eventQuery(q: URLSearchParams): EventQuery {
+  const out: EventQuery = {};
+  for (const k of ['since', 'limit', 'wait'] as const) {
+    const v = q.get(k);
+    if (v === null) continue;
+    if (!/^\d{1,15}$/.test(v)) throw new ApiError('EAPI_INVALID', `${k} is ${JSON.stringify(v.slice(0, 40))}; write a whole number (since: the last seq seen, wait: seconds to wait for a new event)`, k);
+    out[k] = Number(v);
+  }
+  return out;
 }
 
 function flowQuery(q: URLSearchParams): FlowQuery {

@@ -25,6 +25,11 @@ import {
 } from 'yaml';
 import { formatIpv4, formatMac, parseIpv4, parseMac } from '../wire/addr.js';
 import { VipgateError } from './errors.js';
+import { ICMP_ECHO_DEFAULTS, IcmpSpec } from '../tables/services.js';
+import {
+  HealthCheck, SparePool, ServiceFailover, SynCheckConfig, EventsConfig, SERVICE_FAILOVER_KEYS,
+  parseDefaultHealth, parseBackendHealth, parseSpares, parseServiceFailover, parseSynCheck, parseEvents,
+} from './config/health.js';
 
 // ---------------------------------------------------------------------------------------------
 // Types
@@ -37,6 +42,8 @@ export interface BackendConfig {
   ipText: string;
   mac: Uint8Array | null; // null: learned from ARP
   macText: string | null;
+  /** The health check (the default `health` or its own), or null: never checked, always usable. */
+  health: HealthCheck | null;
 }
 
 export interface ServiceConfig {
@@ -48,6 +55,8 @@ export interface ServiceConfig {
   active: string;
   /** Priority order, highest first; [] in IP mode. */
   standby: string[];
+  /** Spare pool, preempt, hold-down, on_backend_down (config/health.ts). */
+  failover: ServiceFailover;
   /** Line of the service entry in the file, for later error messages. */
   line: number;
 }
@@ -83,10 +92,18 @@ export interface Config {
   natGateway: number | null;
   natGatewayText: string | null;
   announce: AnnounceConfig;
+  /** What vipgate does with ICMP echo requests to its VIPs (errors about flows are always carried). */
+  icmp: IcmpSpec;
   api: ApiConfig;
   /** Where state changed through the API is kept (null: not persisted). */
   stateFile: string | null;
   log: { level: 'debug' | 'info' | 'warn' | 'error'; format: 'json' | 'text' };
+  /** The default health check (top-level `health`), applied to registered backends too; null: none. */
+  health: HealthCheck | null;
+  spares: SparePool[];
+  /** The SYN-time check, or null (off). */
+  synCheck: SynCheckConfig | null;
+  events: EventsConfig;
   io: IoConfig;
 }
 
@@ -218,13 +235,14 @@ const BACKEND_NAME_RE = /^[A-Za-z0-9_.-]{1,64}$/;
 // Linux dev_valid_name(): 1..15 bytes (IFNAMSIZ - 1), not "." or "..", no '/', ':' or space.
 const IFNAME_RE = /^[^/:\s]{1,15}$/;
 
-const TOP_KEYS = ['interface', 'mac', 'mode', 'vips', 'backends', 'services', 'flows', 'neighbours', 'nat_gateway', 'announce', 'api', 'state_file', 'log', 'io'] as const;
+const TOP_KEYS = ['interface', 'mac', 'mode', 'vips', 'backends', 'services', 'flows', 'neighbours', 'nat_gateway', 'announce', 'api', 'state_file', 'log', 'icmp', 'health', 'spares', 'syn_check', 'events', 'io'] as const;
+const ICMP_KEYS = ['echo', 'echo_rate', 'echo_burst'] as const;
 const API_KEYS = ['listen', 'token'] as const;
 const LOG_KEYS = ['level', 'format'] as const;
 const IO_KEYS = ['backend', 'batch', 'spin_us'] as const;
 const ANNOUNCE_KEYS = ['count', 'interval', 'refresh'] as const;
-const BACKEND_KEYS = ['name', 'ip', 'mac', 'weight'] as const;
-const SERVICE_KEYS = ['vip', 'backend', 'port', 'active', 'standby'] as const;
+const BACKEND_KEYS = ['name', 'ip', 'mac', 'weight', 'health'] as const;
+const SERVICE_KEYS = ['vip', 'backend', 'port', 'active', 'standby', ...SERVICE_FAILOVER_KEYS] as const;
 const FLOW_KEYS = ['capacity', 'half_open_timeout', 'established_timeout', 'closing_timeout'] as const;
 const NEIGHBOUR_KEYS = ['capacity', 'ttl'] as const;
 
@@ -314,7 +332,8 @@ export function describeConfig(c: Config): string {
     out.push(
       s.port === 0
         ? `    ${s.vipText} (IP mode) -> ${s.active}`
-        : `    ${s.vipText}:${s.port} -> ${s.active}` + (s.standby.length ? `, standby ${s.standby.join(', ')}` : ''),
+        : `    ${s.vipText}:${s.port} -> ${s.active}` + (s.standby.length ? `, standby ${s.standby.join(', ')}` : '') +
+          (s.failover.spares ? `, spares ${s.failover.spares}` : ''),
     );
   }
   const idle = c.vips.filter((v) => !c.services.some((s) => s.vip === v));
@@ -325,6 +344,13 @@ export function describeConfig(c: Config): string {
       `established ${formatDuration(f.establishedTimeoutMs)}, closing ${formatDuration(f.closingTimeoutMs)}`,
   );
   out.push(`  neighbours: capacity ${c.neighbours.capacity}, ttl ${formatDuration(c.neighbours.ttlMs)}`);
+  out.push(c.icmp.echo ? `  icmp: echo answered, up to ${c.icmp.echoRate}/s, burst ${c.icmp.echoBurst}` : '  icmp: echo requests dropped (icmp.echo: false)');
+  const checked = c.backends.filter((b) => b.health).length;
+  if (c.health || checked) {
+    const h = c.health;
+    out.push(`  health: ${h ? `${h.type}${h.port ? ` :${h.port}` : ''} every ${formatDuration(h.intervalMs)}, timeout ${formatDuration(h.timeoutMs)}, rise ${h.rise}, fall ${h.fall}` : 'no default'}; ${checked} of ${c.backends.length} backends checked`);
+  }
+  for (const p of c.spares) out.push(`  spare pool ${p.name}${p.exclusive ? ' (exclusive)' : ''}: ${p.members.join(', ')}`);
   return out.join('\n');
 }
 
@@ -787,6 +813,9 @@ class Checker {
       });
     }
 
+    // health: the default check, merged under each backend's own
+    const defaultHealth = parseDefaultHealth(this, f.health);
+
     // backends
     const backends: BackendConfig[] = [];
     /** Every name written (even invalid or duplicate), so services do not pile on errors. */
@@ -870,13 +899,19 @@ class Checker {
           const w = this.integer(b.weight, 0, 1000, 'weight (share of new flows among active backends)');
           if (w === undefined) ok = false; else weight = w;
         }
+        const before = this.issues.length;
+        const health = parseBackendHealth(this, b.health, defaultHealth);
+        if (this.issues.length > before) ok = false;
         if (ok && name !== undefined && ip) {
-          backends.push({ name, weight, ip: ip.ip, ipText: ip.text, mac: bmac?.mac ?? null, macText: bmac?.text ?? null });
+          backends.push({ name, weight, ip: ip.ip, ipText: ip.text, mac: bmac?.mac ?? null, macText: bmac?.text ?? null, health });
         }
       });
     }
     const backendNames = new Set(backends.map((b) => b.name));
     const knownNames = backends.length ? backends.map((b) => b.name).join(', ') : 'none';
+    const sparesBefore = this.issues.length;
+    const spares = parseSpares(this, f.spares, backendNames, namesWritten);
+    const sparesBroken = this.issues.length > sparesBefore;
 
     // services
     //
@@ -1014,8 +1049,10 @@ class Checker {
           }
         }
 
-        if (ok && vip && active !== undefined) {
-          services.push({ vip: vip.ip, vipText: vip.text, port, active, standby: portMode ? standby : [], line });
+        const failover = parseServiceFailover(this, s, spares, sparesBroken);
+        if (failover === null) ok = false;
+        if (ok && vip && active !== undefined && failover) {
+          services.push({ vip: vip.ip, vipText: vip.text, port, active, standby: portMode ? standby : [], line, failover });
         }
       });
     }
@@ -1070,6 +1107,32 @@ class Checker {
         if (m.count) announce.count = this.integer(m.count, 1, 100, 'announce.count (gratuitous ARPs sent per VIP at start)') ?? announce.count;
         if (m.interval) announce.intervalMs = this.duration(m.interval, announce.intervalMs);
         if (m.refresh) announce.refreshMs = this.duration(m.refresh, 0);
+      }
+    }
+
+    // icmp: echo replies on/off and their token bucket (replies per second, burst)
+    const icmp: IcmpSpec = { ...ICMP_ECHO_DEFAULTS };
+    if (f.icmp) {
+      const m = this.mapping(f.icmp, ICMP_KEYS, 'a mapping like { echo: true, echo_rate: 1000/s, echo_burst: 50 }');
+      if (m) {
+        if (m.echo) {
+          const n = m.echo.node;
+          if (isScalar(n) && typeof n.value === 'boolean') icmp.echo = n.value;
+          else this.fail(m.echo.at, m.echo.path, `expected true (vipgate answers ping to its VIPs) or false (it drops echo requests), got ${describe(n)}`);
+        }
+        if (m.echo_rate) {
+          // "1000/s" reads as what it is; a plain number means the same.
+          const n = m.echo_rate.node;
+          const perS = isScalar(n) && typeof n.value === 'string' ? /^\s*(\d+)\s*\/\s*s\s*$/.exec(n.value) : null;
+          if (perS) {
+            const v = Number(perS[1]);
+            if (v >= 1 && v <= 1_000_000) icmp.echoRate = v;
+            else this.fail(m.echo_rate.at, m.echo_rate.path, `${perS[1]}/s is out of range; icmp.echo_rate must be 1/s..1000000/s (echo off: icmp.echo: false)`);
+          } else {
+            icmp.echoRate = this.integer(m.echo_rate, 1, 1_000_000, 'icmp.echo_rate (echo replies per second, e.g. 1000 or "1000/s")') ?? icmp.echoRate;
+          }
+        }
+        if (m.echo_burst) icmp.echoBurst = this.integer(m.echo_burst, 1, 1_000_000, 'icmp.echo_burst (echo replies sent back to back before echo_rate applies)') ?? icmp.echoBurst;
       }
     }
 
@@ -1137,8 +1200,15 @@ class Checker {
       }
     }
 
+    const synCheck = parseSynCheck(this, f.syn_check);
+    const events = parseEvents(this, f.events);
+
     if (this.issues.length) return null;
     return {
+      health: defaultHealth,
+      spares,
+      synCheck,
+      events,
       io,
       api,
       stateFile,
@@ -1146,6 +1216,7 @@ class Checker {
       natGateway: natGateway?.ip ?? null,
       natGatewayText: natGateway?.text ?? null,
       announce,
+      icmp,
       file: this.file,
       interface: iface,
       mac: mac?.mac ?? null,

@@ -12,13 +12,17 @@ import type { Config } from './config';
 import { loadConfig } from './config';
 import { VipgateError } from './errors';
 import {
-  ApiError, AdminState, BackendView, ControlApi, FlowPage, FlowQuery, FlowView, MemberView, NeighbourView,
+  ApiError, AdminState, BackendView, EventQuery, ControlApi, FlowPage, FlowQuery, FlowView, MemberView, NeighbourView,
   ReloadResult, ServiceView, StatusView, VipView,
 } from './api-types';
 import {
   Overlay, Registration, Desired, DBackend, DService, Retiring, emptyOverlay, cloneOverlay, compose, toSpec, serviceOrder, serviceKey,
-  parseServiceKey, parseRegistration, sameRegistration, parseSetBackend, parseSwitch, checkName, checkOverlay, storedOverlay,
+  parseServiceKey, parseRegistration, sameRegistration, parseSetBackend, parseSwitch, checkName, checkOverlay, storedOverlay, checkPorts,
 } from './model';
+import type { ServiceState, ServicesStep } from './health/machine';
+import type { HealthManager, HealthView } from './health/manager';
+import { EventLog, EventPage } from './health/events';
+import type { CheckType } from './config/health';
 import { writeFileAtomic, readJsonFile } from './store';
 import { Tables } from '../tables/services';
 import type { Built } from '../main';
@@ -48,6 +52,10 @@ export interface ControllerOptions {
   log?: ControlLog;
   /** Called after each published change (announce new VIPs, update filters, resolve backends). */
   onApplied?: (a: Applied) => void;
+  /** The health checker: its results steer new flows (republished without persisting). */
+  health?: HealthManager;
+  /** Where failover, fail-back and switch events go (else a log of its own, from the config's events:). */
+  events?: EventLog;
 }
 
 const FLOW_PAGE_MAX = 1000;
@@ -67,18 +75,35 @@ export class Controller implements ControlApi {
   private readonly started: number;
   /** Warnings from restoring the state file (entries that no longer fit the config). */
   readonly restoreWarnings: string[] = [];
+  /** The failover machine's state per service (operational: never persisted). */
+  private svcStates: ReadonlyMap<string, ServiceState> = new Map();
+  /** The step of the tables built last, committed once they are published. */
+  private pendingStep: ServicesStep | null = null;
+  /** When a pending fail-back (hold-down) is due: step the services again then. */
+  private nextFailbackAt: number | null = null;
+
+  readonly eventLog: EventLog;
 
   constructor(private readonly o: ControllerOptions) {
     this.config = o.config;
     this.clock = o.clock ?? Date.now;
     this.log = o.log ?? (() => {});
+    this.eventLog = o.events ?? new EventLog({ config: o.config.events, log: this.log, clock: this.clock });
     this.started = this.clock();
     this.overlay = this.restore();
     this.desired = compose(this.config, this.overlay, this.retiring);
     const now = this.clock();
     for (const r of this.overlay.registrations) if (r.lease > 0 && !r.leaving) this.leaseUntil.set(r.name, now + r.lease * 1000);
-    const tables = this.build(this.desired);
+    const tables = this.build(this.desired, now);
     this.o.built.dataplane.publish(tables);
+    this.commitOperational(now);
+    this.o.health?.listen({
+      transition: (_name, _t, at) => this.refreshOperational(at),
+      ok: (name, at) => {
+        const slot = this.tables.backendSlot(name);
+        if (slot >= 0) this.o.built.state.bHealthOkAt[slot] = at;
+      },
+    });
   }
 
   get tables(): Tables { return this.o.built.dataplane.currentTables; }
@@ -118,11 +143,15 @@ export class Controller implements ControlApi {
 
   // ---- the one way to change anything ----
 
-  private build(d: Desired): Tables {
+  private build(d: Desired, now: number = this.clock(), config: Config = this.config): Tables {
     const st = this.o.built.state;
     const prev = this.o.built.dataplane.currentTables;
+    const health = this.o.health;
     try {
-      return new Tables(toSpec(d, this.o.mac, this.config.mode), prev, (slot) => st.bFlows[slot]! > 0);
+      const { spec, step } = toSpec(d, this.o.mac, config.mode,
+        { health: (n, port) => health?.status(n, port) ?? 'unknown', services: this.svcStates }, now, { synCheck: config.synCheck, icmp: config.icmp });
+      this.pendingStep = step;
+      return new Tables(spec, prev, (slot) => st.bFlows[slot]! > 0);
     } catch (e) {
       throw new ApiError('EAPI_CONFLICT', `cannot build the tables: ${(e as Error).message}`);
     }
@@ -144,7 +173,8 @@ export class Controller implements ControlApi {
   private apply(candidate: Overlay, reason: string, config: Config = this.config): Desired {
     const d = compose(config, candidate, this.retiring);
     this.pruneStale(candidate, d);
-    const tables = this.build(d);
+    const now = this.clock();
+    const tables = this.build(d, now, config);
     candidate.generation = this.overlay.generation + 1;
     if (this.o.stateFile) {
       try {
@@ -158,9 +188,8 @@ export class Controller implements ControlApi {
     this.overlay = candidate;
     this.config = config;
     this.desired = d;
-    const st = this.o.built.state;
-    for (const s of tables.newSlots) st.bConns[s] = 0;
-    this.o.built.dataplane.publish(tables);
+    this.publishTables(tables);
+    this.commitOperational(now);
     this.countTransitions(before, d);
     const vipsAdded = [...d.vips.keys()].filter((v) => !before.vips.has(v));
     const vipsRemoved = [...before.vips.keys()].filter((v) => !d.vips.has(v));
@@ -172,6 +201,49 @@ export class Controller implements ControlApi {
       this.log('error', `after ${reason}: ${(e as Error).message}`, { event: 'apply_hook_failed' });
     }
     return d;
+  }
+
+  private publishTables(tables: Tables): void {
+    const st = this.o.built.state;
+    for (const s of tables.newSlots) { st.bConns[s] = 0; st.bHealthOkAt[s] = 0; }
+    this.o.built.dataplane.publish(tables);
+  }
+
+  /** The tables just published are current: keep the failover state, report its transitions, check the backends. */
+  private commitOperational(now: number): void {
+    const step = this.pendingStep;
+    this.pendingStep = null;
+    if (!step) return;
+    this.svcStates = step.states;
+    this.nextFailbackAt = step.nextAt;
+    for (const t of step.transitions) {
+      const { type, ...fields } = t;
+      this.eventLog.emit(type, { ...fields, ...(t.at !== undefined ? { at: new Date(t.at).toISOString() } : {}) }, now);
+    }
+    this.o.health?.setTargets([...this.desired.backends.values()].map((b) => ({
+      name: b.name, ip: b.ip, check: b.leaving ? null : b.check, ports: checkPorts(this.desired, b.name),
+    })), now);
+  }
+
+  /**
+   * Health changed (or a hold-down ended): rebuild the tables from the same desired model and
+   * publish them. Operational state only: the overlay, its generation and the state file are
+   * not touched.
+   */
+  refreshOperational(now: number = this.clock()): void {
+    try {
+      const tables = this.build(this.desired, now);
+      this.publishTables(tables);
+      this.commitOperational(now);
+    } catch (e) {
+      this.pendingStep = null;
+      this.log('error', `could not republish the tables after a health change: ${(e as Error).message}`, { event: 'health_publish_failed' });
+    }
+  }
+
+  /** Call often (with the health checker's tick): steps the failover machine when a hold-down ends. */
+  healthTick(now: number = this.clock()): void {
+    if (this.nextFailbackAt !== null && now >= this.nextFailbackAt) this.refreshOperational(now);
   }
 
   private countTransitions(before: Desired, after: Desired): void {
@@ -316,7 +388,11 @@ export class Controller implements ControlApi {
       ov.state = req.state;
     }
     c.overrides[name] = ov;
+    const pinsBefore = this.overlay.pins;
     this.apply(c, `set ${name}`);
+    for (const [k, n] of Object.entries(c.pins)) {
+      if (pinsBefore[k] !== n) this.eventLog.emit('switch', { service: k, to: n, by: `set ${name} --state ${req.state}` });
+    }
     return this.backend(name);
   }
 
@@ -340,6 +416,7 @@ export class Controller implements ControlApi {
       c.pins[key] = name;
     }
     this.apply(c, `switch ${key} to ${name ?? 'priority order'}`);
+    this.eventLog.emit('switch', { service: key, to: name, by: 'vipgate switch' });
     return this.serviceView(this.desired.services.get(key)!);
   }
 
@@ -352,6 +429,9 @@ export class Controller implements ControlApi {
         ['flows', JSON.stringify(this.config.flows), JSON.stringify(next.flows)], ['neighbours', JSON.stringify(this.config.neighbours), JSON.stringify(next.neighbours)],
         ['api', JSON.stringify(this.config.api), JSON.stringify(next.api)], ['state_file', this.config.stateFile, next.stateFile],
       ];
+      const noProbe = this.o.health?.missingProbes(checkTypesUsed(next)) ?? [];
+      if (noProbe.length) throw new VipgateError('ECONFIG_INVALID', `${next.file}: health checks of type ${noProbe.join(', ')} are not available in this build of vipgate; use type: tcp or type: http. Nothing was changed`);
+      fixed.push(['events', JSON.stringify(this.config.events), JSON.stringify(next.events)]);
       const needRestart = fixed.filter(([, a, b]) => a !== b).map(([k]) => k);
       if (needRestart.length) {
         throw new VipgateError('ECONFIG_INVALID', `${this.config.file}: ${needRestart.join(', ')} changed; ${needRestart.length > 1 ? 'those take' : 'that takes'} a restart (the packet path and its tables are sized and bound at start). Nothing was changed: revert ${needRestart.length > 1 ? 'them' : 'it'}, or restart vipgate`);
@@ -374,6 +454,7 @@ export class Controller implements ControlApi {
       }
     }
     const before = this.desired;
+    const icmpBefore = icmpText(this.config.icmp);
     try {
       this.apply(cloneOverlay(this.overlay), 'reload', next);
     } catch (e) {
@@ -386,6 +467,7 @@ export class Controller implements ControlApi {
     }
     this.reloadCounts.ok++;
     const changes = describeChanges(before, this.desired);
+    if (icmpText(next.icmp) !== icmpBefore) changes.push(`~ icmp ${icmpBefore} -> ${icmpText(next.icmp)}`);
     this.log('info', `reloaded ${next.file}: ${changes.length ? changes.join('; ') : 'no changes'}`, { event: 'reload', changes });
     return { generation: this.overlay.generation, changes };
   }
@@ -433,7 +515,13 @@ export class Controller implements ControlApi {
       connections: slot >= 0 ? st.bConns[slot]! : 0,
       lease: b.lease > 0 ? { seconds: b.lease, expiresIn: until === undefined ? 0 : Math.max(0, Math.round((until - this.clock()) / 1000)) } : null,
       leaving: b.leaving,
+      health: this.healthView(b),
     };
+  }
+
+  private healthView(b: DBackend): HealthView {
+    if (this.o.health) return this.o.health.view(b.name);
+    return { state: b.check ? 'unknown' : 'unchecked', check: null, since: null, lastCheck: null, lastLatencyMs: null, lastFailure: null, lastFailureAt: null };
   }
 
   private serviceView(s: DService, roles = this.roles()): ServiceView {
@@ -443,7 +531,15 @@ export class Controller implements ControlApi {
       const b = this.desired.backends.get(name)!;
       return { backend: name, priority: s.members.find((m) => m.name === name)!.priority, weight: b.weight, state: b.state, role: serving.has(name) ? 'active' : 'standby' };
     });
-    return { service: s.key, vip: formatIpv4(s.vip), port: s.port, mode: s.port ? 'port' : 'ip', source: s.source, pinned: s.pinned, members, serving: [...serving] };
+    const op = this.svcStates.get(s.key);
+    const f = s.failover;
+    return {
+      service: s.key, vip: formatIpv4(s.vip), port: s.port, mode: s.port ? 'port' : 'ip', source: s.source, pinned: s.pinned, members, serving: [...serving],
+      failover: {
+        spares: f.spares, preempt: f.preempt, holdDownMs: f.holdDownMs, onBackendDown: f.onBackendDown,
+        takenOverBy: op?.serving ?? null, failbackAt: op?.holdUntil ? new Date(op.holdUntil).toISOString() : null,
+      },
+    };
   }
 
   backend(name: string): BackendView {
@@ -553,11 +649,37 @@ export class Controller implements ControlApi {
 
   reloads(): { ok: number; failed: number } { return { ...this.reloadCounts }; }
 
+  async events(q: EventQuery): Promise<EventPage> {
+    const int = (v: number | undefined, field: string, min: number, max: number, dflt: number): number => {
+      if (v === undefined) return dflt;
+      if (!Number.isInteger(v) || v < min || v > max) throw new ApiError('EAPI_INVALID', `${field}: must be a whole number ${min}..${max}`, field);
+      return v;
+    };
+    const since = int(q.since, 'since', 0, Number.MAX_SAFE_INTEGER, 0);
+    const limit = int(q.limit, 'limit', 1, 1000, 100);
+    const wait = int(q.wait, 'wait', 0, 60, 0);
+    await this.eventLog.wait(since, wait * 1000);
+    return this.eventLog.since(since, limit);
+  }
+
   /** The registrations held now (tests, status file). */
   registrations(): readonly Registration[] { return this.overlay.registrations; }
 }
 
+/** The check types a config uses (its default and every backend's). */
+export function checkTypesUsed(c: Config): CheckType[] {
+  const out = new Set<CheckType>();
+  if (c.health) out.add(c.health.type);
+  for (const b of c.backends) if (b.health) out.add(b.health.type);
+  return [...out];
+}
+
 /** Human lines for what a reload changed. */
+/** The icmp section as a reload lists it: "echo on, 1000/s, burst 50" or "echo off". */
+function icmpText(i: Config['icmp']): string {
+  return i.echo ? `echo on, ${i.echoRate}/s, burst ${i.echoBurst}` : 'echo off';
+}
+
 function describeChanges(a: Desired, b: Desired): string[] {
   const out: string[] = [];
   for (const v of b.vips.keys()) if (!a.vips.has(v)) out.push(`+ vip ${formatIpv4(v)}`);

@@ -34,7 +34,9 @@ export function ruleset(s: KernelFilterSpec): string {
   if (s.owned.length) lines.push(`    ip daddr ${set(s.owned)} counter drop comment "vipgate: VIP traffic is handled in userspace"`);
   if (s.backends.length) {
     const notHost = s.hostAddrs.length ? ` ip daddr != ${set(s.hostAddrs)}` : '';
-    lines.push(`    ip saddr ${set(s.backends)}${notHost} meta l4proto tcp counter drop comment "vipgate: nat replies are rewritten in userspace"`);
+    // ICMP too: a backend's error about a client's segment (e.g. fragmentation needed) is
+    // rewritten back to the client by vipgate; the host kernel must not route a raw copy.
+    lines.push(`    ip saddr ${set(s.backends)}${notHost} meta l4proto { tcp, icmp } counter drop comment "vipgate: nat replies are rewritten in userspace"`);
   }
   lines.push('  }', '}');
   return lines.join('\n') + '\n';
@@ -91,7 +93,7 @@ export class KernelFilter {
   describe(): string {
     return `nftables table netdev ${tableName(this.spec.iface)} drops, in this host's kernel only, IPv4 to ` +
       `${this.spec.owned.map(formatIpv4).join(', ')}` +
-      (this.spec.backends.length ? ` and TCP from the backends ${this.spec.backends.map(formatIpv4).join(', ')}` : '') +
+      (this.spec.backends.length ? ` and TCP and ICMP from the backends ${this.spec.backends.map(formatIpv4).join(', ')}` : '') +
       ' (removed at exit)';
   }
 }

@@ -12,6 +12,9 @@ import type { Config } from './config';
 import { unusableAddress } from './config';
 import { ApiError, AdminState, ADMIN_STATES, RoleState, SET_STATES, PRIORITY, WEIGHT, LEASE, Source } from './api-types';
 import type { TablesSpec } from '../tables/services';
+import type { HealthCheck, ServiceFailover, SparePool } from './config/health';
+import { FAILOVER_DEFAULTS } from './config/health';
+import { ServiceInput, ServiceOrder, ServiceState, HealthStatus, stepServices } from './health/machine';
 import { formatIpv4, formatMac, parseIpv4, parseMac } from '../wire/addr';
 
 /** Most backends (config and registered) at once; the state keeps stats for MAX_BACKEND_SLOTS. */
@@ -64,6 +67,8 @@ export interface DBackend {
   source: Source;
   leaving: boolean;
   lease: number;
+  /** Its health check (config: its own or the default; registered: the default), or null: never checked. */
+  check: HealthCheck | null;
 }
 
 export interface DMember { name: string; priority: number }
@@ -75,12 +80,16 @@ export interface DService {
   source: Source;
   members: DMember[];
   pinned: string | null;
+  /** Spare pool, preempt, hold-down, on_backend_down (registered services: the defaults). */
+  failover: ServiceFailover;
 }
 
 export interface Desired {
   vips: Map<number, Source | 'nat_gateway'>;
   backends: Map<string, DBackend>;
   services: Map<string, DService>;
+  /** Spare pools by name (config). */
+  pools: Map<string, SparePool>;
 }
 
 /** A config backend removed by a reload while flows still use it: kept, draining, until they end. */
@@ -285,14 +294,14 @@ export function compose(c: Config, o: Overlay, retiring: ReadonlyMap<string, Ret
   const backends = new Map<string, DBackend>();
   const ipOwner = new Map<number, string>();
   for (const b of c.backends) {
-    backends.set(b.name, { name: b.name, ip: b.ip, mac: b.mac, weight: b.weight, state: 'up', source: 'config', leaving: false, lease: 0 });
+    backends.set(b.name, { name: b.name, ip: b.ip, mac: b.mac, weight: b.weight, state: 'up', source: 'config', leaving: false, lease: 0, check: b.health });
     ipOwner.set(b.ip, b.name);
   }
   const services = new Map<string, DService>();
   for (const s of c.services) {
     const key = serviceKey(s.vip, s.port);
     services.set(key, {
-      key, vip: s.vip, port: s.port, source: 'config', pinned: null,
+      key, vip: s.vip, port: s.port, source: 'config', pinned: null, failover: s.failover,
       members: [{ name: s.active, priority: PRIORITY.max }, ...s.standby.map((n, j) => ({ name: n, priority: Math.max(PRIORITY.min, PRIORITY.max - 1 - j) }))],
     });
   }
@@ -311,7 +320,7 @@ export function compose(c: Config, o: Overlay, retiring: ReadonlyMap<string, Ret
       }
     }
     if (vips.has(r.ip)) throw new ApiError('EAPI_CONFLICT', `${ipText} is a VIP (${vips.get(r.ip)}); a backend needs its own real address`, 'ip');
-    backends.set(r.name, { name: r.name, ip: r.ip, mac: r.mac === null ? null : parseMac(r.mac), weight: r.weight, state: r.leaving ? 'drain' : 'up', source: 'api', leaving: r.leaving, lease: r.lease });
+    backends.set(r.name, { name: r.name, ip: r.ip, mac: r.mac === null ? null : parseMac(r.mac), weight: r.weight, state: r.leaving ? 'drain' : 'up', source: 'api', leaving: r.leaving, lease: r.lease, check: c.health });
     ipOwner.set(r.ip, r.name);
   }
   // VIPs and memberships after every backend address is known, so a VIP can be checked against all of them.
@@ -332,7 +341,7 @@ export function compose(c: Config, o: Overlay, retiring: ReadonlyMap<string, Ret
       if (src === undefined) vips.set(sv.vip, 'api');
       if (r.leaving) continue; // keeps its VIP while draining; takes no new flows
       let svc = services.get(key);
-      if (!svc) { svc = { key, vip: sv.vip, port: sv.port, source: 'api', members: [], pinned: null }; services.set(key, svc); }
+      if (!svc) { svc = { key, vip: sv.vip, port: sv.port, source: 'api', members: [], pinned: null, failover: FAILOVER_DEFAULTS }; services.set(key, svc); }
       svc.members.push({ name: r.name, priority: r.priority });
     }
   });
@@ -357,7 +366,7 @@ export function compose(c: Config, o: Overlay, retiring: ReadonlyMap<string, Ret
     if (svc && svc.members.some((m) => m.name === name)) svc.pinned = name;
   }
   if (backends.size > MAX_BACKENDS) throw new ApiError('EAPI_CONFLICT', `that would make ${backends.size} backends; vipgate holds at most ${MAX_BACKENDS}`);
-  return { vips, backends, services };
+  return { vips, backends, services, pools: new Map(c.spares.map((p) => [p.name, p])) };
 }
 
 /** The active group and the standbys of a service, in order. */
@@ -368,12 +377,75 @@ export function serviceOrder(s: DService): { active: string[]; standby: string[]
   return { active: s.members.filter((m) => m.priority === top).map((m) => m.name), standby: s.members.filter((m) => m.priority !== top).map((m) => m.name) };
 }
 
-export function toSpec(d: Desired, mac: Uint8Array, mode: 'dsr' | 'nat'): TablesSpec {
-  return {
+/** The services with members, as inputs of the failover machine (health/machine.ts). */
+export function serviceInputs(d: Desired): ServiceInput[] {
+  return [...d.services.values()].filter((s) => s.members.length > 0).map((s) => ({
+    key: s.key, ...serviceOrder(s), pinned: s.pinned !== null,
+    pool: s.failover.spares === null ? null : d.pools.get(s.failover.spares) ?? null,
+    preempt: s.failover.preempt, holdDownMs: s.failover.holdDownMs,
+  }));
+}
+
+/** Operational state beside the desired model: health per backend and the failover machine's state per service. */
+export interface Operational {
+  /** A backend's health: on `port` where it is checked per port (a port-mode service's), else over all its checks. */
+  health(name: string, port?: number): HealthStatus;
+  services: ReadonlyMap<string, ServiceState>;
+}
+
+/** No checks have run (a fresh start, a replay): every health unknown, no failover yet. */
+export const NO_OPERATIONAL: Operational = { health: () => 'unknown', services: new Map() };
+
+/**
+ * The one way from the desired model (+ operational health) to the tables: the failover machine
+ * orders each service's members (active group, standbys, spares), and health goes beside the
+ * admin state. `vipgate run` (the controller) and `vipgate replay` both come through here.
+ */
+export function toSpec(d: Desired, mac: Uint8Array, mode: 'dsr' | 'nat', op: Operational = NO_OPERATIONAL, now = 0,
+  extra: Pick<TablesSpec, 'synCheck' | 'icmp'> = {}): { spec: TablesSpec; step: ReturnType<typeof stepServices> } {
+  const port = new Map([...d.services.values()].map((s) => [s.key, s.port || undefined]));
+  const usable = (n: string, key: string) => d.backends.get(n)?.state === 'up' && op.health(n, port.get(key)) !== 'down';
+  const step = stepServices(op.services, serviceInputs(d), (n, svc) => usable(n, svc.key), now);
+  // A member down on this service's port (checked per port) but not everywhere keeps its slot and
+  // its other services; it leaves this service's order, so the packet path skips it here.
+  const order = (s: DService): ServiceOrder => {
+    const o = step.orders.get(s.key)!;
+    const keep = (n: string) => !(d.backends.get(n)?.state === 'up' && op.health(n) !== 'down' && !usable(n, s.key));
+    return { active: o.active.filter(keep), standby: o.standby.filter(keep) };
+  };
+  const spec: TablesSpec = {
     mac,
     mode,
     vips: [...d.vips.keys()],
-    backends: [...d.backends.values()].map((b) => ({ name: b.name, ip: b.ip, mac: b.mac, state: b.state, weight: b.weight })),
-    services: [...d.services.values()].filter((s) => s.members.length > 0).map((s) => ({ vip: s.vip, port: s.port, ...serviceOrder(s) })),
+    backends: [...d.backends.values()].map((b) => ({
+      name: b.name, ip: b.ip, mac: b.mac, state: b.state, weight: b.weight,
+      checked: b.check !== null, health: b.check === null ? 'up' as const : op.health(b.name),
+    })),
+    services: [...d.services.values()].filter((s) => s.members.length > 0).map((s) => ({
+      vip: s.vip, port: s.port, ...order(s), onBackendDown: s.failover.onBackendDown,
+    })),
+    synCheck: extra.synCheck ?? null,
+    ...(extra.icmp ? { icmp: extra.icmp } : {}),
   };
+  return { spec, step };
+}
+
+/** The tables of a config alone (no API changes, no checks yet): what a fresh `vipgate run` publishes, and what `vipgate replay` uses. */
+export function configSpec(c: Config, mac: Uint8Array): TablesSpec {
+  return toSpec(compose(c, emptyOverlay()), mac, c.mode, NO_OPERATIONAL, 0, { synCheck: c.synCheck, icmp: c.icmp }).spec;
+}
+
+/**
+ * The ports a backend's check probes: its check's own port, else each port of the port-mode
+ * services it serves (as a member, or as a spare of their pool), else 80.
+ */
+export function checkPorts(d: Desired, name: string): number[] {
+  const b = d.backends.get(name);
+  if (b?.check?.port) return [b.check.port];
+  const ports = new Set<number>();
+  for (const s of d.services.values()) {
+    if (!s.port) continue;
+    if (s.members.some((m) => m.name === name) || (s.failover.spares !== null && d.pools.get(s.failover.spares)?.members.includes(name))) ports.add(s.port);
+  }
+  return ports.size ? [...ports].sort((x, y) => x - y) : [80];
 }

@@ -17,7 +17,7 @@ export const DROP_REASONS = [
   'arp_reply',            // an ARP reply: learned from, nothing to send
   'arp_not_for_vip',      // an ARP request for an address that is not one of our VIPs
   'arp_conflict',         // another host claims one of our VIPs (request, reply or gratuitous ARP)
-  'not_tcp',              // IPv4 to a VIP that is not TCP (ICMP, UDP, ...)
+  'not_tcp',              // IPv4 to a VIP that is neither TCP nor ICMP (UDP, GRE, ...)
   'ip_fragment',          // a fragment to a VIP: no L4 header to steer on in later fragments
   'ttl_exceeded',         // nat mode routes: TTL would reach 0
   'bad_tcp_flags',        // SYN together with FIN, RST or ACK to a VIP (e.g. all flags set)
@@ -28,6 +28,12 @@ export const DROP_REASONS = [
   'flow_table_full',      // no room for a new flow (capacity reached or probe limit)
   'nat_conflict',         // nat: the backend already has a flow with the same client address and port
   'internal_error',       // an exception inside the packet path (a bug): counted at the link boundary
+  'icmp_bad_checksum',    // ICMP to a VIP (or an error about a nat flow) whose checksum does not verify
+  'icmp_bad_quote',       // an ICMP error whose quote is not an IPv4 header and 8 bytes after it
+  'icmp_unknown_flow',    // an ICMP error to a VIP that quotes no live flow (or not TCP from the VIP)
+  'icmp_unsupported',     // ICMP to a VIP that vipgate does not handle (echo reply, redirect, timestamp, echo with IP options, ...)
+  'icmp_echo_off',        // an echo request to a VIP while icmp.echo is false
+  'icmp_rate_limited',    // an echo request over icmp.echo_rate / echo_burst
   'frame_too_large',      // live native: a frame longer than the receive ring's slot (MTU above it), cut by the kernel
 ] as const;
 
@@ -57,6 +63,9 @@ export const COUNTER_NAMES = [
   'tx_errors',            // live: the NIC refused a frame the packet path (or control) sent
   'garp_sent',            // live: gratuitous ARP announcements sent (request and reply forms)
   'arp_requests_sent',    // live: ARP requests sent to resolve or refresh backends
+  'icmp_echo_replies',    // echo requests to a VIP answered by vipgate itself
+  'icmp_errors_to_backend', // ICMP errors about a flow (e.g. fragmentation needed) passed to its backend
+  'icmp_errors_to_client',  // nat: ICMP errors from the backends' side about a flow, rewritten back to the client
   'rx_ring_drops',        // live native: frames the kernel dropped because the receive ring was full (never reached frames_in)
   'rx_batches',           // live: batches handed to the packet path (frames_in / rx_batches = mean batch size)
   'rx_wakeups',           // live native: times a frame woke the event loop from sleep (the rest were caught while polling)

@@ -6,23 +6,26 @@
 //   TCP SYN to a VIP with a service ............... pick backend, create flow, rewrite (TX)
 //   TCP segment of a known flow ................... rewrite (TX): dsr = MAC, nat = IP + MAC
 //   TCP reply from a backend of a nat flow ........ reverse rewrite to the VIP (TX)
+//   ICMP echo to a VIP, ICMP error about a flow ... answered / carried to the flow's other end (icmp.ts)
 //   anything else ................................. DROP, counted by reason
 //
 // TX means: transmit buf[off, off+len) as it now is (same length). All checks that can fail come
 // before the first write, so a dropped frame is left as it was.
 
-import { u16, s32, setU16, setU32, macEq, macCopy, macIsBroadcast, macIsGroup, macIsZero } from '../wire/bytes';
+import { u16, s32, setU16, macEq, macCopy, macIsBroadcast, macIsGroup, macIsZero } from '../wire/bytes';
 import { ETH_DST, ETH_SRC, ETH_HEADER_LEN, ETHERTYPE_ARP, ETHERTYPE_IPV4, VLAN_TAG_LEN, isVlanTpid, MAX_VLAN_TAGS } from '../wire/ethernet';
 import { ARP_LEN, ARP_SHA, ARP_SPA, ARP_TPA, ARP_OP_REQUEST, ARP_OP_REPLY, arpIsEthIpv4, arpOper, arpMakeReplyInPlace } from '../wire/arp';
-import { IP_MIN_HEADER_LEN, IP_TOTAL_LEN, IP_FLAGS_FRAG, IP_FLAG_MF, IP_FRAG_OFFSET_MASK, IP_TTL, IP_PROTO, IP_CSUM, IP_SRC, IP_DST, IPPROTO_TCP } from '../wire/ipv4';
+import { IP_MIN_HEADER_LEN, IP_TOTAL_LEN, IP_FLAGS_FRAG, IP_FLAG_MF, IP_FRAG_OFFSET_MASK, IP_TTL, IP_PROTO, IP_SRC, IP_DST, IPPROTO_TCP, IPPROTO_ICMP } from '../wire/ipv4';
 import { TCP_MIN_HEADER_LEN, TCP_DOFF, TCP_FLAGS, TCP_CSUM, TCP_SYN, TCP_ACKF, TCP_RST, TCP_FIN } from '../wire/tcp';
-import { sum16, fold, csumReplace16, csumReplace32 } from '../wire/checksum';
+import { sum16, fold, csumReplace32 } from '../wire/checksum';
 import { Tables, MODE_NAT, BackendState } from '../tables/services';
 import { StateViews, T_NOW, B_STATE, F_VIP, F_BACKIP, F_BACKEND, D_LAST, D_PKTS_IN, D_PKTS_OUT, B_CLIMAC } from './state';
 import { FlowTable, FS_SYN, FS_ESTABLISHED, FS_CLOSING } from './flows';
 import { NeighbourTable } from './neighbours';
 import { Drop, Ctr } from './counters';
 import { hash2 } from '../tables/hash';
+import { IcmpPath, ICMP_TX } from './icmp';
+import { natRewriteIp } from './rewrite';
 
 /** Seed of the hash that spreads new flows over a service's active group (fixed: reproducible). */
 const PICK_SEED = 0x51c4;
@@ -34,13 +37,7 @@ const PICK_SEED = 0x51c4;
  * through the pseudo-header (RFC 9293 §3.1). The caller checked ttl > 1 and the headers.
  */
 function natRewrite(buf: Uint8Array, l3: number, l4: number, field: number, from: number, to: number, ttl: number): void {
-  const proto = buf[l3 + IP_PROTO]!;
-  let ipc = u16(buf, l3 + IP_CSUM);
-  ipc = csumReplace16(ipc, (ttl << 8) | proto, ((ttl - 1) << 8) | proto);
-  ipc = csumReplace32(ipc, from, to);
-  buf[l3 + IP_TTL] = ttl - 1;
-  setU32(buf, l3 + field, to);
-  setU16(buf, l3 + IP_CSUM, ipc);
+  natRewriteIp(buf, l3, field, from, to, ttl);
   setU16(buf, l4 + TCP_CSUM, csumReplace32(u16(buf, l4 + TCP_CSUM), from, to));
 }
 
@@ -54,6 +51,7 @@ export class Dataplane {
   private tables: Tables;
   readonly flows: FlowTable;
   readonly neighbours: NeighbourTable;
+  private readonly icmp: IcmpPath;
   readonly state: StateViews;
   private readonly c: Float64Array;
   private readonly times: Float64Array;
@@ -67,6 +65,7 @@ export class Dataplane {
     this.times = state.times;
     this.flows = new FlowTable(state);
     this.neighbours = new NeighbourTable(state);
+    this.icmp = new IcmpPath(state, this.flows, this.neighbours);
   }
 
   /** Swap in new tables; takes effect from the next frame. Existing flows keep their backend slots. */
@@ -136,6 +135,7 @@ export class Dataplane {
     const proto = buf[l3 + IP_PROTO]!;
     const frag = (u16(buf, l3 + IP_FLAGS_FRAG) & (IP_FLAG_MF | IP_FRAG_OFFSET_MASK)) !== 0;
     if (t.vipIndex(dst) >= 0) {
+      if (proto === IPPROTO_ICMP) return this.icmpVerdict(this.icmp.toVip(buf, off, l3, ihl, total, dst, t), len);
       if (proto !== IPPROTO_TCP) return this.drop(Drop.not_tcp);
       if (frag) return this.drop(Drop.ip_fragment);
       const l4 = l3 + ihl;
@@ -154,7 +154,13 @@ export class Dataplane {
         }
       }
     }
+    if (t.mode === MODE_NAT && proto === IPPROTO_ICMP) return this.icmpVerdict(this.icmp.fromBackend(buf, off, l3, ihl, total, t), len);
     return this.drop(Drop.not_for_us);
+  }
+
+  /** Count what the ICMP path (dataplane/icmp.ts) decided: ICMP_TX or a drop reason. */
+  private icmpVerdict(r: number, len: number): number {
+    return r === ICMP_TX ? this.tx(len) : this.drop(r);
   }
 
   private arp(buf: Uint8Array, off: number, l3: number, end: number, t: Tables): number {

@@ -7,7 +7,10 @@ import { Carver, Memory, allocMemory, nextPow2 } from '../tables/memory';
 import { COUNTER_SLOTS } from './counters';
 
 const MAGIC = 0x56475431; // "VGT1"
-const LAYOUT_VERSION = 2;
+// 4: the counters region grew by the ICMP drop reasons and counters, moving everything after
+// it; the echo bucket took times[5..6] (unused before).
+// 5: the counters region grew by frame_too_large and the live I/O counters (issue 10).
+const LAYOUT_VERSION = 5;
 
 /** Backend slots with per-backend stats (Tables never hand out more: see MAX_BACKENDS there). */
 export const MAX_BACKEND_SLOTS = 4096;
@@ -55,6 +58,9 @@ export const T_HALF_OPEN = 0, T_ESTABLISHED = 1, T_CLOSING = 2, T_NEIGH_TTL = 3;
 /** The packet path's clock (ms). Kept here rather than passed along: a double argument to a call
  *  V8 does not inline is boxed into a new heap number, which per packet means garbage and GC. */
 export const T_NOW = 4;
+/** The echo-reply token bucket (dataplane/icmp.ts): tokens left, and the packet-clock time (ms)
+ *  it was last refilled at; -Infinity until the first echo, so the bucket starts full. */
+export const T_ECHO_TOKENS = 5, T_ECHO_LAST = 6;
 
 export interface StateViews {
   memory: Memory;
@@ -65,6 +71,17 @@ export interface StateViews {
   bFlows: Float64Array;
   /** Per backend slot: flows created (a counter; control zeroes a slot when it is reused). */
   bConns: Float64Array;
+  /**
+   * Per backend slot: time (ms, control's clock) the backend last answered a health check or a
+   * SYN-time probe; 0 = never. Written by control only; the packet path reads it (SYN-time check).
+   */
+  bHealthOkAt: Float64Array;
+  /**
+   * Per backend slot: live flows whose backend answered (their SYN passed the SYN-time check, or
+   * was sent while the backend was verified): while > 0, new SYNs to it skip the probe
+   * (JP2002-207647). Written by the packet path only (flow creation and expiry).
+   */
+  bVerified: Float64Array;
   flowCapacity: number;
   flowSlots: number;
   neighbourCapacity: number;
@@ -86,10 +103,11 @@ export interface StateViews {
 function layout(c: Carver, flowSlots: number, neighSlots: number) {
   const header = c.u32(16), times = c.f64(8), counters = c.f64(COUNTER_SLOTS); // header first: attachState reads it at 0
   const bFlows = c.f64(MAX_BACKEND_SLOTS), bConns = c.f64(MAX_BACKEND_SLOTS);
+  const bHealthOkAt = c.f64(MAX_BACKEND_SLOTS), bVerified = c.f64(MAX_BACKEND_SLOTS);
   const flowsAt = c.region(flowSlots * FLOW_RECORD_BYTES, 64);
   const m = c.buf;
   return {
-    header, times, counters, bFlows, bConns,
+    header, times, counters, bFlows, bConns, bHealthOkAt, bVerified,
     fw: m ? new Int32Array(m, flowsAt, flowSlots * 16) : new Int32Array(0),
     fd: m ? new Float64Array(m, flowsAt, flowSlots * 8) : new Float64Array(0),
     fb: m ? new Uint8Array(m, flowsAt, flowSlots * 64) : new Uint8Array(0),
@@ -124,6 +142,7 @@ export function createState(o: StateOptions): StateViews {
   v.times[T_ESTABLISHED] = o.establishedTimeoutMs;
   v.times[T_CLOSING] = o.closingTimeoutMs;
   v.times[T_NEIGH_TTL] = o.neighbourTtlMs;
+  v.times[T_ECHO_LAST] = -Infinity;
   return attachState(memory);
 }
 

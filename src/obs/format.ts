@@ -10,6 +10,9 @@ export function formatCounters(s: CounterSnapshot, indent = '  '): string {
     `${indent}arp replies  ${w(c.arp_replies)}    flows created  ${w(c.flows_created)}    flows active ${c.flows_active}`,
     `${indent}forwarded    ${w(c.forwarded)}    to backends ${w(c.forwarded_to_backend)}, to clients (nat) ${c.forwarded_to_client}`,
   ];
+  if (c.icmp_echo_replies || c.icmp_errors_to_backend || c.icmp_errors_to_client) {
+    lines.push(`${indent}icmp echo replies ${c.icmp_echo_replies}, errors carried to backends ${c.icmp_errors_to_backend}, to clients (nat) ${c.icmp_errors_to_client}`);
+  }
   if (c.garp_sent || c.arp_requests_sent || c.tx_errors) {
     lines.push(`${indent}gratuitous ARP sent ${c.garp_sent}, ARP requests sent ${c.arp_requests_sent}, send errors ${c.tx_errors}`);
   }

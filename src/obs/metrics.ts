@@ -25,6 +25,12 @@ export interface MetricsSource {
   /** The flow table's capacity (flows). */
   flowCapacity: number;
   api: Pick<ControlApi, 'backends' | 'services' | 'transitions' | 'reloads' | 'status'>;
+  /** Health checks and events (control/health): counts read at scrape time. */
+  health?: {
+    checkCounts(): { ok: number; failed: number };
+    typeCounts(): Array<{ type: string; count: number }>;
+    hookStats(): { sent: number; failed: number; dropped: number; queued: number };
+  };
 }
 
 export interface Metrics {
@@ -149,6 +155,15 @@ export function createMetrics(src: MetricsSource, o: MetricsOptions = {}): Metri
       emit({ direction: 'to_backend' }, c[Ctr.forwarded_to_backend]!);
       emit({ direction: 'to_client' }, c[Ctr.forwarded_to_client]!);
     });
+  // ---- ICMP ----
+
+  slot('vipgate_icmp_echo_replies_total', 'ICMP echo requests to a VIP answered by vipgate itself (ping); over the icmp.echo_rate limit they are dropped (vipgate_drops_total{reason="icmp_rate_limited"}).', Ctr.icmp_echo_replies);
+  counter('vipgate_icmp_errors_forwarded_total',
+    'ICMP errors about a flow (fragmentation needed, unreachable, time exceeded) carried to its other end: to the backend (direction="to_backend"), and in nat mode from the backends\' side back to the client (direction="to_client"). Path MTU discovery through vipgate depends on them.',
+    ['direction'], (emit) => {
+      emit({ direction: 'to_backend' }, c[Ctr.icmp_errors_to_backend]!);
+      emit({ direction: 'to_client' }, c[Ctr.icmp_errors_to_client]!);
+    });
   slot('vipgate_tx_errors_total', 'Frames the network interface refused to send (packet path and control: ARP, gratuitous ARP). They are also counted in vipgate_frames_total{direction="out"} when the packet path sent them.', Ctr.tx_errors);
   slot('vipgate_rx_ring_drops_total', 'Frames the kernel dropped before vipgate saw them because the receive ring was full (native I/O): vipgate is overloaded.', Ctr.rx_ring_drops);
   slot('vipgate_rx_batches_total', 'Batches of frames handed to the packet path; vipgate_frames_total{direction="in"} divided by this is the mean batch size.', Ctr.rx_batches);
@@ -179,6 +194,31 @@ export function createMetrics(src: MetricsSource, o: MetricsOptions = {}): Metri
     ['backend', 'to'], (emit) => {
       for (const t of api.transitions()) emit({ backend: t.backend, to: t.to }, t.count);
     });
+
+  gauge('vipgate_backend_health',
+    'The backend\'s operational health from vipgate\'s own checks, apart from its admin state: 1 for the current one of unknown (not checked yet: takes new flows), up, down (takes no new flows) and unchecked (health: false: always usable), 0 for the others.',
+    ['backend', 'state'], (emit) => {
+      for (const b of backends()) for (const s of ['unknown', 'up', 'down', 'unchecked']) emit({ backend: b.name, state: s }, b.health.state === s ? 1 : 0);
+    });
+  const h = src.health;
+  if (h) {
+    counter('vipgate_health_checks_total', 'Health checks run, by result (ok or failed), SYN-time probe results fed in included.', ['result'], (emit) => {
+      const n = h.checkCounts();
+      emit({ result: 'ok' }, n.ok);
+      emit({ result: 'failed' }, n.failed);
+    });
+    counter('vipgate_events_total', 'Events (GET /v1/events) by type: health_up, health_down, failover, failback, failback_scheduled, no_backend, restored, switch, ...', ['type'], (emit) => {
+      for (const e of h.typeCounts()) emit({ type: e.type }, e.count);
+    });
+    counter('vipgate_event_hooks_total',
+      'Calls of the events webhook/command: sent (answered 2xx / exited 0), failed (error, timeout, other status), dropped (the hook queue was full: the hook is slower than the events).',
+      ['result'], (emit) => {
+        const st = h.hookStats();
+        emit({ result: 'sent' }, st.sent);
+        emit({ result: 'failed' }, st.failed);
+        emit({ result: 'dropped' }, st.dropped);
+      });
+  }
 
   // ---- services ----
 

@@ -19,18 +19,55 @@ export const MODE_NAT = 1;
 export const BackendState = { absent: 0, up: 1, down: 2, drain: 3 } as const;
 export type BackendStateName = keyof typeof BackendState;
 
+/**
+ * Operational health of a backend (bHealth), as control's health checks see it, kept apart from
+ * its admin state (bState: what the config and the API set). A backend takes new flows when its
+ * admin state is UP and its health is not DOWN: UNKNOWN (not checked yet) counts as usable, so a
+ * fresh start serves at once; the SYN-time check (synCheckMaxAgeMs) is what guards it then.
+ */
+export const Health = { unknown: 0, up: 1, down: 2 } as const;
+export type HealthName = keyof typeof Health;
+
+/** What happens to flows already on a backend whose health is DOWN (svcOnDown, per service). */
+export const OnDown = { reset: 0, keep: 1 } as const;
+export type OnDownName = keyof typeof OnDown;
+
+/** What the SYN-time check does with held SYNs whose backend did not answer its probe. */
+export const SynFail = { next: 0, reset: 1 } as const;
+export type SynFailName = keyof typeof SynFail;
+
 export interface TablesSpec {
   mac: Uint8Array;
   mode: 'dsr' | 'nat';
   vips: number[];
   /** weight: share of new flows among a service's active backends (default 100; 0 = only when no other is usable). */
-  backends: ReadonlyArray<{ name: string; ip: number; mac: Uint8Array | null; state?: BackendStateName; weight?: number }>;
+  /**
+   * health: operational state from the health checks (default unknown). checked: false for a
+   * backend with `health: false` (never checked, always usable, never held by the SYN-time check).
+   */
+  backends: ReadonlyArray<{ name: string; ip: number; mac: Uint8Array | null; state?: BackendStateName; weight?: number; health?: HealthName; checked?: boolean }>;
   /**
    * port 0 = IP mode (every port of the VIP). `active` is one backend name or a group sharing
    * new flows by weight; `standby` take over in order when no active one is up.
    */
-  services: ReadonlyArray<{ vip: number; port: number; active: string | readonly string[]; standby: readonly string[] }>;
+  services: ReadonlyArray<{ vip: number; port: number; active: string | readonly string[]; standby: readonly string[]; onBackendDown?: OnDownName }>;
+  /**
+   * The SYN-time check (null or absent: off). A SYN for a checked backend whose last good check
+   * (state bHealthOkAt) is older than maxAgeMs, and which has no live verified flows (state
+   * bVerified), is held while control probes it; onFail says what happens if the probe fails.
+   */
+  synCheck?: { maxAgeMs: number; onFail: SynFailName } | null;
+  /** Echo replies for VIPs: on/off, replies per second and burst (default ICMP_ECHO_DEFAULTS). */
+  icmp?: IcmpSpec;
 }
+
+export interface IcmpSpec { echo: boolean; echoRate: number; echoBurst: number }
+
+/** Slots of Tables.echoBucket. */
+export const ECHO_PER_MS = 0, ECHO_BURST = 1;
+
+/** Linux's own ICMP limits (net.ipv4.icmp_msgs_per_sec = 1000, icmp_msgs_burst = 50). */
+export const ICMP_ECHO_DEFAULTS: IcmpSpec = { echo: true, echoRate: 1000, echoBurst: 50 };
 
 /** Entries of a service's pick table: new flows hash into it, so weights resolve to 1/256. */
 export const PICK_SIZE = 256;
@@ -63,6 +100,17 @@ export class Tables {
   readonly bHasMac: Uint8Array;
   readonly bState: Uint8Array;
   readonly bWeight: Int32Array;
+  readonly bHealth: Uint8Array;    // Health.*
+  readonly bChecked: Uint8Array;   // 1 = health-checked (0: `health: false`)
+  readonly svcOnDown: Uint8Array;  // OnDown.* per service
+  /** SYN-time check: hold SYNs for a backend not verified within this many ms; 0 = off. */
+  readonly synCheckMaxAgeMs: number;
+  readonly synCheckOnFail: number; // SynFail.*
+  // ICMP echo: answer at all (1/0); the token bucket's refill per ms (ECHO_PER_MS) and size
+  // (ECHO_BURST). Doubles live in a typed array: a double class field is a tagged heap number,
+  // and mixing one into the packet path's arithmetic makes V8 box the results (garbage per echo).
+  readonly echoOn: number;
+  readonly echoBucket: Float64Array;
 
   // Control-side metadata (never read by the packet path).
   readonly backendNames: string[];
@@ -103,14 +151,19 @@ export class Tables {
       mac: c.u8(8),
       vipKeys: c.i32(vipSlots), vipVals: c.i32(vipSlots),
       svcKeyVip: c.i32(svcSlots), svcKeyPort: c.i32(svcSlots), svcVals: c.i32(svcSlots),
-      svcOrder: c.i32(nSvc * stride), svcPick: c.i32(nSvc * PICK_SIZE), svcPickOn: c.u8(nSvc),
+      svcOrder: c.i32(nSvc * stride), svcPick: c.i32(nSvc * PICK_SIZE), svcPickOn: c.u8(nSvc), svcOnDown: c.u8(nSvc),
       bIp: c.i32(nB), bMac: c.u8(nB * 8), bHasMac: c.u8(nB), bState: c.u8(nB), bWeight: c.i32(nB),
+      bHealth: c.u8(nB), bChecked: c.u8(nB),
     });
     const measure = new Carver(null);
     layout(measure);
     const v = layout(new Carver(allocMemory(measure.size, false)));
 
     this.mode = spec.mode === 'nat' ? MODE_NAT : MODE_DSR;
+    const icmp = spec.icmp ?? ICMP_ECHO_DEFAULTS;
+    if (!(icmp.echoRate >= 1 && icmp.echoBurst >= 1)) throw new Error('tables: icmp echo rate and burst must be at least 1');
+    this.echoOn = icmp.echo ? 1 : 0;
+    this.echoBucket = Float64Array.of(icmp.echoRate / 1000, icmp.echoBurst);
     this.mac = v.mac;
     macCopy(this.mac, 0, spec.mac, 0);
     this.vipCount = spec.vips.length;
@@ -131,12 +184,17 @@ export class Tables {
 
     this.backendSlots = nB;
     this.bIp = v.bIp; this.bMac = v.bMac; this.bHasMac = v.bHasMac; this.bState = v.bState; this.bWeight = v.bWeight;
+    this.bHealth = v.bHealth; this.bChecked = v.bChecked; this.svcOnDown = v.svcOnDown;
+    this.synCheckMaxAgeMs = spec.synCheck ? Math.max(1, spec.synCheck.maxAgeMs) : 0;
+    this.synCheckOnFail = SynFail[spec.synCheck?.onFail ?? 'next'];
     for (const b of spec.backends) {
       const s = slotOf(b.name);
       this.bIp[s] = b.ip;
       if (b.mac) { macCopy(this.bMac, s * 8, b.mac, 0); this.bHasMac[s] = 1; }
       this.bState[s] = BackendState[b.state ?? 'up'];
       this.bWeight[s] = b.weight ?? 100;
+      this.bChecked[s] = b.checked === false ? 0 : 1;
+      this.bHealth[s] = b.checked === false ? Health.up : Health[b.health ?? 'unknown'];
     }
 
     spec.services.forEach((svc, i) => {
@@ -146,7 +204,8 @@ export class Tables {
       this.svcKeyVip[s] = vip; this.svcKeyPort[s] = svc.port; this.svcVals[s] = i + 1;
       const group = groupOf(svc.active).map(slotOf);
       [...group, ...svc.standby.map(slotOf)].forEach((b, j) => { this.svcOrder[i * stride + j] = b; });
-      this.fillPick(i, group.filter((b) => this.bState[b] === BackendState.up && this.bWeight[b]! > 0));
+      this.svcOnDown[i] = OnDown[svc.onBackendDown ?? 'reset'];
+      this.fillPick(i, group.filter((b) => this.usable(b) && this.bWeight[b]! > 0));
     });
   }
 
@@ -169,6 +228,9 @@ export class Tables {
       this.svcPick[svc * PICK_SIZE + e] = group[best]!;
     }
   }
+
+  /** A backend slot that may take new flows: admin state UP and health not DOWN. */
+  usable(b: number): boolean { return this.bState[b] === BackendState.up && this.bHealth[b] !== Health.down; }
 
   /** VIP index for an IPv4 address (signed or unsigned 32-bit), or -1. */
   vipIndex(ipAny: number): number {
@@ -202,7 +264,7 @@ export class Tables {
 
   /**
    * The backend slot for a new flow of service `svc` whose hash is `h`: from the active group by
-   * weight; else the first up member in preference order with a weight, else any up one; -1 if none.
+   * weight; else the first usable member in preference order with a weight, else any up one; -1 if none.
    */
   pickBackend(svc: number, h: number): number {
     if (this.svcPickOn[svc] === 1) return this.svcPick[svc * PICK_SIZE + (h & (PICK_SIZE - 1))]!;
@@ -211,7 +273,7 @@ export class Tables {
     for (let j = 0; j < this.orderStride; j++) {
       const b = this.svcOrder[base + j]!;
       if (b < 0) break;
-      if (this.bState[b] !== BackendState.up) continue;
+      if (this.bState[b] !== BackendState.up || this.bHealth[b] === Health.down) continue;
       if (this.bWeight[b]! > 0) return b;
       if (zero < 0) zero = b;
     }

@@ -3,7 +3,8 @@
 
 import { parseEthernet, ETHERTYPE_ARP, ETHERTYPE_IPV4 } from './ethernet';
 import { parseArp, ARP_OP_REQUEST, ARP_OP_REPLY } from './arp';
-import { parseIpv4Header, IPPROTO_TCP } from './ipv4';
+import { parseIpv4Header, IPPROTO_TCP, IPPROTO_ICMP } from './ipv4';
+import { parseIcmp, icmpTypeText } from './icmp';
 import { parseTcp, tcpFlagsText } from './tcp';
 
 export function describeFrame(buf: Uint8Array, off = 0, len = buf.length - off): string {
@@ -23,6 +24,13 @@ export function describeFrame(buf: Uint8Array, off = 0, len = buf.length - off):
   const ip = parseIpv4Header(buf, l3, avail);
   if (typeof ip === 'string') return `${head}IPv4, ${ip}`;
   const frag = ip.mf || ip.fragOffset ? ` frag ${ip.fragOffset}${ip.mf ? '+' : ''}` : '';
+  if (ip.protocol === IPPROTO_ICMP && !ip.fragOffset) {
+    const m = parseIcmp(buf, l3 + ip.ihl, Math.min(avail, ip.totalLength) - ip.ihl);
+    if (typeof m === 'string') return `${head}IPv4 ${ip.src} > ${ip.dst}: ICMP ${m}${frag}, ttl ${ip.ttl}`;
+    const what = m.id !== undefined ? `, id ${m.id}, seq ${m.seq}` : m.nextHopMtu !== undefined ? ` - need to frag (mtu ${m.nextHopMtu})` : m.code ? ` code ${m.code}` : '';
+    const about = m.quote ? `, about ${m.quote.ip.src}.${m.quote.srcPort} > ${m.quote.ip.dst}.${m.quote.dstPort}` : '';
+    return `${head}IPv4 ${ip.src} > ${ip.dst}: ICMP ${icmpTypeText(m.type)}${what}${about}${frag}, ttl ${ip.ttl}`;
+  }
   if (ip.protocol !== IPPROTO_TCP || ip.fragOffset) return `${head}IPv4 ${ip.src} > ${ip.dst}: proto ${ip.protocol}${frag}, ttl ${ip.ttl}`;
   const t = parseTcp(buf, l3 + ip.ihl, Math.min(avail, ip.totalLength) - ip.ihl);
   if (typeof t === 'string') return `${head}IPv4 ${ip.src} > ${ip.dst}: TCP ${t}`;

@@ -4,6 +4,7 @@ import * as http from 'node:http';
 import * as net from 'node:net';
 import type { AddressInfo } from 'node:net';
 import type { ApiErrorBody, BackendView, FlowView, NeighbourView, ServiceView, StatusView, VipView } from '../../src/control/api-types';
+import { COUNTER_NAMES, DROP_REASONS } from '../../src/dataplane/counters';
 
 export interface Recorded {
   method: string;
@@ -108,18 +109,9 @@ export class FakeApi {
 
 // ---- fixtures: plausible API bodies ----
 
-const ZERO_COUNTERS: StatusView['counters'] = {
-  frames_in: 0, frames_out: 0, bytes_in: 0, bytes_out: 0, arp_replies: 0, arp_requests_seen: 0, neigh_learned: 0,
-  neigh_updated: 0, neigh_table_full: 0, flows_created: 0, flows_expired: 0, flows_active: 0, syn_retransmits: 0,
-  flows_reused: 0, forwarded: 0, forwarded_to_backend: 0, forwarded_to_client: 0, tx_errors: 0, garp_sent: 0, arp_requests_sent: 0,
-  rx_ring_drops: 0, rx_batches: 0, rx_wakeups: 0, link_errors: 0,
-};
-const ZERO_DROPS: StatusView['drops'] = {
-  truncated: 0, malformed: 0, bad_ip_checksum: 0, own_frame: 0, too_many_vlan_tags: 0, unsupported_ethertype: 0,
-  not_for_us: 0, arp_unsupported: 0, arp_reply: 0, arp_not_for_vip: 0, arp_conflict: 0, not_tcp: 0, ip_fragment: 0,
-  ttl_exceeded: 0, bad_tcp_flags: 0, no_service: 0, no_backend: 0, backend_unresolved: 0, unknown_flow: 0,
-  flow_table_full: 0, nat_conflict: 0, internal_error: 0, frame_too_large: 0,
-};
+// Every counter and drop reason at zero, from the packet path's own lists (new ones included).
+const ZERO_COUNTERS = Object.fromEntries(COUNTER_NAMES.map((n) => [n, 0])) as StatusView['counters'];
+const ZERO_DROPS = Object.fromEntries(DROP_REASONS.map((n) => [n, 0])) as StatusView['drops'];
 
 export function status(over: { counters?: Partial<StatusView['counters']>; drops?: Partial<StatusView['drops']> } & Partial<Omit<StatusView, 'counters' | 'drops'>> = {}): StatusView {
   const { counters, drops, ...rest } = over;
@@ -137,12 +129,14 @@ export function backend(over: Partial<BackendView> & { name: string }): BackendV
   return {
     ip: '10.0.1.11', mac: '02:00:00:00:01:11', macSource: 'given', state: 'up', weight: 100, source: 'config',
     serves: [{ service: '10.0.0.100:80', priority: 100, role: 'active' }], flows: 0, connections: 0, lease: null, leaving: false,
+    health: { state: 'unchecked', check: null, since: null, lastCheck: null, lastLatencyMs: null, lastFailure: null, lastFailureAt: null },
     ...over,
   };
 }
 
 export const BACKENDS: BackendView[] = [
-  backend({ name: 'web1', flows: 80, connections: 12345 }),
+  backend({ name: 'web1', flows: 80, connections: 12345, health: { state: 'up', check: 'tcp :80', since: null, lastCheck: null, lastLatencyMs: 0.42, lastFailure: null, lastFailureAt: null } }),
+  backend({ name: 'web9', ip: '10.0.1.19', serves: [], health: { state: 'down', check: 'tcp :80', since: null, lastCheck: null, lastLatencyMs: 100, lastFailure: 'timeout after 100 ms', lastFailureAt: null } }),
   backend({
     name: 'web-two', ip: '10.0.1.12', mac: null, macSource: null, weight: 50, flows: 40, connections: 7,
     serves: [{ service: '10.0.0.100:80', priority: 100, role: 'active' }, { service: '10.0.0.101', priority: 50, role: 'standby' }],
@@ -158,6 +152,7 @@ export const SERVICES: ServiceView[] = [
       { backend: 'web-two', priority: 100, weight: 50, state: 'up', role: 'active' },
     ],
     serving: ['web1', 'web-two'],
+    failover: { spares: null, preempt: true, holdDownMs: 0, onBackendDown: 'reset', takenOverBy: null, failbackAt: null },
   },
   {
     service: '10.0.0.101', vip: '10.0.0.101', port: 0, mode: 'ip', source: 'api', pinned: 'web-two',
@@ -166,6 +161,7 @@ export const SERVICES: ServiceView[] = [
       { backend: 'web1', priority: 10, weight: 100, state: 'up', role: 'standby' },
     ],
     serving: ['web-two'],
+    failover: { spares: null, preempt: true, holdDownMs: 0, onBackendDown: 'reset', takenOverBy: null, failbackAt: null },
   },
 ];
 

@@ -7,6 +7,8 @@ import type {
   ControlApi,
   FlowPage,
   FlowQuery,
+  EventQuery,
+  EventPage,
   NeighbourView,
   ReloadResult,
   ServiceView,
@@ -32,6 +34,7 @@ export const BACKEND: BackendView = {
   connections: 42,
   lease: null,
   leaving: false,
+  health: { state: 'up', check: 'tcp :80 every 1000ms (250ms while changing), timeout 100ms, rise 2, fall 3', since: '2026-01-01T00:00:00.000Z', lastCheck: '2026-01-01T00:00:01.000Z', lastLatencyMs: 0.4, lastFailure: null, lastFailureAt: null },
 };
 
 export const SERVICE: ServiceView = {
@@ -43,6 +46,7 @@ export const SERVICE: ServiceView = {
   pinned: null,
   members: [{ backend: 'web1', priority: 100, weight: 100, state: 'up', role: 'active' }],
   serving: ['web1'],
+  failover: { spares: null, preempt: true, holdDownMs: 0, onBackendDown: 'reset', takenOverBy: null, failbackAt: null },
 };
 
 export const VIP: VipView = { vip: '10.0.0.100', source: 'config', services: ['10.0.0.100:80'] };
@@ -73,6 +77,11 @@ export const FLOW_PAGE: FlowPage = {
     state: 'established', ageSeconds: 4, idleSeconds: 1, packetsIn: 10, packetsOut: 9,
   }],
   next: 'c2',
+};
+
+export const EVENT_PAGE: EventPage = {
+  events: [{ seq: 1, time: '2026-01-01T00:00:02.000Z', type: 'health_down', message: 'backend web1 up -> down (connection refused)', backend: 'web1', from: 'up', to: 'down', reason: 'connection refused' }],
+  next: 1,
 };
 
 export const RELOAD: ReloadResult = { generation: 4, changes: ['backend web2 added'] };
@@ -125,4 +134,5 @@ export class FakeControl implements ControlApi {
     return [{ backend: 'web1', to: 'down', count: 1 }];
   }
   reloads(): { ok: number; failed: number } { this.rec('reloads'); return { ok: 1, failed: 0 }; }
+  events(q: EventQuery): EventPage { this.rec('events', q); return EVENT_PAGE; }
 }
