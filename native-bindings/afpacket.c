@@ -224,45 +224,55 @@ static napi_value setup(napi_env env, int fd, int inherited, const char *ifname,
   return int32v(env, id);
 }
 
+typedef struct {
+  char ifname[IF_NAMESIZE + 1];
+  char filter[4096];
+  int32_t frame_size, frame_count;
+  bool bypass;
+} open_args_t;
+
+// The arguments open() and attach() share: (ifname, frameSize, frameCount, filter, qdiscBypass).
+static int read_open_args(napi_env env, napi_value *argv, open_args_t *a) {
+  size_t n;
+  memset(a, 0, sizeof *a);
+  a->bypass = true;
+  if (napi_get_value_string_utf8(env, argv[0], a->ifname, sizeof a->ifname, &n) != napi_ok) {
+    throw_msg(env, "EINVAL", "afpacket: interface name must be a string of at most 15 bytes");
+    return 0;
+  }
+  if (!get_i32(env, argv[1], &a->frame_size) || !get_i32(env, argv[2], &a->frame_count) || a->frame_count <= 0) {
+    throw_msg(env, "EINVAL", "afpacket: frame size and count must be positive integers");
+    return 0;
+  }
+  napi_get_value_string_utf8(env, argv[3], a->filter, sizeof a->filter, &n);
+  napi_get_value_bool(env, argv[4], &a->bypass);
+  return 1;
+}
+
 // open(ifname, frameSize, frameCount, filter, qdiscBypass) -> link id
 static napi_value js_open(napi_env env, napi_callback_info info) {
   ARGS(5);
-  char ifname[IF_NAMESIZE + 1] = {0}, filter[4096] = {0};
-  size_t n;
-  int32_t fsz, fcnt;
-  bool bypass = true;
-  if (napi_get_value_string_utf8(env, argv[0], ifname, sizeof ifname, &n) != napi_ok)
-    return throw_msg(env, "EINVAL", "afpacket: interface name must be a string of at most 15 bytes");
-  if (!get_i32(env, argv[1], &fsz) || !get_i32(env, argv[2], &fcnt) || fcnt <= 0)
-    return throw_msg(env, "EINVAL", "afpacket: frame size and count must be positive integers");
-  napi_get_value_string_utf8(env, argv[3], filter, sizeof filter, &n);
-  napi_get_value_bool(env, argv[4], &bypass);
+  open_args_t a;
+  if (!read_open_args(env, argv, &a)) return NULL;
   int fd = socket(AF_PACKET, SOCK_RAW | SOCK_CLOEXEC, htons(ETH_P_ALL));
   if (fd < 0) return throw_errno(env, "afpacket: socket(AF_PACKET)", errno);
-  return setup(env, fd, 0, ifname, (uint32_t)fsz, (uint32_t)fcnt, filter, bypass);
+  return setup(env, fd, 0, a.ifname, (uint32_t)a.frame_size, (uint32_t)a.frame_count, a.filter, a.bypass);
 }
 
 // attach(fd, ifname, frameSize, frameCount, filter, qdiscBypass) -> link id, for a socket opened
 // by another process (a supervisor) and inherited; the fd is not closed on failure.
 static napi_value js_attach(napi_env env, napi_callback_info info) {
   ARGS(6);
-  int32_t fd, fsz, fcnt;
-  char ifname[IF_NAMESIZE + 1] = {0}, filter[4096] = {0};
-  size_t n;
-  bool bypass = true;
+  int32_t fd;
+  open_args_t a;
   if (!get_i32(env, argv[0], &fd) || fd < 0) return throw_msg(env, "EBADF", "afpacket: fd must be a non-negative integer");
   int type; socklen_t tl = sizeof type;
   struct sockaddr_storage ss; socklen_t sl = sizeof ss;
   if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &tl) != 0) return throw_errno(env, "afpacket: the inherited fd", errno);
   if (getsockname(fd, (struct sockaddr *)&ss, &sl) != 0 || ss.ss_family != AF_PACKET || type != SOCK_RAW)
     return throw_msg(env, "ENOTSOCK", "afpacket: the inherited fd is not a raw AF_PACKET socket");
-  if (napi_get_value_string_utf8(env, argv[1], ifname, sizeof ifname, &n) != napi_ok)
-    return throw_msg(env, "EINVAL", "afpacket: interface name must be a string of at most 15 bytes");
-  if (!get_i32(env, argv[2], &fsz) || !get_i32(env, argv[3], &fcnt) || fcnt <= 0)
-    return throw_msg(env, "EINVAL", "afpacket: frame size and count must be positive integers");
-  napi_get_value_string_utf8(env, argv[4], filter, sizeof filter, &n);
-  napi_get_value_bool(env, argv[5], &bypass);
-  return setup(env, fd, 1, ifname, (uint32_t)fsz, (uint32_t)fcnt, filter, bypass);
+  if (!read_open_args(env, argv + 1, &a)) return NULL;
+  return setup(env, fd, 1, a.ifname, (uint32_t)a.frame_size, (uint32_t)a.frame_count, a.filter, a.bypass);
 }
 
 static void ring_finalize(napi_env env, void *data, void *hint) { (void)env; (void)data; (void)hint; }
