@@ -94,6 +94,8 @@ t.test('io: native | pcap, or a mapping with the native tuning', async (t) => {
   t.same(parseConfig(SCHEMA_EXAMPLE + 'io: pcap\n', 'a.yaml').io, { backend: 'pcap', batch: 256, spinUs: 200 });
   t.same(parseConfig(SCHEMA_EXAMPLE + 'io: { backend: native, batch: 64, spin_us: 0 }\n', 'a.yaml').io, { backend: 'native', batch: 64, spinUs: 0 });
   t.same(parseConfig(SCHEMA_EXAMPLE + 'io: { spin_us: 50 }\n', 'a.yaml').io, { backend: 'auto', batch: 256, spinUs: 50 });
+  t.match(describeConfig(parseConfig(SCHEMA_EXAMPLE, 'a.yaml')), 'packet I/O: native where it works, else pcap (batches of up to 256, polling 200 µs)');
+  t.match(describeConfig(parseConfig(SCHEMA_EXAMPLE + 'io: pcap\n', 'a.yaml')), 'packet I/O: pcap');
 });
 
 t.test('nat_gateway and announce', async (t) => {

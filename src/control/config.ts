@@ -351,6 +351,8 @@ export function describeConfig(c: Config): string {
     out.push(`  health: ${h ? `${h.type}${h.port ? ` :${h.port}` : ''} every ${formatDuration(h.intervalMs)}, timeout ${formatDuration(h.timeoutMs)}, rise ${h.rise}, fall ${h.fall}` : 'no default'}; ${checked} of ${c.backends.length} backends checked`);
   }
   for (const p of c.spares) out.push(`  spare pool ${p.name}${p.exclusive ? ' (exclusive)' : ''}: ${p.members.join(', ')}`);
+  const io = c.io;
+  out.push(io.backend === 'pcap' ? '  packet I/O: pcap' : `  packet I/O: ${io.backend === 'auto' ? 'native where it works, else pcap' : 'native'} (batches of up to ${io.batch}, polling ${io.spinUs} µs)`);
   return out.join('\n');
 }
 
