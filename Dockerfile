@@ -2,7 +2,10 @@
 #
 #   docker build -t vipgate .
 #   docker run --rm --net=host --cap-add NET_RAW --cap-add NET_ADMIN \
-#     -v "$PWD/vipgate.yaml:/etc/vipgate/vipgate.yaml:ro" vipgate
+#     -v /run/vipgate:/run/vipgate -v "$PWD/vipgate.yaml:/etc/vipgate/vipgate.yaml:ro" vipgate
+#
+# -v /run/vipgate:/run/vipgate shares the per-NIC instance lock with the host, so a second
+# vipgate on the same NIC (in another container, or on the host) is refused.
 #
 # Stage 1 compiles the TypeScript and the native libpcap binding (cap); stage 2 is a slim
 # runtime with only libpcap's shared library, nftables (the host-kernel ingress rule) and
@@ -14,6 +17,7 @@ RUN apt-get update \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY package.json package-lock.json tsconfig.json ./
+COPY scripts ./scripts
 COPY bin ./bin
 COPY src ./src
 COPY native-bindings ./native-bindings

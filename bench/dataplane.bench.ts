@@ -54,7 +54,10 @@
 // flows' slots are spread over the table by the hash): a worst case for locality.
 //
 // Goals (the issue): >= 5 M established-flow frames/s and >= 1 M SYNs/s on one core, no heap
-// growth and no GC in steady state. A PASS/FAIL line per goal is printed after the table.
+// growth and no GC in steady state. After the table: ratios between cases measured side by side
+// in the run (they carry over between machines; the absolute rates move by up to ±30% between
+// runs on a shared VM), and a PASS/FAIL line per goal, judged on the worst run, with the median
+// and worst run as multiples of the goal.
 
 import { performance, PerformanceObserver } from 'node:perf_hooks';
 import * as v8 from 'node:v8';
@@ -62,6 +65,7 @@ import { Dataplane, VERDICT_TX } from '../src/dataplane/dataplane';
 import { createState } from '../src/dataplane/state';
 import { Ctr, DROP_REASONS } from '../src/dataplane/counters';
 import { Tables } from '../src/tables/services';
+import { SynHold } from '../src/dataplane/hold';
 import { parseIpv4, parseMac, formatIpv4 } from '../src/wire/addr';
 import { setU16, setU32 } from '../src/wire/bytes';
 import { checksum } from '../src/wire/checksum';
@@ -94,9 +98,11 @@ const VIP1 = '10.0.0.100', VIP2 = '10.0.0.101';
 const WEB1 = { name: 'web1', ip: '10.0.1.21', mac: '02:00:00:00:01:21' };
 const WEB2 = { name: 'web2', ip: '10.0.1.22', mac: '02:00:00:00:01:22' };
 
-function tables(mode: 'dsr' | 'nat', echoRate = 1000): Tables {
+function tables(mode: 'dsr' | 'nat', echoRate = 1000, synCheck = false): Tables {
   return new Tables({
     icmp: { echo: true, echoRate, echoBurst: Math.max(50, echoRate) },
+    // The SYN-time check on, with a max_age no fake-clock run reaches: every backend stays vouched for.
+    ...(synCheck ? { synCheck: { maxAgeMs: 1e12, onFail: 'next' as const } } : {}),
     mac: parseMac(OUR_MAC)!, mode, vips: [parseIpv4(VIP1)!, parseIpv4(VIP2)!],
     backends: [WEB1, WEB2].map((b) => ({ name: b.name, ip: parseIpv4(b.ip)!, mac: parseMac(b.mac) })),
     services: [
@@ -106,12 +112,17 @@ function tables(mode: 'dsr' | 'nat', echoRate = 1000): Tables {
   });
 }
 
-function dataplane(mode: 'dsr' | 'nat', flowCapacity: number, halfOpenTimeoutMs: number, echoRate?: number): Dataplane {
+function dataplane(mode: 'dsr' | 'nat', flowCapacity: number, halfOpenTimeoutMs: number, echoRate?: number, synCheck = false): Dataplane {
   const st = createState({
     flowCapacity, neighbourCapacity: 1024, halfOpenTimeoutMs, establishedTimeoutMs: 900_000,
     closingTimeoutMs: 30_000, neighbourTtlMs: 300_000, seed: 1, ...(HUGE ? { alloc: HUGE } : {}),
   });
-  return new Dataplane(st, tables(mode, echoRate));
+  const dp = new Dataplane(st, tables(mode, echoRate, synCheck));
+  if (synCheck) {
+    dp.attachHold(new SynHold(1024));
+    st.bHealthOkAt.fill(1); // a check answered at t = 1 ms: within max_age for the whole run
+  }
+  return dp;
 }
 
 // ---- frames ----
@@ -212,14 +223,18 @@ function arpCase(): Case {
   return { name: 'arp-request', dp: dataplane('dsr', 1024, 15_000), fs, restoreWords: 11, msPerFrame: 0.001, now: 1e6, cursor: 0, flows: 0, note: '512 requesters, 2 VIPs' };
 }
 
-function synCase(mode: 'dsr' | 'nat'): Case {
+/**
+ * syn-new with the SYN-time check on and every backend vouched for: the SYNs that need no probe,
+ * whose path the hold must not slow down (issue 8). Each flow is also marked verified.
+ */
+function synCase(mode: 'dsr' | 'nat', synCheck = false): Case {
   const n = 512 * 1024;
   const fs = new FrameSet(n, 128);
   const tpl = clientSeg(0x02, SYN_OPTS);
   for (let i = 0; i < n; i++) fs.put(i, retarget(tpl.slice(), clientIp(i), clientPort(i), true));
   // 2 µs per frame: a 5-tuple comes back after ~1049 ms of fake time, its half-open flow (500 ms) has expired.
-  return { name: `syn-new ${mode}`, dp: dataplane(mode, 1024 * 1024, 500), fs, restoreWords: mode === 'dsr' ? 3 : 16,
-    msPerFrame: 0.002, now: 1e6, cursor: 0, flows: n, note: '512Ki 5-tuples cycled, table 1Mi' };
+  return { name: `syn-new ${mode}${synCheck ? ' syncheck' : ''}`, dp: dataplane(mode, 1024 * 1024, 500, undefined, synCheck), fs, restoreWords: mode === 'dsr' ? 3 : 16,
+    msPerFrame: 0.002, now: 1e6, cursor: 0, flows: n, note: `512Ki 5-tuples cycled, table 1Mi${synCheck ? '; SYN check on, backends verified' : ''}` };
 }
 
 /** Flows 0..n-1 created (SYN) and established (ACK; nat: also the backend's SYN-ACK). */
@@ -469,6 +484,8 @@ const CASES: Array<[string, () => Case]> = [
   ['arp-request', arpCase],
   ['syn-new dsr', () => synCase('dsr')],
   ['syn-new nat', () => synCase('nat')],
+  ['syn-new dsr syncheck', () => synCase('dsr', true)],
+  ['syn-new nat syncheck', () => synCase('nat', true)],
   ['est dsr 4Ki', () => estCase('est dsr 4Ki', 'dsr', 4096, 'c2b')],
   ['est dsr 64Ki', () => estCase('est dsr 64Ki', 'dsr', 65536, 'c2b')],
   ['est dsr 1Mi', () => estCase('est dsr 1Mi', 'dsr', 1 << 20, 'c2b')],
@@ -523,19 +540,51 @@ async function main(): Promise<void> {
     for (const r of rows) console.log(line(r));
     for (const r of results) if (Object.keys(r.drops).length) console.log(`  ${r.case}: drops ${JSON.stringify(r.drops)}`);
     const by = (n: string): Result | undefined => results.find((r) => r.case === n);
-    // Side by side: what an ICMP frame costs next to the frame it is most like, in one run.
-    const ratio = (a: string, b: string, what: string): void => {
-      const x = by(a), y = by(b);
-      if (x && y) console.log(`ratio  ${a} / ${b}: ${(x.frames_per_s / y.frames_per_s).toFixed(2)} of the frame rate (${what})`);
-    };
-    ratio('icmp-echo', 'arp-request', 'an echo answered vs an ARP request answered');
-    ratio('icmp-err dsr', 'est dsr 4Ki', 'a 590-byte error carried vs an ACK forwarded, same 4Ki flows');
-    ratio('icmp-err nat', 'est nat c->b 4Ki', 'the same in nat');
     const goal = (what: string, ok: boolean | undefined, detail: string): void => {
       if (ok !== undefined) console.log(`${ok ? 'PASS' : 'FAIL'}  ${what}: ${detail}`);
     };
+    // Side by side, from this one run: ratios between cases measured on the same machine at the
+    // same time carry over to other machines far better than the absolute rates, which move by
+    // up to ±30% between runs on a shared VM.
+    const pairs: Array<[string, string, string]> = [
+      ['syn-new nat', 'syn-new dsr', 'what nat adds to a new flow'],
+      ['est nat mixed 4Ki', 'est dsr 4Ki', 'what nat adds to an established flow'],
+      ['est dsr 64Ki', 'est dsr 4Ki', 'flow state out of the CPU caches'],
+      ['est dsr 1Mi', 'est dsr 4Ki', 'flow state far out of the caches'],
+      ['est nat mixed 64Ki', 'est nat mixed 4Ki', 'the same, nat'],
+      ['syn-new dsr', 'est dsr 4Ki', 'a new flow against a known one'],
+      // What an ICMP frame costs next to the frame it is most like.
+      ['icmp-echo', 'arp-request', 'an echo answered vs an ARP request answered'],
+      ['icmp-err dsr', 'est dsr 4Ki', 'a 590-byte error carried vs an ACK forwarded, same 4Ki flows'],
+      ['icmp-err nat', 'est nat c->b 4Ki', 'the same in nat'],
+    ];
+    const ratioLines = pairs.flatMap(([a, b, why]) => {
+      const x = by(a), y = by(b);
+      return x && y ? [[`${a} / ${b}`, (x.frames_per_s / y.frames_per_s).toFixed(2), why]] : [];
+    });
+    if (ratioLines.length) {
+      console.log('\nratios, side by side in this run (frames/s of one case over another):');
+      const w0 = Math.max(...ratioLines.map((r) => r[0]!.length));
+      for (const [k, v, why] of ratioLines) console.log(`  ${k!.padEnd(w0)}  ${v}  ${why}`);
+    }
+    // Each goal against every run, not only the median: a goal is met when the worst run meets it.
+    const vsGoal = (r: Result, g: number): { ok: boolean; text: string } => {
+      const worst = Math.min(...r.runs);
+      return { ok: worst >= g, text: `${r.case}: median ${(r.frames_per_s / g).toFixed(2)}x the goal, worst run ${(worst / g).toFixed(2)}x (${M(worst)})` };
+    };
+    console.log('\ngoals, each run against the goal (met = the worst run meets it):');
     for (const r of results.filter((x) => x.case.startsWith('est '))) {
-      goal(`>= 5M established-flow frames/s, ${r.case}`, r.frames_per_s >= 5e6, `${M(r.frames_per_s)} (net of the copy ${M(r.net_frames_per_s)})`);
+      const v = vsGoal(r, 5e6);
+      goal(`>= 5M established-flow frames/s`, v.ok, `${v.text}; net of the copy ${M(r.net_frames_per_s)}`);
+    }
+    for (const r of ['syn-new dsr', 'syn-new nat'].map(by).filter((x): x is Result => !!x)) {
+      const v = vsGoal(r, 1e6);
+      goal('>= 1M SYNs/s', v.ok, v.text);
+    }
+    // Side by side: the SYN-time check on (backends verified) against off, same run, same machine.
+    for (const m of ['dsr', 'nat']) {
+      const off = by(`syn-new ${m}`), on = by(`syn-new ${m} syncheck`);
+      if (off && on) console.log(`ratio syn-new ${m}: SYN check on (verified) / off = ${(on.frames_per_s / off.frames_per_s).toFixed(3)} frames/s (${M(on.frames_per_s)} / ${M(off.frames_per_s)})`);
     }
     // Side by side: the pump in batches (touch first or not) against one process() call per frame.
     for (const r of results.filter((x) => x.case.includes(' batch256'))) {
@@ -546,8 +595,6 @@ async function main(): Promise<void> {
         plain && `${(r.frames_per_cpu_s / plain.frames_per_cpu_s).toFixed(2)}x of ${plain.case} (no touch)`].filter(Boolean);
       if (parts.length) console.log(`ratio per CPU-second ${r.case}: ${parts.join(', ')}`);
     }
-    const syn = ['syn-new dsr', 'syn-new nat'].map(by).filter((r): r is Result => !!r);
-    if (syn.length) goal('>= 1M SYNs/s', syn.every((r) => r.frames_per_s >= 1e6), syn.map((r) => `${r.case} ${M(r.frames_per_s)}`).join(', '));
     if (gc) goal('no heap growth in steady state', results.every((r) => r.heap_kept_bytes < 64 * 1024), `max kept ${kb(Math.max(...results.map((r) => r.heap_kept_bytes)))}`);
     goal('no allocation in steady state', results.every((r) => r.alloc_bytes_per_frame < 0.5), results.map((r) => `${r.case} ${r.alloc_bytes_per_frame} B/frame`).join(', '));
     goal('no GC in steady state', results.every((r) => r.gcs === 0), results.map((r) => `${r.case} ${r.gcs}`).join(', '));

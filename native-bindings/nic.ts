@@ -107,10 +107,28 @@ function loadCap(): CapModule {
   try {
     return require('cap') as CapModule;
   } catch (e) {
+    const why = (e as Error).message;
+    if (/NODE_MODULE_VERSION|compiled against a different Node\.js/.test(why)) {
+      throw new VipgateError('ENIC_NO_LIBPCAP',
+        `the libpcap binding (npm package "cap") was built for another Node.js (${why.split('\n')[0]}); rebuild it in the vipgate checkout: npm rebuild cap`);
+    }
     throw new VipgateError('ENIC_NO_LIBPCAP',
-      `the libpcap binding (npm package "cap") is not available: ${(e as Error).message.split('\n')[0]}\n` +
-      'install libpcap and its headers and rebuild it: apt-get install -y libpcap-dev && npm rebuild cap');
+      `the libpcap binding (npm package "cap") is not available: ${why.split('\n')[0]}\n` +
+      'it did not build during npm install (npm skips a failed optional addon quietly); install libpcap\'s headers and a compiler, ' +
+      'then install again in the vipgate checkout, which builds it: apt-get install -y libpcap-dev g++ make python3 && npm install');
   }
+}
+
+/**
+ * Throws (with the fix) unless the binding `io` needs loads: `vipgate run` asks first, before
+ * touching anything. auto needs either: native, else libpcap (ENIC_NO_LIBPCAP names its fix).
+ */
+export function checkNicBinding(io: IoChoice = 'auto'): void {
+  if (io === 'pcap') { loadCap(); return; }
+  const avail = afpacketAvailable();
+  if (avail.ok) return;
+  if (io === 'native') throw new VipgateError('ENIC_NATIVE', `io: native was asked for, but ${avail.why}; rebuild it (npm run build:native) or set io: pcap`);
+  loadCap();
 }
 
 /** Classify an open failure's text into a VipgateError that says what to fix (both backends). */

@@ -12,53 +12,81 @@ import { createLab, canRunLab, httpLoad, Lab } from './lab/lab';
 import { startVipgate, labConfigYaml, VipgateProc } from './lab/vipgate';
 import type { CounterSnapshot } from '../src/dataplane/counters';
 import { formatCounters } from '../src/obs/format';
+import { formatTable, wrapList } from '../src/cli/table';
 import type { BackendView } from '../src/control/api-types';
 
-type Status = CounterSnapshot & { time: number; mode: string; interface: string; vips: string[]; backends: BackendView[] };
+export type Status = CounterSnapshot & { time: number; mode: string; interface: string; vips: string[]; backends: BackendView[] };
 
-interface ClientStats { ok: number; failed: number; byBody: Record<string, number>; connectMs: number[]; errors: Record<string, number> }
+export interface ClientStats { ok: number; failed: number; byBody: Record<string, number>; connectMs: number[]; errors: Record<string, number> }
 
 function usage(msg: string): never {
   process.stderr.write(`npm start: ${msg}\nusage: npm start [-- --mode dsr|nat] [--seconds N]\n`);
   process.exit(2);
 }
 
-function render(lab: Lab, vg: VipgateProc, st: Status | null, prev: Status | null, clients: Map<string, ClientStats>, started: number): string {
+/** The view's width: a classic terminal's (the view is redrawn whole every second). */
+export const VIEW_WIDTH = 80;
+
+/**
+ * One frame of the live view, every line within VIEW_WIDTH columns. Figures "now" are per second
+ * over the last second (or the last batch of client requests); "total" ones count since start.
+ */
+export function render(lab: Lab, vg: Pick<VipgateProc, 'pid' | 'apiAddr'>, st: Status | null, prev: Status | null, clients: Map<string, ClientStats>, started: number): string {
   const L: string[] = [];
   const secs = st && prev ? Math.max(0.001, (st.time - prev.time) / 1000) : 1;
-  const rate = (k: keyof Status['counters']) => (st && prev ? ((st.counters[k] - prev.counters[k]) / secs).toFixed(0) : '-');
-  L.push(`vipgate lab (${lab.mode}) — ${lab.prefix}, up ${((Date.now() - started) / 1000).toFixed(0)} s — Ctrl-C to stop and tear down`);
+  const now = (cur: number, was: number | undefined) => (prev && was !== undefined ? String(Math.max(0, Math.round((cur - was) / secs))) : '-');
+  const vgNs = lab.ns.vipgate;
+  L.push(`vipgate lab (${lab.mode}) ${lab.prefix}, up ${((Date.now() - started) / 1000).toFixed(0)} s; Ctrl-C stops it and removes the lab`);
+  L.push(`vipgate  pid ${vg.pid} on ${vgNs}:eth0 ${lab.addr.vipgate}, mac ${lab.mac.vipgate}`);
+  L.push(`API      ${vg.apiAddr} inside ${vgNs}; from another shell (as root):`);
+  L.push(`  ip netns exec ${vgNs} ./bin/vipgate.js top   (or backends, ...)`);
+  const [v1, v2] = lab.addr.vips;
+  L.push(`VIPs     ${v1}  IP mode -> ${lab.backendNames[0]}`);
+  if (v2) L.push(`         ${v2}:${lab.httpPort}  port mode -> ${lab.backendNames[1]}, standby ${lab.backendNames.slice(2).concat(lab.backendNames[0]!).join(', ')}`);
+  if (lab.addr.gateway) L.push(`gateway  ${lab.addr.gateway} (nat: the backends' default route; vipgate answers ARP)`);
   L.push('');
-  L.push(`vipgate  ${lab.addr.vipgate} on ${lab.ns.vipgate}:eth0, mac ${lab.mac.vipgate}, pid ${vg.proc.pid}`);
-  L.push(`VIPs     ${lab.addr.vips.map((v, i) => `${v} (${i === 0 ? `IP mode -> ${lab.backendNames[0]}` : `port ${lab.httpPort} -> ${lab.backendNames[1]}, standby ${lab.backendNames.slice(2).concat(lab.backendNames[0]!).join(', ')}`})`).join('   ')}`);
-  if (lab.addr.gateway) L.push(`gateway  ${lab.addr.gateway} (nat: backends route through it; vipgate answers ARP for it)`);
-  L.push('');
-  L.push('backend  address       state  mac (source)                 flows   answers');
   const answers: Record<string, number> = {};
   for (const c of clients.values()) for (const [k, n] of Object.entries(c.byBody)) answers[k] = (answers[k] ?? 0) + n;
-  for (const b of st?.backends ?? []) {
-    L.push(`${b.name.padEnd(8)} ${b.ip.padEnd(13)} ${b.state.padEnd(6)} ${(b.mac ? `${b.mac} (${b.macSource})` : 'unresolved').padEnd(28)} ${String(b.flows).padStart(5)}   ${answers[b.name] ?? 0}`);
-  }
+  L.push(...formatTable(
+    ['BACKEND', 'ADDRESS', 'STATE', 'MAC (SOURCE)', 'FLOWS NOW', 'ANSWERED TOTAL'],
+    (st?.backends ?? []).map((b) => [b.name, b.ip, b.state, b.mac ? `${b.mac} (${b.macSource})` : 'unresolved', b.flows, answers[b.name] ?? 0]),
+    { align: ['left', 'left', 'left', 'left', 'right', 'right'] },
+  ).split('\n'));
   L.push('');
   if (st) {
     const c = st.counters;
-    L.push(`packets/s  in ${rate('frames_in').padStart(7)}   out ${rate('frames_out').padStart(7)}   new flows/s ${rate('flows_created').padStart(6)}   flows active ${c.flows_active}`);
-    L.push(`totals     in ${c.frames_in}   out ${c.frames_out}   flows ${c.flows_created}   ARP replies ${c.arp_replies}   gratuitous ARP ${c.garp_sent}   nat replies ${c.forwarded_to_client}`);
+    const p = prev?.counters;
     const drops = Object.entries(st.drops).filter(([, n]) => n > 0);
-    const dRate = drops.map(([k, n]) => `${k} ${n}${prev ? ` (+${((n - (prev.drops as Record<string, number>)[k]!) / secs).toFixed(0)}/s)` : ''}`);
-    L.push(`drops      ${dRate.length ? dRate.join(', ') : 'none'}`);
+    const dropsTotal = drops.reduce((a, [, n]) => a + n, 0);
+    const dropsBefore = prev ? Object.values(prev.drops).reduce((a, n) => a + n, 0) : undefined;
+    L.push(...formatTable(['', 'NOW /S', 'TOTAL SINCE START'], [
+      ['packets in', now(c.frames_in, p?.frames_in), c.frames_in],
+      ['packets out', now(c.frames_out, p?.frames_out), c.frames_out],
+      ['new flows', now(c.flows_created, p?.flows_created), c.flows_created],
+      ['ARP replies', now(c.arp_replies, p?.arp_replies), c.arp_replies],
+      ['gratuitous ARP', now(c.garp_sent, p?.garp_sent), c.garp_sent],
+      ...(lab.mode === 'nat' ? [['nat replies', now(c.forwarded_to_client, p?.forwarded_to_client), c.forwarded_to_client]] : []),
+      ['drops', now(dropsTotal, dropsBefore), dropsTotal],
+    ], { align: ['left', 'right', 'right'] }).split('\n'));
+    if (drops.length) {
+      L.push(...wrapList('drops now /s (total):', drops.map(([k, n]) => `${k} ${now(n, (prev?.drops as Record<string, number> | undefined)?.[k])} (${n})`), VIEW_WIDTH));
+    }
+    L.push(`flows active now ${c.flows_active}`);
   } else {
     L.push('waiting for vipgate\'s first status...');
   }
   L.push('');
-  L.push('client   requests ok   failed   connect p50/p99 ms (last batch)');
-  for (const [ns, c] of clients) {
+  L.push(...formatTable(['CLIENT', 'OK TOTAL', 'FAILED TOTAL', 'CONNECT MS P50/P99 NOW'], [...clients].map(([name, c]) => {
     const xs = c.connectMs.slice().sort((a, b) => a - b);
-    const p = (q: number) => (xs.length ? xs[Math.min(xs.length - 1, Math.floor(q * xs.length))]!.toFixed(2) : '-');
+    const q = (f: number) => (xs.length ? xs[Math.min(xs.length - 1, Math.floor(f * xs.length))]!.toFixed(2) : '-');
+    return [name, c.ok, c.failed, `${q(0.5)}/${q(0.99)}`];
+  }), { align: ['left', 'right', 'right', 'left'] }).split('\n'));
+  for (const [name, c] of clients) {
     const errs = Object.entries(c.errors).map(([e, n]) => `${e} x${n}`).join(', ');
-    L.push(`${ns.padEnd(8)} ${String(c.ok).padStart(11)}   ${String(c.failed).padStart(6)}   ${p(0.5)}/${p(0.99)}${errs ? `   ${errs}` : ''}`);
+    if (errs) L.push(`errors ${name}: ${errs}`);
   }
-  return L.join('\n');
+  L.push('("now": the last second, or the clients\' last batch; "total": since start)');
+  return L.map((l) => (l.length <= VIEW_WIDTH ? l : l.slice(0, VIEW_WIDTH - 1) + '…')).join('\n');
 }
 
 async function runLab(mode: 'dsr' | 'nat', seconds: number): Promise<void> {
@@ -134,7 +162,7 @@ async function main(): Promise<void> {
   if (!can.ok || !capOk) {
     process.stdout.write(
       `npm start builds a network-namespace lab and runs vipgate live in it; that needs Linux, root and libpcap ` +
-      `(${!can.ok ? can.why : 'the libpcap binding is not built: apt-get install -y libpcap-dev && npm rebuild cap'}).\n` +
+      `(${!can.ok ? can.why : 'the libpcap binding is not built: apt-get install -y libpcap-dev g++ make python3 && npm install'}).\n` +
       `Run it as root (sudo npm start) for the live lab. Showing the replay demo instead, which needs no privileges:\n\n`);
     require('./replay-demo');
     return;
@@ -142,4 +170,4 @@ async function main(): Promise<void> {
   await runLab(mode, seconds);
 }
 
-main().catch((e) => { process.stderr.write(`npm start: ${e instanceof Error ? e.message : String(e)}\n`); process.exit(1); });
+if (require.main === module) main().catch((e) => { process.stderr.write(`npm start: ${e instanceof Error ? e.message : String(e)}\n`); process.exit(1); });

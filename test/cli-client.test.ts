@@ -170,7 +170,7 @@ t.test('flows --all follows next cursors to the end', async (t) => {
 
 t.test('register: body, created/renewed, backend row; --json', async (t) => {
   const b = backend({ name: 'web3', ip: '10.0.1.14', source: 'api', lease: { seconds: 30, expiresIn: 30 },
-    serves: [{ service: '10.0.0.100:80', priority: 120, role: 'active' }, { service: '10.0.0.102', priority: 120, role: 'active' }] });
+    serves: [{ service: '10.0.0.100:80', priority: 120, role: 'active', pinned: null }, { service: '10.0.0.102', priority: 120, role: 'active', pinned: null }] });
   api.on('POST', '/v1/backends', { status: 201, body: { backend: b, created: true } }, { status: 200, body: { backend: b, created: false } });
   const args = ['--name', 'web3', '--ip', '10.0.1.14', '--mac', '02:00:00:00:01:14', '--serves', '10.0.0.100:80,10.0.0.102', '--serves', '10.0.0.103:443', '--priority', '120', '--weight', '10', '--lease', '30'];
   const r = await cli(api, 'register', args);
@@ -211,8 +211,10 @@ t.test('switch: POST to the service path with the backend; prints the new servic
   const p = await cli(api, 'switch', ['10.0.0.100:80', 'web1']);
   t.equal(p.code, 0, p.err);
   t.equal(api.seen('POST', '/v1/services/10.0.0.100:80/switch').length, 1, 'VIP:PORT in the path');
+  t.match(p.out, /\npinned 10\.0\.0\.100:80 to web1 until the next switch, kept across restarts; undo: vipgate switch 10\.0\.0\.100:80 --auto$/);
   const auto = await cli(api, 'switch', ['10.0.0.100:80', '--auto']);
   t.equal(auto.code, 0, auto.err);
+  t.match(auto.out, /\n10\.0\.0\.100:80: no pin; priority order decides the active members again$/);
   t.same(api.seen('POST', '/v1/services/10.0.0.100:80/switch')[1]!.body, { backend: null }, '--auto unpins: backend null');
   const both = await cli(api, 'switch', ['10.0.0.100:80', 'web1', '--auto']);
   t.equal(both.code, 2, '--auto with a BACKEND is a usage error');
@@ -226,6 +228,20 @@ t.test('set: PATCH with state and/or weight', async (t) => {
   t.match(r.out.split('\n')[1], /^web1\s+\S+\s+\S+\s+drain\s+\S+\s+5\s/);
   await cli(api, 'set', ['web1', '--weight', '0']);
   t.same(api.seen('PATCH')[1]!.body, { weight: 0 });
+  t.equal(r.out.split('\n').length, 2, 'drain pins nothing: the row only');
+});
+
+t.test('set --state active|standby: says what it pinned and how to undo it', async (t) => {
+  const S = '10.0.0.101:80';
+  api.on('PATCH', '/v1/backends/web2', { body: { backend: backend({ name: 'web2', serves: [{ service: S, priority: 254, role: 'active', pinned: 'web2' }] }) } },
+    { body: { backend: backend({ name: 'web2', serves: [{ service: S, priority: 254, role: 'standby', pinned: 'web1' }] }) } });
+  const a = await cli(api, 'set', ['web2', '--state', 'active']);
+  t.equal(a.code, 0, a.err);
+  t.match(a.out, /\b10\.0\.0\.101:80=active\(pinned\)/, 'the row shows the pin');
+  t.equal(a.out.split('\n').at(-1), `pinned ${S} to web2, kept across restarts; undo: vipgate switch ${S} --auto`);
+  const s = await cli(api, 'set', ['web2', '--state', 'standby']);
+  t.match(s.out, /\b10\.0\.0\.101:80=standby\(pinned web1\)/);
+  t.equal(s.out.split('\n').at(-1), `pinned ${S} to web1 (in place of web2), kept across restarts; undo: vipgate switch ${S} --auto`);
 });
 
 t.test('reload: the changes, or "no changes"', async (t) => {
@@ -338,14 +354,40 @@ t.test('top --count 2 without a TTY: two plain frames, the second with rates fro
   const all = c.stdout.join('\n');
   t.notMatch(all, /\x1b/, 'no escape codes');
   const [f1, f2] = c.stdout as [string, string];
-  t.match(f1, /^vipgate 0\.1\.0 at 127\.0\.0\.1:\d+ {2}mode dsr {2}interface eth1 {2}up 3d4h {2}generation 7$/m);
-  t.match(f1, /^frames in - {2}out - {2}forwarded -/m, 'no rates from one sample');
-  t.match(f2, /^frames in 1000\/s {2}out 800\/s {2}forwarded 600\/s {2}new flows 10\/s {2}drops 7\/s$/m);
-  t.match(f2, /^drops\/s: unknown_flow 5, no_service 2$/m, 'non-zero drop rates by reason');
-  t.match(f2, /^flows active 120 of 65\.5k/m);
+  t.match(f1, /^vipgate 0\.1\.0 pid \d+, mode dsr on eth1, up 3d4h, generation 7$/m);
+  t.match(f1, /^API 127\.0\.0\.1:\d+ \(another vipgate: --api HOST:PORT, or set \$VIPGATE_API\)$/m, 'says where the API is and how to point elsewhere');
+  t.match(f1, /^ +NOW \/S +TOTAL SINCE START$/m, 'current and cumulative figures are labelled');
+  t.match(f1, /^frames in +- +1000$/m, 'no rates from one sample; the total is there');
+  t.match(f2, /^frames in +1000 +3000$/m);
+  t.match(f2, /^frames out +800 +2500$/m);
+  t.match(f2, /^forwarded +600 +2000$/m);
+  t.match(f2, /^new flows +10 +70$/m);
+  t.match(f2, /^drops +7 +24$/m);
+  t.match(f2, /^drops now \/s \(total\): unknown_flow 5 \(17\), no_service 2 \(4\)$/m, 'non-zero drop rates by reason, with their totals');
+  t.match(f2, /^flows active now 120 of 65\.5k/m);
   const rows = f2.split('\n').filter((l) => /^(web1|web-two|db)\s/.test(l)).map((l) => l.split(/\s{2,}/));
-  t.same(rows.map((r) => [r[0], r.at(-2), r.at(-1)]), [['web1', '80', '15'], ['web-two', '40', '0'], ['db', '0', '0']], 'flows and conns/s per backend');
-  t.match(f2, /^web9\s+10\.0\.1\.19\s+up\s+down: timeout after 100 ms\s/m, 'health beside the admin state');
+  t.same(rows.map((r) => [r[0], r.at(-3), r.at(-2)]), [['web1', '80', '15'], ['web-two', '40', '0'], ['db', '0', '0']], 'flows and conns/s per backend');
+  t.match(f2, /^web-two .*\n {4}serves 10\.0\.0\.100:80=active\n {4}serves 10\.0\.0\.101=standby\n/m, 'what each serves, one service per line');
+  t.match(f2, /^web9\s+up\s+down: timeout after 100 ms\s/m, 'health beside the admin state');
+  for (const f of [f1, f2]) for (const l of f.split('\n')) t.ok(l.length <= 80, `fits 80 columns: ${JSON.stringify(l)}`);
+});
+
+t.test('top: many services per backend still fit 80 columns, pins are shown', async (t) => {
+  const long = BACKENDS.map((b) => ({ ...b, serves: [
+    { service: '10.0.0.100:8080', priority: 100, role: 'active' as const, pinned: b.name },
+    { service: '10.0.0.101:8443', priority: 100, role: 'standby' as const, pinned: 'someone-else' },
+    { service: '10.0.0.102:9443', priority: 100, role: 'standby' as const, pinned: null },
+  ] }));
+  api.on('GET', '/v1/status', { body: status({}) });
+  api.on('GET', '/v1/backends', { body: { backends: long } });
+  const c = io({ VIPGATE_API: api.addr });
+  t.equal(await runTop(['--count', '1'], c, { write: () => {} }), 0, c.stderr.join('\n'));
+  const lines = c.stdout.join('\n').split('\n');
+  t.ok(lines.every((l) => l.length <= 80), 'every line fits 80 columns');
+  const at = lines.findIndex((l) => l.startsWith('web1 '));
+  t.equal(lines[at + 1], '    serves 10.0.0.100:8080=active(pinned)', 'this backend\'s pin is shown');
+  t.equal(lines[at + 2], '    serves 10.0.0.101:8443=standby(pinned someone-else)', 'and the pin it waits behind');
+  t.equal(lines[at + 3], '    serves 10.0.0.102:9443=standby');
 });
 
 t.test('top: unreachable at the start fails like the other commands', async (t) => {

@@ -459,13 +459,13 @@ t.test('example configs load', async (t) => {
 t.test('describeConfig', async (t) => {
   const c = parseConfig('mac: "02:00:5e:00:00:01"\nvips: [10.0.0.100, 10.0.0.7]\nbackends: [{ name: a, ip: 10.0.1.1 }]\nservices: [{ vip: 10.0.0.100, backend: a }]\n', 'd.yaml');
   const s = describeConfig(c);
-  t.match(s, /^config d\.yaml: mode dsr, mac 02:00:5e:00:00:01\n/);
+  t.match(s, /^config d\.yaml: mode dsr, mac 02:00:5e:00:00:01, no interface \(vipgate run then needs --interface\)\n/);
   t.match(s, '1 backend: a 10.0.1.1 (mac by ARP)');
   t.match(s, '1 service:');
   t.match(s, 'no service (ARP only, TCP dropped): 10.0.0.7');
   t.match(s, 'flows: capacity 65536, timeouts half-open 15s, established 15m, closing 30s');
   t.match(s, 'neighbours: capacity 4096, ttl 5m');
-  t.match(describeConfig(parseConfig('vips: [10.0.0.1]', 'x', { requireMac: false })), 'mac (from the NIC)');
+  t.match(describeConfig(parseConfig('vips: [10.0.0.1]', 'x', { requireMac: false })), 'mac (from the NIC; replay needs mac:)');
 });
 
 t.test('loadConfig I/O errors', async (t) => {

@@ -236,6 +236,10 @@ t.test('the command line: JSON report, exit codes, messages', async (t) => {
   const j = JSON.parse(ok.stdout);
   for (const k of ['frames_in', 'frames_out', 'arp_replies', 'flows_created', 'forwarded', 'drops']) t.ok(k in j, `JSON has ${k}`);
   t.same(Object.keys(j.counters), [...COUNTER_NAMES]);
+  // duration_ms is the capture's own time span (its timestamps), replay_ms the wall time here.
+  const frames = readCaptureFile(path.join(pcaps, 'cs-ppa2e-arp_resolution.pcap')).frames;
+  t.equal(j.duration_ms, frames.at(-1)!.tsMs - frames[0]!.tsMs, 'duration_ms = last timestamp - first timestamp of the capture');
+  t.ok(typeof j.replay_ms === 'number' && j.replay_ms >= 0, `replay_ms is how long the replay took (${j.replay_ms} ms)`);
   t.equal(j.frames_out, 0);
   t.ok(fs.existsSync(out) && fs.statSync(out).size === 24, 'output written even when empty (header only)');
   const text = run('replay', '--config', path.join(configs, 'replay-dsr.yaml'), '--out', out, path.join(pcaps, 'cs-ppa1e-evilprogram.pcap'));

@@ -31,7 +31,8 @@ const cases: Array<[string, string[], RegExp]> = [
   ['bad config', ['run', '--config', cfg('e.yaml', 'interface: lo\nvips: [10.99.0.300]\n')], /e\.yaml:2:\d+: vips\[0\]: "10\.99\.0\.300" is not an IPv4 address/],
   ['bad --stats-interval', ['run', '--config', cfg('f.yaml', 'vips: [10.99.0.100]\n'), '--stats-interval', 'soon'], /--stats-interval takes a duration/],
   ['missing --config', ['run'], /missing --config FILE/],
-  ['a health check type this build cannot run', ['run', '--config', cfg('h.yaml', 'interface: lo\nvips: [10.99.0.100]\nhealth: { type: syn, port: 80 }\n')], /h\.yaml: health checks of type syn are not available in this build of vipgate; use type: tcp or type: http/],
+  // Every check type has its probe now (syn: the raw SYN prober): the run gets as far as the NIC.
+  ['a syn health check is accepted', ['run', '--config', cfg('h.yaml', 'interface: lo\nvips: [10.99.0.100]\nhealth: { type: syn, port: 80 }\n')], /lo is not an Ethernet interface/],
 ];
 for (const [desc, argv, re] of cases) {
   t.test(desc, async (t) => {
@@ -41,6 +42,21 @@ for (const [desc, argv, re] of cases) {
     t.notMatch(r.stderr, /\n\s+at /, 'no stack trace');
   });
 }
+
+t.test('the libpcap binding did not build: run says so first, with the fix', async (t) => {
+  // A preload that makes require('cap') fail as it does when npm skipped the addon.
+  const hook = path.join(tmp, 'no-cap.js');
+  fs.writeFileSync(hook, "const M = require('module'); const o = M._resolveFilename; M._resolveFilename = function (r, ...a) { if (r === 'cap') { const e = new Error(\"Cannot find module 'cap'\"); e.code = 'MODULE_NOT_FOUND'; throw e; } return o.call(this, r, ...a); };\n");
+  const r = spawnSync(process.execPath, ['-r', hook, bin, 'run', '--config', cfg('h.yaml', 'interface: vgnosuch0\nvips: [10.99.0.100]\n')], { encoding: 'utf8', timeout: 20_000 });
+  t.equal(r.status, 2, 'exit 2');
+  t.match(r.stderr, /the libpcap binding \(npm package "cap"\) is not available: Cannot find module 'cap'/);
+  t.match(r.stderr, /apt-get install -y libpcap-dev g\+\+ make python3 && npm install/, 'with the fix');
+  t.notMatch(r.stderr, /vgnosuch0/, 'before it looks at the interface');
+  const install = spawnSync(process.execPath, ['-r', hook, path.join(repo, 'scripts', 'check-native.js')], { encoding: 'utf8', timeout: 20_000 });
+  t.equal(install.status, 0, 'the install-time check never fails the install');
+  t.match(install.stderr, /native addon did not build during npm install:\n\n {2}cap \(libpcap binding/, 'and says it loudly at install time');
+  t.match(install.stderr, /fix: {3}apt-get install -y libpcap-dev/);
+});
 
 t.test('without CAP_NET_RAW/CAP_NET_ADMIN: says which capability is missing and how to grant it', async (t) => {
   const ifaces = fs.readdirSync('/sys/class/net').filter((n) => { try { return fs.readFileSync(`/sys/class/net/${n}/type`, 'utf8').trim() === '1'; } catch { return false; } });

@@ -38,6 +38,7 @@ export interface LabOptions {
 export interface ExecResult { code: number; stdout: string; stderr: string }
 
 import type { LoadResult } from './load';
+import type { ArpProbeResult } from './arp-probe';
 export type { LoadResult };
 
 export interface Lab {
@@ -598,6 +599,39 @@ req.on('error', (e) => { process.stderr.write(e.code || e.message); process.exit
   const r = lab.exec(ns, [process.execPath, '-e', script, url], { timeoutMs: timeoutMs + 5000 });
   if (r.code !== 0) throw new Error(`GET ${url} in ${ns} failed: ${r.stderr.trim() || `exit ${r.code}`}`);
   return r.stdout.trim();
+}
+
+/** Whether the lab's ARP probe can run here: it sends through the libpcap binding (cap). */
+export function canProbeArp(): { ok: true } | { ok: false; why: string } {
+  try { require('cap'); return { ok: true }; } catch {
+    return { ok: false, why: 'the ARP probe needs the libpcap binding (cap), which is not built: apt-get install -y libpcap-dev g++ make python3 && npm install' };
+  }
+}
+
+/**
+ * `count` ARP requests for `ip` from ns's eth0 (or `iface`), with the lab's own probe (scenarios/lab/arp-probe.ts)
+ * rather than arping, whose two Debian flavours print and count differently. Resolves with the
+ * replies (total, per request, their MACs); rejects if the probe could not run.
+ */
+export function arpProbe(lab: Lab, ns: string, ip: string, count: number, o: { intervalMs?: number; waitMs?: number; iface?: string } = {}): Promise<ArpProbeResult> {
+  const probeJs = path.join(__dirname, 'arp-probe.js');
+  return new Promise((resolve, reject) => {
+    const child = lab.spawn(ns, [process.execPath, probeJs, '--iface', o.iface ?? 'eth0', '--count', String(count),
+      '--interval-ms', String(o.intervalMs ?? 300), '--wait-ms', String(o.waitMs ?? 1000), ip]);
+    let out = '';
+    let err = '';
+    child.stdout!.on('data', (d: Buffer) => { out += d.toString(); });
+    child.stderr!.on('data', (d: Buffer) => { err += d.toString(); });
+    child.on('error', reject);
+    child.on('close', (code) => {
+      try {
+        if (code !== 0) throw new Error(`exit ${code}`);
+        resolve(JSON.parse(out) as ArpProbeResult);
+      } catch (e) {
+        reject(new Error(`arp probe for ${ip} from ${ns} failed (${(e as Error).message}): ${err.trim() || out.trim()}`));
+      }
+    });
+  });
 }
 
 export async function createLab(o: LabOptions): Promise<Lab> {

@@ -13,6 +13,12 @@
 //
 //   node dist/scenarios/lab/load.js --url http://10.77.0.100/ --n 1000
 //       [--concurrency 32] [--timeout-ms 3000] [--exit-on-stdin-eof]
+//
+// Paced (open loop, for failover measurements): --rate R --duration-ms D starts R requests per
+// second for D ms whatever the earlier ones are doing (a stuck connection does not slow the
+// others down, as it would in the closed loop above), and adds `records`: one per request,
+// { at: wall-clock start (ms since the epoch, fractional), connectMs (-1 if it never connected),
+// ok, body, error }, so a benchmark can line requests up with the moment it killed a backend.
 
 import * as http from 'node:http';
 import { performance } from 'node:perf_hooks';
@@ -31,10 +37,14 @@ export interface LoadResult {
   errors: string[];
 }
 
-interface LoadArgs { url: string; n: number; concurrency: number; timeoutMs: number; exitOnStdinEof: boolean }
+interface LoadArgs { url: string; n: number; concurrency: number; timeoutMs: number; exitOnStdinEof: boolean; rate: number; durationMs: number }
+
+/** One request of a paced run. */
+export interface LoadRecord { at: number; connectMs: number; ok: boolean; body: string; error: string }
+export interface PacedResult extends LoadResult { records: LoadRecord[] }
 
 function parseArgs(argv: string[]): LoadArgs {
-  const out: LoadArgs = { url: '', n: 1, concurrency: 32, timeoutMs: 3000, exitOnStdinEof: false };
+  const out: LoadArgs = { url: '', n: 1, concurrency: 32, timeoutMs: 3000, exitOnStdinEof: false, rate: 0, durationMs: 0 };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     const v = argv[i + 1];
@@ -42,12 +52,17 @@ function parseArgs(argv: string[]): LoadArgs {
     else if (a === '--n' && v !== undefined) { out.n = Number(v); i++; }
     else if (a === '--concurrency' && v !== undefined) { out.concurrency = Number(v); i++; }
     else if (a === '--timeout-ms' && v !== undefined) { out.timeoutMs = Number(v); i++; }
+    else if (a === '--rate' && v !== undefined) { out.rate = Number(v); i++; }
+    else if (a === '--duration-ms' && v !== undefined) { out.durationMs = Number(v); i++; }
     else if (a === '--exit-on-stdin-eof') out.exitOnStdinEof = true;
     else throw new Error(`load: unknown or incomplete argument ${JSON.stringify(a)}`);
   }
   if (!out.url) throw new Error('load: --url is required');
   for (const k of ['n', 'concurrency', 'timeoutMs'] as const) {
     if (!Number.isInteger(out[k]) || out[k] < 1) throw new Error(`load: --${k} must be a positive integer, got ${out[k]}`);
+  }
+  if ((out.rate > 0) !== (out.durationMs > 0) || !Number.isFinite(out.rate) || !Number.isInteger(out.durationMs) || out.rate < 0 || out.rate > 10_000) {
+    throw new Error('load: --rate (1..10000 per second) and --duration-ms (a positive integer) go together');
   }
   return out;
 }
@@ -95,6 +110,19 @@ function oneRequest(url: URL, timeoutMs: number): Promise<One> {
   });
 }
 
+/** Count one request's outcome into the result. */
+function tally(result: LoadResult, errorCounts: Map<string, number>, r: One): void {
+  if (r.ok) {
+    result.ok++;
+    result.byBody[r.body] = (result.byBody[r.body] ?? 0) + 1;
+    result.latenciesMs.push(r.connectMs);
+    result.totalMs.push(r.totalMs);
+  } else {
+    result.failed++;
+    errorCounts.set(r.error, (errorCounts.get(r.error) ?? 0) + 1);
+  }
+}
+
 export async function runLoad(urlText: string, n: number, concurrency: number, timeoutMs: number): Promise<LoadResult> {
   const url = new URL(urlText);
   const result: LoadResult = { ok: 0, failed: 0, byBody: {}, latenciesMs: [], totalMs: [], elapsedMs: 0, errors: [] };
@@ -104,19 +132,36 @@ export async function runLoad(urlText: string, n: number, concurrency: number, t
   const worker = async (): Promise<void> => {
     while (next < n) {
       next++;
-      const r = await oneRequest(url, timeoutMs);
-      if (r.ok) {
-        result.ok++;
-        result.byBody[r.body] = (result.byBody[r.body] ?? 0) + 1;
-        result.latenciesMs.push(r.connectMs);
-        result.totalMs.push(r.totalMs);
-      } else {
-        result.failed++;
-        errorCounts.set(r.error, (errorCounts.get(r.error) ?? 0) + 1);
-      }
+      tally(result, errorCounts, await oneRequest(url, timeoutMs));
     }
   };
   await Promise.all(Array.from({ length: Math.min(concurrency, n) }, worker));
+  result.elapsedMs = performance.now() - t0;
+  result.errors = [...errorCounts].map(([e, c]) => `${e} x${c}`);
+  return result;
+}
+
+/** Open loop: `rate` fresh-connection requests per second for `durationMs`, each recorded. */
+export async function runPaced(urlText: string, rate: number, durationMs: number, timeoutMs: number): Promise<PacedResult> {
+  const url = new URL(urlText);
+  const result: PacedResult = { ok: 0, failed: 0, byBody: {}, latenciesMs: [], totalMs: [], elapsedMs: 0, errors: [], records: [] };
+  const errorCounts = new Map<string, number>();
+  const t0 = performance.now();
+  const gap = 1000 / rate;
+  const pending: Array<Promise<void>> = [];
+  for (let i = 0; ; i++) {
+    const due = t0 + i * gap;
+    if (due - t0 >= durationMs) break;
+    const wait = due - performance.now();
+    if (wait > 0) await new Promise((r) => setTimeout(r, wait));
+    const at = performance.timeOrigin + performance.now();
+    pending.push(oneRequest(url, timeoutMs).then((r) => {
+      result.records.push({ at, connectMs: r.connectMs, ok: r.ok, body: r.body, error: r.error });
+      tally(result, errorCounts, r);
+    }));
+  }
+  await Promise.all(pending);
+  result.records.sort((a, b) => a.at - b.at);
   result.elapsedMs = performance.now() - t0;
   result.errors = [...errorCounts].map(([e, c]) => `${e} x${c}`);
   return result;
@@ -134,7 +179,7 @@ async function main(): Promise<void> {
     process.stdin.on('end', () => process.exit(3));
     process.stdin.resume();
   }
-  const r = await runLoad(args.url, args.n, args.concurrency, args.timeoutMs);
+  const r = args.rate > 0 ? await runPaced(args.url, args.rate, args.durationMs, args.timeoutMs) : await runLoad(args.url, args.n, args.concurrency, args.timeoutMs);
   process.stdout.write(`${JSON.stringify(r)}\n`, () => process.exit(0));
 }
 

@@ -4,18 +4,25 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import type { ChildProcess } from 'node:child_process';
+import { spawnSync, type ChildProcess } from 'node:child_process';
 import { canRunLab, type ExecResult, type Lab } from './lab';
 import type { CounterSnapshot } from '../../src/dataplane/counters';
 
 const repo = path.resolve(__dirname, '..', '..', '..');
 export const VIPGATE_BIN = path.join(repo, 'bin', 'vipgate.js');
 
-/** Whether vipgate can run live in a lab here: the lab itself (root, namespaces) and the libpcap binding. */
+/**
+ * Whether vipgate can run live in a lab here: the lab itself (root, namespaces), the libpcap
+ * binding, and the tools `vipgate run` calls (nft for its kernel filter, flock for its lock), so
+ * that a missing one is named in the skip message rather than failing a start-up assertion.
+ */
 export function canRunVipgateLab(): { ok: true } | { ok: false; why: string } {
   const can = canRunLab();
   if (!can.ok) return can;
-  try { require('cap'); } catch { return { ok: false, why: 'the libpcap binding (cap) is not built: apt-get install libpcap-dev && npm rebuild cap' }; }
+  try { require('cap'); } catch { return { ok: false, why: 'the libpcap binding (cap) is not built: apt-get install -y libpcap-dev g++ make python3 && npm install' }; }
+  for (const [tool, pkg] of [['nft', 'nftables'], ['flock', 'util-linux']] as const) {
+    if (spawnSync(tool, ['--version'], { stdio: 'ignore' }).status !== 0) return { ok: false, why: `\`${tool}\` is not installed (apt-get install ${pkg})` };
+  }
   return { ok: true };
 }
 

@@ -284,8 +284,11 @@ export function processIo(): CliIo {
 const R = 'right' as const;
 const L = 'left' as const;
 
+/** SERVICE=ROLE per service, with any pin: "(pinned)" when this backend is the pinned one,
+ *  "(pinned NAME)" when another member is (a standby can only be waiting behind a pin). */
 export function servesText(b: BackendView): string {
-  return b.serves.length ? b.serves.map((s) => `${s.service}=${s.role}`).join(',') : '-';
+  const pin = (p: string | null | undefined) => (p ? (p === b.name ? '(pinned)' : `(pinned ${p})`) : '');
+  return b.serves.length ? b.serves.map((s) => `${s.service}=${s.role}${pin(s.pinned)}`).join(',') : '-';
 }
 
 export function stateText(b: BackendView): string {
@@ -547,6 +550,9 @@ async function cmdSwitch(args: string[], io: CliIo): Promise<number> {
   const r = await clientFrom(values, io.env).request<{ service: ServiceView }>('POST', `/services/${service}/switch`, { backend });
   if (values.json) { json(io, r.body); return 0; }
   io.out(servicesTable([r.body.service]));
+  io.out(backend === null
+    ? `${service}: no pin; priority order decides the active members again`
+    : `pinned ${service} to ${backend} until the next switch, kept across restarts; undo: vipgate switch ${service} --auto`);
   return 0;
 }
 
@@ -564,6 +570,15 @@ async function cmdSet(args: string[], io: CliIo): Promise<number> {
   const r = await clientFrom(values, io.env).request<{ backend: BackendView }>('PATCH', `/backends/${encodeURIComponent(name)}`, body);
   if (values.json) { json(io, r.body); return 0; }
   io.out(backendsTable([r.body.backend]));
+  // active and standby work by pinning services (as a switch does): say so, and how to undo it,
+  // since a pin outlives this command, the backend's state and restarts.
+  if (body.state === 'active' || body.state === 'standby') {
+    for (const sv of r.body.backend.serves) {
+      if (sv.pinned === null || (body.state === 'active') !== (sv.pinned === name)) continue;
+      io.out(`pinned ${sv.service} to ${sv.pinned}${sv.pinned === name ? '' : ` (in place of ${name})`}, kept across restarts; ` +
+        `undo: vipgate switch ${sv.service} --auto`);
+    }
+  }
   return 0;
 }
 

@@ -2,69 +2,18 @@
 
 import { parseArgs, ParseArgsConfig } from 'node:util';
 import { runReplay, formatReplayReport } from './replay';
-import { loadConfig, describeConfig, parseDuration } from '../control/config';
+import { parseDuration } from '../control/config';
+import { loadRunSettings, describeRunSettings } from '../control/run-config';
 import { cmdRunLive } from './run';
 import { VERSION } from './version';
 import { LOG_LEVELS, LogLevel } from '../obs/log';
 import { VipgateError } from '../control/errors';
 import { parseIpv4 } from '../wire/addr';
-import { CLIENT_USAGE, isClientCommand, runClient } from './client';
-import { runTop, TOP_USAGE } from './top';
-import { runAgent, AGENT_USAGE } from './agent';
+import { isClientCommand, runClient } from './client';
+import { runTop } from './top';
+import { runAgent } from './agent';
+import { commandHelp, isHelpTopic, topLevelHelp, wantsHelp } from './help';
 
-
-const USAGE = `vipgate ${VERSION} — userspace front-end: ARP for VIPs, SYN steering, dsr and nat forwarding
-
-usage:
-  vipgate replay --config FILE --out OUT.pcap [--json] [--allow-truncated] IN.pcap
-      Run the packet path over every frame of IN (pcap or pcapng, Ethernet) with the capture's
-      timestamps as the clock; write every frame vipgate would transmit to OUT (classic pcap,
-      always written, even when empty) and print a summary (--json: one JSON object).
-  vipgate run --config FILE [--interface IF] [--no-kernel-filter] [--stats-interval 10s] [--status-file F]
-              [--api HOST:PORT] [--state-file F] [--log-level debug|info|warn|error] [--log-format json|text]
-      Attach to the NIC (config interface:, or --interface) and run the packet path live until
-      SIGINT/SIGTERM: answer ARP for the VIPs, announce them, steer and forward TCP. Needs
-      CAP_NET_RAW and CAP_NET_ADMIN (root). Installs an nftables netdev ingress rule so this
-      host's kernel ignores VIP traffic; removes it at exit. Prints counters on exit;
-      --status-file writes them as JSON every second and at exit. --api serves the runtime API
-      there (else the config's api.listen); --state-file keeps API changes across restarts.
-  vipgate check-config FILE
-      Validate a config file and print what it describes.
-
-runtime API commands, against a running vipgate (--api HOST:PORT or an http:// URL, else $VIPGATE_API,
-else 127.0.0.1:9180; --token T, else $VIPGATE_API_TOKEN; --timeout 5s; --json prints the API's JSON):
-  vipgate status                version, mode, interface, uptime, generation, counts, flows, drops
-  vipgate backends              NAME IP MAC STATE HEALTH WEIGHT SERVES FLOWS CONNS SOURCE LEASE
-  vipgate services              each service's active (serving), standby and pinned members
-  vipgate vips                  the VIPs announced, where each comes from, their services
-  vipgate neighbours            the IP->MAC entries learned from ARP
-  ${CLIENT_USAGE.flows}
-      Live flows, a page at a time (--limit 1..1000, default 100); --all follows every page.
-  ${CLIENT_USAGE.register}
-      Add a backend; the same body again renews its lease. --serves repeats or takes a comma list.
-  ${CLIENT_USAGE.unregister}
-      Drain it and remove it when its flows end (--force: now).
-  ${CLIENT_USAGE.switch}
-      Make BACKEND the active member of SERVICE (VIP:PORT, or VIP for an IP-mode service);
-      --auto returns the service to priority order.
-  ${CLIENT_USAGE.set}
-      up: new flows; drain: keep flows, no new ones; down: no new flows; active: take over every
-      service it serves; standby: hand each to the next up member.
-  ${CLIENT_USAGE.reload}
-      Read the config file again and apply the differences.
-  ${CLIENT_USAGE.events}
-      Recent events (health up/down, failover, fail-back, switch); --follow waits for new ones.
-  ${TOP_USAGE}
-      Live view: rates, drops by reason, flows, backends with connections/s; q or ctrl-c quits.
-  ${AGENT_USAGE}
-      Run beside a backend's server: register it (once --health-cmd first passes), renew the lease
-      every --renew, drain it while the health check fails, unregister it on SIGTERM/SIGINT.
-
-  vipgate help | --help       this text
-  vipgate version | --version
-
-exit status: 0 ok, 2 bad usage, config or input, or a request the API refused (the message says what to
-fix), 1 internal error, or the API unreachable or failing.`;
 
 /** A user's mistake: print the message, exit 2. */
 class UsageError extends Error {}
@@ -163,7 +112,8 @@ function isListenAddress(s: string): boolean {
 function cmdCheckConfig(args: string[]): number {
   const { positionals } = parse(args, {}, 'check-config');
   if (positionals.length !== 1) throw new UsageError('usage: vipgate check-config FILE');
-  out(describeConfig(loadConfig(positionals[0]!)));
+  // Exactly run's validation (control/run-config.ts); run adds only the live host's facts.
+  out(describeRunSettings(loadRunSettings(positionals[0]!)));
   out('config ok');
   return 0;
 }
@@ -184,6 +134,14 @@ function report(e: unknown): number {
 export function run(argv: string[]): number | Promise<number> {
   const [cmd, ...rest] = argv;
   try {
+    // `vipgate COMMAND --help|-h` and `vipgate help COMMAND`: that command's help, exit 0.
+    if (cmd !== undefined && isHelpTopic(cmd) && cmd !== 'help' && wantsHelp(rest)) { out(commandHelp(cmd)); return 0; }
+    if (cmd === 'help' && rest.length > 0) {
+      const topic = rest[0]!;
+      if (!isHelpTopic(topic) || rest.length > 1) throw new UsageError(`vipgate help: no command "${rest.join(' ')}"\nrun 'vipgate help' for the list`);
+      out(commandHelp(topic));
+      return 0;
+    }
     switch (cmd) {
       case 'run': return cmdRun(rest).catch(report);
       case 'replay': return cmdReplay(rest);
@@ -191,7 +149,7 @@ export function run(argv: string[]): number | Promise<number> {
       case 'top': return runTop(rest).catch(report);
       case 'agent': return runAgent(rest).catch(report);
       case 'version': case '--version': case '-v': out(VERSION); return 0;
-      case undefined: case 'help': case '--help': case '-h': out(USAGE); return cmd === undefined ? 2 : 0;
+      case undefined: case 'help': case '--help': case '-h': out(topLevelHelp()); return cmd === undefined ? 2 : 0;
       default:
         if (isClientCommand(cmd)) return runClient(cmd, rest).catch(report);
         throw new UsageError(`vipgate: unknown command "${cmd}"\nrun 'vipgate help' for usage`);

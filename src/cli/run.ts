@@ -3,24 +3,25 @@
 // its runtime API beside it. SIGHUP reloads the config.
 
 import * as fs from 'node:fs';
-import { loadConfig, describeConfig, Config } from '../control/config';
+import { Config } from '../control/config';
+import { loadRunSettings, describeRunSettings, RunSettings } from '../control/run-config';
 import { VipgateError } from '../control/errors';
 import { KernelFilter } from '../control/kernel-filter';
+import { acquireInstanceLock, InstanceLock } from '../control/instance-lock';
 import { Announcer, BackendResolver } from '../control/arp-tasks';
 import { Controller, Applied } from '../control/controller';
 import { startApiServer, ApiServer } from '../control/api';
-import { TOKEN_ENV } from '../control/api-types';
 import { checkStateDir } from '../control/store';
 import { buildDataplane, Built } from '../main';
 import { interfaceInfo, missingCapabilities, InterfaceInfo } from '../link/host';
 import { attachLive, captureFilter, sweepPlan } from '../link/live';
-import { openNic, NicLink } from '../../native-bindings/nic';
+import { checkNicBinding, openNic, NicLink } from '../../native-bindings/nic';
 import { hugePageAllocator } from '../../native-bindings/afpacket';
 import { snapshotCounters } from '../dataplane/counters';
 import { formatCounters, formatRateLine } from '../obs/format';
 import { createLogger, Logger } from '../obs/log';
 import { createMetrics } from '../obs/metrics';
-import { formatIpv4 } from '../wire/addr';
+import { formatIpv4, parseIpv4 } from '../wire/addr';
 import { VERSION } from './version';
 import { HealthManager } from '../control/health/manager';
 import { EventLog } from '../control/health/events';
@@ -28,8 +29,9 @@ import { tcpProbe, httpProbe, Probe } from '../control/health/probes';
 import type { CheckType } from '../control/config/health';
 import { checkTypesUsed } from '../control/controller';
 
-/** The health probes this build has, by check type (the raw-SYN probe joins here when wired). */
-const PROBES: Partial<Record<CheckType, Probe>> = { tcp: tcpProbe, http: httpProbe };
+import { SynHold } from '../dataplane/hold';
+import { startLiveSynCheck, LIVE_HOLD_SLOTS, LiveSynCheck } from '../control/health/syn-check';
+import { openProber } from '../control/health/syn-probe';
 
 export interface RunArgs {
   config: string;
@@ -63,15 +65,14 @@ export interface Running {
 
 /** Start vipgate on a NIC. Throws VipgateError (clear message, exit 2) for anything the user must fix. */
 export async function startLive(a: RunArgs): Promise<Running> {
-  const config: Config = loadConfig(a.config, { requireMac: false });
+  // The same validation as check-config; everything below is a fact of the live host.
+  const settings = loadRunSettings(a.config, { apiListen: a.apiListen, stateFile: a.stateFile });
+  checkNicBinding(settings.config.io.backend);
+  const config: Config = settings.config;
   const log = createLogger({
     level: a.logLevel ?? config.log.level, format: a.logFormat ?? config.log.format,
     stream: { write: (line: string) => a.log(line.replace(/\n$/, '')) },
   });
-  const noProbe = checkTypesUsed(config).filter((ty) => !PROBES[ty]);
-  if (noProbe.length) {
-    throw new VipgateError('ECONFIG_INVALID', `${a.config}: health checks of type ${noProbe.join(', ')} are not available in this build of vipgate; use type: tcp or type: http`);
-  }
   const iface = a.iface ?? config.interface;
   if (!iface) throw new VipgateError('ERUN_NO_INTERFACE', `${a.config}: no interface to attach to: add interface: eth0 (the NIC facing the clients) to the config, or pass --interface`);
   const info = interfaceInfo(iface);
@@ -82,14 +83,31 @@ export async function startLive(a: RunArgs): Promise<Running> {
       `(setcap cap_net_raw,cap_net_admin+ep "$(readlink -f "$(command -v node)")"), or in docker use --cap-add NET_RAW --cap-add NET_ADMIN`);
   }
   if (!info.up) log.warn(`${iface} is down; vipgate will see nothing until it is up (ip link set ${iface} up)`);
-  const apiListen = a.apiListen ?? config.api.listen;
-  const envToken = process.env[TOKEN_ENV];
-  if (envToken !== undefined && envToken !== '' && (envToken.length < 16 || /\s/.test(envToken))) {
-    throw new VipgateError('ERUN_TOKEN', `${TOKEN_ENV} must be at least 16 characters without spaces; generate one with: openssl rand -hex 24`);
+  // One vipgate per NIC: taken before anything on the host is touched (the nftables table
+  // above all), held until exit; the kernel drops it if this process dies.
+  const lock = acquireInstanceLock(iface);
+  try {
+    return await startLocked(a, settings, log, iface, info, lock);
+  } catch (e) {
+    lock.release();
+    throw e;
   }
-  const token = envToken || config.api.token;
-  const stateFile = a.stateFile ?? config.stateFile;
+}
+
+async function startLocked(a: RunArgs, settings: RunSettings, log: Logger, iface: string, info: InterfaceInfo, lock: InstanceLock): Promise<Running> {
+  const { config, apiListen, token, stateFile } = settings;
+  // One raw SYN prober (or its connect fallback) for `syn` health checks and the SYN-time check.
+  const opened = checkTypesUsed(config).includes('syn') || config.synCheck ? openProber() : null;
+  const PROBES: Partial<Record<CheckType, Probe>> = {
+    tcp: tcpProbe, http: httpProbe,
+    ...(opened ? { syn: (target, check) => opened.prober.probe(parseIpv4(target.ip)!, target.port, check.timeoutMs) } : {}),
+  };
+  const noProbe = checkTypesUsed(config).filter((ty) => !PROBES[ty]);
+  if (noProbe.length) {
+    throw new VipgateError('ECONFIG_INVALID', `${a.config}: health checks of type ${noProbe.join(', ')} are not available in this build of vipgate; use type: tcp or type: http`);
+  }
   if (stateFile) checkStateDir(stateFile);
+  if (a.statusFile) checkStatusFile(a.statusFile);
   const mac = config.mac ?? info.mac;
   const macText = config.macText ?? info.macText;
   // The flow table on huge pages where the addon is built: one TLB entry per 2 MiB, not per 4 KiB
@@ -117,7 +135,7 @@ export async function startLive(a: RunArgs): Promise<Running> {
 
   const filter = captureFilter(macText, info.ipv4.map(formatIpv4));
   const { nic, why: ioWhy } = openNic(iface, { filter, io: config.io.backend, batch: config.io.batch, spinUs: config.io.spinUs });
-  const kf = a.kernelFilter ? new KernelFilter({ iface, owned: owned(), backends: natBackends(), hostAddrs: info.ipv4 }) : null;
+  const kf = a.kernelFilter ? new KernelFilter({ iface, owned: owned(), backends: natBackends(), hostAddrs: info.ipv4 }, lock) : null;
   let api: ApiServer;
   try {
     kf?.install();
@@ -135,15 +153,30 @@ export async function startLive(a: RunArgs): Promise<Running> {
     throw e;
   }
 
-  log.info(describeConfig(config).replace(/\n/g, '; '));
+  log.info(describeRunSettings(settings).replace(/\n\s*/g, '; '));
   log.info(`attached to ${iface} (mac ${config.macText ?? info.macText + ' (the NIC\'s)'}, mtu ${info.mtu}), capture filter: ${filter}`, { event: 'attached', interface: iface });
   log.info(nic.io === 'native'
     ? `packet I/O: native (${ioWhy}): batches of up to ${config.io.batch} frames, polling ${config.io.spinUs} µs after the last frame`
     : `packet I/O: pcap (${ioWhy}): one frame per call`, { event: 'io', io: nic.io });
+  log.info(`instance lock ${lock.file} (one vipgate per interface; held until exit)`, { event: 'locked', lock: lock.file });
   log.info(kf ? `kernel filter: ${kf.describe()}` : 'kernel filter: off (--no-kernel-filter): make sure this host\'s kernel drops VIP traffic itself');
   log.info(`API on http://${api.address}/v1 (${token ? 'bearer token required' : 'no token: loopback only'}), metrics on /metrics`, { event: 'api', address: api.address });
 
-  const live = attachLive(nic, dp, { budget: config.io.batch });
+  // The SYN-time check (issue 8 item 5), when the config asks for it: a hold queue on the packet
+  // path, probes from control, each result one more check for the health manager.
+  let syn: LiveSynCheck | null = null;
+  if (opened && (opened.fallbackWhy || config.synCheck)) {
+    log.info(opened.fallbackWhy ? `syn probes: TCP connects (raw SYN probes unavailable: ${opened.fallbackWhy})` : 'syn probes: raw SYNs from this host\'s route source address', { event: 'syn_probe' });
+  }
+  if (config.synCheck && opened) {
+    syn = startLiveSynCheck({
+      dp, hold: new SynHold(LIVE_HOLD_SLOTS), prober: opened.prober, timeoutMs: config.synCheck.timeoutMs,
+      send: (b, n) => nic.send(b, n), observer: health, events,
+    });
+    log.info(`SYN-time check: max_age ${config.synCheck.maxAgeMs} ms, probe timeout ${config.synCheck.timeoutMs} ms, on_fail ${config.synCheck.onFail}, ` +
+      (opened.fallbackWhy ? 'TCP connect probes' : 'raw SYN probes'), { event: 'syn_check' });
+  }
+  const live = attachLive(nic, dp, { budget: config.io.batch, ...(syn ? { onHold: syn.onHold } : {}) });
   const send = (f: Buffer) => nic.send(f, f.length);
   const announcer = new Announcer(send, state.counters, (ip) => dp.currentTables.vipIndex(ip) >= 0);
   announcer.announce(mac, owned(), config.announce.count, config.announce.intervalMs);
@@ -198,6 +231,7 @@ export async function startLive(a: RunArgs): Promise<Running> {
     }, a.statsIntervalMs));
   }
 
+  let statusFailing = false;
   const writeStatus = () => {
     if (!a.statusFile) return;
     const snap = snapshotCounters(state.counters);
@@ -208,8 +242,13 @@ export async function startLive(a: RunArgs): Promise<Running> {
         vips: controller.vips().map((v) => v.vip), backends: controller.backends(),
       }) + '\n');
       fs.renameSync(tmp, a.statusFile);
+      if (statusFailing) log.info(`the status file ${a.statusFile} is written again`, { event: 'status_file' });
+      statusFailing = false;
     } catch (e) {
-      log.warn(`cannot write the status file ${a.statusFile}: ${(e as Error).message}`);
+      // Once when it starts failing (a full disk, say), not every second; again when it recovers.
+      if (!statusFailing) log.warn(`cannot write the status file ${a.statusFile}: ${(e as Error).message}; retrying every second`, { event: 'status_file_failed' });
+      statusFailing = true;
+      try { fs.unlinkSync(tmp); } catch { /* not created */ }
     }
   };
   if (a.statusFile) { writeStatus(); timers.push(setInterval(writeStatus, 1000)); }
@@ -221,17 +260,33 @@ export async function startLive(a: RunArgs): Promise<Running> {
     if (stopped) return;
     stopped = true;
     for (const t of timers) clearInterval(t);
+    syn?.stop();
+    if (!syn) opened?.prober.close();
     health.stop();
     events.close();
     announcer.stop();
     live.syncStats();
     nic.close();
     kf?.remove();
+    lock.release();
     writeStatus();
     log.info(`vipgate stopped; counters: ${formatCounters(snapshotCounters(state.counters)).replace(/\s*\n\s*/g, '; ')}`, { event: 'stopped' });
     void api.close().finally(resolveDone);
   };
   return { built, nic, info, controller, api, log, stop, done };
+}
+
+/** At start: the status file can be written (a writable directory, not a directory itself), or say why. */
+function checkStatusFile(file: string): void {
+  const tmp = `${file}.tmp-${process.pid}`;
+  try {
+    if (fs.statSync(file, { throwIfNoEntry: false })?.isDirectory()) throw new Error('it is a directory');
+    fs.writeFileSync(tmp, '');
+    fs.unlinkSync(tmp);
+  } catch (e) {
+    throw new VipgateError('ERUN_STATUS_FILE',
+      `--status-file ${file}: cannot write it (${(e as Error).message}); give a file path in a writable directory, e.g. /run/vipgate/status.json`);
+  }
 }
 
 /** The CLI command: start, reload on SIGHUP, stop cleanly on SIGINT/SIGTERM, exit 0. */
@@ -240,14 +295,11 @@ export async function cmdRunLive(a: RunArgs): Promise<number> {
   const onSignal = (sig: string) => { r.log.info(`${sig}: stopping`); r.stop(); };
   process.once('SIGINT', () => onSignal('SIGINT'));
   process.once('SIGTERM', () => onSignal('SIGTERM'));
-  // SIGHUP: read the config file again and apply it as a diff; a bad file changes nothing.
+  // SIGHUP: read the config file again and apply it as a diff; a bad file changes nothing. The
+  // controller logs the outcome (reload or reload_failed) once, as for `vipgate reload`.
   const onHup = () => {
-    try {
-      const res = r.controller.reload();
-      r.log.info(`SIGHUP: reloaded (generation ${res.generation}): ${res.changes.length ? res.changes.join('; ') : 'no changes'}`, { event: 'reload' });
-    } catch (e) {
-      r.log.error(`SIGHUP: reload refused, nothing changed: ${(e as Error).message}`, { event: 'reload_failed' });
-    }
+    r.log.info('SIGHUP: reloading the config', { event: 'sighup' });
+    try { r.controller.reload(); } catch { /* logged by the controller; nothing changed */ }
   };
   process.on('SIGHUP', onHup);
   // A bug must not leave the nftables rule behind.

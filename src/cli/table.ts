@@ -98,3 +98,23 @@ export function humanRate(perSecond: number): string {
   if (Math.abs(perSecond) < 10) return perSecond.toFixed(1).replace(/\.0$/, '');
   return humanCount(Math.round(perSecond));
 }
+
+/**
+ * `head` then the items joined by ", ", wrapped to `width` columns; continuation lines are
+ * indented by two spaces. For lists in the fixed-width live views (drops by reason).
+ */
+export function wrapList(head: string, items: readonly string[], width: number): string[] {
+  const lines: string[] = [];
+  let cur = head;
+  items.forEach((item, i) => {
+    const piece = item + (i < items.length - 1 ? ',' : '');
+    if (cur.length + 1 + piece.length > width && cur.trim() !== '' && cur !== head) {
+      lines.push(cur);
+      cur = '  ' + piece;
+    } else {
+      cur += (cur === '' ? '' : ' ') + piece;
+    }
+  });
+  lines.push(cur);
+  return lines;
+}

@@ -3,8 +3,8 @@
 // here, so it holds whatever the server's uptime resolution is). On a terminal the frame is
 // redrawn in place; otherwise one frame is printed per interval with no escape codes (logs, tests).
 
-import type { BackendView, StatusView } from '../control/api-types';
-import { formatTable, humanCount, humanRate, humanSeconds } from './table';
+import { API_ENV, type BackendView, type StatusView } from '../control/api-types';
+import { formatTable, humanCount, humanRate, humanSeconds, wrapList } from './table';
 import {
   ApiClient, ClientError, CliIo, CONNECT_OPTIONS, UsageError, checkDuration, checkInt, clientFrom, parseCommand,
   processIo, reportClientError, servesText, stateText, healthText,
@@ -55,23 +55,59 @@ export function computeRates(prev: Sample, cur: Sample): Rates | null {
   };
 }
 
-export function renderFrame(cur: Sample, rates: Rates | null, where: string, note: string | null = null): string[] {
+/** The view's width when stdout is not a terminal (logs, tests): a classic terminal. */
+export const DEFAULT_WIDTH = 80;
+
+/** Cut a line to `width` columns, marking the cut. */
+function clip(line: string, width: number): string {
+  return line.length <= width ? line : line.slice(0, Math.max(0, width - 1)) + '…';
+}
+
+/**
+ * One frame. Current figures (per second, from the last two samples) and cumulative ones (since
+ * vipgate started) sit in two labelled columns so they cannot be confused; every line fits
+ * `width` columns (the backends' SERVES column, last, is what gets cut when it must).
+ */
+export function renderFrame(cur: Sample, rates: Rates | null, where: string, note: string | null = null, width = DEFAULT_WIDTH): string[] {
   const s = cur.status;
-  const r = (v: number | undefined) => (rates && v !== undefined ? `${humanRate(v)}/s` : '-');
+  const c = s.counters;
+  const now = (v: number | undefined) => (rates && v !== undefined ? humanRate(v) : '-');
+  const dropsTotal = Object.values(s.drops).reduce((a, b) => a + b, 0);
   const lines = [
-    `vipgate ${s.version} at ${where}  mode ${s.mode}  interface ${s.interface ?? '-'}  up ${humanSeconds(s.uptimeSeconds)}  generation ${s.generation}`,
-    `frames in ${r(rates?.framesIn)}  out ${r(rates?.framesOut)}  forwarded ${r(rates?.forwarded)}  new flows ${r(rates?.newFlows)}  drops ${r(rates?.drops)}`,
+    `vipgate ${s.version} pid ${s.pid}, mode ${s.mode} on ${s.interface ?? '-'}, up ${humanSeconds(s.uptimeSeconds)}, generation ${s.generation}`,
+    `API ${where} (another vipgate: --api HOST:PORT, or set $${API_ENV})`,
+    ...formatTable(
+      ['', 'NOW /S', 'TOTAL SINCE START'],
+      [
+        ['frames in', now(rates?.framesIn), humanCount(c.frames_in)],
+        ['frames out', now(rates?.framesOut), humanCount(c.frames_out)],
+        ['forwarded', now(rates?.forwarded), humanCount(c.forwarded)],
+        ['new flows', now(rates?.newFlows), humanCount(c.flows_created)],
+        ['drops', now(rates?.drops), humanCount(dropsTotal)],
+      ],
+      { align: ['left', 'right', 'right'] },
+    ).split('\n'),
   ];
-  if (rates && rates.dropsBy.length) lines.push(`drops/s: ${rates.dropsBy.map(([k, v]) => `${k} ${humanRate(v)}`).join(', ')}`);
-  lines.push(`flows active ${humanCount(s.flows.active)} of ${humanCount(s.flows.capacity)}  backends ${s.backends.total} (${s.backends.up} up, ${s.backends.drain} drain, ${s.backends.down} down)`);
+  if (rates && rates.dropsBy.length) {
+    const total = s.drops as Record<string, number>;
+    lines.push(...wrapList('drops now /s (total):', rates.dropsBy.map(([k, v]) => `${k} ${humanRate(v)} (${humanCount(total[k] ?? 0)})`), width));
+  }
+  lines.push(`flows active now ${humanCount(s.flows.active)} of ${humanCount(s.flows.capacity)}; backends ${s.backends.total} (${s.backends.up} up, ${s.backends.drain} drain, ${s.backends.down} down)`);
   if (note) lines.push(note);
   lines.push('');
-  lines.push(...formatTable(
-    ['NAME', 'IP', 'STATE', 'HEALTH', 'WEIGHT', 'SERVES', 'FLOWS', 'CONNS/S'],
-    cur.backends.map((b) => [b.name, b.ip, stateText(b), healthText(b), b.weight, servesText(b), humanCount(b.flows), rates ? humanRate(rates.conns.get(b.name) ?? 0) : '-']),
-    { align: ['left', 'left', 'left', 'left', 'right', 'left', 'right', 'right'] },
-  ).split('\n'));
-  return lines;
+  // Each backend's services on lines of their own under it (one per line), so the table stays
+  // narrow however many a backend serves.
+  const table = formatTable(
+    ['NAME', 'STATE', 'HEALTH', 'WEIGHT', 'FLOWS', 'CONNS/S', 'CONNS'],
+    cur.backends.map((b) => [b.name, stateText(b), healthText(b), b.weight, humanCount(b.flows), rates ? humanRate(rates.conns.get(b.name) ?? 0) : '-', humanCount(b.connections)]),
+    { align: ['left', 'left', 'left', 'right', 'right', 'right', 'right'] },
+  ).split('\n');
+  lines.push(table[0]!);
+  cur.backends.forEach((b, i) => {
+    lines.push(table[i + 1]!);
+    if (b.serves.length) for (const sv of servesText(b).split(',')) lines.push(`    serves ${sv}`);
+  });
+  return lines.map((l) => clip(l, width));
 }
 
 const CSI = '\x1b[';
@@ -101,6 +137,8 @@ export async function runTop(args: string[], io: CliIo = processIo(), term: TopT
   }
 
   const tty = io.isTTY;
+  // A terminal's own width (it may be resized between frames); 80 columns otherwise.
+  const width = () => (tty && !term && process.stdout.columns ? process.stdout.columns : DEFAULT_WIDTH);
   const write = term ? (s: string) => term.write(s) : (s: string) => { process.stdout.write(s); };
   // Keys are read whenever stdin is a terminal, even if stdout is piped.
   const stdin = term ? term.stdin : process.stdin.isTTY ? process.stdin : undefined;
@@ -144,13 +182,13 @@ export async function runTop(args: string[], io: CliIo = processIo(), term: TopT
       try {
         const [status, b] = await Promise.all([client.get<StatusView>('/status'), client.get<{ backends: BackendView[] }>('/backends')]);
         const cur: Sample = { at: io.now(), status, backends: b.backends };
-        lines = renderFrame(cur, prev ? computeRates(prev, cur) : null, client.where);
+        lines = renderFrame(cur, prev ? computeRates(prev, cur) : null, client.where, null, width());
         prev = cur;
       } catch (e) {
         // Before the first frame there is nothing to show: fail like any other command. After
         // it, keep the last picture and say what went wrong; vipgate may come back.
         if (!prev || !(e instanceof ClientError)) throw e;
-        lines = renderFrame(prev, null, client.where, `(no update: ${e.lines[0]!.replace(/^vipgate: /, '')})`);
+        lines = renderFrame(prev, null, client.where, `(no update: ${e.lines[0]!.replace(/^vipgate: /, '')})`, width());
       }
       if (tty) {
         lines.push('', 'q or ctrl-c to quit');

@@ -136,7 +136,9 @@ export interface BackendView {
   state: AdminState;
   weight: number;
   source: Source;
-  serves: Array<{ service: string; priority: number; role: 'active' | 'standby' }>;
+  /** pinned: the member a switch or `set --state active|standby` pinned as the service's active one (kept
+   *  across restarts until `switch SERVICE --auto`), or null. */
+  serves: Array<{ service: string; priority: number; role: 'active' | 'standby'; pinned: string | null }>;
   /** Live flows now. */
   flows: number;
   /** Flows created since vipgate started. */

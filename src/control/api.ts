@@ -507,12 +507,22 @@ function internalFallback(res: http.ServerResponse): void {
   }
 }
 
-export async function startApiServer(o: ApiServerOptions): Promise<ApiServer> {
-  const { host, port } = parseListen(o.listen);
-  const token = o.token === null || o.token === '' ? null : o.token;
-  if (token === null && !isLoopback(host)) {
-    throw new VipgateError('EAPI_NO_TOKEN', `the API would listen on ${o.listen}, which is not a loopback address, without a token: anyone who can reach it could change the backends. Set api.token in the config or the ${TOKEN_ENV} environment variable (generate one with: openssl rand -hex 24), or listen on 127.0.0.1`);
+/**
+ * Where the API listens and whether that is allowed: off loopback a token is required. Throws
+ * EAPI_LISTEN or EAPI_NO_TOKEN. `vipgate run` and `vipgate check-config` both ask this (through
+ * control/run-config.ts), so check-config refuses what run refuses.
+ */
+export function checkApiExposure(listen: string, token: string | null): { host: string; port: number; token: string | null } {
+  const { host, port } = parseListen(listen);
+  const tok = token === null || token === '' ? null : token;
+  if (tok === null && !isLoopback(host)) {
+    throw new VipgateError('EAPI_NO_TOKEN', `the API would listen on ${listen}, which is not a loopback address, without a token: anyone who can reach it could change the backends. Set api.token in the config or the ${TOKEN_ENV} environment variable (generate one with: openssl rand -hex 24), or listen on 127.0.0.1`);
   }
+  return { host, port, token: tok };
+}
+
+export async function startApiServer(o: ApiServerOptions): Promise<ApiServer> {
+  const { host, port, token } = checkApiExposure(o.listen, o.token);
   const log: ApiLog = o.log ?? (() => {});
   const routes = buildRoutes(o.api, o.metrics);
   const validPaths = routes.map((r) => r.display).join(', ');

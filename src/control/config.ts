@@ -311,12 +311,22 @@ function ioMessage(e: unknown): string {
   }
 }
 
-/** Short human summary for CLI output. */
-export function describeConfig(c: Config): string {
+/** What `vipgate run` would use where flags or the environment override the file (control/run-config.ts). */
+export interface EffectiveSettings {
+  apiListen: string;
+  /** Where the API token comes from, or null for none. */
+  tokenFrom: string | null;
+  stateFile: string | null;
+}
+
+/** Human summary for CLI output: every key that matters, with defaults filled in. */
+export function describeConfig(c: Config, eff: EffectiveSettings = {
+  apiListen: c.api.listen, tokenFrom: c.api.token === null ? null : 'api.token', stateFile: c.stateFile,
+}): string {
   const out: string[] = [];
   out.push(
-    `config ${c.file}: mode ${c.mode}, mac ${c.macText ?? '(from the NIC)'}` +
-      (c.interface !== null ? `, interface ${c.interface}` : ''),
+    `config ${c.file}: mode ${c.mode}, mac ${c.macText ?? '(from the NIC; replay needs mac:)'}` +
+      (c.interface !== null ? `, interface ${c.interface}` : ', no interface (vipgate run then needs --interface)'),
   );
   out.push(`  ${plural(c.vips.length, 'VIP')}: ${c.vipTexts.join(', ')}`);
   if (c.backends.length) {
@@ -344,6 +354,17 @@ export function describeConfig(c: Config): string {
       `established ${formatDuration(f.establishedTimeoutMs)}, closing ${formatDuration(f.closingTimeoutMs)}`,
   );
   out.push(`  neighbours: capacity ${c.neighbours.capacity}, ttl ${formatDuration(c.neighbours.ttlMs)}`);
+  if (c.mode === 'nat') {
+    out.push(c.natGatewayText === null
+      ? '  nat gateway: none (the backends must route replies to vipgate\'s MAC some other way)'
+      : `  nat gateway: ${c.natGatewayText} (answered by ARP; the backends' default route)`);
+  }
+  const a = c.announce;
+  out.push(`  announce: ${a.count} gratuitous ARP${a.count === 1 ? '' : 's'} per VIP, ${formatDuration(a.intervalMs)} apart, ` +
+    (a.refreshMs > 0 ? `then every ${formatDuration(a.refreshMs)}` : 'no periodic refresh'));
+  out.push(`  api: http://${eff.apiListen}/v1, ${eff.tokenFrom === null ? 'no token (loopback only)' : `bearer token from ${eff.tokenFrom}`}`);
+  out.push(`  state file: ${eff.stateFile ?? 'none (changes made through the API are lost at restart)'}`);
+  out.push(`  log: level ${c.log.level}, format ${c.log.format}`);
   out.push(c.icmp.echo ? `  icmp: echo answered, up to ${c.icmp.echoRate}/s, burst ${c.icmp.echoBurst}` : '  icmp: echo requests dropped (icmp.echo: false)');
   const checked = c.backends.filter((b) => b.health).length;
   if (c.health || checked) {

@@ -70,6 +70,8 @@ export class Controller implements ControlApi {
   private readonly leaseUntil = new Map<string, number>();
   private readonly transitionCounts = new Map<string, number>();
   private readonly reloadCounts = { ok: 0, failed: 0 };
+  /** The message of the periodic apply that keeps failing (a state file that cannot be written), or null. */
+  private tickFailing: string | null = null;
   private readonly clock: () => number;
   private readonly log: ControlLog;
   private readonly started: number;
@@ -274,7 +276,8 @@ export class Controller implements ControlApi {
       if (!r.leaving && r.lease > 0 && now > (this.leaseUntil.get(r.name) ?? Infinity)) {
         r.leaving = true;
         expired.push(r.name);
-        this.log('warn', `backend ${r.name}: lease of ${r.lease}s expired without renewal; draining it`, { event: 'lease_expired', backend: r.name });
+        // Once, though a failing apply retries it every tick.
+        if (this.tickFailing === null) this.log('warn', `backend ${r.name}: lease of ${r.lease}s expired without renewal; draining it`, { event: 'lease_expired', backend: r.name });
         changed = 'lease expired';
       }
     }
@@ -292,9 +295,14 @@ export class Controller implements ControlApi {
       try {
         this.apply(c, changed || 'retired');
         for (const n of expired) this.leaseUntil.delete(n);
+        if (this.tickFailing !== null) this.log('info', `periodic changes apply again (${changed || 'retired'})`, { event: 'tick_recovered' });
+        this.tickFailing = null;
       } catch (e) {
         this.restoreRetiring(retiringBefore);
-        this.log('error', `could not apply periodic change (${changed || 'retired'}): ${(e as Error).message}; retrying next tick`, { event: 'tick_failed' });
+        // Logged when it starts failing (or fails differently), not every second it goes on failing.
+        const msg = `could not apply periodic change (${changed || 'retired'}): ${(e as Error).message}; retrying every tick`;
+        if (msg !== this.tickFailing) this.log('error', msg, { event: 'tick_failed' });
+        this.tickFailing = msg;
       }
     }
   }
@@ -441,6 +449,13 @@ export class Controller implements ControlApi {
       this.log('error', `reload of ${this.config.file} refused: ${(e as Error).message}`, { event: 'reload_failed' });
       throw e;
     }
+    // The same config again (or one differing only in comments and layout): nothing to apply,
+    // so the generation stays, and a reload on every deploy does not read as a change (issue 12).
+    if (JSON.stringify(next) === JSON.stringify(this.config)) {
+      this.reloadCounts.ok++;
+      this.log('info', `reloaded ${next.file}: no changes`, { event: 'reload', changes: [] });
+      return { generation: this.overlay.generation, changes: [] };
+    }
     // Config backends that leave while flows use them drain first.
     const st = this.o.built.state;
     const addedRetiring: string[] = [];
@@ -506,7 +521,7 @@ export class Controller implements ControlApi {
     const serves: BackendView['serves'] = [];
     for (const s of this.desired.services.values()) {
       const m = s.members.find((x) => x.name === b.name);
-      if (m) serves.push({ service: s.key, priority: m.priority, role: roles.get(s.key)?.has(b.name) ? 'active' : 'standby' });
+      if (m) serves.push({ service: s.key, priority: m.priority, role: roles.get(s.key)?.has(b.name) ? 'active' : 'standby', pinned: s.pinned });
     }
     const until = this.leaseUntil.get(b.name);
     return {

@@ -4,11 +4,14 @@
 // kernel would also process every packet: forward it, answer with ICMP or RST, or burn CPU.
 //
 // The rule lives in its own table, `netdev vipgate_<iface>`, installed at start and deleted at
-// exit (and replaced at start if a crashed run left one).
+// exit (and replaced at start if a crashed run left one). Only the holder of the interface's
+// instance lock may touch it (issue 12: a second vipgate that failed to start used to delete
+// the first one's table): a KernelFilter is made from the lock and refuses to act without it.
 
 import { execFileSync } from 'node:child_process';
 import { VipgateError } from './errors';
 import { formatIpv4 } from '../wire/addr';
+import type { InstanceLock } from './instance-lock';
 
 export interface KernelFilterSpec {
   iface: string;
@@ -48,13 +51,19 @@ function nft(args: string[], input?: string): void {
 
 export class KernelFilter {
   private installed = false;
-  constructor(public spec: KernelFilterSpec) {}
+  constructor(public spec: KernelFilterSpec, private readonly lock: InstanceLock) {}
+
+  /** A bug if it ever throws: run.ts makes the filter only after taking the lock, and removes it before releasing it. */
+  private mustHoldLock(what: string): void {
+    if (!this.lock.held) throw new VipgateError('EKERNEL_FILTER', `internal error: asked to ${what} the nftables table of ${this.spec.iface} without holding its instance lock ${this.lock.file}`);
+  }
 
   /**
    * Replace the rule with one for new addresses (VIPs or backends changed at runtime), in one nft
    * transaction: the old rule holds until the new one is in. Throws VipgateError; the old rule stays then.
    */
   update(owned: number[], backends: number[]): void {
+    this.mustHoldLock('replace');
     const next = { ...this.spec, owned, backends };
     const t = tableName(next.iface);
     try {
@@ -67,6 +76,7 @@ export class KernelFilter {
   }
 
   install(): void {
+    this.mustHoldLock('install');
     try { nft(['delete', 'table', 'netdev', tableName(this.spec.iface)]); } catch { /* none left over: fine */ }
     try {
       nft(['-f', '-'], ruleset(this.spec));
@@ -86,6 +96,7 @@ export class KernelFilter {
 
   remove(): void {
     if (!this.installed) return;
+    this.mustHoldLock('remove');
     this.installed = false;
     try { nft(['delete', 'table', 'netdev', tableName(this.spec.iface)]); } catch { /* gone with the interface */ }
   }

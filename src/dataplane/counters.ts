@@ -1,9 +1,10 @@
 // The closed set of counters the packet path keeps, and the drop reasons.
 //
 // Every frame handed to the packet path is counted in frames_in and then exactly once more:
-// either in frames_out (it, or the reply built in its place, is transmitted) or under one drop
-// reason. So frames_in = frames_out + sum(drops) at all times. The names are stable: they appear
-// in `vipgate replay --json`, metrics and the README; add new ones at the end, never rename.
+// either in frames_out (it, or the reply built in its place, is transmitted), under one drop
+// reason, or in syn_held (copied into a hold slot; control later runs the copy through the packet
+// path again, where it is counted anew). So frames_in = frames_out + sum(drops) + syn_held.
+// The names are stable: they appear in `vipgate replay --json`, metrics and the README; add new ones at the end, never rename.
 
 export const DROP_REASONS = [
   'truncated',            // frame shorter than a header it carries claims
@@ -34,6 +35,8 @@ export const DROP_REASONS = [
   'icmp_unsupported',     // ICMP to a VIP that vipgate does not handle (echo reply, redirect, timestamp, echo with IP options, ...)
   'icmp_echo_off',        // an echo request to a VIP while icmp.echo is false
   'icmp_rate_limited',    // an echo request over icmp.echo_rate / echo_burst
+  'syn_hold_full',        // SYN-time check: no free hold slot for a SYN that needs a probe (the client retransmits)
+  'syn_hold_duplicate',   // SYN-time check: a retransmit of a SYN that is already held (one copy is enough)
   'frame_too_large',      // live native: a frame longer than the receive ring's slot (MTU above it), cut by the kernel
 ] as const;
 
@@ -66,6 +69,12 @@ export const COUNTER_NAMES = [
   'icmp_echo_replies',    // echo requests to a VIP answered by vipgate itself
   'icmp_errors_to_backend', // ICMP errors about a flow (e.g. fragmentation needed) passed to its backend
   'icmp_errors_to_client',  // nat: ICMP errors from the backends' side about a flow, rewritten back to the client
+  'syn_held',             // SYN-time check: SYNs copied into a hold slot while control probes their backend
+  'syn_check_forwarded',  // held SYNs released to the backend that answered its probe
+  'syn_check_moved',      // held SYNs released to another member (their backend did not answer: on_fail next)
+  'syn_check_resets',     // held SYNs answered with an RST to the client (on_fail reset, or no other member)
+  'backend_down_resets',  // RSTs sent to a client for a flow on a backend whose health is DOWN (on_backend_down: reset)
+  'verified_flows',       // gauge: live flows whose backend was verified at their SYN (sum of state bVerified)
   'rx_ring_drops',        // live native: frames the kernel dropped because the receive ring was full (never reached frames_in)
   'rx_batches',           // live: batches handed to the packet path (frames_in / rx_batches = mean batch size)
   'rx_wakeups',           // live native: times a frame woke the event loop from sleep (the rest were caught while polling)

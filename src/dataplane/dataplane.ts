@@ -4,13 +4,17 @@
 //
 //   ARP request for a VIP ........................ reply built in place (TX)
 //   TCP SYN to a VIP with a service ............... pick backend, create flow, rewrite (TX)
+//     ... whose backend is unverified (SYN check) . copy into a hold slot (HOLD): control probes
+//   TCP segment of a flow whose backend is DOWN ... on_backend_down reset: RST to the client (TX)
 //   TCP segment of a known flow ................... rewrite (TX): dsr = MAC, nat = IP + MAC
 //   TCP reply from a backend of a nat flow ........ reverse rewrite to the VIP (TX)
 //   ICMP echo to a VIP, ICMP error about a flow ... answered / carried to the flow's other end (icmp.ts)
 //   anything else ................................. DROP, counted by reason
 //
-// TX means: transmit buf[off, off+len) as it now is (same length). All checks that can fail come
-// before the first write, so a dropped frame is left as it was.
+// TX means: transmit buf[off, off+txLen) as it now is (txLen is the frame's length except for an
+// RST built in its place, which is shorter). HOLD means: the packet path kept a copy of the frame
+// (SynHold) and control will act on it; send nothing now. All checks that can fail come before
+// the first write, so a dropped or held frame is left as it was.
 
 import { u16, s32, setU16, macEq, macCopy, macIsBroadcast, macIsGroup, macIsZero } from '../wire/bytes';
 import { ETH_DST, ETH_SRC, ETH_HEADER_LEN, ETHERTYPE_ARP, ETHERTYPE_IPV4, VLAN_TAG_LEN, isVlanTpid, MAX_VLAN_TAGS } from '../wire/ethernet';
@@ -18,14 +22,27 @@ import { ARP_LEN, ARP_SHA, ARP_SPA, ARP_TPA, ARP_OP_REQUEST, ARP_OP_REPLY, arpIs
 import { IP_MIN_HEADER_LEN, IP_TOTAL_LEN, IP_FLAGS_FRAG, IP_FLAG_MF, IP_FRAG_OFFSET_MASK, IP_TTL, IP_PROTO, IP_SRC, IP_DST, IPPROTO_TCP, IPPROTO_ICMP } from '../wire/ipv4';
 import { TCP_MIN_HEADER_LEN, TCP_DOFF, TCP_FLAGS, TCP_CSUM, TCP_SYN, TCP_ACKF, TCP_RST, TCP_FIN } from '../wire/tcp';
 import { sum16, fold, csumReplace32 } from '../wire/checksum';
-import { Tables, MODE_NAT, BackendState } from '../tables/services';
-import { StateViews, T_NOW, B_STATE, F_VIP, F_BACKIP, F_BACKEND, D_LAST, D_PKTS_IN, D_PKTS_OUT, B_CLIMAC } from './state';
+import { Tables, MODE_NAT, BackendState, Health, OnDown } from '../tables/services';
+import { StateViews, MAX_BACKEND_SLOTS, T_NOW, B_STATE, B_VERIFIED, F_VIP, F_BACKIP, F_BACKEND, D_LAST, D_PKTS_IN, D_PKTS_OUT, B_CLIMAC } from './state';
+import { SynHold, HOLD_HELD } from './hold';
+import { resetInPlace } from './reset';
 import { FlowTable, FS_SYN, FS_ESTABLISHED, FS_CLOSING } from './flows';
 import { NeighbourTable } from './neighbours';
 import { Drop, Ctr } from './counters';
 import { hash2 } from '../tables/hash';
 import { IcmpPath, ICMP_TX } from './icmp';
 import { natRewriteIp } from './rewrite';
+
+/**
+ * New flows to one backend whose handshakes have not completed, in a row and for longer than the
+ * probe timeout, that make it suspect (held and probed) however fresh its last check: a passive
+ * check on real traffic, so a server that died while vouched for costs a few connections, not
+ * max_age's worth (in dsr its refusals go straight to the clients; this is all vipgate sees).
+ */
+const SUSPECT_UNANSWERED = 4;
+
+/** needsProbe: no; yes, nothing vouched for it lately; yes, even if something did (suspect). */
+const PROBE_NO = 0, PROBE_STALE = 1, PROBE_MUST = 2;
 
 /** Seed of the hash that spreads new flows over a service's active group (fixed: reproducible). */
 const PICK_SEED = 0x51c4;
@@ -43,6 +60,8 @@ function natRewrite(buf: Uint8Array, l3: number, l4: number, field: number, from
 
 export const VERDICT_DROP = 0;
 export const VERDICT_TX = 1;
+/** The SYN was copied into a hold slot for the SYN-time check: send nothing (control will). */
+export const VERDICT_HOLD = 2;
 
 const SYN_ACK_RST_FIN = TCP_SYN | TCP_ACKF | TCP_RST | TCP_FIN;
 
@@ -55,8 +74,25 @@ export class Dataplane {
   readonly state: StateViews;
   private readonly c: Float64Array;
   private readonly times: Float64Array;
-  /** Drop reason of the last dropped frame (for tests and tracing), -1 after a TX. */
+  /** Drop reason of the last dropped frame (for tests and tracing), -1 after a TX or a HOLD. */
   lastDrop = -1;
+  /** Length of the frame to transmit after VERDICT_TX (the input's, or a shorter RST's). */
+  txLen = 0;
+  /** The SYN-time check's hold queue (attachHold); null: SYNs are never held. */
+  private hold: SynHold | null = null;
+  /** While control runs a held SYN through again (runHeld): its slot; else -1. */
+  private passSlot = -1;
+  /**
+   * Per backend slot: when a verified flow of it last completed its handshake (ms). A live
+   * verified flow spares new SYNs the probe (JP2002-207647) only while such evidence is recent
+   * (within max_age): in dsr vipgate never sees a dead server's RSTs, so a verified flow whose
+   * client was reset stays "live" until it idles out, and must not vouch for the backend that
+   * long. Kept by the packet path alone; lost on a restart, after which the next SYN is probed.
+   */
+  private readonly verifiedAt = new Float64Array(MAX_BACKEND_SLOTS);
+  /** Per backend slot: new flows sent to it since one last completed its handshake, and since when. */
+  private readonly unanswered = new Int32Array(MAX_BACKEND_SLOTS);
+  private readonly unansweredSince = new Float64Array(MAX_BACKEND_SLOTS);
 
   constructor(state: StateViews, tables: Tables) {
     this.state = state;
@@ -67,6 +103,10 @@ export class Dataplane {
     this.neighbours = new NeighbourTable(state);
     this.icmp = new IcmpPath(state, this.flows, this.neighbours);
   }
+
+  /** Give the packet path a hold queue: SYNs for unverified backends are held there (tables.synCheckMaxAgeMs > 0). */
+  attachHold(h: SynHold): void { this.hold = h; }
+  get holdQueue(): SynHold | null { return this.hold; }
 
   /** Swap in new tables; takes effect from the next frame. Existing flows keep their backend slots. */
   publish(t: Tables): void { this.tables = t; }
@@ -82,10 +122,66 @@ export class Dataplane {
     this.c[Ctr.frames_out]!++;
     this.c[Ctr.bytes_out]! += len;
     this.lastDrop = -1;
+    this.txLen = len;
     return VERDICT_TX;
   }
 
-  /** Process one frame occupying buf[off, off+len) at time `now` (ms). Returns VERDICT_TX or VERDICT_DROP. */
+  /**
+   * True when a new flow to backend b must wait for a probe (issue 8 item 5): the SYN check is on,
+   * b is health-checked, and either its last SUSPECT_UNANSWERED new flows have gone unanswered for
+   * longer than the probe timeout, or no check or probe answered within max_age and it has no live
+   * verified flow whose handshake completed within max_age (see verifiedAt).
+   */
+  private needsProbe(t: Tables, b: number): number {
+    const max = t.synCheckMaxAgeMs;
+    if (max === 0 || this.hold === null || t.bChecked[b] === 0) return PROBE_NO;
+    const v = this.state, now = this.times[T_NOW]!;
+    if (this.unanswered[b]! >= SUSPECT_UNANSWERED && now - this.unansweredSince[b]! > this.hold.unansweredMs) return PROBE_MUST;
+    if (now - v.bHealthOkAt[b]! <= max) return PROBE_NO;
+    return v.bVerified[b] === 0 || now - this.verifiedAt[b]! > max ? PROBE_STALE : PROBE_NO;
+  }
+
+  /**
+   * Hold the SYN in buf for backend b. A SYN control is running through again is already in its
+   * slot: it is queued again for b (moved there after its first backend failed). Returns
+   * VERDICT_HOLD, a counted drop, or -1 when the frame does not fit a slot (forward it unprobed).
+   */
+  private holdSyn(buf: Uint8Array, off: number, len: number, b: number, svc: number, cli: number, vip: number, ports: number, mustProbe: boolean): number {
+    const h = this.hold!;
+    if (this.passSlot >= 0) {
+      h.requeue(this.passSlot, b, svc, mustProbe);
+    } else {
+      if (!h.fits(len)) return -1;
+      if (h.find(cli, vip, ports) >= 0) return this.drop(Drop.syn_hold_duplicate);
+      if (h.put(buf, off, len, b, svc, cli, vip, ports, this.times[T_NOW]!, mustProbe) < 0) return this.drop(Drop.syn_hold_full);
+    }
+    this.c[Ctr.syn_held]!++;
+    this.lastDrop = -1;
+    return VERDICT_HOLD;
+  }
+
+  /**
+   * A new flow's backend when control runs held SYN `slot` again: the usual pick unless that
+   * backend failed the slot's probe; then the first usable member in preference order that has
+   * not failed (one with a weight first), or -1.
+   */
+  private pickAvoiding(t: Tables, svc: number, h: number, slot: number): number {
+    const hold = this.hold!;
+    const b = t.pickBackend(svc, h);
+    if (b < 0 || !hold.excludes(slot, b)) return b;
+    const base = svc * t.orderStride;
+    let zero = -1;
+    for (let j = 0; j < t.orderStride; j++) {
+      const m = t.svcOrder[base + j]!;
+      if (m < 0) break;
+      if (!t.usable(m) || hold.excludes(slot, m)) continue;
+      if (t.bWeight[m]! > 0) return m;
+      if (zero < 0) zero = m;
+    }
+    return zero;
+  }
+
+  /** Process one frame occupying buf[off, off+len) at time `now` (ms). Returns VERDICT_TX, VERDICT_DROP or VERDICT_HOLD. */
   process(buf: Uint8Array, off: number, len: number, now: number): number {
     this.times[T_NOW] = now;
     return this.step(buf, off, len);
@@ -203,14 +299,37 @@ export class Dataplane {
 
     if (flags & TCP_SYN) {
       if (control !== TCP_SYN) return this.drop(Drop.bad_tcp_flags);
-      if (f >= 0 && v.fb[(f << 6) + B_STATE] !== FS_CLOSING) {
-        c[Ctr.syn_retransmits]!++;
-      } else {
-        // A new connection (or a new one reusing a closing flow's 5-tuple: re-steer it).
+      const ps = this.passSlot;
+      // A new connection, or a new one reusing a closing flow's 5-tuple: (re-)steer it.
+      let steer = f < 0 || v.fb[(f << 6) + B_STATE] === FS_CLOSING;
+      if (!steer) {
+        const back = v.fw[(f << 4) + F_BACKEND]!;
+        if (ps >= 0 ? this.hold!.excludes(ps, back) : back < t.backendSlots && t.bHealth[back] === Health.down) {
+          // Its backend failed the probe, or is DOWN: the client's retry becomes a new connection elsewhere.
+          steer = true;
+        } else {
+          // A retransmitted SYN of a half-open flow is a sign its backend did not answer (issue 8):
+          // with the SYN check on, hold it and probe that backend at once; control re-steers it on failure.
+          if (ps < 0 && v.fb[(f << 6) + B_STATE] === FS_SYN && t.synCheckMaxAgeMs > 0 && this.hold !== null &&
+              back < t.backendSlots && t.bChecked[back] === 1) {
+            const r = this.holdSyn(buf, off, len, back, t.serviceIndex(vip, dport), cli, vip, ports, true);
+            if (r >= 0) return r;
+          }
+          c[Ctr.syn_retransmits]!++;
+        }
+      }
+      if (steer) {
         const svc = t.serviceIndex(vip, dport);
         if (svc < 0) return this.drop(Drop.no_service);
-        const b = t.pickBackend(svc, hash2(cli, ports, PICK_SEED) >>> 8);
+        const h = hash2(cli, ports, PICK_SEED) >>> 8;
+        const b = ps >= 0 ? this.pickAvoiding(t, svc, h, ps) : t.pickBackend(svc, h);
         if (b < 0) return this.drop(Drop.no_backend);
+        // A SYN control releases for the backend it was held for is never held for it again.
+        const probe = ps >= 0 && this.hold!.backend[ps] === b ? PROBE_NO : this.needsProbe(t, b);
+        if (probe !== PROBE_NO) {
+          const r = this.holdSyn(buf, off, len, b, svc, cli, vip, ports, probe === PROBE_MUST);
+          if (r >= 0) return r;
+        }
         const backIp = t.bIp[b]!;
         if (t.bHasMac[b] === 0 && this.neighbours.lookup(backIp) < 0) return this.drop(Drop.backend_unresolved);
         const nat = t.mode === MODE_NAT;
@@ -227,10 +346,32 @@ export class Dataplane {
         if (f < 0) return this.drop(Drop.flow_table_full);
         if (nat) flows.setReverse(rslot, f);
         macCopy(v.fb, (f << 6) + B_CLIMAC, buf, off + ETH_SRC);
+        if (t.synCheckMaxAgeMs > 0) {
+          const now = this.times[T_NOW]!;
+          // Sent while its backend is vouched for (a check or probe within max_age): a verified flow.
+          if (now - v.bHealthOkAt[b]! <= t.synCheckMaxAgeMs) flows.markVerified(f);
+          // Released after b answered its probe: b is not suspect, whatever came before.
+          if (ps >= 0 && this.hold!.backend[ps] === b) this.unanswered[b] = 0;
+          if (this.unanswered[b]++ === 0) this.unansweredSince[b] = now;
+        }
       }
     } else {
       if (f < 0) return this.drop(Drop.unknown_flow);
       const st = v.fb[(f << 6) + B_STATE]!;
+      const back = v.fw[(f << 4) + F_BACKEND]!;
+      // A flow on a backend whose health is DOWN (issue 8 item 3): on_backend_down reset answers the
+      // client with an RST at its next segment (never to an RST), so no connection hangs on a black hole.
+      if (back < t.backendSlots && t.bHealth[back] === Health.down && (control & TCP_RST) === 0) {
+        const svc = t.serviceIndex(vip, dport);
+        if (svc >= 0 && t.svcOnDown[svc] === OnDown.reset) {
+          const n = resetInPlace(buf, off, l3, l4, t.mac);
+          v.fb[(f << 6) + B_STATE] = FS_CLOSING;
+          flows.unverify(f);
+          v.fd[(f << 3) + D_LAST] = this.times[T_NOW]!;
+          c[Ctr.backend_down_resets]!++;
+          return this.tx(n);
+        }
+      }
       if (control & (TCP_RST | TCP_FIN)) next = FS_CLOSING;
       else if (st === FS_SYN && (control & TCP_ACKF)) next = FS_ESTABLISHED;
     }
@@ -256,7 +397,15 @@ export class Dataplane {
     }
     macCopy(buf, off + ETH_DST, macBuf, macOff);
     macCopy(buf, off + ETH_SRC, t.mac, 0);
-    if (next >= 0) v.fb[(f << 6) + B_STATE] = next;
+    if (next >= 0) {
+      v.fb[(f << 6) + B_STATE] = next;
+      if (next === FS_CLOSING) this.flows.unverify(f);
+      // The client acknowledged the backend's SYN-ACK: fresh evidence that it answers.
+      else if (next === FS_ESTABLISHED) {
+        this.unanswered[b] = 0;
+        if (v.fb[(f << 6) + B_VERIFIED] === 1) this.verifiedAt[b] = this.times[T_NOW]!;
+      }
+    }
     v.fd[d + D_LAST] = this.times[T_NOW]!;
     v.fd[d + D_PKTS_IN]!++;
     this.c[Ctr.forwarded]!++;
@@ -271,8 +420,19 @@ export class Dataplane {
     if (ttl <= 1) return this.drop(Drop.ttl_exceeded);
     const flags = buf[l4 + TCP_FLAGS]!;
     const sb = (f << 6) + B_STATE;
-    if (flags & (TCP_RST | TCP_FIN)) v.fb[sb] = FS_CLOSING;
-    else if (v.fb[sb] === FS_SYN && (flags & (TCP_SYN | TCP_ACKF)) === (TCP_SYN | TCP_ACKF)) v.fb[sb] = FS_ESTABLISHED;
+    if (flags & (TCP_RST | TCP_FIN)) {
+      // The backend refused a SYN (its server is gone): its verified flows no longer vouch for it,
+      // so the next SYN is probed and moved instead of being refused too.
+      if ((flags & TCP_RST) && v.fb[sb] === FS_SYN) this.verifiedAt[v.fw[w + F_BACKEND]!] = 0;
+      v.fb[sb] = FS_CLOSING;
+      this.flows.unverify(f);
+    }
+    else if (v.fb[sb] === FS_SYN && (flags & (TCP_SYN | TCP_ACKF)) === (TCP_SYN | TCP_ACKF)) {
+      v.fb[sb] = FS_ESTABLISHED;
+      const b = v.fw[w + F_BACKEND]!;
+      this.unanswered[b] = 0;
+      if (v.fb[(f << 6) + B_VERIFIED] === 1) this.verifiedAt[b] = this.times[T_NOW]!;
+    }
     natRewrite(buf, l3, l4, IP_SRC, v.fw[w + F_BACKIP]!, v.fw[w + F_VIP]!, ttl);
     macCopy(buf, off + ETH_DST, v.fb, (f << 6) + B_CLIMAC);
     macCopy(buf, off + ETH_SRC, t.mac, 0);
@@ -281,6 +441,41 @@ export class Dataplane {
     this.c[Ctr.forwarded]!++;
     this.c[Ctr.forwarded_to_client]!++;
     return this.tx(len);
+  }
+
+  /**
+   * Control, after the probe of held SYN `slot`: run it through the packet path again at `now`
+   * (control has written the probe's outcome: bHealthOkAt on success, hold.exclude on failure).
+   * TX: send hold.frames[slot][0, txLen) (forwarded, or moved to another member); HOLD: held
+   * again, for the member it moved to; DROP: no_backend (no member left: answer it with
+   * resetHeld) or another counted reason (the client retransmits).
+   */
+  runHeld(slot: number, now: number): number {
+    const h = this.hold!;
+    this.passSlot = slot;
+    try {
+      return this.process(h.frames[slot]!, 0, h.len[slot]!, now);
+    } finally {
+      this.passSlot = -1;
+    }
+  }
+
+  /**
+   * Control: turn held SYN `slot` into the RST its client gets (syn_check on_fail: reset, or no
+   * member left), in its slot; a half-open flow of the same connection is closed. Returns the
+   * frame length to send from hold.frames[slot].
+   */
+  resetHeld(slot: number, now: number): number {
+    const h = this.hold!, buf = h.frames[slot]!;
+    if (h.state[slot] !== HOLD_HELD) throw new Error(`resetHeld: slot ${slot} holds nothing`);
+    // The frame passed step()'s checks when it was held: only the offsets are needed again.
+    let p = 12;
+    while (isVlanTpid(u16(buf, p))) p += VLAN_TAG_LEN;
+    const l3 = p + 2, l4 = l3 + ((buf[l3]! & 0x0f) << 2);
+    this.times[T_NOW] = now;
+    const f = this.flows.lookup(h.keyCli[slot]!, h.keyVip[slot]!, h.keyPorts[slot]!);
+    if (f >= 0) { this.state.fb[(f << 6) + B_STATE] = FS_CLOSING; this.flows.unverify(f); }
+    return resetInPlace(buf, 0, l3, l4, this.tables.mac);
   }
 
   /**

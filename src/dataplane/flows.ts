@@ -15,7 +15,7 @@
 // whose flow died, or was reused by a flow indexed elsewhere, is free again.
 
 import { StateViews, T_HALF_OPEN, T_ESTABLISHED, T_CLOSING, T_NOW, H_SWEEP_CURSOR,
-  B_STATE, F_CLI, F_VIP, F_PORTS, F_BACKIP, F_BACKEND, F_RSLOT, D_LAST, D_CREATED, D_PKTS_IN, D_PKTS_OUT } from './state';
+  B_STATE, B_VERIFIED, F_CLI, F_VIP, F_PORTS, F_BACKIP, F_BACKEND, F_RSLOT, D_LAST, D_CREATED, D_PKTS_IN, D_PKTS_OUT } from './state';
 import { hash3 } from '../tables/hash';
 import { Ctr } from './counters';
 
@@ -71,7 +71,13 @@ export class FlowTable {
   private expire(s: number): void {
     const c = this.v.counters;
     this.fb[(s << 6) + B_STATE] = FS_DEAD;
-    this.v.bFlows[this.fw[(s << 4) + F_BACKEND]!]!--;
+    const b = this.fw[(s << 4) + F_BACKEND]!;
+    this.v.bFlows[b]!--;
+    if (this.fb[(s << 6) + B_VERIFIED] === 1) {
+      this.fb[(s << 6) + B_VERIFIED] = 0;
+      this.v.bVerified[b]!--;
+      c[Ctr.verified_flows]!--;
+    }
     c[Ctr.flows_active]!--;
     c[Ctr.flows_expired]!++;
   }
@@ -125,6 +131,7 @@ export class FlowTable {
     if (free < 0 || c[Ctr.flows_active]! >= this.capacity) return -1;
     const w = free << 4, d = free << 3;
     fb[(free << 6) + B_STATE] = FS_SYN;
+    fb[(free << 6) + B_VERIFIED] = 0;
     fw[w + F_CLI] = cli; fw[w + F_VIP] = vip; fw[w + F_PORTS] = ports;
     fw[w + F_BACKEND] = backend; fw[w + F_BACKIP] = backIp; fw[w + F_RSLOT] = 0;
     fd[d + D_LAST] = now; fd[d + D_CREATED] = now;
@@ -134,6 +141,26 @@ export class FlowTable {
     this.v.bFlows[backend]!++;
     this.v.bConns[backend]!++;
     return free;
+  }
+
+  /**
+   * Mark flow s as verified: its SYN went to a backend that answered a check or probe within the
+   * SYN-time check's max age. While a backend has verified flows, new SYNs to it skip the probe.
+   */
+  markVerified(s: number): void {
+    if (this.fb[(s << 6) + B_VERIFIED] === 1) return;
+    this.fb[(s << 6) + B_VERIFIED] = 1;
+    this.v.bVerified[this.fw[(s << 4) + F_BACKEND]!]!++;
+    this.v.counters[Ctr.verified_flows]!++;
+  }
+  verified(s: number): boolean { return this.fb[(s << 6) + B_VERIFIED] === 1; }
+
+  /** Flow s is ending (FIN or RST seen): it no longer shows that its backend answers. */
+  unverify(s: number): void {
+    if (this.fb[(s << 6) + B_VERIFIED] !== 1) return;
+    this.fb[(s << 6) + B_VERIFIED] = 0;
+    this.v.bVerified[this.fw[(s << 4) + F_BACKEND]!]!--;
+    this.v.counters[Ctr.verified_flows]!--;
   }
 
   /** End a flow now (its 5-tuple is being reused by a new connection). */

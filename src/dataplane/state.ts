@@ -30,7 +30,8 @@ export interface StateOptions {
 }
 
 // Flow record layout (slot s), 64 bytes = one cache line:
-//   bytes  0      state (FS_* in flows.ts)     bytes 2..7  the MAC the client's frames came from
+//   bytes  0      state (FS_* in flows.ts)     byte 1  verified (1: counted in bVerified)
+//   bytes  2..7   the MAC the client's frames came from
 //   words  2 cli  3 vip  4 ports (client port << 16 | VIP port)  5 backend IPv4  6 backend slot
 //          7 nat reverse-index slot + 1 (0 = none)
 //   doubles 4 last packet time (ms)  5 created  6 packets client->backend  7 packets backend->client
@@ -38,6 +39,8 @@ export interface StateOptions {
 // addresses are signed 32-bit (10.0.0.1 = 0x0a000001, 192.168.0.1 = 0xc0a80001 | 0 < 0).
 export const FLOW_RECORD_BYTES = 64;
 export const B_STATE = 0;
+/** 1 when the flow's SYN was sent to a verified backend (it counts in bVerified until it ends). */
+export const B_VERIFIED = 1;
 export const B_CLIMAC = 2;
 export const F_CLI = 2;
 export const F_VIP = 3;

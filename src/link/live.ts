@@ -19,7 +19,11 @@ export interface Live {
   syncStats(): { newLinkErrors: number; lastLinkError: string | null };
 }
 
-export function attachLive(nic: NicLink, dp: Dataplane, o: { budget?: number } = {}): Live {
+/**
+ * onHold: called after a batch in which the packet path held frames (the SYN-time check); the
+ * callee schedules control's drain of the hold queue once per event-loop turn.
+ */
+export function attachLive(nic: NicLink, dp: Dataplane, o: { budget?: number; onHold?: () => void } = {}): Live {
   const batch = nic.batch;
   const budget = Math.max(1, Math.min(o.budget ?? DEFAULT_BUDGET, batch.off.length));
   const pump = new Pump(dp, batch);
@@ -33,6 +37,7 @@ export function attachLive(nic: NicLink, dp: Dataplane, o: { budget?: number } =
     pump.run(n);
     const failed = nic.txRelease(n);
     if (failed !== 0) c[Ctr.tx_errors]! += failed;
+    if (pump.held !== 0) o.onHold?.();
   });
   let seenErrors = 0;
   return {

@@ -8,13 +8,14 @@
 // clock is read by the caller into state.times[T_NOW] (a double passed as an argument to a call
 // V8 does not inline is boxed: see T_NOW in state.ts).
 
-import { Dataplane, VERDICT_TX } from '../dataplane/dataplane';
+import { Dataplane, VERDICT_TX, VERDICT_HOLD } from '../dataplane/dataplane';
 import { Ctr, Drop } from '../dataplane/counters';
 
 /**
  * Frames handed to the packet path at once. `len[i]` in: the frame's length at buf[off[i]]; a
  * negative length -L means the link could only keep part of an L-byte frame (larger than its
- * slot). Out (after Pump.run): the length to transmit, or 0.
+ * slot). Out (after Pump.run): the length to transmit (the packet path's txLen: an RST built in
+ * place is shorter than the segment it answers), or 0.
  */
 export interface Batch {
   buf: Uint8Array;
@@ -32,6 +33,9 @@ const TOUCH_MIN = 4;
 export class Pump {
   /** Sum of the touched values: kept so V8 cannot drop the reads (it means nothing). */
   private touched = 0;
+  /** Frames the last run() held (VERDICT_HOLD: the SYN-time check copied them to a hold slot). */
+  held = 0;
+
   /**
    * Touch every frame's flow-table line before processing the batch (a software prefetch, so the
    * batch's cache misses overlap). Off by default: measured per CPU-second on this 2-core VM
@@ -56,7 +60,7 @@ export class Pump {
       for (let i = 0; i < n; i++) { const l = len[i]!; if (l > 0) x ^= dp.touch(buf, off[i]!, l); }
       this.touched ^= x;
     }
-    let tx = 0, i = 0;
+    let tx = 0, held = 0, i = 0;
     while (i < n) {
       try {
         for (; i < n; i++) {
@@ -67,10 +71,9 @@ export class Pump {
             c[Ctr.bytes_in]! -= l;
             c[Drop.frame_too_large]!++;
             len[i] = 0;
-          } else if (dp.step(buf, off[i]!, l) === VERDICT_TX) {
-            tx++;
           } else {
-            len[i] = 0;
+            const v = dp.step(buf, off[i]!, l);
+            if (v === VERDICT_TX) { len[i] = dp.txLen; tx++; } else { len[i] = 0; if (v === VERDICT_HOLD) held++; }
           }
         }
       } catch {
@@ -79,6 +82,7 @@ export class Pump {
         i++;
       }
     }
+    this.held = held;
     return tx;
   }
 }

@@ -1,6 +1,11 @@
 // The pcap replay link: frames come from a capture file, time comes from the capture's
 // timestamps, and every frame the packet path transmits goes to a pcap writer. The same packet
 // path runs here as on a live NIC.
+//
+// Held SYNs (VERDICT_HOLD, the SYN-time check): a capture has no live backend to probe, so the
+// replay composition gives the packet path no hold queue and SYNs are never held; should a
+// caller attach one, a held frame is counted in `held` and writes nothing (what a live run
+// sends for it depends on a probe the capture cannot answer).
 
 import type { CaptureFrame } from '../pcap/reader';
 import type { PcapWriter } from '../pcap/writer';
@@ -22,6 +27,8 @@ export interface ReplayStats {
   skippedNotEthernet: number;
   /** Frames the packet path transmitted (written to the output). */
   transmitted: number;
+  /** Frames the packet path held (SYN-time check with a hold queue attached): nothing written. */
+  held: number;
   firstTsMs: number | null;
   lastTsMs: number | null;
 }
@@ -40,7 +47,7 @@ export function replayFrames(frames: readonly CaptureFrame[], dp: Dataplane, out
   const batch = newBatch(rx, 1);
   const pump = new Pump(dp, batch);
   const times = dp.state.times;
-  const stats: ReplayStats = { processed: 0, skippedNotEthernet: 0, transmitted: 0, firstTsMs: null, lastTsMs: null };
+  const stats: ReplayStats = { processed: 0, skippedNotEthernet: 0, transmitted: 0, held: 0, firstTsMs: null, lastTsMs: null };
   let nextSweep = -Infinity;
   for (const f of frames) {
     if (f.linkType !== LINKTYPE_ETHERNET) { stats.skippedNotEthernet++; continue; }
@@ -59,7 +66,9 @@ export function replayFrames(frames: readonly CaptureFrame[], dp: Dataplane, out
     times[T_NOW] = now;
     if (pump.run(1) === 1) {
       stats.transmitted++;
-      out?.add(rx, 0, len, now, len);
+      out?.add(rx, 0, batch.len[0]!, now, batch.len[0]!);
+    } else {
+      stats.held += pump.held;
     }
   }
   return stats;

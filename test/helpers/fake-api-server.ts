@@ -128,7 +128,7 @@ export function status(over: { counters?: Partial<StatusView['counters']>; drops
 export function backend(over: Partial<BackendView> & { name: string }): BackendView {
   return {
     ip: '10.0.1.11', mac: '02:00:00:00:01:11', macSource: 'given', state: 'up', weight: 100, source: 'config',
-    serves: [{ service: '10.0.0.100:80', priority: 100, role: 'active' }], flows: 0, connections: 0, lease: null, leaving: false,
+    serves: [{ service: '10.0.0.100:80', priority: 100, role: 'active', pinned: null }], flows: 0, connections: 0, lease: null, leaving: false,
     health: { state: 'unchecked', check: null, since: null, lastCheck: null, lastLatencyMs: null, lastFailure: null, lastFailureAt: null },
     ...over,
   };
@@ -139,7 +139,7 @@ export const BACKENDS: BackendView[] = [
   backend({ name: 'web9', ip: '10.0.1.19', serves: [], health: { state: 'down', check: 'tcp :80', since: null, lastCheck: null, lastLatencyMs: 100, lastFailure: 'timeout after 100 ms', lastFailureAt: null } }),
   backend({
     name: 'web-two', ip: '10.0.1.12', mac: null, macSource: null, weight: 50, flows: 40, connections: 7,
-    serves: [{ service: '10.0.0.100:80', priority: 100, role: 'active' }, { service: '10.0.0.101', priority: 50, role: 'standby' }],
+    serves: [{ service: '10.0.0.100:80', priority: 100, role: 'active', pinned: null }, { service: '10.0.0.101', priority: 50, role: 'standby', pinned: null }],
   }),
   backend({ name: 'db', ip: '10.0.1.13', state: 'drain', source: 'api', serves: [], lease: { seconds: 30, expiresIn: 22 }, leaving: true }),
 ];

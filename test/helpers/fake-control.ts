@@ -29,7 +29,7 @@ export const BACKEND: BackendView = {
   state: 'up',
   weight: 100,
   source: 'api',
-  serves: [{ service: '10.0.0.100:80', priority: 100, role: 'active' }],
+  serves: [{ service: '10.0.0.100:80', priority: 100, role: 'active', pinned: null }],
   flows: 3,
   connections: 42,
   lease: null,
