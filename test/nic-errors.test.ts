@@ -100,7 +100,7 @@ if (!can.ok) {
         let got: ProbeRun | null = null;
         const r = await runProbe(lab, { iface: 'eth0', io }, async () => {
           // 3 s: libpcap (cap) hands frames over in blocks retired by a timer, not at once.
-          got = await runProbeIn(lab, 'c1', { iface: 'eth0', io, raw: true, send: [who], durationMs: 3000, filter: `ether src ${PROBE_MAC}` });
+          got = await runProbeIn(lab, 'c1', { iface: 'eth0', io, raw: true, send: [who], sendRepeat: 3, durationMs: 3000, filter: `ether src ${PROBE_MAC}` });
         });
         t.equal(r.code, 0, `${io} ${c.d}: the responder did not crash ${r.stderr}`);
         const replies = (got as ProbeRun | null)?.events.filter((e) => e.event === 'frame').map((e) => String(e.hex)) ?? [];

@@ -37,6 +37,8 @@ interface ProbeOptions {
   handoffGapMs?: number;
   /** Raw mode: send these frames (hex) once ready, and print every frame received ({"event":"frame","hex"}) instead of running the packet path. */
   send?: string[];
+  /** Send the frames this many times, 300 ms apart (default once). */
+  sendRepeat?: number;
   raw?: boolean;
 }
 
@@ -86,7 +88,12 @@ function run(nic: NicLink): void {
         }
         nic.txRelease(n);
       });
-      for (const h of o.send ?? []) { const f = Buffer.from(h, 'hex'); const ok = nic.send(f, f.length); out({ event: 'sent', ok, error: ok ? null : nic.lastSendError }); }
+      const sendAll = (): void => {
+        for (const h of o.send ?? []) { const f = Buffer.from(h, 'hex'); const ok = nic.send(f, f.length); out({ event: 'sent', ok, error: ok ? null : nic.lastSendError }); }
+      };
+      sendAll();
+      // Again, a few times: on a loaded machine the first copy can meet a peer not yet listening.
+      for (let k = 1; k < (o.sendRepeat ?? 1); k++) setTimeout(sendAll, k * 300);
     } else {
       live = attachLive(nic, built.dataplane);
     }
