@@ -50,7 +50,7 @@ function runProbeIn(lab: Lab, ns: string, opts: Record<string, unknown>, during:
 
 const lastStats = (r: ProbeRun) => [...r.events].reverse().find((e) => e.event === 'stats') as
   { counters: Record<string, number>; drops: Record<string, number>; nic: { ringDrops: number; linkErrors: number; lastLinkError: string | null } } | undefined;
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 const can = canRunLab();
 const native = afpacketAvailable();
@@ -99,8 +99,9 @@ if (!can.ok) {
         const who = arp({ src: C1, senderIp: '10.99.0.7', targetIp: '10.99.0.1', vlans: c.vlans, pad: true }).toString('hex');
         let got: ProbeRun | null = null;
         const r = await runProbe(lab, { iface: 'eth0', io }, async () => {
-          // 3 s: libpcap (cap) hands frames over in blocks retired by a timer, not at once.
-          got = await runProbeIn(lab, 'c1', { iface: 'eth0', io, raw: true, send: [who], sendRepeat: 3, durationMs: 3000, filter: `ether src ${PROBE_MAC}` });
+          // Listen 2 s once ready (the probe is stopped when this returns): the request goes out up
+          // to three times, 300 ms apart, and libpcap may hold a reply until its block timer fires.
+          got = await runProbeIn(lab, 'c1', { iface: 'eth0', io, raw: true, send: [who], sendRepeat: 3, durationMs: 10_000, filter: `ether src ${PROBE_MAC}` }, () => sleep(2000));
         });
         t.equal(r.code, 0, `${io} ${c.d}: the responder did not crash ${r.stderr}`);
         const replies = (got as ProbeRun | null)?.events.filter((e) => e.event === 'frame').map((e) => String(e.hex)) ?? [];
@@ -116,7 +117,7 @@ if (!can.ok) {
       if (io === 'native' && !native.ok) { t.comment(`native skipped: ${native.why}`); continue; }
       const big = Buffer.alloc(3000, 0xab);
       Buffer.from(lab.mac.backends[0]!.replace(/:/g, '') + lab.mac.clients[0]!.replace(/:/g, '') + '0800', 'hex').copy(big);
-      const r = await runProbeIn(lab, 'c1', { iface: 'eth0', io, raw: true, send: [big.toString('hex')], durationMs: 300 });
+      const r = await runProbeIn(lab, 'c1', { iface: 'eth0', io, raw: true, send: [big.toString('hex')], durationMs: 10_000 }, () => sleep(300));
       t.equal(r.code, 0, `${io}: no crash ${r.stderr}`);
       const sent = r.events.find((e) => e.event === 'sent');
       t.equal(sent?.ok, false, `${io}: the send failed`);
