@@ -16,6 +16,8 @@
 //
 // Figures per case (each the median of --repeats windows of at least --seconds, after a warm-up):
 //   frames/s   frames through process() per second, restore copy INCLUDED
+//   f/cpu-s    the same per second of this process's CPU time (steadier on a shared machine;
+//              the batch ratio lines use it)
 //   ns/frame   1e9 / frames/s
 //   copy ns    the restore copy alone, measured with the same loop minus process(): subtract it
 //   net f/s    frames/s with the copy subtracted (1e9 / (ns/frame - copy ns)): the packet path alone
@@ -70,6 +72,9 @@ import { checksum } from '../src/wire/checksum';
 import { tcpChecksum } from '../src/wire/tcp';
 import { arp, tcp, icmp, ipDatagram } from '../test/helpers/frames';
 import { ICMP_ECHO_REQUEST, ICMP_DEST_UNREACH, ICMP_UNREACH_FRAG_NEEDED } from '../src/wire/icmp';
+import { Pump, newBatch } from '../src/link/pump';
+import { T_NOW } from '../src/dataplane/state';
+import { hugePageAllocator } from '../native-bindings/afpacket';
 
 // ---- options ----
 
@@ -81,6 +86,9 @@ const SECONDS = Number(opt('--seconds', QUICK ? '0.25' : '1'));
 const REPEATS = Math.max(1, Number(opt('--repeats', QUICK ? '3' : '5')) | 0);
 const ONLY = opt('--case', '');
 const JSON_OUT = flag('--json');
+// --huge: the state memory on transparent huge pages (the native addon's allocator), as vipgate run does.
+const HUGE = flag('--huge') ? hugePageAllocator() : null;
+if (flag('--huge') && !HUGE) throw new Error('bench: --huge needs the native addon (npm run build:native)');
 const gc = (globalThis as { gc?: () => void }).gc;
 
 // ---- the world ----
@@ -107,7 +115,7 @@ function tables(mode: 'dsr' | 'nat', echoRate = 1000, synCheck = false): Tables 
 function dataplane(mode: 'dsr' | 'nat', flowCapacity: number, halfOpenTimeoutMs: number, echoRate?: number, synCheck = false): Dataplane {
   const st = createState({
     flowCapacity, neighbourCapacity: 1024, halfOpenTimeoutMs, establishedTimeoutMs: 900_000,
-    closingTimeoutMs: 30_000, neighbourTtlMs: 300_000, seed: 1,
+    closingTimeoutMs: 30_000, neighbourTtlMs: 300_000, seed: 1, ...(HUGE ? { alloc: HUGE } : {}),
   });
   const dp = new Dataplane(st, tables(mode, echoRate, synCheck));
   if (synCheck) {
@@ -192,6 +200,8 @@ interface Case {
   cursor: number;
   flows: number;
   note: string;
+  /** Run through the pump (src/link/pump.ts) in batches of this many frames instead of one process() call per frame. */
+  batch?: { size: number; touchFirst: boolean; pump?: Pump };
 }
 
 /** Run every frame once, requiring TX; the case's set-up (flows created and established). */
@@ -337,6 +347,33 @@ function runFrames(c: Case, count: number, now: number): number {
   return tx;
 }
 
+/**
+ * The live path's shape: restore a batch of frames, then one Pump.run over it (the pump touches
+ * every frame's flow-table line first unless touchFirst is off). The clock is stored once per
+ * call, as the live link does.
+ */
+function runBatched(c: Case, count: number, now: number): number {
+  const fs = c.fs, w = fs.work32, p = fs.pristine32, bs = c.batch!;
+  const pump = bs.pump ??= new Pump(c.dp, newBatch(fs.work, bs.size));
+  pump.touchFirst = bs.touchFirst;
+  const off = pump.batch.off, len = pump.batch.len, size = bs.size;
+  const rw = c.restoreWords, n = fs.count, flen = fs.len, slot = fs.slot, slotWords = slot >> 2;
+  c.dp.state.times[T_NOW] = now;
+  let f = c.cursor, tx = 0;
+  for (let done = 0; done < count; done += size) {
+    for (let i = 0; i < size; i++) {
+      const o = f * slotWords;
+      for (let j = 0; j < rw; j++) w[o + j] = p[o + j]!;
+      off[i] = f * slot;
+      len[i] = flen;
+      if (++f === n) f = 0;
+    }
+    tx += pump.run(size);
+  }
+  c.cursor = f;
+  return tx;
+}
+
 /** The same loop without process(): what the restore copy costs. */
 function copyOnly(c: Case, count: number): number {
   const fs = c.fs, w = fs.work32, p = fs.pristine32;
@@ -360,7 +397,7 @@ obs.observe({ entryTypes: ['gc'] });
 
 const tick = (): Promise<void> => new Promise((r) => setTimeout(r, 20));
 
-interface Window { fps: number; frames: number; tx: number; heapWin: number; heapKeep: number; gcs: number; allocated: number }
+interface Window { fps: number; cpuFps: number; frames: number; tx: number; heapWin: number; heapKeep: number; gcs: number; allocated: number }
 
 interface GcStat { beforeGC: { heapStatistics: { usedHeapSize: number } }; afterGC: { heapStatistics: { usedHeapSize: number } } }
 
@@ -379,10 +416,11 @@ async function window(c: Case, seconds: number): Promise<Window> {
   const prof = new v8.GCProfiler();
   const h0 = process.memoryUsage().heapUsed;
   prof.start();
+  const cpu0 = process.cpuUsage();
   const t0 = performance.now();
   let frames = 0, tx = 0, t1 = t0;
   do {
-    tx += runFrames(c, BATCH, c.now);
+    tx += c.batch ? runBatched(c, BATCH, c.now) : runFrames(c, BATCH, c.now);
     c.now += BATCH * c.msPerFrame;
     frames += BATCH;
     t1 = performance.now();
@@ -393,7 +431,8 @@ async function window(c: Case, seconds: number): Promise<Window> {
   let h2 = NaN;
   if (gc) { gc(); h2 = process.memoryUsage().heapUsed; }
   const gcs = gcStarts.filter((s) => s >= t0 && s <= t1).length;
-  return { fps: (frames * 1000) / (t1 - t0), frames, tx, heapWin: gc ? h1 - h0 : NaN, heapKeep: h2 - h0, gcs, allocated: h1 - h0 + freed };
+  const cpu = process.cpuUsage(cpu0);
+  return { fps: (frames * 1000) / (t1 - t0), cpuFps: (frames * 1e6) / Math.max(1, cpu.user + cpu.system), frames, tx, heapWin: gc ? h1 - h0 : NaN, heapKeep: h2 - h0, gcs, allocated: h1 - h0 + freed };
 }
 
 function copyNs(c: Case): number {
@@ -416,6 +455,8 @@ function median(a: number[]): number {
 }
 
 interface Result {
+  /** Frames per second of this process's CPU time (user + system): steadier than wall time when other tenants take the CPU. */
+  frames_per_cpu_s: number;
   case: string; note: string; flows: number; frames_per_s: number; runs: number[]; ns_per_frame: number;
   copy_ns: number; net_frames_per_s: number; heap_window_bytes: number; heap_kept_bytes: number; gcs: number;
   alloc_bytes_per_frame: number;
@@ -437,6 +478,7 @@ async function bench(make: () => Case): Promise<Result> {
   const frames = runs.reduce((s, w) => s + w.frames, 0), tx = runs.reduce((s, w) => s + w.tx, 0);
   if (c.name.startsWith('syn-new')) c.note += `; flows_active ${counters[Ctr.flows_active]}`;
   return {
+    frames_per_cpu_s: Math.round(median(runs.map((w) => w.cpuFps))),
     case: c.name, note: c.note, flows: c.flows, frames_per_s: Math.round(fps), runs: runs.map((w) => Math.round(w.fps)),
     ns_per_frame: +ns.toFixed(1), copy_ns: +cp.toFixed(1), net_frames_per_s: Math.round(1e9 / Math.max(ns - cp, 0.1)),
     heap_window_bytes: Math.max(...runs.map((w) => w.heapWin)), heap_kept_bytes: Math.max(...runs.map((w) => w.heapKeep)),
@@ -460,7 +502,23 @@ const CASES: Array<[string, () => Case]> = [
   ['icmp-echo', echoCase],
   ['icmp-err dsr', () => icmpErrCase('dsr')],
   ['icmp-err nat', () => icmpErrCase('nat')],
+  // The same traffic through the pump in batches of 256 (the live native link's default), with
+  // and without touching every frame's flow-table line first: side by side with the rows above.
+  ...(['4Ki', '64Ki', '1Mi'] as const).flatMap((k) => [true, false].map((touch): [string, () => Case] => {
+    const name = `est dsr ${k} batch256${touch ? ' touch' : ''}`;
+    return [name, () => withBatch(estCase(name, 'dsr', k === '4Ki' ? 4096 : k === '64Ki' ? 65536 : 1 << 20, 'c2b'), touch)];
+  })),
+  ...[true, false].map((touch): [string, () => Case] => {
+    const name = `est nat mixed 64Ki batch256${touch ? ' touch' : ''}`;
+    return [name, () => withBatch(estCase(name, 'nat', 65536, 'mixed'), touch)];
+  }),
 ];
+
+function withBatch(c: Case, touchFirst: boolean): Case {
+  c.batch = { size: 256, touchFirst };
+  c.note += `; pump, batches of 256${touchFirst ? ', lines touched first' : ''}`;
+  return c;
+}
 
 const M = (x: number): string => (x / 1e6).toFixed(2) + 'M';
 const kb = (x: number): string => (Number.isNaN(x) ? 'n/a' : (x / 1024).toFixed(1) + 'K');
@@ -468,7 +526,7 @@ const kb = (x: number): string => (Number.isNaN(x) ? 'n/a' : (x / 1024).toFixed(
 async function main(): Promise<void> {
   const results: Result[] = [];
   {
-    console.log(`vipgate packet-path benchmark — node ${process.version}, ${REPEATS} × ≥${SECONDS}s per case, median` + (gc ? '' : ' (no --expose-gc: heap figures n/a)'));
+    console.log(`vipgate packet-path benchmark — node ${process.version}, ${REPEATS} × ≥${SECONDS}s per case, median` + (gc ? '' : ' (no --expose-gc: heap figures n/a)') + (HUGE ? ', state on huge pages' : ''));
   }
   for (const [name, make] of CASES) {
     if (ONLY && !name.includes(ONLY)) continue;
@@ -477,8 +535,8 @@ async function main(): Promise<void> {
     console.error(`  ${name}: ${M(r.frames_per_s)} frames/s (runs ${r.runs.map(M).join(' ')})`);
   }
   {
-    const head = ['case', 'frames/s', 'ns/frame', 'copy ns', 'net f/s', 'heap Δwin', 'heap Δkeep', 'B/frame', 'GCs', 'tx', 'setup'];
-    const rows = results.map((r) => [r.case, M(r.frames_per_s), r.ns_per_frame.toFixed(1), `${r.copy_ns.toFixed(1)} (${r.restore_bytes}B)`,
+    const head = ['case', 'frames/s', 'f/cpu-s', 'ns/frame', 'copy ns', 'net f/s', 'heap Δwin', 'heap Δkeep', 'B/frame', 'GCs', 'tx', 'setup'];
+    const rows = results.map((r) => [r.case, M(r.frames_per_s), M(r.frames_per_cpu_s), r.ns_per_frame.toFixed(1), `${r.copy_ns.toFixed(1)} (${r.restore_bytes}B)`,
       M(r.net_frames_per_s), kb(r.heap_window_bytes), kb(r.heap_kept_bytes), r.alloc_bytes_per_frame.toFixed(2), String(r.gcs),
       (r.tx_share * 100).toFixed(1) + '%', r.note]);
     const wid = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
@@ -535,6 +593,15 @@ async function main(): Promise<void> {
       if (off && on) console.log(`ratio syn-new ${m}: SYN check on (verified) / off = ${(on.frames_per_s / off.frames_per_s).toFixed(3)} frames/s (${M(on.frames_per_s)} / ${M(off.frames_per_s)})`);
       // Every SYN must go out, or the case measures something else (held SYNs, drops).
       if (on) goal(`syn-new ${m} syncheck forwards every SYN`, on.tx_share === 1, `tx ${(on.tx_share * 100).toFixed(1)}%${Object.keys(on.drops).length ? `, drops ${JSON.stringify(on.drops)}` : ''}`);
+    }
+    // Side by side: the pump in batches (touch first or not) against one process() call per frame.
+    for (const r of results.filter((x) => x.case.includes(' batch256'))) {
+      const base = by(r.case.slice(0, r.case.indexOf(' batch256')));
+      const plain = r.case.endsWith(' touch') ? by(r.case.slice(0, -' touch'.length)) : undefined;
+      // Per CPU-second: on a shared VM the wall-clock rate also measures the other tenants.
+      const parts = [base && `${(r.frames_per_cpu_s / base.frames_per_cpu_s).toFixed(2)}x of ${base.case} (per frame)`,
+        plain && `${(r.frames_per_cpu_s / plain.frames_per_cpu_s).toFixed(2)}x of ${plain.case} (no touch)`].filter(Boolean);
+      if (parts.length) console.log(`ratio per CPU-second ${r.case}: ${parts.join(', ')}`);
     }
     if (gc) goal('no heap growth in steady state', results.every((r) => r.heap_kept_bytes < 64 * 1024), `max kept ${kb(Math.max(...results.map((r) => r.heap_kept_bytes)))}`);
     goal('no allocation in steady state', results.every((r) => r.alloc_bytes_per_frame < 0.5), results.map((r) => `${r.case} ${r.alloc_bytes_per_frame} B/frame`).join(', '));

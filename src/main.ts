@@ -20,6 +20,8 @@ export interface BuildOptions {
   shared?: boolean;
   /** The MAC to answer with when the config has none (live mode: the NIC's). */
   mac?: Uint8Array;
+  /** Where the state memory comes from (live mode: huge pages, see hugePageAllocator). */
+  alloc?: (bytes: number) => ArrayBuffer;
 }
 
 export function buildDataplane(config: Config, o: BuildOptions = {}): Built {
@@ -36,6 +38,7 @@ export function buildDataplane(config: Config, o: BuildOptions = {}): Built {
     neighbourTtlMs: config.neighbours.ttlMs,
     seed: o.seed ?? 0x9e3779b9,
     shared: o.shared ?? false,
+    ...(o.alloc ? { alloc: o.alloc } : {}),
   });
   return { config, tables, state, dataplane: new Dataplane(state, tables) };
 }

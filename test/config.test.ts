@@ -70,6 +70,7 @@ function expectedExample(file: string, mode: 'dsr' | 'nat'): Config {
     spares: [],
     synCheck: null,
     events: EVENTS_DEFAULTS,
+    io: { backend: 'auto', batch: 256, spinUs: 200 },
   };
 }
 
@@ -86,6 +87,15 @@ t.test('api, state_file, log and backend weight', async (t) => {
   const w = parseConfig(SCHEMA_EXAMPLE.replace('name: web2,', 'name: web2, weight: 0,'), 'w.yaml');
   t.equal(w.backends[1]!.weight, 0);
   t.match(reject(SCHEMA_EXAMPLE.replace('name: web2,', 'name: web2, weight: 1001,')).message, /weight/);
+});
+
+t.test('io: native | pcap, or a mapping with the native tuning', async (t) => {
+  t.same(parseConfig(SCHEMA_EXAMPLE, 'a.yaml').io, { backend: 'auto', batch: 256, spinUs: 200 }, 'absent: auto (native where it works)');
+  t.same(parseConfig(SCHEMA_EXAMPLE + 'io: pcap\n', 'a.yaml').io, { backend: 'pcap', batch: 256, spinUs: 200 });
+  t.same(parseConfig(SCHEMA_EXAMPLE + 'io: { backend: native, batch: 64, spin_us: 0 }\n', 'a.yaml').io, { backend: 'native', batch: 64, spinUs: 0 });
+  t.same(parseConfig(SCHEMA_EXAMPLE + 'io: { spin_us: 50 }\n', 'a.yaml').io, { backend: 'auto', batch: 256, spinUs: 50 });
+  t.match(describeConfig(parseConfig(SCHEMA_EXAMPLE, 'a.yaml')), 'packet I/O: native where it works, else pcap (batches of up to 256, polling 200 µs)');
+  t.match(describeConfig(parseConfig(SCHEMA_EXAMPLE + 'io: pcap\n', 'a.yaml')), 'packet I/O: pcap');
 });
 
 t.test('nat_gateway and announce', async (t) => {
@@ -337,6 +347,12 @@ const fixtures: Fixture[] = [
   { d: 'duration too long', yaml: cfg({ extra: ['neighbours: { ttl: 8000h }'] }), code: I, line: 6, msg: ['8000h is out of range'] },
   { d: 'duration below a millisecond', yaml: cfg({ extra: ['flows: { closing_timeout: 1.5ms }'] }), code: I, line: 6, msg: ['1.5ms is not a whole number of milliseconds'] },
   { d: 'duration as a list', yaml: cfg({ extra: ['neighbours: { ttl: [5] }'] }), code: I, line: 6, msg: ['a list is not a duration'] },
+
+  // --- io ----------------------------------------------------------------------------------
+  { d: 'io backend unknown', yaml: cfg({ extra: ['io: dpdk'] }), code: I, line: 6, at: 'dpdk', path: 'io', msg: ['"dpdk" is not a packet I/O backend', 'use native', 'or pcap'] },
+  { d: 'io batch zero', yaml: cfg({ extra: ['io: { backend: native, batch: 0 }'] }), code: I, line: 6, path: 'io.batch', msg: ['0 is out of range', 'io.batch (frames per turn of the event loop) must be 1..4096'] },
+  { d: 'io spin as a duration', yaml: cfg({ extra: ['io: { spin_us: 200us }'] }), code: I, line: 6, path: 'io.spin_us', msg: ['expected io.spin_us', 'as an integer 0..1000000'] },
+  { d: 'io typo', yaml: cfg({ extra: ['io: { backnd: pcap }'] }), code: I, line: 6, path: 'io.backnd', msg: ['did you mean "backend"?'] },
 
   // --- requireMac --------------------------------------------------------------------------
   { d: 'requireMac: false still validates a given mac', yaml: cfg({ mac: 'mac: "01:00:00:00:00:01"' }), opts: { requireMac: false }, code: I, line: 1, msg: ['is a group'] },

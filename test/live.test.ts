@@ -1,7 +1,9 @@
 // vipgate live on a real NIC in the namespace lab, against real peers: the Linux kernel's own
 // ARP and TCP on the clients and backends, the lab's ARP probe, and real HTTP servers. Needs root and
-// network namespaces (CI runs as root); skipped with the reason otherwise.
+// network namespaces (CI runs as root); skipped with the reason otherwise. Every case runs over
+// both packet I/O backends (issue 10): native (AF_PACKET ring) and pcap (libpcap).
 import t from 'tap';
+import { afpacketAvailable } from '../native-bindings/afpacket';
 import { arpProbe, createLab, httpLoad, Lab } from '../scenarios/lab/lab';
 import { canRunVipgateLab, startVipgate, labConfigYaml, VipgateProc } from '../scenarios/lab/vipgate';
 
@@ -9,13 +11,19 @@ const can = canRunVipgateLab();
 if (!can.ok) {
   t.plan(0, `skipped: ${can.why}`);
 } else {
-  for (const mode of ['dsr', 'nat'] as const) {
-    t.test(`live ${mode}: real clients, real kernels, real HTTP servers`, async (t) => {
+  for (const io of ['native', 'pcap'] as const) for (const mode of ['dsr', 'nat'] as const) {
+    const native = afpacketAvailable();
+    if (io === 'native' && !native.ok) {
+      t.test(`live ${mode} over ${io}`, (t) => { t.plan(0, `skipped: ${native.why}`); t.end(); });
+      continue;
+    }
+    t.test(`live ${mode} over ${io}: real clients, real kernels, real HTTP servers`, async (t) => {
       let lab: Lab | null = null;
       let vg: VipgateProc | null = null;
       try {
         lab = await createLab({ mode, clients: 2, backends: 3 });
-        vg = await startVipgate(lab, labConfigYaml(lab));
+        vg = await startVipgate(lab, labConfigYaml(lab, `io: ${io}`));
+        t.ok(vg.logRecords().some((r) => r.event === 'io' && r.io === io), `vipgate says it runs on ${io}`);
         const [vip1, vip2] = lab.addr.vips as [string, string];
 
         // ARP: the client kernel resolves each VIP to vipgate's MAC; one reply per request.

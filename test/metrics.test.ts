@@ -104,6 +104,8 @@ const EXPECTED: Array<[string, 'COUNTER' | 'GAUGE']> = [
   ['vipgate_syn_retransmits_total', 'COUNTER'], ['vipgate_flows_active', 'GAUGE'], ['vipgate_flows_capacity', 'GAUGE'],
   ['vipgate_forwarded_total', 'COUNTER'], ['vipgate_tx_errors_total', 'COUNTER'],
   ['vipgate_icmp_echo_replies_total', 'COUNTER'], ['vipgate_icmp_errors_forwarded_total', 'COUNTER'],
+  ['vipgate_rx_ring_drops_total', 'COUNTER'], ['vipgate_rx_batches_total', 'COUNTER'], ['vipgate_rx_wakeups_total', 'COUNTER'],
+  ['vipgate_link_errors_total', 'COUNTER'],
   ['vipgate_backend_flows', 'GAUGE'], ['vipgate_backend_connections_total', 'COUNTER'], ['vipgate_backend_weight', 'GAUGE'],
   ['vipgate_backend_state', 'GAUGE'], ['vipgate_backend_up', 'GAUGE'], ['vipgate_backend_transitions_total', 'COUNTER'],
   ['vipgate_service_serving', 'GAUGE'], ['vipgate_service_members', 'GAUGE'],
@@ -119,6 +121,9 @@ const SLOTS: Array<[string, number]> = [
   ['vipgate_flows_expired_total', Ctr.flows_expired], ['vipgate_flows_reused_total', Ctr.flows_reused],
   ['vipgate_syn_retransmits_total', Ctr.syn_retransmits], ['vipgate_tx_errors_total', Ctr.tx_errors],
   ['vipgate_flows_active', Ctr.flows_active], ['vipgate_icmp_echo_replies_total', Ctr.icmp_echo_replies],
+  ['vipgate_flows_active', Ctr.flows_active],
+  ['vipgate_rx_ring_drops_total', Ctr.rx_ring_drops], ['vipgate_rx_batches_total', Ctr.rx_batches],
+  ['vipgate_rx_wakeups_total', Ctr.rx_wakeups], ['vipgate_link_errors_total', Ctr.link_errors],
 ];
 
 t.test('families, TYPE and HELP', async (t) => {

@@ -44,10 +44,11 @@ for (const [desc, argv, re] of cases) {
 }
 
 t.test('the libpcap binding did not build: run says so first, with the fix', async (t) => {
-  // A preload that makes require('cap') fail as it does when npm skipped the addon.
+  // A preload that makes require('cap') fail as it does when npm skipped the addon; io: pcap,
+  // the one backend that needs it (auto would use the native addon where it is built).
   const hook = path.join(tmp, 'no-cap.js');
   fs.writeFileSync(hook, "const M = require('module'); const o = M._resolveFilename; M._resolveFilename = function (r, ...a) { if (r === 'cap') { const e = new Error(\"Cannot find module 'cap'\"); e.code = 'MODULE_NOT_FOUND'; throw e; } return o.call(this, r, ...a); };\n");
-  const r = spawnSync(process.execPath, ['-r', hook, bin, 'run', '--config', cfg('h.yaml', 'interface: vgnosuch0\nvips: [10.99.0.100]\n')], { encoding: 'utf8', timeout: 20_000 });
+  const r = spawnSync(process.execPath, ['-r', hook, bin, 'run', '--config', cfg('h.yaml', 'interface: vgnosuch0\nvips: [10.99.0.100]\nio: pcap\n')], { encoding: 'utf8', timeout: 20_000 });
   t.equal(r.status, 2, 'exit 2');
   t.match(r.stderr, /the libpcap binding \(npm package "cap"\) is not available: Cannot find module 'cap'/);
   t.match(r.stderr, /apt-get install -y libpcap-dev g\+\+ make python3 && npm install/, 'with the fix');

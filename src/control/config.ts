@@ -104,6 +104,17 @@ export interface Config {
   /** The SYN-time check, or null (off). */
   synCheck: SynCheckConfig | null;
   events: EventsConfig;
+  io: IoConfig;
+}
+
+/** Packet I/O (issue 10): `io: native | pcap`, or a mapping with the native backend's tuning. */
+export interface IoConfig {
+  /** auto (the key is absent): native where it works, else pcap, with the reason logged. */
+  backend: 'auto' | 'native' | 'pcap';
+  /** Frames per turn of the event loop at most (native). */
+  batch: number;
+  /** Keep polling this long after the last frame before sleeping (native), µs; 0 = sleep at once. */
+  spinUs: number;
 }
 
 /** The runtime API: HOST:PORT to listen on; a bearer token (required off loopback). */
@@ -224,10 +235,11 @@ const BACKEND_NAME_RE = /^[A-Za-z0-9_.-]{1,64}$/;
 // Linux dev_valid_name(): 1..15 bytes (IFNAMSIZ - 1), not "." or "..", no '/', ':' or space.
 const IFNAME_RE = /^[^/:\s]{1,15}$/;
 
-const TOP_KEYS = ['interface', 'mac', 'mode', 'vips', 'backends', 'services', 'flows', 'neighbours', 'nat_gateway', 'announce', 'api', 'state_file', 'log', 'icmp', 'health', 'spares', 'syn_check', 'events'] as const;
+const TOP_KEYS = ['interface', 'mac', 'mode', 'vips', 'backends', 'services', 'flows', 'neighbours', 'nat_gateway', 'announce', 'api', 'state_file', 'log', 'icmp', 'health', 'spares', 'syn_check', 'events', 'io'] as const;
 const ICMP_KEYS = ['echo', 'echo_rate', 'echo_burst'] as const;
 const API_KEYS = ['listen', 'token'] as const;
 const LOG_KEYS = ['level', 'format'] as const;
+const IO_KEYS = ['backend', 'batch', 'spin_us'] as const;
 const ANNOUNCE_KEYS = ['count', 'interval', 'refresh'] as const;
 const BACKEND_KEYS = ['name', 'ip', 'mac', 'weight', 'health'] as const;
 const SERVICE_KEYS = ['vip', 'backend', 'port', 'active', 'standby', ...SERVICE_FAILOVER_KEYS] as const;
@@ -360,6 +372,8 @@ export function describeConfig(c: Config, eff: EffectiveSettings = {
     out.push(`  health: ${h ? `${h.type}${h.port ? ` :${h.port}` : ''} every ${formatDuration(h.intervalMs)}, timeout ${formatDuration(h.timeoutMs)}, rise ${h.rise}, fall ${h.fall}` : 'no default'}; ${checked} of ${c.backends.length} backends checked`);
   }
   for (const p of c.spares) out.push(`  spare pool ${p.name}${p.exclusive ? ' (exclusive)' : ''}: ${p.members.join(', ')}`);
+  const io = c.io;
+  out.push(io.backend === 'pcap' ? '  packet I/O: pcap' : `  packet I/O: ${io.backend === 'auto' ? 'native where it works, else pcap' : 'native'} (batches of up to ${io.batch}, polling ${io.spinUs} µs)`);
   return out.join('\n');
 }
 
@@ -1191,6 +1205,23 @@ class Checker {
         }
       }
     }
+    // io: native | pcap, or { backend, batch, spin_us }. Defaults: see afpacket.ts (DEFAULT_BATCH, DEFAULT_SPIN_US).
+    const io: IoConfig = { backend: 'auto', batch: 256, spinUs: 200 };
+    if (f.io) {
+      const backend = (e: Entry): void => {
+        const b = this.text(e, 'native or pcap');
+        if (b === 'native' || b === 'pcap') io.backend = b;
+        else if (b !== undefined) this.fail(e.at, e.path, `${JSON.stringify(b)} is not a packet I/O backend; use native (AF_PACKET ring, the default where it works) or pcap (libpcap, portable)`);
+      };
+      if (isMap(f.io.node)) {
+        const m = this.mapping(f.io, IO_KEYS, 'a mapping like { backend: native, batch: 256, spin_us: 200 }');
+        if (m?.backend) backend(m.backend);
+        if (m?.batch) io.batch = this.integer(m.batch, 1, 4096, 'io.batch (frames per turn of the event loop)') ?? io.batch;
+        if (m?.spin_us) io.spinUs = this.integer(m.spin_us, 0, 1_000_000, 'io.spin_us (µs of polling after the last frame; 0 = sleep at once)') ?? io.spinUs;
+      } else {
+        backend(f.io);
+      }
+    }
 
     const synCheck = parseSynCheck(this, f.syn_check);
     const events = parseEvents(this, f.events);
@@ -1201,6 +1232,7 @@ class Checker {
       spares,
       synCheck,
       events,
+      io,
       api,
       stateFile,
       log,

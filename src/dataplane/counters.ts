@@ -36,6 +36,7 @@ export const DROP_REASONS = [
   'icmp_echo_off',        // an echo request to a VIP while icmp.echo is false
   'icmp_rate_limited',    // an echo request over icmp.echo_rate / echo_burst
   'syn_hold_duplicate',   // SYN-time check: a retransmit of a SYN that is already held (one copy is enough)
+  'frame_too_large',      // live native: a frame longer than the receive ring's slot (MTU above it), cut by the kernel
 ] as const;
 
 export type DropReason = (typeof DROP_REASONS)[number];
@@ -74,6 +75,10 @@ export const COUNTER_NAMES = [
   'backend_down_resets',  // RSTs sent to a client for a flow on a backend whose health is DOWN (on_backend_down: reset)
   'verified_flows',       // gauge: live flows whose backend was verified at their SYN (sum of state bVerified)
   'syn_hold_overflow',    // SYN-time check: no free hold slot, so the SYN was forwarded unprobed (fail open)
+  'rx_ring_drops',        // live native: frames the kernel dropped because the receive ring was full (never reached frames_in)
+  'rx_batches',           // live: batches handed to the packet path (frames_in / rx_batches = mean batch size)
+  'rx_wakeups',           // live native: times a frame woke the event loop from sleep (the rest were caught while polling)
+  'link_errors',          // live native: the interface went down under the socket (picked up again when it is back up)
 ] as const;
 
 export type CounterName = (typeof COUNTER_NAMES)[number];

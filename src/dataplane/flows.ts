@@ -82,6 +82,20 @@ export class FlowTable {
     c[Ctr.flows_expired]!++;
   }
 
+  /**
+   * Read the first line lookup() would read for this key, and nothing else: a batch touches every
+   * frame's line before processing any, so their cache misses overlap (issue 10). The result means
+   * nothing; it is returned so the load is not optimised away.
+   */
+  touch(cli: number, vip: number, ports: number): number {
+    return this.fb[(hash3(cli, vip, ports, this.seed) & this.mask) << 6]!;
+  }
+
+  /** touch() for reverseLookup(): the reverse-index entry (the flow record it names is a second, dependent miss). */
+  touchReverse(backIp: number, cli: number, ports: number): number {
+    return this.v.rRef[hash3(backIp, cli, ports, this.rseed) & this.mask]!;
+  }
+
   /** Slot of the live flow with this forward key, or -1. Meeting it expired, expires it. Time: times[T_NOW]. */
   lookup(cli: number, vip: number, ports: number): number {
     const fb = this.fb, fw = this.fw, mask = this.mask, now = this.v.times[T_NOW]!;

@@ -9,7 +9,8 @@ import { COUNTER_SLOTS } from './counters';
 const MAGIC = 0x56475431; // "VGT1"
 // 4: the counters region grew by the ICMP drop reasons and counters, moving everything after
 // it; the echo bucket took times[5..6] (unused before).
-const LAYOUT_VERSION = 4;
+// 5: the counters region grew by frame_too_large and the live I/O counters (issue 10).
+const LAYOUT_VERSION = 5;
 
 /** Backend slots with per-backend stats (Tables never hand out more: see MAX_BACKENDS there). */
 export const MAX_BACKEND_SLOTS = 4096;
@@ -24,6 +25,8 @@ export interface StateOptions {
   /** Hash seed; a parameter so replays and tests are repeatable. */
   seed: number;
   shared?: boolean;
+  /** Where the (non-shared) memory comes from, zeroed: e.g. huge pages (native-bindings/afpacket.ts). Default: an ArrayBuffer. */
+  alloc?: (bytes: number) => ArrayBuffer;
 }
 
 // Flow record layout (slot s), 64 bytes = one cache line:
@@ -129,7 +132,7 @@ export function stateSize(o: Pick<StateOptions, 'flowCapacity' | 'neighbourCapac
 
 export function createState(o: StateOptions): StateViews {
   const fs = slotsFor(o.flowCapacity), ns = slotsFor(o.neighbourCapacity);
-  const memory = allocMemory(stateSize(o), o.shared ?? false);
+  const memory = o.alloc && !o.shared ? o.alloc(stateSize(o)) : allocMemory(stateSize(o), o.shared ?? false);
   const v = layout(new Carver(memory), fs, ns);
   v.header[H_MAGIC] = MAGIC;
   v.header[H_VERSION] = LAYOUT_VERSION;

@@ -16,6 +16,11 @@ export function formatCounters(s: CounterSnapshot, indent = '  '): string {
   if (c.garp_sent || c.arp_requests_sent || c.tx_errors) {
     lines.push(`${indent}gratuitous ARP sent ${c.garp_sent}, ARP requests sent ${c.arp_requests_sent}, send errors ${c.tx_errors}`);
   }
+  if (c.rx_batches || c.rx_ring_drops || c.link_errors) {
+    // Live I/O: how frames arrived (mean batch, wake-ups) and what never reached the packet path.
+    const mean = c.rx_batches ? (c.frames_in / c.rx_batches).toFixed(1) : '0';
+    lines.push(`${indent}batches ${c.rx_batches} (mean ${mean} frames), wake-ups ${c.rx_wakeups}, ring drops ${c.rx_ring_drops}, link errors ${c.link_errors}`);
+  }
   const nz = Object.entries(s.drops).filter(([, n]) => n > 0).sort((x, y) => y[1] - x[1]);
   const total = nz.reduce((a, [, n]) => a + n, 0);
   lines.push(`${indent}dropped      ${w(total)}${nz.length ? ':' : ''}`);

@@ -165,6 +165,10 @@ export function createMetrics(src: MetricsSource, o: MetricsOptions = {}): Metri
       emit({ direction: 'to_client' }, c[Ctr.icmp_errors_to_client]!);
     });
   slot('vipgate_tx_errors_total', 'Frames the network interface refused to send (packet path and control: ARP, gratuitous ARP). They are also counted in vipgate_frames_total{direction="out"} when the packet path sent them.', Ctr.tx_errors);
+  slot('vipgate_rx_ring_drops_total', 'Frames the kernel dropped before vipgate saw them because the receive ring was full (native I/O): vipgate is overloaded.', Ctr.rx_ring_drops);
+  slot('vipgate_rx_batches_total', 'Batches of frames handed to the packet path; vipgate_frames_total{direction="in"} divided by this is the mean batch size.', Ctr.rx_batches);
+  slot('vipgate_rx_wakeups_total', 'Times a frame woke vipgate from sleep (native I/O); the other batches were caught while polling after recent traffic.', Ctr.rx_wakeups);
+  slot('vipgate_link_errors_total', 'Times the interface went down under the packet socket (native I/O); frames flow again when it is back up.', Ctr.link_errors);
 
   // ---- backends ----
 
