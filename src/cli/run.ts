@@ -96,6 +96,8 @@ export async function startLive(a: RunArgs): Promise<Running> {
 
 async function startLocked(a: RunArgs, settings: RunSettings, log: Logger, iface: string, info: InterfaceInfo, lock: InstanceLock): Promise<Running> {
   const { config, apiListen, token, stateFile } = settings;
+  if (stateFile) checkStateDir(stateFile);
+  if (a.statusFile) checkStatusFile(a.statusFile);
   // One raw SYN prober (or its connect fallback) for `syn` health checks and the SYN-time check.
   const opened = checkTypesUsed(config).includes('syn') || config.synCheck ? openProber() : null;
   const PROBES: Partial<Record<CheckType, Probe>> = {
@@ -104,10 +106,9 @@ async function startLocked(a: RunArgs, settings: RunSettings, log: Logger, iface
   };
   const noProbe = checkTypesUsed(config).filter((ty) => !PROBES[ty]);
   if (noProbe.length) {
+    opened?.prober.close();
     throw new VipgateError('ECONFIG_INVALID', `${a.config}: health checks of type ${noProbe.join(', ')} are not available in this build of vipgate; use type: tcp or type: http`);
   }
-  if (stateFile) checkStateDir(stateFile);
-  if (a.statusFile) checkStatusFile(a.statusFile);
   const mac = config.mac ?? info.mac;
   const macText = config.macText ?? info.macText;
   // The flow table on huge pages where the addon is built: one TLB entry per 2 MiB, not per 4 KiB
@@ -133,8 +134,18 @@ async function startLocked(a: RunArgs, settings: RunSettings, log: Logger, iface
   for (const w of controller.restoreWarnings) log.warn(w, { event: 'state_restore' });
   if (stateFile) log.info(`state file ${stateFile}: generation ${controller.generation}, ${controller.registrations().length} registered backend(s) restored`, { event: 'state_restore' });
 
+  // A start that fails from here on closes what it opened (the raw socket, hooks, check timers)
+  // before the error goes up: an embedding caller (the tests) lives on after it.
+  const closeControl = () => { health.stop(); events.close(); opened?.prober.close(); };
   const filter = captureFilter(macText, info.ipv4.map(formatIpv4));
-  const { nic, why: ioWhy } = openNic(iface, { filter, io: config.io.backend, batch: config.io.batch, spinUs: config.io.spinUs });
+  let opening: ReturnType<typeof openNic>;
+  try {
+    opening = openNic(iface, { filter, io: config.io.backend, batch: config.io.batch, spinUs: config.io.spinUs });
+  } catch (e) {
+    closeControl();
+    throw e;
+  }
+  const { nic, why: ioWhy } = opening;
   const kf = a.kernelFilter ? new KernelFilter({ iface, owned: owned(), backends: natBackends(), hostAddrs: info.ipv4 }, lock) : null;
   let api: ApiServer;
   try {
@@ -150,6 +161,7 @@ async function startLocked(a: RunArgs, settings: RunSettings, log: Logger, iface
   } catch (e) {
     nic.close();
     kf?.remove();
+    closeControl();
     throw e;
   }
 
