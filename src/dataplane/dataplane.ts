@@ -377,8 +377,7 @@ export class Dataplane {
         const svc = t.serviceIndex(vip, dport);
         if (svc >= 0 && t.svcOnDown[svc] === OnDown.reset) {
           const n = resetInPlace(buf, off, l3, l4, t.mac);
-          v.fb[(f << 6) + B_STATE] = FS_CLOSING;
-          flows.unverify(f);
+          flows.close(f);
           v.fd[(f << 3) + D_LAST] = this.times[T_NOW]!;
           c[Ctr.backend_down_resets]!++;
           return this.tx(n);
@@ -388,6 +387,15 @@ export class Dataplane {
       else if (st === FS_SYN && (control & TCP_ACKF)) next = FS_ESTABLISHED;
     }
     return this.toBackend(buf, off, len, l3, l4, f, next, t);
+  }
+
+  /**
+   * Flow f's handshake with backend b completed: fresh evidence that b answers. It is not suspect
+   * any more, and a verified flow renews what vouches for it (see verifiedAt).
+   */
+  private answered(f: number, b: number): void {
+    this.unanswered[b] = 0;
+    if (this.state.fb[(f << 6) + B_VERIFIED] === 1) this.verifiedAt[b] = this.times[T_NOW]!;
   }
 
   /** Rewrite a client's segment of flow f for its backend and transmit it. */
@@ -403,14 +411,10 @@ export class Dataplane {
     }
     setBackendMac(buf, off + ETH_DST, t, v.nMac, b, m);
     macCopy(buf, off + ETH_SRC, t.mac, 0);
-    if (next >= 0) {
-      v.fb[(f << 6) + B_STATE] = next;
-      if (next === FS_CLOSING) this.flows.unverify(f);
-      // The client acknowledged the backend's SYN-ACK: fresh evidence that it answers.
-      else if (next === FS_ESTABLISHED) {
-        this.unanswered[b] = 0;
-        if (v.fb[(f << 6) + B_VERIFIED] === 1) this.verifiedAt[b] = this.times[T_NOW]!;
-      }
+    if (next === FS_CLOSING) this.flows.close(f);
+    else if (next === FS_ESTABLISHED) {
+      v.fb[(f << 6) + B_STATE] = FS_ESTABLISHED;
+      this.answered(f, b); // the client acknowledged the backend's SYN-ACK
     }
     v.fd[d + D_LAST] = this.times[T_NOW]!;
     v.fd[d + D_PKTS_IN]!++;
@@ -430,14 +434,11 @@ export class Dataplane {
       // The backend refused a SYN (its server is gone): its verified flows no longer vouch for it,
       // so the next SYN is probed and moved instead of being refused too.
       if ((flags & TCP_RST) && v.fb[sb] === FS_SYN) this.verifiedAt[v.fw[w + F_BACKEND]!] = 0;
-      v.fb[sb] = FS_CLOSING;
-      this.flows.unverify(f);
+      this.flows.close(f);
     }
     else if (v.fb[sb] === FS_SYN && (flags & (TCP_SYN | TCP_ACKF)) === (TCP_SYN | TCP_ACKF)) {
       v.fb[sb] = FS_ESTABLISHED;
-      const b = v.fw[w + F_BACKEND]!;
-      this.unanswered[b] = 0;
-      if (v.fb[(f << 6) + B_VERIFIED] === 1) this.verifiedAt[b] = this.times[T_NOW]!;
+      this.answered(f, v.fw[w + F_BACKEND]!);
     }
     natRewrite(buf, l3, l4, IP_SRC, v.fw[w + F_BACKIP]!, v.fw[w + F_VIP]!, ttl);
     macCopy(buf, off + ETH_DST, v.fb, (f << 6) + B_CLIMAC);
@@ -480,7 +481,7 @@ export class Dataplane {
     const l3 = p + 2, l4 = l3 + ((buf[l3]! & 0x0f) << 2);
     this.times[T_NOW] = now;
     const f = this.flows.lookup(h.keyCli[slot]!, h.keyVip[slot]!, h.keyPorts[slot]!);
-    if (f >= 0) { this.state.fb[(f << 6) + B_STATE] = FS_CLOSING; this.flows.unverify(f); }
+    if (f >= 0) this.flows.close(f);
     return resetInPlace(buf, 0, l3, l4, this.tables.mac);
   }
 

@@ -71,13 +71,8 @@ export class FlowTable {
   private expire(s: number): void {
     const c = this.v.counters;
     this.fb[(s << 6) + B_STATE] = FS_DEAD;
-    const b = this.fw[(s << 4) + F_BACKEND]!;
-    this.v.bFlows[b]!--;
-    if (this.fb[(s << 6) + B_VERIFIED] === 1) {
-      this.fb[(s << 6) + B_VERIFIED] = 0;
-      this.v.bVerified[b]!--;
-      c[Ctr.verified_flows]!--;
-    }
+    this.v.bFlows[this.fw[(s << 4) + F_BACKEND]!]!--;
+    this.unverify(s);
     c[Ctr.flows_active]!--;
     c[Ctr.flows_expired]!++;
   }
@@ -161,6 +156,12 @@ export class FlowTable {
     this.fb[(s << 6) + B_VERIFIED] = 0;
     this.v.bVerified[this.fw[(s << 4) + F_BACKEND]!]!--;
     this.v.counters[Ctr.verified_flows]!--;
+  }
+
+  /** Flow s saw a FIN or an RST (or vipgate reset it): closing timeout from now on, no longer verified. */
+  close(s: number): void {
+    this.fb[(s << 6) + B_STATE] = FS_CLOSING;
+    this.unverify(s);
   }
 
   /** End a flow now (its 5-tuple is being reused by a new connection). */
