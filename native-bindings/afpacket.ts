@@ -5,7 +5,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { constants } from 'node:os';
-import type { Batch } from '../src/link/pump';
+import { newBatch } from '../src/link/pump';
 import type { NicLink, NicOptions, NicStats } from './nic';
 import { nicOpenError } from './nic';
 
@@ -87,7 +87,7 @@ export function openAfPacket(iface: string, o: AfPacketOptions): NicLink {
     throw nicOpenError(iface, err.message, o.filter, err.code);
   }
   const cap = Math.max(1, o.batch ?? DEFAULT_BATCH);
-  const batch: Batch = { buf: new Uint8Array(a.ring(id)), off: new Int32Array(cap), len: new Int32Array(cap) };
+  const batch = newBatch(new Uint8Array(a.ring(id)), cap);
   a.bind(id, batch.off, batch.len);
   const st = new Float64Array(9);
   let lastSendError: string | null = null;
@@ -113,8 +113,7 @@ export function openAfPacket(iface: string, o: AfPacketOptions): NicLink {
     },
     get lastSendError() { return lastSendError; },
     stats(): NicStats {
-      if (closed) return { ringDrops: st[1]!, batches: st[4]!, wakeups: st[5]!, linkErrors: st[7]!, lastLinkError: st[8] ? errnoText(st[8]) : null };
-      a.stats(id, st);
+      if (!closed) a.stats(id, st); // once closed, the figures read at close
       return { ringDrops: st[1]!, batches: st[4]!, wakeups: st[5]!, linkErrors: st[7]!, lastLinkError: st[8] ? errnoText(st[8]) : null };
     },
     close() { if (!closed) { a.stats(id, st); closed = true; a.close(id); } },

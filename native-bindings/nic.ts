@@ -10,7 +10,7 @@
 // `openNic` picks one from `io` and says why (see chooseIo).
 
 import { VipgateError } from '../src/control/errors';
-import type { Batch } from '../src/link/pump';
+import { Batch, newBatch } from '../src/link/pump';
 import { afpacketAvailable, openAfPacket } from './afpacket';
 
 export type IoKind = 'native' | 'pcap';
@@ -77,9 +77,7 @@ export function openNic(iface: string, o: NicOptions & { io?: IoChoice }): { nic
   if (want === 'pcap') return { nic: openPcap(iface, o), why: 'io: pcap in the config' };
   const avail = afpacketAvailable();
   if (!avail.ok) {
-    if (want === 'native') {
-      throw new VipgateError('ENIC_NATIVE', `io: native was asked for, but ${avail.why}; rebuild it (npm run build:native) or set io: pcap`);
-    }
+    if (want === 'native') throw nativeUnavailable(avail.why);
     return { nic: openPcap(iface, o), why: `native I/O is not available (${avail.why}); using libpcap` };
   }
   try {
@@ -127,8 +125,12 @@ export function checkNicBinding(io: IoChoice = 'auto'): void {
   if (io === 'pcap') { loadCap(); return; }
   const avail = afpacketAvailable();
   if (avail.ok) return;
-  if (io === 'native') throw new VipgateError('ENIC_NATIVE', `io: native was asked for, but ${avail.why}; rebuild it (npm run build:native) or set io: pcap`);
+  if (io === 'native') throw nativeUnavailable(avail.why);
   loadCap();
+}
+
+function nativeUnavailable(why: string): VipgateError {
+  return new VipgateError('ENIC_NATIVE', `io: native was asked for, but ${why}; rebuild it (npm run build:native) or set io: pcap`);
 }
 
 /** Classify an open failure's text into a VipgateError that says what to fix (both backends). */
@@ -170,7 +172,7 @@ export function openPcap(iface: string, o: NicOptions): NicLink {
     throw new VipgateError('ENIC_LINKTYPE', `${iface} is not an Ethernet interface (libpcap link type ${linkType}); attach vipgate to an Ethernet NIC`);
   }
   cap.setMinBytes?.(0);
-  const batch: Batch = { buf: rx, off: new Int32Array(1), len: new Int32Array(1) };
+  const batch = newBatch(rx, 1);
   let waiting = 0; // the length of the frame now in rx, 0 = none
   let batches = 0;
   let lastSendError: string | null = null;

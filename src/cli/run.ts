@@ -99,12 +99,13 @@ async function startLocked(a: RunArgs, settings: RunSettings, log: Logger, iface
   if (stateFile) checkStateDir(stateFile);
   if (a.statusFile) checkStatusFile(a.statusFile);
   // One raw SYN prober (or its connect fallback) for `syn` health checks and the SYN-time check.
-  const opened = checkTypesUsed(config).includes('syn') || config.synCheck ? openProber() : null;
+  const checkTypes = checkTypesUsed(config);
+  const opened = checkTypes.includes('syn') || config.synCheck ? openProber() : null;
   const PROBES: Partial<Record<CheckType, Probe>> = {
     tcp: tcpProbe, http: httpProbe,
     ...(opened ? { syn: (target, check) => opened.prober.probe(parseIpv4(target.ip)!, target.port, check.timeoutMs) } : {}),
   };
-  const noProbe = checkTypesUsed(config).filter((ty) => !PROBES[ty]);
+  const noProbe = checkTypes.filter((ty) => !PROBES[ty]);
   if (noProbe.length) {
     opened?.prober.close();
     throw new VipgateError('ECONFIG_INVALID', `${a.config}: health checks of type ${noProbe.join(', ')} are not available in this build of vipgate; use type: tcp or type: http`);
@@ -136,7 +137,13 @@ async function startLocked(a: RunArgs, settings: RunSettings, log: Logger, iface
 
   // A start that fails from here on closes what it opened (the raw socket, hooks, check timers)
   // before the error goes up: an embedding caller (the tests) lives on after it.
-  const closeControl = () => { health.stop(); events.close(); opened?.prober.close(); };
+  // The SYN-time check (started below, when the config asks for it) owns the prober once it runs.
+  let syn: LiveSynCheck | null = null;
+  const closeControl = () => {
+    if (syn) syn.stop(); else opened?.prober.close();
+    health.stop();
+    events.close();
+  };
   const filter = captureFilter(macText, info.ipv4.map(formatIpv4));
   let opening: ReturnType<typeof openNic>;
   try {
@@ -176,7 +183,6 @@ async function startLocked(a: RunArgs, settings: RunSettings, log: Logger, iface
 
   // The SYN-time check (issue 8 item 5), when the config asks for it: a hold queue on the packet
   // path, probes from control, each result one more check for the health manager.
-  let syn: LiveSynCheck | null = null;
   if (opened && (opened.fallbackWhy || config.synCheck)) {
     log.info(opened.fallbackWhy ? `syn probes: TCP connects (raw SYN probes unavailable: ${opened.fallbackWhy})` : 'syn probes: raw SYNs from this host\'s route source address', { event: 'syn_probe' });
   }
@@ -188,7 +194,7 @@ async function startLocked(a: RunArgs, settings: RunSettings, log: Logger, iface
     log.info(`SYN-time check: max_age ${config.synCheck.maxAgeMs} ms, probe timeout ${config.synCheck.timeoutMs} ms, on_fail ${config.synCheck.onFail}, ` +
       (opened.fallbackWhy ? 'TCP connect probes' : 'raw SYN probes'), { event: 'syn_check' });
   }
-  const live = attachLive(nic, dp, { budget: config.io.batch, ...(syn ? { onHold: syn.onHold } : {}) });
+  const live = attachLive(nic, dp, syn ? { onHold: syn.onHold } : {});
   const send = (f: Buffer) => nic.send(f, f.length);
   const announcer = new Announcer(send, state.counters, (ip) => dp.currentTables.vipIndex(ip) >= 0);
   announcer.announce(mac, owned(), config.announce.count, config.announce.intervalMs);
@@ -272,10 +278,7 @@ async function startLocked(a: RunArgs, settings: RunSettings, log: Logger, iface
     if (stopped) return;
     stopped = true;
     for (const t of timers) clearInterval(t);
-    syn?.stop();
-    if (!syn) opened?.prober.close();
-    health.stop();
-    events.close();
+    closeControl();
     announcer.stop();
     live.syncStats();
     nic.close();

@@ -11,6 +11,7 @@
 //
 // Control plane only: nothing here runs on the packet path.
 
+import { DEFAULT_BATCH, DEFAULT_SPIN_US } from '../../native-bindings/afpacket';
 import { readFileSync } from 'node:fs';
 import {
   LineCounter,
@@ -1205,8 +1206,8 @@ class Checker {
         }
       }
     }
-    // io: native | pcap, or { backend, batch, spin_us }. Defaults: see afpacket.ts (DEFAULT_BATCH, DEFAULT_SPIN_US).
-    const io: IoConfig = { backend: 'auto', batch: 256, spinUs: 200 };
+    // io: native | pcap, or { backend, batch, spin_us }.
+    const io: IoConfig = { backend: 'auto', batch: DEFAULT_BATCH, spinUs: DEFAULT_SPIN_US };
     if (f.io) {
       const backend = (e: Entry): void => {
         const b = this.text(e, 'native or pcap');

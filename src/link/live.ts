@@ -1,5 +1,6 @@
 // The live link: frames from a NIC through the packet path and back out of the same NIC, a batch
-// at a time through the one pump (pump.ts). Each turn takes at most `budget` frames, so under full
+// at a time through the one pump (pump.ts). Each turn takes at most a batch (the link's batch
+// capacity, io.batch for the native ring, 1 for pcap), so under full
 // load the event loop still turns between batches (ARP tasks, the API, health checks, timers);
 // the native link's wake-up is level-triggered, so what is left waits for the next turn rather
 // than being dropped. Send failures are counted, never thrown.
@@ -9,9 +10,6 @@ import { Dataplane } from '../dataplane/dataplane';
 import { Ctr } from '../dataplane/counters';
 import { T_NOW } from '../dataplane/state';
 import { Pump } from './pump';
-
-/** Frames per turn of the event loop, when the link does not say: see DEFAULT_BATCH in afpacket.ts. */
-export const DEFAULT_BUDGET = 256;
 
 export interface Live {
   pump: Pump;
@@ -23,9 +21,9 @@ export interface Live {
  * onHold: called after a batch in which the packet path held frames (the SYN-time check); the
  * callee schedules control's drain of the hold queue once per event-loop turn.
  */
-export function attachLive(nic: NicLink, dp: Dataplane, o: { budget?: number; onHold?: () => void } = {}): Live {
+export function attachLive(nic: NicLink, dp: Dataplane, o: { onHold?: () => void } = {}): Live {
   const batch = nic.batch;
-  const budget = Math.max(1, Math.min(o.budget ?? DEFAULT_BUDGET, batch.off.length));
+  const budget = batch.off.length;
   const pump = new Pump(dp, batch);
   const c = dp.state.counters;
   const times = dp.state.times;

@@ -93,7 +93,6 @@ export function icmpChecksumOk(buf: Uint8Array, l4: number, len: number): boolea
 export function icmpType(buf: Uint8Array, l4: number): number { return buf[l4 + ICMP_TYPE]!; }
 export function icmpCode(buf: Uint8Array, l4: number): number { return buf[l4 + ICMP_CODE]!; }
 export function icmpCsum(buf: Uint8Array, l4: number): number { return u16(buf, l4 + ICMP_CSUM); }
-export function setIcmpCsum(buf: Uint8Array, l4: number, v: number): void { setU16(buf, l4 + ICMP_CSUM, v); }
 export function icmpEchoId(buf: Uint8Array, l4: number): number { return u16(buf, l4 + ICMP_ECHO_ID); }
 export function icmpEchoSeq(buf: Uint8Array, l4: number): number { return u16(buf, l4 + ICMP_ECHO_SEQ); }
 export function icmpNextHopMtu(buf: Uint8Array, l4: number): number { return u16(buf, l4 + ICMP_NEXT_HOP_MTU); }
