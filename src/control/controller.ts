@@ -80,7 +80,6 @@ export class Controller implements ControlApi {
   /** The failover machine's state per service (operational: never persisted). */
   private svcStates: ReadonlyMap<string, ServiceState> = new Map();
   /** The step of the tables built last, committed once they are published. */
-  private pendingStep: ServicesStep | null = null;
   /** When a pending fail-back (hold-down) is due: step the services again then. */
   private nextFailbackAt: number | null = null;
 
@@ -96,9 +95,10 @@ export class Controller implements ControlApi {
     this.desired = compose(this.config, this.overlay, this.retiring);
     const now = this.clock();
     for (const r of this.overlay.registrations) if (r.lease > 0 && !r.leaving) this.leaseUntil.set(r.name, now + r.lease * 1000);
-    const tables = this.build(this.desired, now);
+    const { tables, step } = this.build(this.desired, now);
     this.o.built.dataplane.publish(tables);
-    this.commitOperational(now);
+    this.commitOperational(step, now);
+    this.retarget(now);
     this.o.health?.listen({
       transition: (_name, _t, at) => this.refreshOperational(at),
       ok: (name, at) => {
@@ -145,15 +145,14 @@ export class Controller implements ControlApi {
 
   // ---- the one way to change anything ----
 
-  private build(d: Desired, now: number = this.clock(), config: Config = this.config): Tables {
+  private build(d: Desired, now: number = this.clock(), config: Config = this.config): { tables: Tables; step: ServicesStep } {
     const st = this.o.built.state;
     const prev = this.o.built.dataplane.currentTables;
     const health = this.o.health;
     try {
       const { spec, step } = toSpec(d, this.o.mac, config.mode,
         { health: (n, port) => health?.status(n, port) ?? 'unknown', services: this.svcStates }, now, { synCheck: config.synCheck, icmp: config.icmp });
-      this.pendingStep = step;
-      return new Tables(spec, prev, (slot) => st.bFlows[slot]! > 0);
+      return { tables: new Tables(spec, prev, (slot) => st.bFlows[slot]! > 0), step };
     } catch (e) {
       throw new ApiError('EAPI_CONFLICT', `cannot build the tables: ${(e as Error).message}`);
     }
@@ -176,7 +175,7 @@ export class Controller implements ControlApi {
     const d = compose(config, candidate, this.retiring);
     this.pruneStale(candidate, d);
     const now = this.clock();
-    const tables = this.build(d, now, config);
+    const { tables, step } = this.build(d, now, config);
     candidate.generation = this.overlay.generation + 1;
     if (this.o.stateFile) {
       try {
@@ -191,7 +190,8 @@ export class Controller implements ControlApi {
     this.config = config;
     this.desired = d;
     this.publishTables(tables);
-    this.commitOperational(now);
+    this.commitOperational(step, now);
+    this.retarget(now);
     this.countTransitions(before, d);
     const vipsAdded = [...d.vips.keys()].filter((v) => !before.vips.has(v));
     const vipsRemoved = [...before.vips.keys()].filter((v) => !d.vips.has(v));
@@ -211,17 +211,18 @@ export class Controller implements ControlApi {
     this.o.built.dataplane.publish(tables);
   }
 
-  /** The tables just published are current: keep the failover state, report its transitions, check the backends. */
-  private commitOperational(now: number): void {
-    const step = this.pendingStep;
-    this.pendingStep = null;
-    if (!step) return;
+  /** The tables just published are current: keep the failover state and report its transitions. */
+  private commitOperational(step: ServicesStep, now: number): void {
     this.svcStates = step.states;
     this.nextFailbackAt = step.nextAt;
     for (const t of step.transitions) {
       const { type, ...fields } = t;
       this.eventLog.emit(type, { ...fields, ...(t.at !== undefined ? { at: new Date(t.at).toISOString() } : {}) }, now);
     }
+  }
+
+  /** The desired model changed: check what it now holds (a health change alone changes no target). */
+  private retarget(now: number): void {
     this.o.health?.setTargets([...this.desired.backends.values()].map((b) => ({
       name: b.name, ip: b.ip, check: b.leaving ? null : b.check, ports: checkPorts(this.desired, b.name),
     })), now);
@@ -234,11 +235,10 @@ export class Controller implements ControlApi {
    */
   refreshOperational(now: number = this.clock()): void {
     try {
-      const tables = this.build(this.desired, now);
+      const { tables, step } = this.build(this.desired, now);
       this.publishTables(tables);
-      this.commitOperational(now);
+      this.commitOperational(step, now);
     } catch (e) {
-      this.pendingStep = null;
       this.log('error', `could not republish the tables after a health change: ${(e as Error).message}`, { event: 'health_publish_failed' });
     }
   }

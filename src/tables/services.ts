@@ -273,7 +273,7 @@ export class Tables {
     for (let j = 0; j < this.orderStride; j++) {
       const b = this.svcOrder[base + j]!;
       if (b < 0) break;
-      if (this.bState[b] !== BackendState.up || this.bHealth[b] === Health.down) continue;
+      if (!this.usable(b)) continue;
       if (this.bWeight[b]! > 0) return b;
       if (zero < 0) zero = b;
     }

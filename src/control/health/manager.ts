@@ -67,8 +67,12 @@ function describeCheck(c: HealthCheck, ports: readonly number[]): string {
 
 const iso = (t: number | null) => (t === null || t === 0 ? null : new Date(t).toISOString());
 
+const NO_ENTRIES: readonly Entry[] = [];
+
 export class HealthManager implements HealthObserver {
   private readonly entries = new Map<string, Entry>();
+  /** The entries by backend name (one per checked port), rebuilt by setTargets: status() runs per member on every table build. */
+  private readonly byName = new Map<string, Entry[]>();
   private listener: HealthListener | null = null;
   private readonly clock: () => number;
   private readonly random: () => number;
@@ -110,6 +114,11 @@ export class HealthManager implements HealthObserver {
       });
     }
     for (const name of [...this.entries.keys()]) if (!keep.has(name)) this.entries.delete(name);
+    this.byName.clear();
+    for (const e of this.entries.values()) {
+      const list = this.byName.get(e.target.name);
+      if (list) list.push(e); else this.byName.set(e.target.name, [e]);
+    }
   }
 
   /** Start the checks that are due. Call often (every few ms to tens of ms). */
@@ -151,8 +160,8 @@ export class HealthManager implements HealthObserver {
     }
   }
 
-  private of(name: string): Entry[] {
-    return [...this.entries.values()].filter((e) => e.target.name === name);
+  private of(name: string): readonly Entry[] {
+    return this.byName.get(name) ?? NO_ENTRIES;
   }
 
   private record(e: Entry, r: ProbeResult, now: number): void {

@@ -162,9 +162,6 @@ export class SynCheck {
     return d;
   }
 
-  /** Probes in flight (for tests and status). */
-  get inFlight(): number { return this.runs.size; }
-
   private releaseFailed(s: number, b: number, now: number): void {
     const h = this.o.hold;
     if (this.tables.synCheckOnFail === SynFail.reset || !h.exclude(s, b)) { this.reset(s, now, b); return; }
@@ -238,7 +235,6 @@ export const LIVE_HOLD_SLOTS = 1024;
 
 export interface LiveSynCheck {
   check: SynCheck;
-  prober: Prober;
   /** For the link: a SYN was held; drains the queue once on the next turn, however many were held. */
   onHold(): void;
   stop(): void;
@@ -258,7 +254,6 @@ export function startLiveSynCheck(o: Omit<SynCheckOptions, 'hold'> & { hold: Syn
   timer.unref();
   return {
     check,
-    prober: o.prober,
     onHold() { if (!scheduled) { scheduled = true; setImmediate(run); } },
     stop() { clearInterval(timer); check.close(); },
   };
