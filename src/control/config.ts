@@ -35,6 +35,10 @@ import {
 // ---------------------------------------------------------------------------------------------
 // Types
 
+/** The API token rule, for the config's api.token and VIPGATE_API_TOKEN alike. */
+export const TOKEN_RULE = 'must be at least 16 characters without spaces; generate one with: openssl rand -hex 24';
+export function tokenOk(tk: string): boolean { return tk.length >= 16 && !/\s/.test(tk); }
+
 export interface BackendConfig {
   name: string;
   /** Share of new flows among a service's active backends, 0..1000 (default 100). */
@@ -1176,7 +1180,7 @@ class Checker {
         if (m.token) {
           const tk = this.text(m.token, 'a token string');
           if (tk !== undefined) {
-            if (tk.length < 16 || /\s/.test(tk)) this.fail(m.token.at, m.token.path, 'the token must be at least 16 characters without spaces; generate one with: openssl rand -hex 24');
+            if (!tokenOk(tk)) this.fail(m.token.at, m.token.path, `the token ${TOKEN_RULE}`);
             else api.token = tk;
           }
         }

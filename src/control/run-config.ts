@@ -5,7 +5,7 @@
 // this accepts; run adds only facts of the live host (the interface, capabilities, the
 // instance lock, writable paths).
 
-import { loadConfig, describeConfig, Config } from './config';
+import { loadConfig, describeConfig, Config, tokenOk, TOKEN_RULE } from './config';
 import { VipgateError } from './errors';
 import { checkApiExposure } from './api';
 import { TOKEN_ENV } from './api-types';
@@ -31,8 +31,8 @@ export function loadRunSettings(file: string, o: RunOverrides = {}): RunSettings
   const config = loadConfig(file, { requireMac: false });
   const env = o.env ?? process.env;
   const envToken = env[TOKEN_ENV];
-  if (envToken !== undefined && envToken !== '' && (envToken.length < 16 || /\s/.test(envToken))) {
-    throw new VipgateError('ERUN_TOKEN', `${TOKEN_ENV} must be at least 16 characters without spaces; generate one with: openssl rand -hex 24`);
+  if (envToken !== undefined && envToken !== '' && !tokenOk(envToken)) {
+    throw new VipgateError('ERUN_TOKEN', `${TOKEN_ENV} ${TOKEN_RULE}`);
   }
   const token = envToken || config.api.token;
   const tokenFrom = envToken ? `$${TOKEN_ENV}` : config.api.token !== null ? 'api.token' : null;

@@ -15,7 +15,7 @@
 
 import { u16, u32, setU16, setU32 } from './bytes';
 import { checksum, fold, sum16 } from './checksum';
-import { IP_MIN_HEADER_LEN, IP_FLAGS_FRAG, IP_FRAG_OFFSET_MASK, IP_PROTO, parseIpv4Header, Ipv4Repr } from './ipv4';
+import { ipHeaderLen, ipVersion, IP_MIN_HEADER_LEN, IP_FLAGS_FRAG, IP_FRAG_OFFSET_MASK, IP_PROTO, parseIpv4Header, Ipv4Repr } from './ipv4';
 
 export const ICMP_TYPE = 0;
 export const ICMP_CODE = 1;
@@ -78,9 +78,8 @@ export function icmpCheck(buf: Uint8Array, l4: number, len: number): number {
   if (!icmpIsFlowError(buf[l4 + ICMP_TYPE]!)) return ICMP_OK;
   const q = l4 + ICMP_QUOTE;
   if (len - ICMP_QUOTE < IP_MIN_HEADER_LEN) return ICMP_BAD_QUOTE;
-  const vihl = buf[q]!;
-  const qihl = (vihl & 0x0f) << 2;
-  if (vihl >>> 4 !== 4 || qihl < IP_MIN_HEADER_LEN) return ICMP_BAD_QUOTE;
+  const qihl = ipHeaderLen(buf, q);
+  if (ipVersion(buf, q) !== 4 || qihl < IP_MIN_HEADER_LEN) return ICMP_BAD_QUOTE;
   if (len - ICMP_QUOTE < qihl + ICMP_QUOTE_MIN_PAYLOAD) return ICMP_BAD_QUOTE;
   return ICMP_OK;
 }
@@ -101,7 +100,7 @@ export function icmpNextHopMtu(buf: Uint8Array, l4: number): number { return u16
 /** Offset of the quoted IP header. */
 export function icmpQuoteL3(l4: number): number { return l4 + ICMP_QUOTE; }
 /** Offset of the quoted datagram's payload (its L4 header). */
-export function icmpQuoteL4(buf: Uint8Array, l4: number): number { return l4 + ICMP_QUOTE + ((buf[l4 + ICMP_QUOTE]! & 0x0f) << 2); }
+export function icmpQuoteL4(buf: Uint8Array, l4: number): number { return l4 + ICMP_QUOTE + ipHeaderLen(buf, l4 + ICMP_QUOTE); }
 /** The quoted datagram's protocol. */
 export function icmpQuoteProto(buf: Uint8Array, l4: number): number { return buf[l4 + ICMP_QUOTE + IP_PROTO]!; }
 /** True when the quoted datagram is a later fragment: its payload is not the L4 header. */
@@ -110,7 +109,7 @@ export function icmpQuoteIsLaterFragment(buf: Uint8Array, l4: number): boolean {
 }
 /** Bytes of the quoted payload present in a `len`-byte message. */
 export function icmpQuotePayloadLen(buf: Uint8Array, l4: number, len: number): number {
-  return len - ICMP_QUOTE - ((buf[l4 + ICMP_QUOTE]! & 0x0f) << 2);
+  return len - ICMP_QUOTE - ipHeaderLen(buf, l4 + ICMP_QUOTE);
 }
 
 // ---- parsed form ----

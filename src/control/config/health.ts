@@ -5,6 +5,11 @@
 
 import { isScalar } from 'yaml';
 
+/** An http check's defaults: GET / with no Host header of its own, any 2xx or 3xx, no body match. */
+export function httpCheckDefaults(): HttpCheck {
+  return { path: '/', host: null, status: [[200, 399]], body: null };
+}
+
 export type CheckType = 'tcp' | 'http' | 'syn';
 export const CHECK_TYPES: readonly CheckType[] = ['tcp', 'http', 'syn'];
 
@@ -145,7 +150,7 @@ export function parseHealthCheck(ck: SectionChecker, e: Entry, base: HealthCheck
   } else if (explicitFast && fastIntervalMs <= timeoutMs) {
     ck.fail(m.fast_interval!.at, m.fast_interval!.path, `fast_interval ${fastIntervalMs}ms is not longer than the timeout ${timeoutMs}ms; a check must end before the next one starts`);
   }
-  let http: HttpCheck | null = type === 'http' ? (base?.http ? { ...base.http } : { path: '/', host: null, status: [[200, 399]], body: null }) : null;
+  let http: HttpCheck | null = type === 'http' ? (base?.http ? { ...base.http } : httpCheckDefaults()) : null;
   if (type !== 'http') {
     for (const k of HTTP_ONLY) {
       const x = m[k];

@@ -9,7 +9,7 @@
 import * as net from 'node:net';
 import * as http from 'node:http';
 import type { ProbeResult } from './types';
-import type { HealthCheck } from '../config/health';
+import { type HealthCheck, httpCheckDefaults } from '../config/health';
 
 export interface ProbeTarget { ip: string; port: number }
 
@@ -49,7 +49,7 @@ export const tcpProbe: Probe = (target, check) => new Promise((resolve) => {
 
 /** `http`: GET path; the status must be one of expect_status (default 2xx or 3xx) and the body must contain `body` if set. */
 export const httpProbe: Probe = (target, check) => new Promise((resolve) => {
-  const h = check.http ?? { path: '/', host: null, status: [[200, 399]], body: null };
+  const h = check.http ?? httpCheckDefaults();
   const t0 = process.hrtime.bigint();
   let done = false;
   const finish = (r: ProbeResult) => {
