@@ -79,6 +79,7 @@ export const COUNTER_NAMES = [
   'rx_batches',           // live: batches handed to the packet path (frames_in / rx_batches = mean batch size)
   'rx_wakeups',           // live native: times a frame woke the event loop from sleep (the rest were caught while polling)
   'link_errors',          // live native: the interface went down under the socket (picked up again when it is back up)
+  'tables_bank_rejected', // worker: a published table bank failed its check (length, generation, checksum): refused, the tables in use stay
 ] as const;
 
 export type CounterName = (typeof COUNTER_NAMES)[number];
