@@ -4,7 +4,8 @@
 
 import t, { type Test } from 'tap';
 import * as path from 'node:path';
-import { spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import { spawn, spawnSync } from 'node:child_process';
 import { BankWriter, BankReader, banksSize, BANKS_HEADER, nextGeneration, TABLE_IMAGE_BYTES, tablesFit } from '../src/shm/banks';
 import { Tables, TablesSpec } from '../src/tables/services';
 import { parseIpv4, parseMac } from '../src/wire/addr';
@@ -14,6 +15,9 @@ import { replayFrames } from '../src/link/replay';
 import { readCaptureFile, PcapWriter } from '../src/pcap';
 import { Ctr, COUNTER_SLOTS } from '../src/dataplane/counters';
 import { sharedPcaps } from './helpers/paths';
+import { markedSpec } from './helpers/banks-child';
+import { openRegion } from '../src/shm/region';
+import { shmAvailable } from '../native-bindings/shm';
 
 const ip = (s: string) => parseIpv4(s)!;
 const mac = (s: string) => parseMac(s)!;
@@ -325,4 +329,44 @@ t.test('banks over a region from elsewhere are refused with what differs', async
   t.throws(() => new BankReader(new ArrayBuffer(banksSize()), 0), /not set up by a supervisor yet/, 'a reader before any writer');
   t.throws(() => new BankWriter(new ArrayBuffer(1024), 0), /need \d+ bytes, 64-byte aligned, in memory of 1024 bytes/);
   t.throws(() => new BankWriter(mem, 8), /64-byte aligned/);
+});
+
+t.test('across processes over a /dev/shm region: a burst of 300 publishes while a worker polls', async (t) => {
+  const avail = shmAvailable();
+  if (!avail.ok) { t.plan(0, `shm addon unavailable: ${avail.why}`); return; }
+  const file = path.join('/dev/shm', `vipgate-banks-test-${process.pid}.state`);
+  t.teardown(() => { try { fs.unlinkSync(file); } catch { /* gone */ } });
+  const region = openRegion({
+    path: file, shape: { iface: 'veth-banks', flowCapacity: 1024, neighbourCapacity: 64, seed: 7 },
+    timeouts: { halfOpenTimeoutMs: 5000, establishedTimeoutMs: 300_000, closingTimeoutMs: 10_000, neighbourTtlMs: 60_000 },
+    fresh: true, version: '0.1.0-test', banksBytes: banksSize(),
+  });
+  t.teardown(() => region.close());
+  const w = new BankWriter(region.banks.memory, region.banks.offset);
+  w.publish(new Tables(markedSpec(0)));
+  const LAST = 300;
+  const child = spawn(process.execPath, [path.join(__dirname, 'helpers', 'banks-child.js'), file, String(LAST)], { stdio: ['ignore', 'pipe', 'inherit'] });
+  let out = '';
+  child.stdout.setEncoding('utf8');
+  await new Promise<void>((resolve, reject) => {
+    child.stdout.on('data', (d: string) => { out += d; if (out.includes('ready\n')) resolve(); });
+    child.on('exit', (code) => reject(new Error(`worker child exited (${code}) before it was ready`)));
+  });
+  // The supervisor's side of an API burst: 300 publishes back to back, flushing between them as
+  // the supervisor's timer would; most find the worker still busy and replace the pending one.
+  let now = 0, pendingAtOnce = 0;
+  for (let i = 1; i <= LAST; i++) {
+    if (!w.publish(new Tables(markedSpec(i)))) { now++; pendingAtOnce = Math.max(pendingAtOnce, now); } else now = 0;
+    if (i % 10 === 0) await new Promise((res) => setImmediate(res));
+  }
+  const flushDeadline = Date.now() + 30_000;
+  while (!w.flush() && Date.now() < flushDeadline) await new Promise((res) => setTimeout(res, 1));
+  t.notOk(w.isPending, 'the last publish was written once the worker acked');
+  const code = await new Promise<number | null>((res) => { if (child.exitCode !== null) res(child.exitCode); else child.on('exit', res); });
+  t.equal(code, 0, 'the worker child exited cleanly');
+  const report = JSON.parse(out.split('\n').filter((l) => l.startsWith('{'))[0]!) as { seen: number[]; mismatched: number; polls: number; rejected: number; counted: number };
+  t.equal(report.seen[report.seen.length - 1], LAST, `the worker ended on the last tables (${report.seen.length} generations taken over ${report.polls} polls)`);
+  t.ok(report.seen.every((m, i) => i === 0 || m > report.seen[i - 1]!), 'always newer tables, never an older one back');
+  t.equal(report.mismatched, 0, 'every image taken is byte for byte the tables its marker names');
+  t.same([report.rejected, report.counted], [0, 0], 'no bank refused: the writer never wrote a bank the worker was reading');
 });
