@@ -417,19 +417,20 @@ async function startControl(a: SupervisorArgs, settings: RunSettings, log: Logge
   }
 
   log.info(describeRunSettings(settings).replace(/\n\s*/g, '; '));
-  log.info(`attached to ${iface} (mac ${config.macText ?? info.macText + ' (the NIC\'s)'}, mtu ${info.mtu}), capture filter: ${filter}`, { event: 'attached', interface: iface });
   log.info(`instance lock ${lock.file} (one vipgate per interface; held until exit)`, { event: 'locked', lock: lock.file });
   log.info(kf ? `kernel filter: ${kf.describe()}` : 'kernel filter: off (--no-kernel-filter): make sure this host\'s kernel drops VIP traffic itself');
   log.info(`API on http://${api.address}/v1 (${token ? 'bearer token required' : 'no token: loopback only'}), metrics on /metrics`, { event: 'api', address: api.address });
   if (opened?.fallbackWhy) log.info(`syn health checks: TCP connects (raw SYN probes unavailable: ${opened.fallbackWhy})`, { event: 'syn_probe' });
-  if (config.synCheck) {
-    log.info(`SYN-time check (in the packet worker): max_age ${config.synCheck.maxAgeMs} ms, probe timeout ${config.synCheck.timeoutMs} ms, on_fail ${config.synCheck.onFail}`, { event: 'syn_check' });
-  }
 
-  // The packet worker: a process of its own on the socket and the region.
-  workers.start(a.takeover ? () => {
-    if (process.connected) { process.send!({ t: 'running', pid: process.pid }); process.disconnect(); }
-  } : null);
+  // The packet worker: a process of its own on the socket and the region. "attached" is said
+  // once it forwards (scripts wait for that line).
+  workers.start((m) => {
+    if (config.synCheck) {
+      log.info(`SYN-time check: max_age ${config.synCheck.maxAgeMs} ms, probe timeout ${config.synCheck.timeoutMs} ms, on_fail ${config.synCheck.onFail}, ${m.synProbes ?? 'no prober'}`, { event: 'syn_check' });
+    }
+    log.info(`attached to ${iface} (mac ${config.macText ?? info.macText + ' (the NIC\'s)'}, mtu ${info.mtu}), capture filter: ${filter}`, { event: 'attached', interface: iface });
+    if (a.takeover && process.connected) { process.send!({ t: 'running', pid: process.pid }); process.disconnect(); }
+  });
 
   const send = (f: Buffer) => nic.send(f, f.length);
   const announcer = new Announcer(send, state.counters, (ip) => controller.tables.vipIndex(ip) >= 0);

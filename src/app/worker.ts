@@ -38,6 +38,8 @@ interface Running {
   region: Region;
   nic: NicLink;
   syn: LiveSynCheck | null;
+  /** How the SYN-time check probes (raw SYNs, or TCP connects and why), or null when it is off. */
+  synProbes: string | null;
   timers: NodeJS.Timeout[];
   log: Logger;
 }
@@ -66,8 +68,10 @@ export function startWorker(init: WorkerInit): Running {
     const link = nic;
     let names = init.names;
     let syn: LiveSynCheck | null = null;
+    let synProbes: string | null = null;
     if (init.synCheck) {
       const opened = openProber();
+      synProbes = opened.fallbackWhy ? `TCP connect probes (raw SYN probes unavailable: ${opened.fallbackWhy})` : 'raw SYN probes from this host\'s route source address';
       syn = startLiveSynCheck({
         dp, hold: new SynHold(LIVE_HOLD_SLOTS), prober: opened.prober, timeoutMs: init.synCheck.timeoutMs,
         send: (b, n) => link.send(b, n), nameOf: (b) => names[b],
@@ -89,7 +93,7 @@ export function startWorker(init: WorkerInit): Running {
       const l = live.syncStats();
       if (l.newLinkErrors > 0) log.warn(`${init.iface}: the packet socket reported ${l.lastLinkError ?? 'an error'}; frames flow again once the interface is up`, { event: 'link_error' });
     }, 1000));
-    return { region, nic, syn, timers, log };
+    return { region, nic, syn, synProbes, timers, log };
   } catch (e) {
     nic?.close();
     region.close();
@@ -133,7 +137,7 @@ export function workerMain(): void {
         send({ t: 'fatal', reason: (e as Error).message });
         process.exit(WORKER_EXIT_FATAL);
       }
-      send({ t: 'ready', io: running.nic.io, why: running.nic.io === 'native' ? 'the supervisor\'s packet socket' : 'its own libpcap capture (frames are lost while no worker runs)' });
+      send({ t: 'ready', io: running.nic.io, why: running.nic.io === 'native' ? 'the supervisor\'s packet socket' : 'its own libpcap capture (frames are lost while no worker runs)', synProbes: running.synProbes });
     } else if (m.t === 'stop') {
       if (running) stopWorker(running);
       process.disconnect();

@@ -41,7 +41,7 @@ export class WorkerManager {
   private timer: NodeJS.Timeout | null = null;
   private readyTimer: NodeJS.Timeout | null = null;
   private fatal: string | null = null;
-  private onFirstReady: (() => void) | null = null;
+  private onFirstReady: ((m: Extract<WorkerToSupervisor, { t: 'ready' }>) => void) | null = null;
   private exited: (() => void) | null = null;
   private readonly clock: () => number;
   /** stop() was called: no worker is started any more. */
@@ -54,7 +54,7 @@ export class WorkerManager {
   private step(e: WorkerEvent): void { this.s = stepRestart(this.s, e, this.clock()); }
 
   /** Start the first worker; `onFirstReady` runs once, when a worker first forwards. */
-  start(onFirstReady: (() => void) | null): void {
+  start(onFirstReady: ((m: Extract<WorkerToSupervisor, { t: 'ready' }>) => void) | null): void {
     this.onFirstReady = onFirstReady;
     this.spawn();
   }
@@ -98,7 +98,7 @@ export class WorkerManager {
           { event: 'worker_ready', pid: child.pid, restarts: this.s.restarts });
         const f = this.onFirstReady;
         this.onFirstReady = null;
-        f?.();
+        f?.(m);
         break;
       }
       case 'probe': this.o.probe(m); break;
