@@ -81,6 +81,8 @@ export interface Supervisor {
   region: Region;
   /** Stop the worker (drained), remove the kernel rule, close everything; resolves `done`. Idempotent. The region file stays. */
   stop(): void;
+  /** A bug in the supervisor: kill the worker and remove the kernel rule now, synchronously (the process exits next). */
+  abort(): void;
   /** Resolves once stopped (or handed over to a new build). */
   done: Promise<void>;
 }
@@ -161,6 +163,8 @@ interface Control {
   workers: WorkerManager;
   /** Stop the worker (drained) and everything of control; keepFilter: an upgrade's new build takes the kernel rule over. */
   release(o: { keepFilter: boolean }): Promise<void>;
+  /** Synchronous: kill the worker, remove the kernel rule. */
+  abort(): void;
 }
 
 async function startHost(a: SupervisorArgs, settings: RunSettings, log: Logger, iface: string, info: InterfaceInfo, filter: string, file: string,
@@ -299,6 +303,7 @@ async function startHost(a: SupervisorArgs, settings: RunSettings, log: Logger, 
         closeHost();
       });
     },
+    abort() { control.abort(); },
     done,
   };
 
@@ -479,6 +484,10 @@ async function startControl(a: SupervisorArgs, settings: RunSettings, log: Logge
   let released: Promise<void> | null = null;
   return {
     controller, api, workers,
+    abort() {
+      workers!.kill();
+      try { kf?.remove(); } catch { /* already handed over (upgrade): not ours to remove */ }
+    },
     release(o) {
       released ??= (async () => {
         for (const t of timers) clearInterval(t);

@@ -150,6 +150,13 @@ export class WorkerManager {
     });
   }
 
+  /** Kill the worker now (the supervisor itself is going down on a bug); no restart. */
+  kill(): void {
+    this.halted = true;
+    if (this.timer) { clearTimeout(this.timer); this.timer = null; }
+    this.child?.kill('SIGKILL');
+  }
+
   view(): WorkerView {
     const s = this.s, iso = (t: number | null) => t === null ? null : new Date(t).toISOString();
     return {
