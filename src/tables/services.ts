@@ -194,9 +194,9 @@ export class Tables {
    * Tables read from a bank come through this same constructor (fromImage) so that both kinds
    * have one hidden class: the packet path's field loads stay monomorphic whichever it is given.
    */
-  constructor(spec: TablesSpec, prev?: Tables, busy?: (slot: number) => boolean);
+  constructor(spec: TablesSpec, prev?: Pick<Tables, 'backendNames' | 'hasMeta'>, busy?: (slot: number) => boolean);
   constructor(parts: TablesParts);
-  constructor(src: TablesSpec | TablesParts, prev?: Tables, busy: (slot: number) => boolean = () => false) {
+  constructor(src: TablesSpec | TablesParts, prev?: Pick<Tables, 'backendNames' | 'hasMeta'>, busy: (slot: number) => boolean = () => false) {
     const p = src instanceof TablesParts ? src : buildParts(src, prev, busy);
     const v = p.v, h = v.hdr;
     this.mode = h[IMG_MODE]!;
@@ -336,7 +336,7 @@ function fillPick(v: ImageViews, svc: number, group: number[]): void {
 }
 
 /** Control's path from a spec to the image a Tables is made of (see the Tables constructor). */
-function buildParts(spec: TablesSpec, prev: Tables | undefined, busy: (slot: number) => boolean): TablesParts {
+function buildParts(spec: TablesSpec, prev: Pick<Tables, 'backendNames' | 'hasMeta'> | undefined, busy: (slot: number) => boolean): TablesParts {
   if (prev && !prev.hasMeta) throw new Error('tables: prev must be tables built by control (a Tables read from a bank has no backend names to keep slots stable by)');
   // Stable slots: a backend keeps its slot from `prev`; new names take free slots.
   const names: string[] = prev ? prev.backendNames.slice() : [];
