@@ -29,6 +29,7 @@ import type { Built } from '../main';
 import { snapshotCounters, CounterSnapshot } from '../dataplane/counters';
 import { FLOW_STATE_NAMES } from '../dataplane/flows';
 import { formatIpv4, formatMac, parseIpv4 } from '../wire/addr';
+import { tablesFit } from '../shm/banks';
 
 export interface ControlLog { (level: 'debug' | 'info' | 'warn' | 'error', msg: string, fields?: Record<string, unknown>): void }
 
@@ -152,7 +153,11 @@ export class Controller implements ControlApi {
     try {
       const { spec, step } = toSpec(d, this.o.mac, config.mode,
         { health: (n, port) => health?.status(n, port) ?? 'unknown', services: this.svcStates }, now, { synCheck: config.synCheck, icmp: config.icmp });
-      return { tables: new Tables(spec, prev, (slot) => st.bFlows[slot]! > 0), step };
+      const tables = new Tables(spec, prev, (slot) => st.bFlows[slot]! > 0);
+      // Refused here, before anything is committed, rather than by the worker's table bank later.
+      const fit = tablesFit(tables);
+      if (!fit.ok) throw new Error(fit.why);
+      return { tables, step };
     } catch (e) {
       throw new ApiError('EAPI_CONFLICT', `cannot build the tables: ${(e as Error).message}`);
     }
