@@ -33,6 +33,7 @@ import { openAfPacket } from '../../native-bindings/afpacket';
 import { snapshotCounters } from '../dataplane/counters';
 import { FlowTable } from '../dataplane/flows';
 import { NeighbourTable } from '../dataplane/neighbours';
+import { newClock } from '../dataplane/state';
 import { Tables } from '../tables/services';
 import { formatCounters, formatRateLine } from '../obs/format';
 import { createLogger, Logger } from '../obs/log';
@@ -359,8 +360,11 @@ async function startControl(a: SupervisorArgs, settings: RunSettings, log: Logge
   let flushTimer: NodeJS.Timeout | null = null;
   let workers: WorkerManager | null = null;
   let slotsWritten = slots?.join('\n') ?? null;
+  const clock = newClock();
   const port: ControlPort = {
-    state, flows: new FlowTable(state), neighbours: new NeighbourTable(state),
+    // The supervisor's own packet clock (state.ts PacketClock): the resolver's neighbour lookups age
+    // entries against control's time; the flow table is only read here (accessors: lookups would expire).
+    state, flows: new FlowTable(state, clock), neighbours: new NeighbourTable(state, clock),
     get tables() { return published; },
     ...(slots ? { slots } : {}),
     publish(t) {
