@@ -244,6 +244,22 @@ export class BankReader {
     return this.take(g);
   }
 
+  /**
+   * A worker's start, before it forwards anything: the current tables copied whole at once
+   * (poll() would spread a big set over several batches), or the tables already held (null at
+   * start) when nothing was published or the bank was refused.
+   */
+  takeCurrent(): Tables | null {
+    // Bounded: only a writer republishing faster than one copy (never, in practice) keeps it going.
+    for (let i = 0; i < 1_000_000; i++) {
+      const t = this.poll();
+      if (t) return t;
+      const g = Atomics.load(this.hdr, H_GEN);
+      if (g === 0 || g === this.seen) break;
+    }
+    return this.current;
+  }
+
   /** The tables last taken (null before the first). */
   get tables(): Tables | null { return this.current; }
 
