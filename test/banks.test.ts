@@ -10,7 +10,7 @@ import { BankWriter, BankReader, banksSize, BANKS_HEADER, BANK_POLL_CHUNK_BYTES,
 import { Tables, TablesSpec } from '../src/tables/services';
 import { parseIpv4, parseMac } from '../src/wire/addr';
 import { parseConfig } from '../src/control/config';
-import { buildDataplane } from '../src/main';
+import { buildDataplane } from '../src/app/replay';
 import { replayFrames } from '../src/link/replay';
 import { readCaptureFile, PcapWriter } from '../src/pcap';
 import { Ctr, COUNTER_SLOTS } from '../src/dataplane/counters';

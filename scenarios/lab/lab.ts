@@ -175,6 +175,21 @@ function listNetns(): string[] {
   return r.stdout.split('\n').map((l) => l.trim().split(/\s+/)[0] ?? '').filter((s) => s.length > 0);
 }
 
+/**
+ * vipgate's shared state files of these namespaces (/dev/shm/vipgate-<iface>.netns<inode>.state
+ * and its .slots): they outlive every vipgate on purpose, so the lab removes them with its
+ * namespaces — or a later namespace given the same inode would find them.
+ */
+function removeSharedState(names: string[]): void {
+  let files: string[];
+  try { files = fs.readdirSync('/dev/shm'); } catch { return; }
+  for (const n of names) {
+    let ino: number;
+    try { ino = fs.statSync(`/var/run/netns/${n}`).ino; } catch { continue; }
+    for (const f of files) if (f.startsWith('vipgate-') && f.includes(`.netns${ino}.state`)) fs.rmSync(path.join('/dev/shm', f), { force: true });
+  }
+}
+
 function deleteNetns(names: string[]): void {
   if (names.length === 0) return;
   // -force: keep going past a name that is already gone.
@@ -361,6 +376,7 @@ class LabImpl implements Lab {
     if (liveLabs.size === 0) unhookExit();
     this.killTracked();
     const mine = [...this.created];
+    removeSharedState(mine);
     deleteNetns(mine);
     const left = listNetns().filter((n) => mine.includes(n));
     if (left.length > 0) {

@@ -1,6 +1,6 @@
 // A packet path built like `vipgate replay` builds it, from YAML text, for fixture tests.
 import { parseConfig } from '../../src/control/config';
-import { buildDataplane, Built } from '../../src/main';
+import { buildDataplane, Built } from '../../src/app/replay';
 import { DROP_REASONS } from '../../src/dataplane/counters';
 import { configSpec } from '../../src/control/model';
 
