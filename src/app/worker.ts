@@ -13,7 +13,9 @@
 // It dies with the supervisor: the IPC channel's 'disconnect' (the supervisor exited or was
 // killed) ends it at once, so a whole restart never finds an orphan still reading the ring.
 
+import * as os from 'node:os';
 import { attachRegion, type Region } from '../shm/region';
+import { parentDeathSignal } from '../../native-bindings/shm';
 import { dropped } from '../shm/integrity';
 import { BankReader } from '../shm/banks';
 import { Dataplane } from '../dataplane/dataplane';
@@ -55,7 +57,7 @@ export function startWorker(init: WorkerInit): Running {
     if (dropped(rep) || rep.reverseRepaired) log.warn(`shared state: dropped ${dropped(rep)} record(s) that could not be trusted and relinked ${rep.reverseRepaired} nat reverse entr(ies) (of ${rep.flowsChecked} flows)`, { event: 'state_repaired', ...rep });
     region.setWriter(process.pid);
     const reader = new BankReader(region.banks.memory, region.banks.offset, region.state.counters);
-    const tables = reader.poll();
+    const tables = reader.takeCurrent();
     if (!tables) throw new Error(`the region ${init.region} holds no published tables (the supervisor publishes before it starts a worker)`);
     const dp = new Dataplane(region.state, tables);
     if (init.packetFd !== null) {
@@ -117,8 +119,12 @@ export function workerMain(): void {
     process.exit(2);
   }
   // The supervisor is gone (exit, SIGKILL): a worker must never outlive it (the next vipgate
-  // attaches the same ring; two readers would split its frames).
+  // attaches the same ring; two readers would split its frames). The IPC channel closing says
+  // so; the kernel's parent-death signal covers a worker too busy to read it. A supervisor that
+  // died before the prctl shows as a channel already closed.
   process.on('disconnect', () => process.exit(0));
+  try { parentDeathSignal(os.constants.signals.SIGKILL); } catch { /* the addon is missing: attachRegion says so */ }
+  if (!process.connected) process.exit(0);
   let running: Running | null = null;
   process.on('uncaughtException', (e) => {
     send({ t: 'fatal', reason: `internal error (a bug): ${e.stack ?? String(e)}` });

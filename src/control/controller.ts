@@ -183,7 +183,7 @@ export class Controller implements ControlApi {
       const { spec, step } = toSpec(d, this.o.mac, config.mode,
         { health: (n, port) => health?.status(n, port) ?? 'unknown', services: this.svcStates }, now, { synCheck: config.synCheck, icmp: config.icmp });
       const tables = new Tables(spec, prev, (slot) => st.bFlows[slot]! > 0);
-      // Refused here, before anything is committed, rather than by the worker's table bank later.
+      // What a packet worker could not read from a bank is refused here, before anything changes.
       const fit = tablesFit(tables);
       if (!fit.ok) throw new Error(fit.why);
       return { tables, step };
