@@ -176,17 +176,21 @@ function listNetns(): string[] {
 }
 
 /**
- * vipgate's shared state files of these namespaces (/dev/shm/vipgate-<iface>.netns<inode>.state
- * and its .slots): they outlive every vipgate on purpose, so the lab removes them with its
- * namespaces — or a later namespace given the same inode would find them.
+ * vipgate keeps its flows in /dev/shm/vipgate-<iface>.netns<inode>.state (and .state.slots), made
+ * to outlive every vipgate process (issue 9) — and so the lab's namespaces too. A namespace's
+ * inode is what its /run/netns file shows; once the namespace is deleted nothing can ever use its
+ * region, so the lab removes the regions of the namespaces it created before deleting them.
  */
 function removeSharedState(names: string[]): void {
+  const inodes = new Set<number>();
+  for (const n of names) {
+    try { inodes.add(fs.statSync(path.join('/run/netns', n)).ino); } catch { /* already gone */ }
+  }
   let files: string[];
   try { files = fs.readdirSync('/dev/shm'); } catch { return; }
-  for (const n of names) {
-    let ino: number;
-    try { ino = fs.statSync(`/var/run/netns/${n}`).ino; } catch { continue; }
-    for (const f of files) if (f.startsWith('vipgate-') && f.includes(`.netns${ino}.state`)) fs.rmSync(path.join('/dev/shm', f), { force: true });
+  for (const f of files) {
+    const m = /^vipgate-.+\.netns(\d+)\.state(\.slots)?$/.exec(f);
+    if (m && inodes.has(Number(m[1]))) fs.rmSync(path.join('/dev/shm', f), { force: true });
   }
 }
 
