@@ -136,7 +136,15 @@ async function takeoverCheck(iface: string, file: string, config: Config, filter
   let nic: NicLink;
   try {
     const r = attachRegion(file);
+    const sh = r.shape;
     r.close();
+    // What openRegion would refuse once the old one has let go, refused now while it still serves.
+    const differs = [
+      sh.iface !== iface && `interface ${sh.iface} in the file, ${iface} here`,
+      sh.flowCapacity !== config.flows.capacity && `flow capacity ${sh.flowCapacity} in the file, ${config.flows.capacity} in the config`,
+      sh.neighbourCapacity !== config.neighbours.capacity && `neighbour capacity ${sh.neighbourCapacity} in the file, ${config.neighbours.capacity} in the config`,
+    ].filter(Boolean);
+    if (differs.length) throw new VipgateError('ESHM_MISMATCH', `shared state ${file}: ${differs.join('; ')}; an upgrade keeps the shared state: keep its shape (or stop vipgate and start it with --fresh-state, cutting every flow)`);
     nic = config.io.backend === 'pcap' ? openNic(iface, { filter, io: 'pcap' }).nic : openAfPacket(iface, { fd: WORKER_PACKET_FD, filter: '' });
   } catch (e) {
     toOld({ t: 'refused', reason: (e as Error).message });
