@@ -47,7 +47,7 @@ import type { CheckType } from '../control/config/health';
 import { openProber } from '../control/health/syn-probe';
 import { openRegion, attachRegion, regionPath, type Region } from '../shm/region';
 import { BankWriter, banksSize } from '../shm/banks';
-import { WorkerManager } from './workers';
+import { WorkerManager, launchWorker } from './workers';
 import { WORKER_PACKET_FD, isUpgradeToNew, isUpgradeToOld, type UpgradeToOld } from './ipc';
 
 export interface SupervisorArgs {
@@ -130,7 +130,7 @@ export async function startSupervisor(a: SupervisorArgs): Promise<Supervisor> {
  * and wait until the old one has let go. Anything that fails here is sent back as `refused`: the
  * old one keeps running untouched.
  */
-async function takeoverCheck(iface: string, file: string, config: Config, filter: string, log: Logger): Promise<{ nic: NicLink }> {
+async function takeoverCheck(iface: string, file: string, config: Config, filter: string, log: Logger): Promise<{ nic: NicLink; spare: ChildProcess }> {
   const toOld = (m: UpgradeToOld) => { if (process.connected) process.send!(m); };
   if (!process.send) throw new VipgateError('ERUN_TAKEOVER', '--takeover is for `vipgate upgrade`, which starts the new vipgate with it; start vipgate without it');
   let nic: NicLink;
@@ -150,6 +150,9 @@ async function takeoverCheck(iface: string, file: string, config: Config, filter
     toOld({ t: 'refused', reason: (e as Error).message });
     throw e;
   }
+  // Our first worker, started now so that its start-up (Node's, the code's) is not part of the
+  // hand-over: it waits for init until the old one has let go.
+  const spare = launchWorker(nic);
   log.info(`upgrade: the region ${file} checks out; waiting for the running vipgate to let go`, { event: 'upgrade_checked' });
   const released = new Promise<void>((resolve, reject) => {
     const timer = setTimeout(() => reject(new VipgateError('ERUN_TAKEOVER', `upgrade: the running vipgate did not let go within ${UPGRADE_STEP_MS / 1000} s; it keeps serving`)), UPGRADE_STEP_MS);
@@ -160,10 +163,11 @@ async function takeoverCheck(iface: string, file: string, config: Config, filter
   try {
     await released;
   } catch (e) {
+    spare.kill('SIGKILL');
     nic.close();
     throw e;
   }
-  return { nic };
+  return { nic, spare };
 }
 
 interface Control {
@@ -177,7 +181,7 @@ interface Control {
 }
 
 async function startHost(a: SupervisorArgs, settings: RunSettings, log: Logger, iface: string, info: InterfaceInfo, filter: string, file: string,
-  handed: { nic: NicLink } | null): Promise<Supervisor> {
+  handed: { nic: NicLink; spare: ChildProcess } | null): Promise<Supervisor> {
   const { config } = settings;
   let lock = acquireInstanceLock(iface);
   let region: Region;
@@ -193,6 +197,7 @@ async function startHost(a: SupervisorArgs, settings: RunSettings, log: Logger, 
       },
     });
   } catch (e) {
+    handed?.spare.kill('SIGKILL');
     handed?.nic.close();
     lock.release();
     throw e;
@@ -284,7 +289,7 @@ async function startHost(a: SupervisorArgs, settings: RunSettings, log: Logger, 
       upgrading = null;
       try {
         lock = acquireInstanceLock(iface);
-        control = await startControl(a, settings, log, iface, info, filter, region, nic, lock, upgrade, slots);
+        control = await startControl(a, settings, log, iface, info, filter, region, nic, lock, upgrade, slots, handed?.spare);
       } catch (e2) {
         log.error(`cannot take the interface back: ${(e2 as Error).message}; exiting`, { event: 'upgrade_fatal' });
         stopped = true;
@@ -293,7 +298,7 @@ async function startHost(a: SupervisorArgs, settings: RunSettings, log: Logger, 
     }
   };
   try {
-    control = await startControl(a, settings, log, iface, info, filter, region, nic, lock, upgrade, slots);
+    control = await startControl(a, settings, log, iface, info, filter, region, nic, lock, upgrade, slots, handed?.spare);
   } catch (e) {
     nic.close();
     region.close();
@@ -345,7 +350,7 @@ function ensureLauncher(main: string): string {
 
 /** Everything that serves the interface while this process holds its lock (see the top of the file). */
 async function startControl(a: SupervisorArgs, settings: RunSettings, log: Logger, iface: string, info: InterfaceInfo, filter: string,
-  region: Region, nic: NicLink, lock: ReturnType<typeof acquireInstanceLock>, upgrade: (body: unknown) => Promise<unknown>, slots: string[] | null): Promise<Control> {
+  region: Region, nic: NicLink, lock: ReturnType<typeof acquireInstanceLock>, upgrade: (body: unknown) => Promise<unknown>, slots: string[] | null, spare?: ChildProcess): Promise<Control> {
   const { config, apiListen, token, stateFile } = settings;
   const state = region.state;
   // Health probes of type syn need the raw prober here; the SYN-time check runs in the worker (its own).
@@ -402,6 +407,7 @@ async function startControl(a: SupervisorArgs, settings: RunSettings, log: Logge
     probe: (m) => health.observe(m.backend, m.result, m.at, m.port),
     event: (m) => events.emit(m.type, m.fields, m.at),
     readerGone: () => writer.readerGone(),
+    ...(spare ? { spare } : {}),
   });
   const controller = new Controller({
     config, port, mac, stateFile, version: VERSION, iface, health, events,

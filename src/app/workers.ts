@@ -32,7 +32,14 @@ export interface WorkerManagerOptions {
   readerGone(): void;
   /** The worker's script (default: worker.js next to this file). */
   entry?: string;
+  /** A worker process already started by launchWorker, to take first. */
+  spare?: ChildProcess;
   clock?: () => number;
+}
+
+/** Start a packet worker process (it loads its code, then waits for init on the IPC channel). */
+export function launchWorker(nic: NicLink, entry = path.join(__dirname, 'worker.js')): ChildProcess {
+  return spawn(process.execPath, [entry], { stdio: ['ignore', 'inherit', 'inherit', 'ipc', nic.fd ?? 'ignore'] });
 }
 
 export class WorkerManager {
@@ -52,6 +59,9 @@ export class WorkerManager {
 
   constructor(private readonly o: WorkerManagerOptions) {
     this.clock = o.clock ?? Date.now;
+    // One started ahead (an upgrade's new build starts it while the old one still forwards).
+    if (o.spare?.connected) this.spare = this.adopt(o.spare);
+    else o.spare?.kill('SIGKILL');
   }
 
   private step(e: WorkerEvent): void { this.s = stepRestart(this.s, e, this.clock()); }
@@ -64,9 +74,10 @@ export class WorkerManager {
 
   /** A worker process with its listeners, not yet told anything (it loads its code and waits for init). */
   private launch(): ChildProcess {
-    const o = this.o;
-    const entry = o.entry ?? path.join(__dirname, 'worker.js');
-    const child = spawn(process.execPath, [entry], { stdio: ['ignore', 'inherit', 'inherit', 'ipc', o.nic.fd ?? 'ignore'] });
+    return this.adopt(launchWorker(this.o.nic, this.o.entry));
+  }
+
+  private adopt(child: ChildProcess): ChildProcess {
     child.on('message', (m: unknown) => this.onMessage(child, m));
     child.on('error', (e) => { if (this.child === child) this.fatal ??= `cannot start the worker process: ${e.message}`; });
     child.on('exit', (code, signal) => {
