@@ -157,3 +157,33 @@ t.test('nat: worker SIGKILL and upgrade keep every connection; an incompatible u
     fs.rmSync(tmp, { recursive: true, force: true });
   }
 });
+
+t.test('a worker that cannot start says why and is retried with back-off, never in a tight loop', { skip }, async (t) => {
+  let lab: Lab | null = null;
+  let vg: VipgateProc | null = null;
+  try {
+    lab = await createLab({ mode: 'dsr', clients: 1, backends: 1 });
+    vg = await startVipgate(lab, labConfigYaml(lab), ['--fresh-state']);
+    const v = vg;
+    const status = () => v.cliJson<StatusView>(['status']);
+    const s0 = await until('the first worker', () => { const s = status(); return s.worker?.state === 'running' ? s : null; });
+    // The state file removed under a running vipgate (an operator's mistake): the supervisor keeps
+    // its mapping, but a new worker has nothing to attach to.
+    fs.rmSync(s0.sharedState!.file);
+    process.kill(s0.worker!.pid!, 'SIGKILL');
+    const s1 = await until('three failed starts', () => { const s = status(); return s.worker!.restarts >= 3 ? s : null; });
+    t.match(s1.worker!.lastExit!.reason, /^exit code 3: shared state: cannot open .*\.state: No such file/, `lastExit says why: ${s1.worker!.lastExit!.reason}`);
+    t.not(s1.worker!.state, 'running');
+    await new Promise((r) => setTimeout(r, 300));
+    const log = v.log();
+    t.match(log, /packet worker PID \d+ exited unexpectedly \(killed by SIGKILL\); restart 1 now/, 'the crash: restarted at once');
+    t.match(log, /exited unexpectedly \(exit code 3: shared state: cannot open [^)]*\); restart 2 in 100 ms/, 'the failed start: 100 ms later');
+    t.match(log, /restart 3 in 200 ms/, 'then 200 ms');
+    const stopped = await v.stop();
+    vg = null;
+    t.equal(stopped.code, 0, 'SIGTERM still stops it cleanly, exit 0');
+  } finally {
+    if (vg) await vg.stop();
+    lab?.teardown();
+  }
+});

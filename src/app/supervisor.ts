@@ -131,7 +131,7 @@ export async function startSupervisor(a: SupervisorArgs): Promise<Supervisor> {
  * old one keeps running untouched.
  */
 async function takeoverCheck(iface: string, file: string, config: Config, filter: string, log: Logger): Promise<{ nic: NicLink; spare: ChildProcess }> {
-  const toOld = (m: UpgradeToOld) => { if (process.connected) process.send!(m); };
+  const toOld = (m: UpgradeToOld) => { if (process.connected) process.send!(m, undefined, undefined, () => { /* gone: the wait below says so */ }); };
   if (!process.send) throw new VipgateError('ERUN_TAKEOVER', '--takeover is for `vipgate upgrade`, which starts the new vipgate with it; start vipgate without it');
   let nic: NicLink;
   try {
@@ -226,7 +226,10 @@ async function startHost(a: SupervisorArgs, settings: RunSettings, log: Logger, 
   let stopped = false;
   let resolveDone!: () => void;
   const done = new Promise<void>((r) => { resolveDone = r; });
+  let hostClosed = false;
   const closeHost = () => {
+    if (hostClosed) return;
+    hostClosed = true;
     nic.close();
     region.close();
     resolveDone();
@@ -240,6 +243,7 @@ async function startHost(a: SupervisorArgs, settings: RunSettings, log: Logger, 
       stdio: ['ignore', 'inherit', 'inherit', 'ipc', nic.fd ?? 'ignore'], detached: true,
     });
     upgrading = child;
+    child.on('error', (e) => log.error(`upgrade: the new vipgate process: ${e.message}`, { event: 'upgrade_error' }));
     log.info(`upgrade: started vipgate ${target.version} (${target.bin}), PID ${child.pid}`, { event: 'upgrade_started', pid: child.pid, to: target.bin });
     const msgs: UpgradeToOld[] = [];
     let wake: (() => void) | null = null;
@@ -273,7 +277,7 @@ async function startHost(a: SupervisorArgs, settings: RunSettings, log: Logger, 
     log.info('upgrade: stopping the packet worker and letting go of the interface', { event: 'upgrade_release' });
     await control.release({ keepFilter: true });
     lock.release();
-    child.send({ t: 'released' });
+    child.send({ t: 'released' }, () => { /* a channel already closed shows as its exit */ });
     try {
       const m = await next('forwarded');
       if (m.t !== 'running') throw new Error(m.t === 'refused' ? m.reason : `unexpected message ${m.t}`);
@@ -283,13 +287,14 @@ async function startHost(a: SupervisorArgs, settings: RunSettings, log: Logger, 
       child.unref();
       closeHost();
     } catch (e) {
+      if (stopped) return; // SIGTERM meanwhile: nothing to take back
       // The new one failed after we let go: take the interface back (same socket, same region).
       log.error(`upgrade failed: ${(e as Error).message}; taking the interface back`, { event: 'upgrade_failed' });
       if (!exited()) child.kill('SIGKILL');
       upgrading = null;
       try {
         lock = acquireInstanceLock(iface);
-        control = await startControl(a, settings, log, iface, info, filter, region, nic, lock, upgrade, slots, handed?.spare);
+        control = await startControl(a, settings, log, iface, info, filter, region, nic, lock, upgrade, slots);
       } catch (e2) {
         log.error(`cannot take the interface back: ${(e2 as Error).message}; exiting`, { event: 'upgrade_fatal' });
         stopped = true;
@@ -452,7 +457,7 @@ async function startControl(a: SupervisorArgs, settings: RunSettings, log: Logge
       log.info(`SYN-time check: max_age ${config.synCheck.maxAgeMs} ms, probe timeout ${config.synCheck.timeoutMs} ms, on_fail ${config.synCheck.onFail}, ${m.synProbes ?? 'no prober'}`, { event: 'syn_check' });
     }
     log.info(`attached to ${iface} (mac ${config.macText ?? info.macText + ' (the NIC\'s)'}, mtu ${info.mtu}), capture filter: ${filter}`, { event: 'attached', interface: iface });
-    if (a.takeover && process.connected) { process.send!({ t: 'running', pid: process.pid }); process.disconnect(); }
+    if (a.takeover && process.connected) process.send!({ t: 'running', pid: process.pid }, undefined, undefined, () => { if (process.connected) process.disconnect(); });
   });
 
   const send = (f: Buffer) => nic.send(f, f.length);

@@ -81,8 +81,17 @@ export class WorkerManager {
     child.on('message', (m: unknown) => this.onMessage(child, m));
     child.on('error', (e) => { if (this.child === child) this.fatal ??= `cannot start the worker process: ${e.message}`; });
     child.on('exit', (code, signal) => {
-      if (child === this.spare) this.onSpareExit(child, code, signal);
-      else this.onExit(child, { code, signal, reason: this.fatal, at: this.clock() });
+      const at = this.clock();
+      // What it said last (a `fatal`) may still be in the IPC pipe when the exit is reaped: act
+      // once the channel has closed (its messages are delivered before), or 200 ms at most.
+      let done = false;
+      const go = () => {
+        if (done) return;
+        done = true;
+        if (child === this.spare) this.onSpareExit(child, code, signal);
+        else this.onExit(child, { code, signal, reason: this.child === child ? this.fatal : null, at });
+      };
+      if (child.connected) { child.once('disconnect', go); setTimeout(go, 200); } else go();
     });
     return child;
   }
@@ -174,7 +183,7 @@ export class WorkerManager {
   /** The backend names changed (a publish): the worker's SYN-time check reports by name. */
   names(names: string[]): void {
     const c = this.child;
-    if (c && c.connected) c.send({ t: 'names', names } satisfies SupervisorToWorker);
+    if (c && c.connected) c.send({ t: 'names', names } satisfies SupervisorToWorker, () => { /* gone: its exit says so */ });
   }
 
   /** Ask the worker to stop (it finishes the batch in hand; the ring keeps the rest); SIGKILL after `ms`. Resolves once it exited. */
@@ -191,7 +200,7 @@ export class WorkerManager {
         c.kill('SIGKILL');
       }, ms);
       this.exited = () => { clearTimeout(kill); this.exited = null; resolve(); };
-      if (c.connected) c.send({ t: 'stop' } satisfies SupervisorToWorker); else c.kill('SIGTERM');
+      if (c.connected) c.send({ t: 'stop' } satisfies SupervisorToWorker, (err) => { if (err) c.kill('SIGTERM'); }); else c.kill('SIGTERM');
     });
   }
 
