@@ -6,6 +6,7 @@
 //   - `vipgate upgrade --to` a copied build: a new supervisor PID serves the API, same flows;
 //   - an upgrade to a build whose shared state layout differs is refused with the region's
 //     message and the running vipgate keeps serving untouched;
+//   - an upgrade to a build whose worker cannot start: the running one takes the interface back;
 //   - SIGKILL of the supervisor (its worker dies with it) and `vipgate run` again.
 // SIGTERM then stops cleanly (exit 0), removes the kernel rule, and leaves the region file.
 // Short on purpose: the 20x kill loops and the gap benchmark are bench/continuity.bench.ts.
@@ -107,6 +108,25 @@ t.test('nat: worker SIGKILL and upgrade keep every connection; an incompatible u
     t.equal(s2.pid, s0.pid, 'the running supervisor still serves');
     t.equal(s2.worker!.pid, s1.worker!.pid, 'with the same worker');
     t.same(await held.request(), want, 'and the same flows');
+
+    // ---- a build that cannot forward: the running one takes the interface back ----
+    const brokenDir = fs.mkdtempSync(path.join(tmp, 'broken-'));
+    const broken = copyBuild(brokenDir);
+    fs.writeFileSync(path.join(brokenDir, 'dist', 'src', 'app', 'worker.js'), 'throw new Error("this build\'s packet worker is broken");\n');
+    const failed = v.cli(['upgrade', '--to', broken], { timeoutMs: 90_000 });
+    t.equal(failed.code, 1, 'the upgrade command fails');
+    t.match(failed.stderr, /did not take over; vipgate \S+ \(PID \d+\) took the interface back/, `and says so: ${failed.stderr.trim().split('\n')[0]}`);
+    const back = await until('the old supervisor serving again', () => {
+      try { const s = status(); return s.pid === s0.pid && s.worker?.state === 'running' ? s : null; } catch { return null; }
+    }, 30_000);
+    t.equal(back.pid, s0.pid, 'the running supervisor took the interface back');
+    await new Promise((r) => setTimeout(r, 200));
+    t.match(v.log(), /upgrade failed: the new vipgate did not forward within 3 s; taking the interface back/, 'and says so');
+    // The held connections were idle through the failed hand-over longer than the lab's HTTP
+    // servers keep an idle connection (5 s): new ones, through the vipgate that took back.
+    held.kill();
+    held = await holdConnections(lab, 'c1', lab.addr.vips[1]!, lab.httpPort, 8);
+    t.same(await held.request(), want, 'it forwards new connections, to the same backend');
 
     // ---- a compatible build takes over ----
     const good = copyBuild(fs.mkdtempSync(path.join(tmp, 'good-')));

@@ -90,8 +90,14 @@ export interface Supervisor {
 
 /** How long a worker may take to stop when asked before it is killed (ms). */
 const WORKER_STOP_MS = 3000;
-/** How long an upgrade waits for the new build at each step (ms). */
+/** How long an upgrade waits for the new build to start and check the shared state (ms); this one forwards meanwhile. */
 const UPGRADE_STEP_MS = 30_000;
+/**
+ * How long the new build has to forward once this one has let go (ms). Nothing forwards
+ * meanwhile, so not long: its first worker is already started (it takes ~0.15 s here), and a
+ * failed hand-over taken back within a few seconds is one TCP retransmission or two.
+ */
+const HANDOVER_MS = 3000;
 
 export async function startSupervisor(a: SupervisorArgs): Promise<Supervisor> {
   const settings = loadRunSettings(a.config, { apiListen: a.apiListen, stateFile: a.stateFile });
@@ -250,13 +256,13 @@ async function startHost(a: SupervisorArgs, settings: RunSettings, log: Logger, 
     let exited: string | null = null;
     child.on('message', (m: unknown) => { if (isUpgradeToOld(m)) { msgs.push(m); wake?.(); } });
     child.on('exit', (code, sig) => { exited = sig ? `killed by ${sig}` : `exit code ${code}`; wake?.(); });
-    const next = async (what: string): Promise<UpgradeToOld> => {
-      const until = Date.now() + UPGRADE_STEP_MS;
+    const next = async (what: string, ms = UPGRADE_STEP_MS): Promise<UpgradeToOld> => {
+      const until = Date.now() + ms;
       while (!msgs.length && !exited && Date.now() < until) await new Promise<void>((r) => { wake = r; setTimeout(r, 250); });
       wake = null;
       const m = msgs.shift();
       if (m) return m;
-      throw new Error(exited ? `the new vipgate exited (${exited}) before it ${what}` : `the new vipgate did not ${what} within ${UPGRADE_STEP_MS / 1000} s`);
+      throw new Error(exited ? `the new vipgate exited (${exited}) before it could ${what}` : `the new vipgate did not ${what} within ${ms / 1000} s`);
     };
     const fail = (why: string): never => {
       upgrading = null;
@@ -265,7 +271,7 @@ async function startHost(a: SupervisorArgs, settings: RunSettings, log: Logger, 
       throw new ApiError('EAPI_CONFLICT', `upgrade to ${target.bin} refused: ${why}; the running vipgate (PID ${process.pid}) keeps serving`);
     };
     let first: UpgradeToOld;
-    try { first = await next('checked the shared state'); } catch (e) { return fail((e as Error).message); }
+    try { first = await next('check the shared state'); } catch (e) { return fail((e as Error).message); }
     if (first.t === 'refused') return fail(first.reason);
     if (first.t !== 'checked') return fail(`unexpected message ${first.t}`);
     // Answer the API call first; let go right after (closing the API cuts its connections).
@@ -273,13 +279,13 @@ async function startHost(a: SupervisorArgs, settings: RunSettings, log: Logger, 
     return { from: { version: VERSION, pid: process.pid }, to: { version: first.version, pid: first.pid } };
   };
 
-  const handOver = async (child: ChildProcess, next: (what: string) => Promise<UpgradeToOld>, exited: () => string | null) => {
+  const handOver = async (child: ChildProcess, next: (what: string, ms?: number) => Promise<UpgradeToOld>, exited: () => string | null) => {
     log.info('upgrade: stopping the packet worker and letting go of the interface', { event: 'upgrade_release' });
     await control.release({ keepFilter: true });
     lock.release();
     child.send({ t: 'released' }, () => { /* a channel already closed shows as its exit */ });
     try {
-      const m = await next('forwarded');
+      const m = await next('forward', HANDOVER_MS);
       if (m.t !== 'running') throw new Error(m.t === 'refused' ? m.reason : `unexpected message ${m.t}`);
       log.info(`upgrade: vipgate PID ${m.pid} forwards; this one exits`, { event: 'upgrade_done', pid: m.pid });
       stopped = true;
@@ -290,7 +296,12 @@ async function startHost(a: SupervisorArgs, settings: RunSettings, log: Logger, 
       if (stopped) return; // SIGTERM meanwhile: nothing to take back
       // The new one failed after we let go: take the interface back (same socket, same region).
       log.error(`upgrade failed: ${(e as Error).message}; taking the interface back`, { event: 'upgrade_failed' });
-      if (!exited()) child.kill('SIGKILL');
+      if (!exited()) {
+        // Its lock goes with it: wait for that before taking it back.
+        const gone = new Promise<void>((r) => { child.once('exit', () => r()); setTimeout(r, 3000); });
+        child.kill('SIGKILL');
+        await gone;
+      }
       upgrading = null;
       try {
         lock = acquireInstanceLock(iface);
