@@ -3,20 +3,22 @@
 //
 // A worker exit the supervisor did not ask for is counted and answered with a new worker: at once
 // the first time (a single crash costs no more than the start of a process), then after a delay
-// that doubles with each further exit in a row (100 ms, 200 ms, ... capped at 5 s), so a worker
-// that cannot run never becomes a tight restart loop. A worker that ran long enough (30 s) ends
-// the streak: its next crash is again restarted at once.
+// that doubles with each further exit in a row of workers that died young (100 ms, 200 ms, ...
+// capped at 5 s), so a worker that cannot run never becomes a tight restart loop. A worker that
+// forwarded for a while (1 s) was not in a loop: its crash ends the streak and is answered at
+// once, so flows wait no longer for the second crash of an evening than for the first (runit's
+// rule, with a doubling delay where runit has a fixed second).
 
 export interface RestartPolicy {
   /** The delay after the second exit in a row (ms); it doubles from there. */
   baseMs: number;
   /** The longest delay (ms). */
   capMs: number;
-  /** A worker that ran at least this long (ms) ends the streak. */
+  /** A worker that ran at least this long (ms) before it exited ends the streak: restarted at once. */
   resetAfterMs: number;
 }
 
-export const RESTART_POLICY: RestartPolicy = { baseMs: 100, capMs: 5000, resetAfterMs: 30_000 };
+export const RESTART_POLICY: RestartPolicy = { baseMs: 100, capMs: 5000, resetAfterMs: 1000 };
 
 export type WorkerPhase =
   /** Spawned, not yet forwarding (attaching the region and the ring). */
