@@ -8,7 +8,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { loadConfig } from '../src/control/config';
-import { buildDataplane } from '../src/main';
+import { buildDataplane } from '../src/app/replay';
 import { Controller } from '../src/control/controller';
 
 const n = Number(process.argv[process.argv.indexOf('--n') + 1]) || 300;
@@ -16,7 +16,7 @@ const config = loadConfig(path.join(__dirname, '..', '..', 'scenarios', 'configs
 const built = buildDataplane(config);
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'vipgate-bench-'));
 try {
-  const c = new Controller({ config, built, mac: config.mac!, stateFile: path.join(dir, 'state.json') });
+  const c = new Controller({ config, port: built.port, mac: config.mac!, stateFile: path.join(dir, 'state.json') });
   const ms = (run: () => void): number[] => {
     const out: number[] = [];
     for (let i = 0; i < n; i++) { const t0 = process.hrtime.bigint(); run(); out.push(Number(process.hrtime.bigint() - t0) / 1e6); }

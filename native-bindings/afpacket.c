@@ -208,16 +208,25 @@ static napi_value setup(napi_env env, int fd, int inherited, const char *ifname,
   l->used = 1; l->fd = fd; l->ifindex = ifindex; l->ring = ring; l->ring_size = size;
   l->frame_size = frame_size; l->frame_count = blocks * per_block; l->env = env;
   // An inherited ring may hold frames the kernel handed over while nobody was reading (the
-  // previous owner gave back everything it had read): start at the oldest of them, i.e. the
-  // first frame of the run of ours, which may wrap past the end of the ring.
+  // previous owner gave back everything it had read, or was killed holding a batch): start at the
+  // oldest of them. With none, start where the kernel writes next: right after the frame it
+  // wrote last. Giving a frame back only resets its status word, so each header keeps the time
+  // the kernel stamped it with (tpacket_rcv always stamps V2 frames): the newest stamp marks the
+  // kernel's last write. (Starting at 0 instead would wait for the kernel to wrap the whole ring
+  // while poll() keeps reporting the frames we are not looking at.)
   if (inherited) {
     uint32_t n = l->frame_count;
+    int64_t oldest_user = -1, newest = -1;
+    uint64_t oldest_user_ts = UINT64_MAX, newest_ts = 0;
     for (uint32_t i = 0; i < n; i++) {
       struct tpacket2_hdr *h = (struct tpacket2_hdr *)(l->ring + (size_t)i * frame_size);
-      struct tpacket2_hdr *p = (struct tpacket2_hdr *)(l->ring + (size_t)((i + n - 1) % n) * frame_size);
-      if ((__atomic_load_n(&h->tp_status, __ATOMIC_ACQUIRE) & TP_STATUS_USER) &&
-          !(__atomic_load_n(&p->tp_status, __ATOMIC_ACQUIRE) & TP_STATUS_USER)) { l->head = i; break; }
+      uint32_t st = __atomic_load_n(&h->tp_status, __ATOMIC_ACQUIRE);
+      uint64_t ts = (uint64_t)h->tp_sec * 1000000000ull + h->tp_nsec;
+      if ((st & TP_STATUS_USER) && ts < oldest_user_ts) { oldest_user_ts = ts; oldest_user = i; }
+      if (ts > newest_ts) { newest_ts = ts; newest = i; }
     }
+    if (oldest_user >= 0) l->head = (uint32_t)oldest_user;
+    else if (newest >= 0) l->head = (uint32_t)((newest + 1) % n);
   }
   // Start the kernel's statistics from zero for this owner.
   struct tpacket_stats st; socklen_t sl = sizeof st;

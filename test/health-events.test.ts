@@ -12,7 +12,7 @@ import { EVENTS_DEFAULTS, HealthCheck } from '../src/control/config/health';
 import { tcpProbe, httpProbe } from '../src/control/health/probes';
 import { parseConfig } from '../src/control/config';
 import { Controller } from '../src/control/controller';
-import { buildDataplane } from '../src/main';
+import { buildDataplane } from '../src/app/replay';
 import { startApiServer } from '../src/control/api';
 import { runClient } from '../src/cli/client';
 
@@ -132,7 +132,7 @@ t.test('http probe: status and body checked, with a reason for operators', async
 
 t.test('GET /v1/events and vipgate events through the real API server', async (t) => {
   const config = parseConfig('mac: "02:00:5e:00:00:01"\nvips: ["10.0.0.100"]\nbackends: [{ name: a, ip: 10.0.1.1 }, { name: b, ip: 10.0.1.2 }]\nservices: [{ vip: 10.0.0.100, port: 80, active: a, standby: [b] }]\n', 'e.yaml');
-  const controller = new Controller({ config, built: buildDataplane(config), mac: config.mac!, stateFile: null });
+  const controller = new Controller({ config, port: buildDataplane(config).port, mac: config.mac!, stateFile: null });
   const api = await startApiServer({ listen: '127.0.0.1:0', token: null, api: controller });
   t.teardown(() => api.close());
   controller.switchService('10.0.0.100:80', { backend: 'b' });

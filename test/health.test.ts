@@ -9,7 +9,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { parseConfig, loadConfig } from '../src/control/config';
 import { Controller } from '../src/control/controller';
-import { buildDataplane } from '../src/main';
+import { buildDataplane } from '../src/app/replay';
 import { HealthManager } from '../src/control/health/manager';
 import { EventLog } from '../src/control/health/events';
 import { EVENTS_DEFAULTS, HealthCheck } from '../src/control/config/health';
@@ -64,7 +64,7 @@ function rig(text = yaml(), o: { stateFile?: string } = {}) {
   const events = new EventLog({ config: EVENTS_DEFAULTS, clock });
   const rand = mulberry32(7);
   const health = new HealthManager({ probes: { tcp: fake, http: fake }, events, clock, random: rand });
-  const controller = new Controller({ config, built, mac: config.mac!, stateFile: o.stateFile ?? null, clock, health, events });
+  const controller = new Controller({ config, port: built.port, mac: config.mac!, stateFile: o.stateFile ?? null, clock, health, events });
   /** Advance the clock in `step` ms slices, ticking the checker and letting probe results land. */
   const advance = async (ms: number, step = 5) => {
     const end = now + ms;
@@ -254,7 +254,7 @@ t.test('replay and run build the same tables from the same config (one path from
   const text = yaml({ health: 'health: false' });
   const config = parseConfig(text, 'h.yaml');
   const replay = buildDataplane(config, { seed: 1 });
-  const run = new Controller({ config, built: buildDataplane(config, { seed: 1 }), mac: config.mac!, stateFile: null });
+  const run = new Controller({ config, port: buildDataplane(config, { seed: 1 }).port, mac: config.mac!, stateFile: null });
   const a: Tables = replay.tables, b: Tables = run.tables;
   t.same(b.spec, a.spec, 'the same spec: weights, spares, on_backend_down, health');
   t.ok(a.spec.backends.find((x) => x.name === 'b')!.weight === 300, 'weights are kept (the old replay path dropped them)');
@@ -266,7 +266,7 @@ t.test('replay and run build the same tables from the same config (one path from
   }
   const weighted = parseConfig(yaml({ health: 'health: false', services: [`{ vip: ${VIP}, port: 80, active: a, standby: [b] }`], spares: '' })
     .replace('{ name: a, ip: 10.0.1.1, mac: "02:00:00:00:01:01" }', '{ name: a, ip: 10.0.1.1, mac: "02:00:00:00:01:01", weight: 0 }'), 'w.yaml');
-  const wr = buildDataplane(weighted).tables, wc = new Controller({ config: weighted, built: buildDataplane(weighted), mac: weighted.mac!, stateFile: null }).tables;
+  const wr = buildDataplane(weighted).tables, wc = new Controller({ config: weighted, port: buildDataplane(weighted).port, mac: weighted.mac!, stateFile: null }).tables;
   const si = wr.serviceIndex(parseIpv4(VIP)!, 80);
   t.equal(wr.backendNames[wr.pickBackend(si, 5)], 'b', 'replay honours weight 0 (a takes flows only when no other member can)');
   t.equal(wc.backendNames[wc.pickBackend(si, 5)], 'b', 'and so does run');
@@ -318,7 +318,7 @@ t.test('health config: defaults, per-backend overrides, false; located errors', 
   t.match(ok.events, { webhook: 'http://127.0.0.1:9000/hook', timeoutMs: 500, queue: 10 });
   t.equal(parseConfig(yaml() + 'syn_check: { enabled: false }\n', 'off.yaml').synCheck, null);
   const withSyn = parseConfig(yaml() + 'syn_check: { max_age: 3s }\n', 's.yaml');
-  t.same(new Controller({ config: withSyn, built: buildDataplane(withSyn), mac: withSyn.mac!, stateFile: null }).tables.spec.synCheck, { maxAgeMs: 3000, timeoutMs: 20, onFail: 'next' }, 'syn_check reaches the tables spec');
+  t.same(new Controller({ config: withSyn, port: buildDataplane(withSyn).port, mac: withSyn.mac!, stateFile: null }).tables.spec.synCheck, { maxAgeMs: 3000, timeoutMs: 20, onFail: 'next' }, 'syn_check reaches the tables spec');
 });
 
 t.test('reload: changed checks apply at once; a check type with no probe and a change of event hooks are refused, nothing changed', async (t) => {
@@ -331,7 +331,7 @@ t.test('reload: changed checks apply at once; a check type with no probe and a c
   const events = new EventLog({ config: config.events, clock: () => now });
   const ok: Probe = () => Promise.resolve({ ok: true, latencyMs: 0.2, reason: null });
   const health = new HealthManager({ probes: { tcp: ok }, events, clock: () => now, random: mulberry32(3) });
-  const c = new Controller({ config, built: buildDataplane(config), mac: config.mac!, stateFile: null, clock: () => now, health, events });
+  const c = new Controller({ config, port: buildDataplane(config).port, mac: config.mac!, stateFile: null, clock: () => now, health, events });
   t.match(c.backend('a').health.check, /^tcp :80 every 100ms/);
   fs.writeFileSync(file, yaml({ health: 'health: { type: tcp, port: 80, interval: 2s, timeout: 20ms, rise: 2, fall: 2 }' }));
   c.reload();
@@ -356,7 +356,7 @@ t.test('the annotated example scenarios/configs/failover.yaml loads, and replay 
   t.equal(c.spares[0]!.name, 'pool1');
   t.equal(c.backends.find((b) => b.name === 'spare2')!.health, null);
   const replay = buildDataplane(c).tables;
-  const run = new Controller({ config: c, built: buildDataplane(c), mac: c.mac!, stateFile: null }).tables;
+  const run = new Controller({ config: c, port: buildDataplane(c).port, mac: c.mac!, stateFile: null }).tables;
   t.same(run.spec, replay.spec);
   t.same(replay.spec.services.map((s) => [s.active, s.standby]), [[['web1'], ['web2', 'spare1', 'spare2']], [['web3'], ['spare1', 'spare2']]], 'standbys, then the pool in priority order');
 });
@@ -381,7 +381,7 @@ t.test('reload and syn_check: max_age and off apply; a new probe timeout is refu
   const file = path.join(dir, 'vipgate.yaml');
   fs.writeFileSync(file, yaml() + 'syn_check: { max_age: 2s, timeout: 20ms }\n');
   const config = loadConfig(file);
-  const c = new Controller({ config, built: buildDataplane(config), mac: config.mac!, stateFile: null, clock: () => T0 });
+  const c = new Controller({ config, port: buildDataplane(config).port, mac: config.mac!, stateFile: null, clock: () => T0 });
   t.equal(c.tables.synCheckMaxAgeMs, 2000);
   fs.writeFileSync(file, yaml() + 'syn_check: { max_age: 5s, timeout: 20ms }\n');
   c.reload();

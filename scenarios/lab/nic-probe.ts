@@ -18,7 +18,7 @@ import { spawn } from 'node:child_process';
 import { openNic, type IoChoice, type NicLink } from '../../native-bindings/nic';
 import { openAfPacket } from '../../native-bindings/afpacket';
 import { parseConfig } from '../../src/control/config';
-import { buildDataplane } from '../../src/main';
+import { buildDataplane } from '../../src/app/replay';
 import { attachLive } from '../../src/link/live';
 import { snapshotCounters } from '../../src/dataplane/counters';
 

@@ -9,10 +9,11 @@
 import * as http from 'node:http';
 import * as https from 'node:https';
 import { parseArgs, ParseArgsConfig } from 'node:util';
+import * as path from 'node:path';
 import {
   API_ENV, API_PREFIX, DEFAULT_API_LISTEN, TOKEN_ENV, SET_STATES, RoleState, PRIORITY, WEIGHT, LEASE,
   AdminState, ApiErrorBody, BackendView, FlowPage, FlowQuery, FlowView, NeighbourView, RegisterRequest,
-  ReloadResult, ServiceView, SetBackendRequest, StatusView, VipView,
+  ReloadResult, ServiceView, SetBackendRequest, StatusView, VipView, WorkerView,
 } from '../control/api-types';
 import type { VgEvent, EventPage } from '../control/health/events';
 import { parseDuration } from '../control/config';
@@ -370,7 +371,16 @@ export function statusText(s: StatusView): string {
     ['flows', `${s.flows.active} active of ${s.flows.capacity}`],
     ['frames', `in ${c.frames_in}, out ${c.frames_out}, forwarded ${c.forwarded}`],
     ['drops', dropsText(s.drops)],
+    ...(s.worker ? [['worker', workerText(s.worker)] as [string, string]] : []),
+    ...(s.worker?.lastExit ? [['last exit', `${s.worker.lastExit.reason} at ${s.worker.lastExit.at}`] as [string, string]] : []),
+    ...(s.sharedState ? [['shared state', `${s.sharedState.file} (${s.sharedState.bytes} bytes, layout ${s.sharedState.layoutVersion}, created ${s.sharedState.createdAt} by ${s.sharedState.createdBy})`] as [string, string]] : []),
   ]);
+}
+
+function workerText(w: WorkerView): string {
+  const pid = w.pid === null ? 'none' : `pid ${w.pid}`;
+  const next = w.state === 'backoff' && w.nextStartAt ? `, next start ${w.nextStartAt}` : '';
+  return `${w.state} (${pid}${w.startedAt ? `, started ${w.startedAt}` : ''}${next}), ${w.restarts} restart${w.restarts === 1 ? '' : 's'}`;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -414,6 +424,7 @@ export const CLIENT_USAGE = {
   set: 'vipgate set NAME [--state up|drain|down|active|standby] [--weight W] [--json]',
   reload: 'vipgate reload [--json]',
   events: 'vipgate events [--since SEQ] [--follow] [--json]',
+  upgrade: 'vipgate upgrade [--to PATH] [--json]',
 } as const;
 
 export type ClientCommand = keyof typeof CLIENT_USAGE;
@@ -615,7 +626,36 @@ async function cmdEvents(args: string[], io: CliIo): Promise<number> {
   return 0;
 }
 
+/**
+ * Ask the running vipgate to hand over to another build, then wait until the new one answers the
+ * API with its own PID and its worker forwards. Default --to: the build running this command.
+ */
+async function cmdUpgrade(args: string[], io: CliIo): Promise<number> {
+  const { values, positionals } = parseCommand('upgrade', args, { ...CONNECT_OPTIONS, json: { type: 'boolean' }, to: { type: 'string' } }, CLIENT_USAGE.upgrade);
+  noPositionals('upgrade', positionals);
+  const to = path.resolve(values.to ?? process.argv[1] ?? '');
+  // The new build is started and checked before the API answers: allow it time.
+  const c = clientFrom({ ...values, timeout: values.timeout ?? '60s' }, io.env);
+  const r = await c.request<{ from: { version: string; pid: number }; to: { version: string; pid: number } }>('POST', '/upgrade', { to });
+  const { from, to: next } = r.body;
+  const until = Date.now() + 60_000;
+  let s: StatusView | null = null;
+  while (Date.now() < until) {
+    await new Promise((res) => setTimeout(res, 200));
+    try { s = await c.get<StatusView>('/status'); } catch { continue; } // the API port changes hands
+    if (s.pid === next.pid && s.worker?.state === 'running') break;
+  }
+  if (!s || s.pid !== next.pid || s.worker?.state !== 'running') {
+    const now = s ? `the API is served by PID ${s.pid} (worker ${s.worker?.state ?? 'none'})` : 'the API does not answer';
+    throw new ClientError([`vipgate upgrade: the new vipgate (PID ${next.pid}) did not take over within 60 s; ${now}; see the log`], 1, 'EUPGRADE_TIMEOUT');
+  }
+  if (values.json) { json(io, { from, to: next, worker: s.worker }); return 0; }
+  io.out(`upgraded: vipgate ${from.version} (PID ${from.pid}) -> ${next.version} (PID ${next.pid}), packet worker PID ${s.worker.pid} forwarding`);
+  return 0;
+}
+
 const COMMANDS: Record<ClientCommand, (args: string[], io: CliIo) => Promise<number>> = {
+  upgrade: cmdUpgrade,
   events: cmdEvents,
   status: cmdStatus,
   backends: (a, io) => listing<'backends', BackendView>('backends', a, io, '/backends', 'backends', backendsTable),

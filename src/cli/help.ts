@@ -50,11 +50,13 @@ export const COMMAND_HELP: Record<Name, CommandHelp> = {
   },
   run: {
     usage: 'vipgate run --config FILE [--interface IF] [--no-kernel-filter] [--stats-interval 10s] [--status-file F]\n' +
-      '            [--api HOST:PORT] [--state-file F] [--log-level debug|info|warn|error] [--log-format json|text]',
+      '            [--api HOST:PORT] [--state-file F] [--log-level debug|info|warn|error] [--log-format json|text] [--fresh-state]',
     summary: 'Attach to the NIC (config interface:, or --interface) and run the packet path live until\n' +
       'SIGINT/SIGTERM: answer ARP for the VIPs, announce them, steer and forward TCP. Needs\n' +
       'CAP_NET_RAW and CAP_NET_ADMIN (root). One vipgate per NIC (a lock in /run/vipgate). Installs\n' +
       "an nftables netdev ingress table so this host's kernel ignores VIP traffic; removes it at exit.\n" +
+      'The packet path runs in a worker process, restarted if it dies; flows live in a shared-memory\n' +
+      'file (/dev/shm/vipgate-IF.netnsN.state) that a restart or `vipgate upgrade` takes over.\n' +
       'SIGHUP reloads the config; the runtime API serves the commands below.',
     options: [
       ['--config, -c FILE', 'the vipgate config (checked exactly as check-config checks it)'],
@@ -66,6 +68,7 @@ export const COMMAND_HELP: Record<Name, CommandHelp> = {
       ['--state-file F', "keep API changes across restarts (else the config's state_file)"],
       ['--log-level L', 'debug, info, warn or error (else the config\'s log.level)'],
       ['--log-format F', 'json (one object per line) or text'],
+      ['--fresh-state', 'discard the shared state file (every flow in it) instead of continuing its flows'],
     ],
     examples: [
       'sudo vipgate run --config /etc/vipgate/vipgate.yaml --state-file /var/lib/vipgate/state.json',
@@ -165,6 +168,16 @@ export const COMMAND_HELP: Record<Name, CommandHelp> = {
     summary: 'Read the config file again and apply the differences (as SIGHUP does). A file with a\n' +
       'problem changes nothing; a file that changes nothing leaves the generation as it is.',
     options: [JSON_OPTION], examples: ['vipgate reload'],
+  },
+  upgrade: {
+    usage: CLIENT_USAGE.upgrade, api: true,
+    summary: 'Hand the interface over to another vipgate build with no flow lost: the running vipgate\n' +
+      'starts it (its own arguments, the packet socket handed over), the new one checks the shared\n' +
+      'state, the old one stops its worker and lets go, the new one takes over and forwards; the old\n' +
+      'one exits. An incompatible shared-state layout is refused and the running one keeps serving.\n' +
+      'Default --to: the vipgate running this command.',
+    options: [['--to PATH', 'the new build: its bin/vipgate.js, its checkout, or its dist/ directory'], JSON_OPTION],
+    examples: ['vipgate upgrade --to /opt/vipgate-0.2.0/bin/vipgate.js', 'vipgate upgrade   # restart into the build of this command'],
   },
   events: {
     usage: CLIENT_USAGE.events, api: true,

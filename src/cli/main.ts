@@ -64,6 +64,8 @@ function cmdRun(args: string[]): Promise<number> {
     'state-file': { type: 'string' },
     'log-level': { type: 'string' },
     'log-format': { type: 'string' },
+    'fresh-state': { type: 'boolean' },
+    takeover: { type: 'boolean' },
   }, 'run');
   if (!values.config) throw new UsageError('vipgate run: missing --config FILE\nusage: vipgate run --config FILE [--interface IF]');
   if (positionals.length) throw new UsageError(`vipgate run: unexpected argument ${positionals[0]}`);
@@ -90,6 +92,7 @@ function cmdRun(args: string[]): Promise<number> {
   return cmdRunLive({
     config: values.config as string, ...(values.interface ? { iface: values.interface as string } : {}),
     kernelFilter: values['no-kernel-filter'] !== true, statsIntervalMs, log: (s) => err(s),
+    freshState: values['fresh-state'] === true, takeover: values.takeover === true, argv: args,
     ...(values['status-file'] ? { statusFile: values['status-file'] as string } : {}),
     ...(apiListen !== undefined ? { apiListen } : {}),
     ...(stateFile !== undefined ? { stateFile } : {}),

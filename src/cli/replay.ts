@@ -4,7 +4,7 @@ import { loadConfig } from '../control/config';
 import { VipgateError } from '../control/errors';
 import { readCaptureFile } from '../pcap/reader';
 import { PcapWriter } from '../pcap/writer';
-import { buildDataplane } from '../main';
+import { buildDataplane } from '../app/replay';
 import { replayFrames, LINKTYPE_ETHERNET } from '../link/replay';
 import { snapshotCounters, DROP_REASONS, CounterSnapshot } from '../dataplane/counters';
 import { formatCounters } from '../obs/format';

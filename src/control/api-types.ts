@@ -16,6 +16,7 @@
 //   GET    /v1/counters                       CounterSnapshot
 //   GET    /v1/events?since=&limit=&wait=     EventPage (wait: seconds to wait for a new event, long poll)
 //   POST   /v1/reload                         -> { generation, changes: string[] }  (reads the config file again)
+//   POST   /v1/upgrade                        { to } -> 202 { from, to } (`vipgate run` only: hand over to another build)
 //   GET    /metrics                           Prometheus text format
 //
 // {service} is "VIP:PORT" (port mode) or "VIP" (IP mode: every port of the VIP).
@@ -168,6 +169,34 @@ export interface StatusView {
   flows: { active: number; capacity: number };
   counters: CounterSnapshot['counters'];
   drops: CounterSnapshot['drops'];
+  /** The packet worker process (null: the packet path runs in this process, e.g. replay). */
+  worker: WorkerView | null;
+  /** The shared-memory region the flows live in (null: ordinary memory, gone with the process). */
+  sharedState: SharedStateView | null;
+}
+
+export interface WorkerView {
+  /** The worker's PID (kill this one to test a crash), null between two workers. */
+  pid: number | null;
+  /** When the current worker started (ISO 8601), null between two workers. */
+  startedAt: string | null;
+  /** Exits the supervisor did not ask for, each answered with a new worker. */
+  restarts: number;
+  /** The last such exit: how it ended ("killed by SIGKILL", "exit code 3: why") and when. */
+  lastExit: { reason: string; at: string } | null;
+  state: 'starting' | 'running' | 'backoff' | 'stopping' | 'stopped';
+  /** state backoff: when the next worker starts (ISO 8601). */
+  nextStartAt: string | null;
+}
+
+export interface SharedStateView {
+  file: string;
+  bytes: number;
+  layoutVersion: number;
+  /** When the region was created (ISO 8601): older than this vipgate when flows were carried over. */
+  createdAt: string;
+  /** The vipgate version that created it. */
+  createdBy: string;
 }
 
 export interface FlowView {

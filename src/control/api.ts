@@ -36,6 +36,8 @@ export interface ApiServerOptions {
   /** Prometheus text for GET /metrics; without it /metrics is not served. */
   metrics?: () => Promise<string>;
   log?: ApiLog;
+  /** POST /v1/upgrade { to }: hand over to another vipgate build (the supervisor); without it the route is not served. */
+  upgrade?: (body: unknown) => Promise<unknown>;
 }
 
 export interface ApiServer {
@@ -159,7 +161,7 @@ function route(display: string, methods: Record<string, MethodSpec>): Route {
 const ok = (json: unknown, status = 200): Reply => ({ status, json });
 const get = (run: MethodSpec['run'], query: readonly string[] = []): MethodSpec => ({ query, body: false, run });
 
-function buildRoutes(api: ControlApi, metrics: (() => Promise<string>) | undefined): Route[] {
+function buildRoutes(api: ControlApi, metrics: (() => Promise<string>) | undefined, upgrade?: (body: unknown) => Promise<unknown>): Route[] {
   const P = API_PREFIX;
   const routes = [
     route(`${P}/status`, { GET: get(async () => ok(await api.status())) }),
@@ -203,6 +205,9 @@ function buildRoutes(api: ControlApi, metrics: (() => Promise<string>) | undefin
       },
     }),
   ];
+  if (upgrade) {
+    routes.push(route(`${P}/upgrade`, { POST: { query: [], body: true, run: async (c) => ok(await upgrade(c.body), 202) } }));
+  }
   if (metrics) {
     routes.push(route('/metrics', {
       GET: get(async () => ({ status: 200, text: { body: await metrics(), contentType: METRICS_CONTENT_TYPE } })),
@@ -524,7 +529,7 @@ export function checkApiExposure(listen: string, token: string | null): { host: 
 export async function startApiServer(o: ApiServerOptions): Promise<ApiServer> {
   const { host, port, token } = checkApiExposure(o.listen, o.token);
   const log: ApiLog = o.log ?? (() => {});
-  const routes = buildRoutes(o.api, o.metrics);
+  const routes = buildRoutes(o.api, o.metrics, o.upgrade);
   const validPaths = routes.map((r) => r.display).join(', ');
   const tokenHash = token === null ? null : sha256(token);
 

@@ -13,7 +13,7 @@ import { loadConfig } from './config';
 import { VipgateError } from './errors';
 import {
   ApiError, AdminState, BackendView, EventQuery, ControlApi, FlowPage, FlowQuery, FlowView, MemberView, NeighbourView,
-  ReloadResult, ServiceView, StatusView, VipView,
+  ReloadResult, ServiceView, StatusView, VipView, WorkerView, SharedStateView,
 } from './api-types';
 import {
   Overlay, Registration, Desired, DBackend, DService, Retiring, emptyOverlay, cloneOverlay, compose, toSpec, serviceOrder, serviceKey,
@@ -25,7 +25,10 @@ import { EventLog, EventPage } from './health/events';
 import type { CheckType } from './config/health';
 import { writeFileAtomic, readJsonFile } from './store';
 import { Tables } from '../tables/services';
-import type { Built } from '../main';
+import { tablesFit } from '../shm/banks';
+import type { StateViews } from '../dataplane/state';
+import type { FlowTable } from '../dataplane/flows';
+import type { NeighbourTable } from '../dataplane/neighbours';
 import { snapshotCounters, CounterSnapshot } from '../dataplane/counters';
 import { FLOW_STATE_NAMES } from '../dataplane/flows';
 import { formatIpv4, formatMac, parseIpv4 } from '../wire/addr';
@@ -40,9 +43,36 @@ export interface Applied {
   backendIpsChanged: boolean;
 }
 
+/**
+ * What the controller needs of the packet side, and nothing more: the state it reads (counters,
+ * flows, neighbours, per-backend figures) and where it publishes tables. One process (replay,
+ * tests): the Dataplane itself (dataplanePort). The supervisor: the shared region's views, and
+ * publish into the table banks the packet worker polls.
+ */
+export interface ControlPort {
+  readonly state: StateViews;
+  readonly flows: FlowTable;
+  readonly neighbours: NeighbourTable;
+  /** The tables published last (their slot assignment is the base of the next); null before the first publish. */
+  readonly tables: Tables | null;
+  /**
+   * Before the first publish: the backend names by slot of the tables a previous process
+   * published on this state (a whole restart or upgrade), so every backend keeps its slot and the
+   * flows that name it keep going to it.
+   */
+  readonly slots?: readonly string[];
+  /** Make `t` the packet path's tables; throws (nothing changed) when they cannot be published. */
+  publish(t: Tables): void;
+}
+
+/** Runtime facts the controller reports but does not own (the packet worker, the shared region). */
+export interface RuntimeStatus { worker: WorkerView | null; sharedState: SharedStateView | null }
+
 export interface ControllerOptions {
   config: Config;
-  built: Built;
+  port: ControlPort;
+  /** The packet worker and shared region for status (supervisor); absent: one process, both null. */
+  runtime?: () => RuntimeStatus;
   /** The MAC vipgate answers with (the config's, else the NIC's). */
   mac: Uint8Array;
   stateFile: string | null;
@@ -96,19 +126,19 @@ export class Controller implements ControlApi {
     const now = this.clock();
     for (const r of this.overlay.registrations) if (r.lease > 0 && !r.leaving) this.leaseUntil.set(r.name, now + r.lease * 1000);
     const { tables, step } = this.build(this.desired, now);
-    this.o.built.dataplane.publish(tables);
+    this.o.port.publish(tables);
     this.commitOperational(step, now);
     this.retarget(now);
     this.o.health?.listen({
       transition: (_name, _t, at) => this.refreshOperational(at),
       ok: (name, at) => {
         const slot = this.tables.backendSlot(name);
-        if (slot >= 0) this.o.built.state.bHealthOkAt[slot] = at;
+        if (slot >= 0) this.o.port.state.bHealthOkAt[slot] = at;
       },
     });
   }
 
-  get tables(): Tables { return this.o.built.dataplane.currentTables; }
+  get tables(): Tables { return this.o.port.tables!; }
   get generation(): number { return this.overlay.generation; }
 
   // ---- start-up ----
@@ -146,13 +176,17 @@ export class Controller implements ControlApi {
   // ---- the one way to change anything ----
 
   private build(d: Desired, now: number = this.clock(), config: Config = this.config): { tables: Tables; step: ServicesStep } {
-    const st = this.o.built.state;
-    const prev = this.o.built.dataplane.currentTables;
+    const st = this.o.port.state;
+    const prev = this.o.port.tables ?? (this.o.port.slots ? { backendNames: this.o.port.slots, hasMeta: true } : undefined);
     const health = this.o.health;
     try {
       const { spec, step } = toSpec(d, this.o.mac, config.mode,
         { health: (n, port) => health?.status(n, port) ?? 'unknown', services: this.svcStates }, now, { synCheck: config.synCheck, icmp: config.icmp });
-      return { tables: new Tables(spec, prev, (slot) => st.bFlows[slot]! > 0), step };
+      const tables = new Tables(spec, prev, (slot) => st.bFlows[slot]! > 0);
+      // What a packet worker could not read from a bank is refused here, before anything changes.
+      const fit = tablesFit(tables);
+      if (!fit.ok) throw new Error(fit.why);
+      return { tables, step };
     } catch (e) {
       throw new ApiError('EAPI_CONFLICT', `cannot build the tables: ${(e as Error).message}`);
     }
@@ -206,9 +240,9 @@ export class Controller implements ControlApi {
   }
 
   private publishTables(tables: Tables): void {
-    const st = this.o.built.state;
+    const st = this.o.port.state;
     for (const s of tables.newSlots) { st.bConns[s] = 0; st.bHealthOkAt[s] = 0; }
-    this.o.built.dataplane.publish(tables);
+    this.o.port.publish(tables);
   }
 
   /** The tables just published are current: keep the failover state and report its transitions. */
@@ -267,7 +301,7 @@ export class Controller implements ControlApi {
 
   /** Expire leases; remove leaving backends whose flows have ended. */
   tick(now: number = this.clock()): void {
-    const st = this.o.built.state;
+    const st = this.o.port.state;
     const slotFlows = (name: string) => { const s = this.tables.backendSlot(name); return s < 0 ? 0 : st.bFlows[s]!; };
     const c = cloneOverlay(this.overlay);
     let changed = '';
@@ -465,7 +499,7 @@ export class Controller implements ControlApi {
       return { generation: this.overlay.generation, changes: [] };
     }
     // Config backends that leave while flows use them drain first.
-    const st = this.o.built.state;
+    const st = this.o.port.state;
     const addedRetiring: string[] = [];
     for (const b of this.config.backends) {
       if (next.backends.some((n) => n.name === b.name)) continue;
@@ -520,10 +554,10 @@ export class Controller implements ControlApi {
   }
 
   private backendView(b: DBackend, roles: Map<string, Set<string>>): BackendView {
-    const t = this.tables, st = this.o.built.state, slot = t.backendSlot(b.name);
+    const t = this.tables, st = this.o.port.state, slot = t.backendSlot(b.name);
     let mac: string | null = null, macSource: BackendView['macSource'] = null;
     if (b.mac) { mac = formatMac(b.mac); macSource = 'given'; } else {
-      const n = this.o.built.dataplane.neighbours.lookup(b.ip);
+      const n = this.o.port.neighbours.lookup(b.ip);
       if (n >= 0) { mac = formatMac(st.nMac, n * 8); macSource = 'arp'; }
     }
     const serves: BackendView['serves'] = [];
@@ -586,7 +620,7 @@ export class Controller implements ControlApi {
     return [...this.desired.vips].map(([ip, source]) => ({ vip: formatIpv4(ip), source, services: svcs.filter((s) => s.vip === ip).map((s) => s.key) }));
   }
 
-  counters(): CounterSnapshot { return snapshotCounters(this.o.built.state.counters); }
+  counters(): CounterSnapshot { return snapshotCounters(this.o.port.state.counters); }
 
   status(): StatusView {
     const snap = this.counters();
@@ -597,8 +631,9 @@ export class Controller implements ControlApi {
       configFile: this.config.file, stateFile: this.o.stateFile, generation: this.overlay.generation,
       vips: this.desired.vips.size, services: [...this.desired.services.values()].filter((s) => s.members.length).length,
       backends: { total: bs.length, up: bs.filter((b) => b.state === 'up').length, drain: bs.filter((b) => b.state === 'drain').length, down: bs.filter((b) => b.state === 'down').length },
-      flows: { active: snap.counters.flows_active, capacity: this.o.built.state.flowCapacity },
+      flows: { active: snap.counters.flows_active, capacity: this.o.port.state.flowCapacity },
       counters: snap.counters, drops: snap.drops,
+      ...(this.o.runtime?.() ?? { worker: null, sharedState: null }),
     };
   }
 
@@ -622,7 +657,7 @@ export class Controller implements ControlApi {
     if (q.state !== undefined && stateWanted < 2) throw bad('state', 'use syn, established or closing');
     const limit = q.limit ?? 100;
     if (!Number.isInteger(limit) || limit < 1 || limit > FLOW_PAGE_MAX) throw bad('limit', `must be 1..${FLOW_PAGE_MAX}`);
-    const st = this.o.built.state, fl = this.o.built.dataplane.flows, t = this.tables;
+    const st = this.o.port.state, fl = this.o.port.flows, t = this.tables;
     let start = 0;
     if (q.cursor !== undefined) {
       start = /^\d{1,9}$/.test(q.cursor) ? Number(q.cursor) : -1;
@@ -655,7 +690,7 @@ export class Controller implements ControlApi {
   }
 
   neighbours(): NeighbourView[] {
-    const st = this.o.built.state, now = this.clock(), out: NeighbourView[] = [];
+    const st = this.o.port.state, now = this.clock(), out: NeighbourView[] = [];
     for (let s = 0; s < st.neighbourSlots; s++) {
       if (st.nState[s] === 0) continue;
       out.push({ ip: formatIpv4(st.nIp[s]!), mac: formatMac(st.nMac, s * 8), ageSeconds: Math.max(0, Math.round((now - st.nSeen[s]!) / 1000)) });

@@ -45,9 +45,14 @@ export function netnsInode(): number | null {
   try { return fs.statSync('/proc/self/ns/net').ino; } catch { return null; }
 }
 
-export function lockFile(iface: string, dir: string = LOCK_DIR, netns: number | null = netnsInode()): string {
+/** `<iface>.netns<inode>`: what names one vipgate instance on this host (its lock, its shared-state region). */
+export function instanceName(iface: string, netns: number | null = netnsInode()): string {
   const safe = iface.replace(/[^A-Za-z0-9_.@-]/g, '_');
-  return path.join(dir, netns === null ? `${safe}.lock` : `${safe}.netns${netns}.lock`);
+  return netns === null ? safe : `${safe}.netns${netns}`;
+}
+
+export function lockFile(iface: string, dir: string = LOCK_DIR, netns: number | null = netnsInode()): string {
+  return path.join(dir, `${instanceName(iface, netns)}.lock`);
 }
 
 /** The PID a lock file names, or null (empty: its holder is still starting, or exited). */

@@ -77,9 +77,12 @@ export class KernelFilter {
 
   install(): void {
     this.mustHoldLock('install');
-    try { nft(['delete', 'table', 'netdev', tableName(this.spec.iface)]); } catch { /* none left over: fine */ }
+    // One nft transaction replaces a table left by a previous vipgate (killed, or the one an
+    // upgrade took over from) with no moment in between where the host kernel sees VIP traffic:
+    // `add` makes sure there is one to delete.
+    const t = tableName(this.spec.iface);
     try {
-      nft(['-f', '-'], ruleset(this.spec));
+      nft(['-f', '-'], `add table netdev ${t}\ndelete table netdev ${t}\n` + ruleset(this.spec));
     } catch (e) {
       const err = e as NodeJS.ErrnoException & { stderr?: string };
       if (err.code === 'ENOENT') {

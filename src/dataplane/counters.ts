@@ -79,6 +79,9 @@ export const COUNTER_NAMES = [
   'rx_batches',           // live: batches handed to the packet path (frames_in / rx_batches = mean batch size)
   'rx_wakeups',           // live native: times a frame woke the event loop from sleep (the rest were caught while polling)
   'link_errors',          // live native: the interface went down under the socket (picked up again when it is back up)
+  'state_records_dropped',  // shared state: flow or neighbour records the attach-time check found untrustworthy (torn, impossible) and dropped
+  'state_records_repaired', // shared state: records the attach-time check repaired (a nat reverse-index entry relinked to its live flow)
+  'tables_bank_rejected', // worker: a published table bank failed its check (length, generation, checksum): refused, the tables in use stay
 ] as const;
 
 export type CounterName = (typeof COUNTER_NAMES)[number];

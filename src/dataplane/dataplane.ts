@@ -354,10 +354,8 @@ export class Dataplane {
           if (rslot < 0) return this.drop(Drop.flow_table_full);
         }
         if (f >= 0) { flows.remove(f); c[Ctr.flows_reused]!++; }
-        f = flows.insert(cli, vip, ports, b, backIp);
+        f = flows.insert(cli, vip, ports, b, backIp, rslot, buf, off + ETH_SRC);
         if (f < 0) return this.drop(Drop.flow_table_full);
-        if (nat) flows.setReverse(rslot, f);
-        macCopy(v.fb, (f << 6) + B_CLIMAC, buf, off + ETH_SRC);
         if (t.synCheckMaxAgeMs > 0) {
           const now = this.times[T_NOW]!;
           // Sent while its backend is vouched for (a check or probe within max_age): a verified flow.

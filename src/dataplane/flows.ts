@@ -15,7 +15,7 @@
 // whose flow died, or was reused by a flow indexed elsewhere, is free again.
 
 import { StateViews, T_HALF_OPEN, T_ESTABLISHED, T_CLOSING, T_NOW, H_SWEEP_CURSOR,
-  B_STATE, B_VERIFIED, F_CLI, F_VIP, F_PORTS, F_BACKIP, F_BACKEND, F_RSLOT, D_LAST, D_CREATED, D_PKTS_IN, D_PKTS_OUT } from './state';
+  B_STATE, B_VERIFIED, B_CLIMAC, F_CLI, F_VIP, F_PORTS, F_BACKIP, F_BACKEND, F_RSLOT, D_LAST, D_CREATED, D_PKTS_IN, D_PKTS_OUT } from './state';
 import { hash3 } from '../tables/hash';
 import { Ctr } from './counters';
 
@@ -28,7 +28,8 @@ export const FLOW_STATE_NAMES = ['empty', 'dead', 'syn', 'established', 'closing
 
 /** Longest probe sequence: bounds the work per packet whatever the table holds. */
 export const MAX_PROBE = 32;
-const REVERSE_SALT = 0x7f4a7c15;
+/** Salt of the nat reverse index's hash (src/shm/integrity.ts recomputes where an entry belongs). */
+export const REVERSE_SALT = 0x7f4a7c15;
 
 export class FlowTable {
   readonly mask: number;
@@ -111,8 +112,16 @@ export class FlowTable {
   /**
    * Create a flow whose key the caller has just looked up and not found. Returns the slot, or -1
    * when the table is full (nothing is changed then, except expiring idle entries met on the way).
+   * nat: `rslot` is the reverse-index slot reverseFreeSlot gave (-1 in dsr); `mac` at `macAt` the
+   * client's MAC.
+   *
+   * The record is written key first and made live last (issue 9: the state outlives the process):
+   * a worker killed anywhere in here leaves either no live record or a whole one, never a live
+   * record with a stale key, backend or reverse link. The state byte is stored with Atomics.store
+   * so the compiler cannot move the earlier stores after it. The counters follow; a kill between
+   * leaves the gauges one off, which the attach-time check (src/shm/integrity.ts) recounts.
    */
-  insert(cli: number, vip: number, ports: number, backend: number, backIp: number): number {
+  insert(cli: number, vip: number, ports: number, backend: number, backIp: number, rslot: number, mac: Uint8Array, macAt: number): number {
     const fb = this.fb, fw = this.fw, fd = this.fd, mask = this.mask, now = this.v.times[T_NOW]!;
     let s = hash3(cli, vip, ports, this.seed) & mask;
     let free = -1;
@@ -124,13 +133,16 @@ export class FlowTable {
     }
     const c = this.v.counters;
     if (free < 0 || c[Ctr.flows_active]! >= this.capacity) return -1;
-    const w = free << 4, d = free << 3;
-    fb[(free << 6) + B_STATE] = FS_SYN;
-    fb[(free << 6) + B_VERIFIED] = 0;
+    const w = free << 4, d = free << 3, b = free << 6;
     fw[w + F_CLI] = cli; fw[w + F_VIP] = vip; fw[w + F_PORTS] = ports;
     fw[w + F_BACKEND] = backend; fw[w + F_BACKIP] = backIp; fw[w + F_RSLOT] = 0;
+    if (rslot >= 0) this.setReverse(rslot, free);
     fd[d + D_LAST] = now; fd[d + D_CREATED] = now;
     fd[d + D_PKTS_IN] = 0; fd[d + D_PKTS_OUT] = 0;
+    fb[b + B_VERIFIED] = 0;
+    fb[b + B_CLIMAC] = mac[macAt]!; fb[b + B_CLIMAC + 1] = mac[macAt + 1]!; fb[b + B_CLIMAC + 2] = mac[macAt + 2]!;
+    fb[b + B_CLIMAC + 3] = mac[macAt + 3]!; fb[b + B_CLIMAC + 4] = mac[macAt + 4]!; fb[b + B_CLIMAC + 5] = mac[macAt + 5]!;
+    Atomics.store(fb, b + B_STATE, FS_SYN);
     c[Ctr.flows_active]!++;
     c[Ctr.flows_created]!++;
     this.v.bFlows[backend]!++;

@@ -131,9 +131,17 @@ export function stateSize(o: Pick<StateOptions, 'flowCapacity' | 'neighbourCapac
 }
 
 export function createState(o: StateOptions): StateViews {
-  const fs = slotsFor(o.flowCapacity), ns = slotsFor(o.neighbourCapacity);
   const memory = o.alloc && !o.shared ? o.alloc(stateSize(o)) : allocMemory(stateSize(o), o.shared ?? false);
-  const v = layout(new Carver(memory), fs, ns);
+  return initState(memory, 0, o);
+}
+
+/**
+ * Lay a new state out in zeroed memory at byte `offset` (64-aligned; stateSize(o) bytes from there),
+ * e.g. inside a shared-memory region (src/shm/region.ts), and map views over it.
+ */
+export function initState(memory: Memory, offset: number, o: Omit<StateOptions, 'shared' | 'alloc'>): StateViews {
+  const fs = slotsFor(o.flowCapacity), ns = slotsFor(o.neighbourCapacity);
+  const v = layout(new Carver(memory, offset), fs, ns);
   v.header[H_MAGIC] = MAGIC;
   v.header[H_VERSION] = LAYOUT_VERSION;
   v.header[H_FLOW_CAP] = o.flowCapacity;
@@ -141,21 +149,32 @@ export function createState(o: StateOptions): StateViews {
   v.header[H_NEIGH_CAP] = o.neighbourCapacity;
   v.header[H_NEIGH_SLOTS] = ns;
   v.header[H_SEED] = o.seed >>> 0;
-  v.times[T_HALF_OPEN] = o.halfOpenTimeoutMs;
-  v.times[T_ESTABLISHED] = o.establishedTimeoutMs;
-  v.times[T_CLOSING] = o.closingTimeoutMs;
-  v.times[T_NEIGH_TTL] = o.neighbourTtlMs;
+  setTimeouts(v.times, o);
   v.times[T_ECHO_LAST] = -Infinity;
-  return attachState(memory);
+  return attachState(memory, offset);
 }
 
-/** Map views over memory that already holds a state (made by createState, possibly in another thread). */
-export function attachState(memory: Memory): StateViews {
-  const h = new Uint32Array(memory, 0, 16);
+/** Write the timeouts (not part of the state's shape: a new supervisor rewrites them from its config). */
+export function setTimeouts(times: Float64Array, o: Pick<StateOptions, 'halfOpenTimeoutMs' | 'establishedTimeoutMs' | 'closingTimeoutMs' | 'neighbourTtlMs'>): void {
+  times[T_HALF_OPEN] = o.halfOpenTimeoutMs;
+  times[T_ESTABLISHED] = o.establishedTimeoutMs;
+  times[T_CLOSING] = o.closingTimeoutMs;
+  times[T_NEIGH_TTL] = o.neighbourTtlMs;
+}
+
+/** The state layout version this build reads and writes (a region header records it). */
+export const STATE_LAYOUT_VERSION = LAYOUT_VERSION;
+
+/**
+ * Map views over memory that already holds a state at byte `offset` (made by createState or
+ * initState, possibly in another thread or process).
+ */
+export function attachState(memory: Memory, offset = 0): StateViews {
+  const h = new Uint32Array(memory, offset, 16);
   if (h[H_MAGIC] !== MAGIC) throw new Error('state: memory does not hold vipgate state (bad magic)');
   if (h[H_VERSION] !== LAYOUT_VERSION) throw new Error(`state: layout version ${h[H_VERSION]} is not ${LAYOUT_VERSION}`);
   const fs = h[H_FLOW_SLOTS]!, ns = h[H_NEIGH_SLOTS]!;
-  const v = layout(new Carver(memory), fs, ns);
+  const v = layout(new Carver(memory, offset), fs, ns);
   return {
     memory, ...v,
     flowCapacity: h[H_FLOW_CAP]!, flowSlots: fs, neighbourCapacity: h[H_NEIGH_CAP]!, neighbourSlots: ns, seed: h[H_SEED]!,

@@ -21,7 +21,11 @@ export interface Live {
  * onHold: called after a batch in which the packet path held frames (the SYN-time check); the
  * callee schedules control's drain of the hold queue once per event-loop turn.
  */
-export function attachLive(nic: NicLink, dp: Dataplane, o: { onHold?: () => void } = {}): Live {
+/**
+ * poll: called once per batch before the packet path runs (a packet worker: take the tables the
+ * supervisor published into the banks, if the generation moved).
+ */
+export function attachLive(nic: NicLink, dp: Dataplane, o: { onHold?: () => void; poll?: () => void } = {}): Live {
   const batch = nic.batch;
   const budget = batch.off.length;
   const pump = new Pump(dp, batch);
@@ -30,6 +34,7 @@ export function attachLive(nic: NicLink, dp: Dataplane, o: { onHold?: () => void
   nic.start(() => {
     const n = nic.rx(budget);
     if (n === 0) return;
+    o.poll?.();
     // The clock goes straight into the state's Float64Array, once per batch: no boxed double.
     times[T_NOW] = Date.now();
     pump.run(n);

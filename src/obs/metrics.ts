@@ -243,6 +243,12 @@ export function createMetrics(src: MetricsSource, o: MetricsOptions = {}): Metri
   });
   gauge('vipgate_state_generation', 'Generation of the running state: bumped by every applied change (API call or reload), persisted across restarts.', [],
     (emit) => emit({}, api.status().generation));
+  // The packet worker (a separate process under the supervisor): only where there is one.
+  const worker = memo(() => api.status().worker);
+  counter('vipgate_worker_restarts_total', 'Exits of the packet worker the supervisor did not ask for (crash, kill, abort), each answered with a new worker (with back-off when they repeat). Absent when the packet path runs in the supervisor\'s own process.', [],
+    (emit) => { const w = worker(); if (w) emit({}, w.restarts); });
+  gauge('vipgate_worker_up', 'Whether a packet worker is forwarding (1) or not (0: starting, waiting out a restart back-off, or stopped): frames wait in the kernel\'s ring meanwhile.', [],
+    (emit) => { const w = worker(); if (w) emit({}, w.state === 'running' ? 1 : 0); });
 
   if (o.processMetrics ?? true) collectDefaultMetrics({ register: registry });
 

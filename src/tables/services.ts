@@ -74,6 +74,49 @@ export const PICK_SIZE = 256;
 
 const HASH_SEED = 0x5eed; // tables are tiny and rebuilt by control; a fixed seed keeps them reproducible
 
+/**
+ * A Tables image's first words: the shape of its arrays and its scalars, so the image alone
+ * (bytes copied out of a table bank, src/shm/banks.ts) is enough to rebuild the same views.
+ * Int32 words; IMG_MAGIC tells an image from other bytes, IMG_BYTES is the image's whole size.
+ */
+const IMG_MAGIC = 0, IMG_BYTES = 1, IMG_VIP_SLOTS = 2, IMG_SVC_SLOTS = 3, IMG_NSVC = 4, IMG_STRIDE = 5, IMG_NB = 6,
+  IMG_MODE = 7, IMG_VIP_COUNT = 8, IMG_SYN_ON_FAIL = 9, IMG_ECHO_ON = 10, IMG_WORDS = 12;
+/** "VGTI" (vipgate tables image), layout 1: change the number when the layout below changes. */
+const IMG_MAGIC_V1 = 0x56475401;
+
+interface ImageDims { vipSlots: number; svcSlots: number; nSvc: number; stride: number; nB: number }
+
+/** The one layout of a Tables image, measured (Carver(null)) or carved over its memory. */
+function carveImage(c: Carver, d: ImageDims) {
+  return {
+    hdr: c.i32(IMG_WORDS),
+    echoBucket: c.f64(2), synMaxAge: c.f64(1),
+    mac: c.u8(8),
+    vipKeys: c.i32(d.vipSlots), vipVals: c.i32(d.vipSlots),
+    svcKeyVip: c.i32(d.svcSlots), svcKeyPort: c.i32(d.svcSlots), svcVals: c.i32(d.svcSlots),
+    svcOrder: c.i32(d.nSvc * d.stride), svcPick: c.i32(d.nSvc * PICK_SIZE), svcPickOn: c.u8(d.nSvc), svcOnDown: c.u8(d.nSvc),
+    bIp: c.i32(d.nB), bMac: c.u8(d.nB * 8), bHasMac: c.u8(d.nB), bState: c.u8(d.nB), bWeight: c.i32(d.nB),
+    bHealth: c.u8(d.nB), bChecked: c.u8(d.nB),
+  };
+}
+type ImageViews = ReturnType<typeof carveImage>;
+
+function imageSize(d: ImageDims): number {
+  const m = new Carver(null);
+  carveImage(m, d);
+  return m.size;
+}
+
+/** Control-side metadata of a Tables built from a spec (a Tables read from a bank has none). */
+interface TablesMeta { spec: TablesSpec; backendNames: string[] }
+
+/** What the one constructor path assigns from: carved views, new slots, metadata (or null). */
+class TablesParts {
+  constructor(readonly image: Uint8Array, readonly v: ImageViews, readonly newSlots: number[], readonly meta: TablesMeta | null) {}
+}
+
+const NO_NAMES: readonly string[] = Object.freeze([]);
+
 export class Tables {
   readonly mode: number;
   readonly mac: Uint8Array;
@@ -111,124 +154,84 @@ export class Tables {
   // and mixing one into the packet path's arithmetic makes V8 box the results (garbage per echo).
   readonly echoOn: number;
   readonly echoBucket: Float64Array;
-
-  // Control-side metadata (never read by the packet path).
-  readonly backendNames: string[];
-  /** Slots given to a backend that did not have one in `prev` (control zeroes their stats). */
+  /**
+   * Slots given to a backend that did not have one in the tables this one replaces: the packet
+   * path forgets what it knew of the slot's previous backend (Dataplane.publish), control zeroes
+   * its stats. Carried through a table bank (the union over publishes the bank coalesced).
+   */
   readonly newSlots: number[];
-  readonly spec: TablesSpec;
+  /**
+   * Every view above lies in this one block of bytes, which begins with the scalars and array
+   * sizes (IMG_*): a table bank publishes a Tables by copying it, and Tables.fromImage rebuilds
+   * the same views over a copy.
+   */
+  readonly image: Uint8Array;
+  private readonly meta: TablesMeta | null;
 
   /**
    * `prev`: the tables being replaced (slots stay stable). `busy(slot)`: true while flows still
    * reference a slot; such a slot is not handed to a new backend, or its flows would follow it.
+   *
+   * Tables read from a bank come through this same constructor (fromImage) so that both kinds
+   * have one hidden class: the packet path's field loads stay monomorphic whichever it is given.
    */
-  constructor(spec: TablesSpec, prev?: Tables, busy: (slot: number) => boolean = () => false) {
-    this.spec = spec;
-    // Stable slots: a backend keeps its slot from `prev`; new names take free slots.
-    const names: string[] = prev ? prev.backendNames.slice() : [];
-    const wanted = new Set(spec.backends.map((b) => b.name));
-    for (let i = 0; i < names.length; i++) if (names[i] && !wanted.has(names[i]!)) names[i] = '';
-    this.newSlots = [];
-    for (const b of spec.backends) {
-      if (names.includes(b.name)) continue;
-      let free = -1;
-      for (let i = 0; i < names.length && free < 0; i++) if (names[i] === '' && !busy(i)) free = i;
-      if (free < 0) free = names.length;
-      if (free >= MAX_BACKEND_SLOTS) throw new Error(`tables: more than ${MAX_BACKEND_SLOTS} backend slots in use`);
-      names[free] = b.name;
-      this.newSlots.push(free);
-    }
-    this.backendNames = names;
-    const slotOf = (n: string): number => names.indexOf(n);
-    const groupOf = (a: string | readonly string[]): readonly string[] => typeof a === 'string' ? [a] : a;
-
-    const vipSlots = nextPow2(Math.max(16, spec.vips.length * 2));
-    const svcSlots = nextPow2(Math.max(16, spec.services.length * 2));
-    const nSvc = Math.max(1, spec.services.length);
-    const stride = 1 + spec.services.reduce((m, s) => Math.max(m, groupOf(s.active).length + s.standby.length), 0);
-    const nB = Math.max(1, names.length);
-    const layout = (c: Carver) => ({
-      mac: c.u8(8),
-      vipKeys: c.i32(vipSlots), vipVals: c.i32(vipSlots),
-      svcKeyVip: c.i32(svcSlots), svcKeyPort: c.i32(svcSlots), svcVals: c.i32(svcSlots),
-      svcOrder: c.i32(nSvc * stride), svcPick: c.i32(nSvc * PICK_SIZE), svcPickOn: c.u8(nSvc), svcOnDown: c.u8(nSvc),
-      bIp: c.i32(nB), bMac: c.u8(nB * 8), bHasMac: c.u8(nB), bState: c.u8(nB), bWeight: c.i32(nB),
-      bHealth: c.u8(nB), bChecked: c.u8(nB),
-    });
-    const measure = new Carver(null);
-    layout(measure);
-    const v = layout(new Carver(allocMemory(measure.size, false)));
-
-    this.mode = spec.mode === 'nat' ? MODE_NAT : MODE_DSR;
-    const icmp = spec.icmp ?? ICMP_ECHO_DEFAULTS;
-    if (!(icmp.echoRate >= 1 && icmp.echoBurst >= 1)) throw new Error('tables: icmp echo rate and burst must be at least 1');
-    this.echoOn = icmp.echo ? 1 : 0;
-    this.echoBucket = Float64Array.of(icmp.echoRate / 1000, icmp.echoBurst);
+  constructor(spec: TablesSpec, prev?: Pick<Tables, 'backendNames' | 'hasMeta'>, busy?: (slot: number) => boolean);
+  constructor(parts: TablesParts);
+  constructor(src: TablesSpec | TablesParts, prev?: Pick<Tables, 'backendNames' | 'hasMeta'>, busy: (slot: number) => boolean = () => false) {
+    const p = src instanceof TablesParts ? src : buildParts(src, prev, busy);
+    const v = p.v, h = v.hdr;
+    this.mode = h[IMG_MODE]!;
     this.mac = v.mac;
-    macCopy(this.mac, 0, spec.mac, 0);
-    this.vipCount = spec.vips.length;
-    this.vipMask = vipSlots - 1;
+    this.vipCount = h[IMG_VIP_COUNT]!;
+    this.vipMask = h[IMG_VIP_SLOTS]! - 1;
     this.vipKeys = v.vipKeys; this.vipVals = v.vipVals;
-    spec.vips.forEach((ipU, i) => {
-      const ip = ipU | 0;
-      let s = hash1(ip, HASH_SEED) & this.vipMask;
-      while (this.vipVals[s] !== 0 && this.vipKeys[s] !== ip) s = (s + 1) & this.vipMask;
-      this.vipKeys[s] = ip; this.vipVals[s] = i + 1;
-    });
-
-    this.svcMask = svcSlots - 1;
+    this.svcMask = h[IMG_SVC_SLOTS]! - 1;
     this.svcKeyVip = v.svcKeyVip; this.svcKeyPort = v.svcKeyPort; this.svcVals = v.svcVals;
-    this.svcOrder = v.svcOrder; this.orderStride = stride;
+    this.svcOrder = v.svcOrder; this.orderStride = h[IMG_STRIDE]!;
     this.svcPick = v.svcPick; this.svcPickOn = v.svcPickOn;
-    this.svcOrder.fill(-1);
-
-    this.backendSlots = nB;
+    this.backendSlots = h[IMG_NB]!;
     this.bIp = v.bIp; this.bMac = v.bMac; this.bHasMac = v.bHasMac; this.bState = v.bState; this.bWeight = v.bWeight;
     this.bHealth = v.bHealth; this.bChecked = v.bChecked; this.svcOnDown = v.svcOnDown;
-    this.synCheckMaxAgeMs = spec.synCheck ? Math.max(1, spec.synCheck.maxAgeMs) : 0;
-    this.synCheckOnFail = SynFail[spec.synCheck?.onFail ?? 'next'];
-    for (const b of spec.backends) {
-      const s = slotOf(b.name);
-      this.bIp[s] = b.ip;
-      if (b.mac) { macCopy(this.bMac, s * 8, b.mac, 0); this.bHasMac[s] = 1; }
-      this.bState[s] = BackendState[b.state ?? 'up'];
-      this.bWeight[s] = b.weight ?? 100;
-      this.bChecked[s] = b.checked === false ? 0 : 1;
-      this.bHealth[s] = b.checked === false ? Health.up : Health[b.health ?? 'unknown'];
-    }
-
-    spec.services.forEach((svc, i) => {
-      const vip = svc.vip | 0;
-      let s = hash2(vip, svc.port, HASH_SEED) & this.svcMask;
-      while (this.svcVals[s] !== 0 && !(this.svcKeyVip[s] === vip && this.svcKeyPort[s] === svc.port)) s = (s + 1) & this.svcMask;
-      this.svcKeyVip[s] = vip; this.svcKeyPort[s] = svc.port; this.svcVals[s] = i + 1;
-      const group = groupOf(svc.active).map(slotOf);
-      [...group, ...svc.standby.map(slotOf)].forEach((b, j) => { this.svcOrder[i * stride + j] = b; });
-      this.svcOnDown[i] = OnDown[svc.onBackendDown ?? 'reset'];
-      this.fillPick(i, group.filter((b) => this.usable(b) && this.bWeight[b]! > 0));
-    });
+    this.synCheckMaxAgeMs = v.synMaxAge[0]!;
+    this.synCheckOnFail = h[IMG_SYN_ON_FAIL]!;
+    this.echoOn = h[IMG_ECHO_ON]!;
+    this.echoBucket = v.echoBucket;
+    this.newSlots = p.newSlots;
+    this.image = p.image;
+    this.meta = p.meta;
   }
 
   /**
-   * Spread PICK_SIZE entries over `group` in proportion to weight, interleaved (smooth weighted
-   * round robin, as nginx does), so any run of entries is close to the weights.
+   * A Tables over `image` (bytes this process owns: a copy out of a table bank) with `newSlots`;
+   * throws if the image's own header does not describe exactly these bytes. It has no spec and
+   * no backend names: those stay with control.
    */
-  private fillPick(svc: number, group: number[]): void {
-    if (group.length === 0) return;
-    this.svcPickOn[svc] = 1;
-    const total = group.reduce((a, b) => a + this.bWeight[b]!, 0);
-    const cur = group.map(() => 0);
-    for (let e = 0; e < PICK_SIZE; e++) {
-      let best = 0;
-      for (let j = 0; j < group.length; j++) {
-        cur[j]! += this.bWeight[group[j]!]!;
-        if (cur[j]! > cur[best]!) best = j;
-      }
-      cur[best]! -= total;
-      this.svcPick[svc * PICK_SIZE + e] = group[best]!;
+  static fromImage(image: Uint8Array, newSlots: number[]): Tables {
+    if (image.byteOffset % 8 !== 0 || image.byteLength < IMG_WORDS * 4) throw new Error(`tables image: ${image.byteLength} bytes at offset ${image.byteOffset}, too short or not 8-byte aligned`);
+    const h = new Int32Array(image.buffer, image.byteOffset, IMG_WORDS);
+    if (h[IMG_MAGIC] !== IMG_MAGIC_V1) throw new Error(`tables image: magic 0x${(h[IMG_MAGIC]! >>> 0).toString(16)}, expected 0x${IMG_MAGIC_V1.toString(16)} (written by another vipgate version?)`);
+    const d: ImageDims = { vipSlots: h[IMG_VIP_SLOTS]!, svcSlots: h[IMG_SVC_SLOTS]!, nSvc: h[IMG_NSVC]!, stride: h[IMG_STRIDE]!, nB: h[IMG_NB]! };
+    const pow2 = (n: number) => n >= 16 && (n & (n - 1)) === 0;
+    if (!pow2(d.vipSlots) || !pow2(d.svcSlots) || d.nSvc < 1 || d.stride < 1 || d.nB < 1 || d.nB > MAX_BACKEND_SLOTS) {
+      throw new Error(`tables image: impossible sizes ${JSON.stringify(d)}`);
     }
+    const size = imageSize(d);
+    if (h[IMG_BYTES] !== size || image.byteLength !== size) throw new Error(`tables image: ${image.byteLength} bytes (header says ${h[IMG_BYTES]}), its sizes need ${size}`);
+    const v = carveImage(new Carver(image.buffer, image.byteOffset), d);
+    return new Tables(new TablesParts(image, v, newSlots, null));
   }
 
+  /** Control-side: the spec these tables were built from. Not in a Tables read from a bank. */
+  get spec(): TablesSpec {
+    if (!this.meta) throw new Error('tables: this Tables was read from a table bank and has no spec (control-side metadata stays with control: ask the controller)');
+    return this.meta.spec;
+  }
+
+  /** Control-side: backend name per slot ('' = free). Empty in a Tables read from a bank (slots only). */
+  get backendNames(): readonly string[] { return this.meta ? this.meta.backendNames : NO_NAMES; }
+
+  /** True for tables built by control from a spec (false: read from a table bank). */
+  get hasMeta(): boolean { return this.meta !== null; }
   /** A backend slot that may take new flows: admin state UP and health not DOWN. */
   usable(b: number): boolean { return this.bState[b] === BackendState.up && this.bHealth[b] !== Health.down; }
 
@@ -288,4 +291,103 @@ export class Tables {
   }
 
   backendSlot(name: string): number { return this.backendNames.indexOf(name); }
+}
+
+/** A backend slot that may take new flows (Tables.usable, over the views while they are built). */
+function usableIn(v: ImageViews, b: number): boolean { return v.bState[b] === BackendState.up && v.bHealth[b] !== Health.down; }
+
+/**
+ * Spread PICK_SIZE entries of service `svc` over `group` in proportion to weight, interleaved
+ * (smooth weighted round robin, as nginx does), so any run of entries is close to the weights.
+ */
+function fillPick(v: ImageViews, svc: number, group: number[]): void {
+  if (group.length === 0) return;
+  v.svcPickOn[svc] = 1;
+  const total = group.reduce((a, b) => a + v.bWeight[b]!, 0);
+  const cur = group.map(() => 0);
+  for (let e = 0; e < PICK_SIZE; e++) {
+    let best = 0;
+    for (let j = 0; j < group.length; j++) {
+      cur[j]! += v.bWeight[group[j]!]!;
+      if (cur[j]! > cur[best]!) best = j;
+    }
+    cur[best]! -= total;
+    v.svcPick[svc * PICK_SIZE + e] = group[best]!;
+  }
+}
+
+/** Control's path from a spec to the image a Tables is made of (see the Tables constructor). */
+function buildParts(spec: TablesSpec, prev: Pick<Tables, 'backendNames' | 'hasMeta'> | undefined, busy: (slot: number) => boolean): TablesParts {
+  if (prev && !prev.hasMeta) throw new Error('tables: prev must be tables built by control (a Tables read from a bank has no backend names to keep slots stable by)');
+  // Stable slots: a backend keeps its slot from `prev`; new names take free slots.
+  const names: string[] = prev ? prev.backendNames.slice() : [];
+  const wanted = new Set(spec.backends.map((b) => b.name));
+  for (let i = 0; i < names.length; i++) if (names[i] && !wanted.has(names[i]!)) names[i] = '';
+  const newSlots: number[] = [];
+  for (const b of spec.backends) {
+    if (names.includes(b.name)) continue;
+    let free = -1;
+    for (let i = 0; i < names.length && free < 0; i++) if (names[i] === '' && !busy(i)) free = i;
+    if (free < 0) free = names.length;
+    if (free >= MAX_BACKEND_SLOTS) throw new Error(`tables: more than ${MAX_BACKEND_SLOTS} backend slots in use`);
+    names[free] = b.name;
+    newSlots.push(free);
+  }
+  const slotOf = (n: string): number => names.indexOf(n);
+  const groupOf = (a: string | readonly string[]): readonly string[] => typeof a === 'string' ? [a] : a;
+
+  const d: ImageDims = {
+    vipSlots: nextPow2(Math.max(16, spec.vips.length * 2)),
+    svcSlots: nextPow2(Math.max(16, spec.services.length * 2)),
+    nSvc: Math.max(1, spec.services.length),
+    stride: 1 + spec.services.reduce((m, s) => Math.max(m, groupOf(s.active).length + s.standby.length), 0),
+    nB: Math.max(1, names.length),
+  };
+  const size = imageSize(d);
+  const mem = allocMemory(size, false);
+  const v = carveImage(new Carver(mem), d);
+  const h = v.hdr;
+  h[IMG_MAGIC] = IMG_MAGIC_V1; h[IMG_BYTES] = size;
+  h[IMG_VIP_SLOTS] = d.vipSlots; h[IMG_SVC_SLOTS] = d.svcSlots; h[IMG_NSVC] = d.nSvc; h[IMG_STRIDE] = d.stride; h[IMG_NB] = d.nB;
+
+  h[IMG_MODE] = spec.mode === 'nat' ? MODE_NAT : MODE_DSR;
+  const icmp = spec.icmp ?? ICMP_ECHO_DEFAULTS;
+  if (!(icmp.echoRate >= 1 && icmp.echoBurst >= 1)) throw new Error('tables: icmp echo rate and burst must be at least 1');
+  h[IMG_ECHO_ON] = icmp.echo ? 1 : 0;
+  v.echoBucket[ECHO_PER_MS] = icmp.echoRate / 1000; v.echoBucket[ECHO_BURST] = icmp.echoBurst;
+  macCopy(v.mac, 0, spec.mac, 0);
+  h[IMG_VIP_COUNT] = spec.vips.length;
+  const vipMask = d.vipSlots - 1;
+  spec.vips.forEach((ipU, i) => {
+    const ip = ipU | 0;
+    let s = hash1(ip, HASH_SEED) & vipMask;
+    while (v.vipVals[s] !== 0 && v.vipKeys[s] !== ip) s = (s + 1) & vipMask;
+    v.vipKeys[s] = ip; v.vipVals[s] = i + 1;
+  });
+
+  const svcMask = d.svcSlots - 1;
+  v.svcOrder.fill(-1);
+  v.synMaxAge[0] = spec.synCheck ? Math.max(1, spec.synCheck.maxAgeMs) : 0;
+  h[IMG_SYN_ON_FAIL] = SynFail[spec.synCheck?.onFail ?? 'next'];
+  for (const b of spec.backends) {
+    const s = slotOf(b.name);
+    v.bIp[s] = b.ip;
+    if (b.mac) { macCopy(v.bMac, s * 8, b.mac, 0); v.bHasMac[s] = 1; }
+    v.bState[s] = BackendState[b.state ?? 'up'];
+    v.bWeight[s] = b.weight ?? 100;
+    v.bChecked[s] = b.checked === false ? 0 : 1;
+    v.bHealth[s] = b.checked === false ? Health.up : Health[b.health ?? 'unknown'];
+  }
+
+  spec.services.forEach((svc, i) => {
+    const vip = svc.vip | 0;
+    let s = hash2(vip, svc.port, HASH_SEED) & svcMask;
+    while (v.svcVals[s] !== 0 && !(v.svcKeyVip[s] === vip && v.svcKeyPort[s] === svc.port)) s = (s + 1) & svcMask;
+    v.svcKeyVip[s] = vip; v.svcKeyPort[s] = svc.port; v.svcVals[s] = i + 1;
+    const group = groupOf(svc.active).map(slotOf);
+    [...group, ...svc.standby.map(slotOf)].forEach((b, j) => { v.svcOrder[i * d.stride + j] = b; });
+    v.svcOnDown[i] = OnDown[svc.onBackendDown ?? 'reset'];
+    fillPick(v, i, group.filter((b) => usableIn(v, b) && v.bWeight[b]! > 0));
+  });
+  return new TablesParts(new Uint8Array(mem), v, newSlots, { spec, backendNames: names });
 }

@@ -16,7 +16,7 @@ import { parseConfig, type Config } from '../../src/control/config';
 import { Controller } from '../../src/control/controller';
 import { startApiServer, type ApiServer } from '../../src/control/api';
 import { createMetrics } from '../../src/obs/metrics';
-import { buildDataplane, type Built } from '../../src/main';
+import { buildDataplane, type Built } from '../../src/app/replay';
 import { reasonName } from './dp';
 import { tcp, arp } from './frames';
 import { TCP_SYN, TCP_ACKF, TCP_FIN } from '../../src/wire/tcp';
@@ -213,7 +213,7 @@ export async function startHarness(o: HarnessOptions = {}): Promise<Harness> {
     fresh(text) {
       const cfg = parseConfig(text ?? fs.readFileSync(configFile, 'utf8'), configFile);
       const b = buildDataplane(cfg, { seed: 7 });
-      return new Controller({ config: cfg, built: b, mac: cfg.mac!, stateFile, clock: () => h.now });
+      return new Controller({ config: cfg, port: b.port, mac: cfg.mac!, stateFile, clock: () => h.now });
     },
     async close() {
       await server?.close();
@@ -222,7 +222,7 @@ export async function startHarness(o: HarnessOptions = {}): Promise<Harness> {
   };
   try {
     h.controller = new Controller({
-      config, built, mac: config.mac!, stateFile, version: '0.0.0-test', iface: null,
+      config, port: built.port, mac: config.mac!, stateFile, version: '0.0.0-test', iface: null,
       clock: () => h.now,
       log: (level, msg) => { logs.push({ level, msg }); },
     });

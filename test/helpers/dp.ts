@@ -1,7 +1,8 @@
 // A packet path built like `vipgate replay` builds it, from YAML text, for fixture tests.
 import { parseConfig } from '../../src/control/config';
-import { buildDataplane, Built } from '../../src/main';
+import { buildDataplane, Built } from '../../src/app/replay';
 import { DROP_REASONS } from '../../src/dataplane/counters';
+import { configSpec } from '../../src/control/model';
 
 export const OUR_MAC = '02:00:5e:00:00:01';
 export const CLIENT_MAC = '02:aa:00:00:00:07';
@@ -32,4 +33,10 @@ export function build(mode: 'dsr' | 'nat', extra = ''): Built {
 
 export function reasonName(i: number): string {
   return i < 0 ? 'tx' : DROP_REASONS[i] ?? `#${i}`;
+}
+
+/** The nat fixture config's tables spec, for building Tables without a state (a process attaching shared state). */
+export function natSpec(): ReturnType<typeof configSpec> {
+  const c = parseConfig(configText('nat'), '<nat>');
+  return configSpec(c, c.mac!);
 }

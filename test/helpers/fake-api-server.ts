@@ -121,6 +121,7 @@ export function status(over: { counters?: Partial<StatusView['counters']>; drops
     backends: { total: 3, up: 2, drain: 1, down: 0 }, flows: { active: 120, capacity: 65536 },
     counters: { ...ZERO_COUNTERS, frames_in: 1000, frames_out: 990, forwarded: 980, flows_created: 50, ...counters },
     drops: { ...ZERO_DROPS, unknown_flow: 7, no_backend: 3, ...drops },
+    worker: null, sharedState: null,
     ...rest,
   };
 }

@@ -69,6 +69,8 @@ export const STATUS: StatusView = {
   flows: { active: 3, capacity: 65536 },
   counters: COUNTERS.counters,
   drops: COUNTERS.drops,
+  worker: null,
+  sharedState: null,
 };
 
 export const FLOW_PAGE: FlowPage = {

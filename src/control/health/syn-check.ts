@@ -45,6 +45,8 @@ export interface SynCheckOptions {
   eventIntervalMs?: number;
   /** Control's clock (ms), for results that arrive on their own (default Date.now). */
   clock?: () => number;
+  /** A backend's name by slot for reports (default: the tables'; a packet worker's tables from the banks carry none). */
+  nameOf?: (b: number) => string | undefined;
 }
 
 interface ProbeRun {
@@ -84,6 +86,7 @@ export class SynCheck {
   }
 
   private get tables() { return this.o.dp.currentTables; }
+  private name(b: number): string { return (this.o.nameOf ? this.o.nameOf(b) : this.tables.backendNames[b]) ?? `slot ${b}`; }
 
   /** Take every newly held SYN off the pending ring and act on it. Call once per event-loop turn with held SYNs. */
   drain(now: number): void {
@@ -112,7 +115,7 @@ export class SynCheck {
     const k = key(b, port);
     this.runs.set(k, run);
     this.count(b).probes++;
-    const name = t.backendNames[b] ?? `slot ${b}`;
+    const name = this.name(b);
     const ip = t.bIp[b]!;
     void this.o.prober.probe(ip, port, this.o.timeoutMs).then((r) => {
       if (this.closed) return;
@@ -122,7 +125,7 @@ export class SynCheck {
   }
 
   /** Settle a probe with its result: report it, remember it, release its SYNs. Exactly once per probe. */
-  private settle(k: number, run: ProbeRun, r: ProbeResult, now: number, name = this.tables.backendNames[run.b] ?? `slot ${run.b}`, ip = this.tables.bIp[run.b]!): void {
+  private settle(k: number, run: ProbeRun, r: ProbeResult, now: number, name = this.name(run.b), ip = this.tables.bIp[run.b]!): void {
     if (run.settled) return;
     run.settled = true;
     this.runs.delete(k);
@@ -217,7 +220,7 @@ export class SynCheck {
     if (!this.o.events || this.tally.size === 0) { this.tally.clear(); return; }
     for (const [b, t] of this.tally) {
       this.o.events.emit('syn_check', {
-        backend: this.tables.backendNames[b] ?? `slot ${b}`, probes: t.probes, probes_failed: t.failed,
+        backend: this.name(b), probes: t.probes, probes_failed: t.failed,
         forwarded: t.forwarded, moved: t.moved, reset: t.reset, ...(t.lastReason ? { last_failure: t.lastReason } : {}),
       }, now);
     }

@@ -1,0 +1,145 @@
+// The packet worker's composition root and entry point: a separate OS process under the
+// supervisor (supervisor.ts), so that a crash here — an uncaught error, an abort in native code,
+// SIGKILL — takes no control state with it. It owns the hot loop and nothing else:
+//
+//   - the shared region (attachRegion: header checked, shape read from it): flows, nat reverse
+//     index, neighbours, counters, per-backend figures all live there and outlive this process;
+//   - the tables, from the banks the supervisor publishes into (polled once per batch);
+//   - the packet socket the supervisor opened and keeps open, inherited as fd 4 and attached
+//     with the addon's attach(): frames that came while no worker ran wait in the ring;
+//   - the bounded flow sweep and the SYN-time check (its hold queue is private to this process;
+//     probe results and events go to the supervisor over IPC).
+//
+// It dies with the supervisor: the IPC channel's 'disconnect' (the supervisor exited or was
+// killed) ends it at once, so a whole restart never finds an orphan still reading the ring.
+
+import { attachRegion, type Region } from '../shm/region';
+import { dropped } from '../shm/integrity';
+import { BankReader } from '../shm/banks';
+import { Dataplane } from '../dataplane/dataplane';
+import { openAfPacket } from '../../native-bindings/afpacket';
+import { openNic, type NicLink } from '../../native-bindings/nic';
+import { attachLive, sweepPlan } from '../link/live';
+import { SynHold } from '../dataplane/hold';
+import { startLiveSynCheck, LIVE_HOLD_SLOTS, type LiveSynCheck } from '../control/health/syn-check';
+import { openProber } from '../control/health/syn-probe';
+import { createLogger, type Logger } from '../obs/log';
+import { isSupervisorMessage, type WorkerInit, type WorkerToSupervisor } from './ipc';
+
+/** Exit codes: the supervisor reports them (`vipgate status` lastExit) with the `fatal` reason. */
+export const WORKER_EXIT_FATAL = 3;
+export const WORKER_EXIT_BUG = 70;
+
+function send(m: WorkerToSupervisor): void {
+  if (process.connected) process.send!(m);
+}
+
+interface Running {
+  region: Region;
+  nic: NicLink;
+  syn: LiveSynCheck | null;
+  timers: NodeJS.Timeout[];
+  log: Logger;
+}
+
+/** Attach the region, the tables and the ring; start forwarding. Throws with the reason on any failure. */
+export function startWorker(init: WorkerInit): Running {
+  const log = createLogger({ level: init.log.level, format: init.log.format, base: { role: 'worker', worker_pid: process.pid } });
+  const region = attachRegion(init.region);
+  let nic: NicLink | null = null;
+  try {
+    // The previous worker may have died mid-write: check every record before the first write.
+    const rep = region.checkRecords();
+    if (dropped(rep) || rep.reverseRepaired) log.warn(`shared state: dropped ${dropped(rep)} record(s) that could not be trusted and relinked ${rep.reverseRepaired} nat reverse entr(ies) (of ${rep.flowsChecked} flows)`, { event: 'state_repaired', ...rep });
+    region.setWriter(process.pid);
+    const reader = new BankReader(region.banks.memory, region.banks.offset, region.state.counters);
+    const tables = reader.poll();
+    if (!tables) throw new Error(`the region ${init.region} holds no published tables (the supervisor publishes before it starts a worker)`);
+    const dp = new Dataplane(region.state, tables);
+    if (init.packetFd !== null) {
+      // The ring and its filter are the supervisor's: attach maps them and starts at the oldest
+      // frame nobody has read (those that came while no worker ran).
+      nic = openAfPacket(init.iface, { fd: init.packetFd, filter: '', batch: init.io.batch, spinUs: init.io.spinUs });
+    } else {
+      nic = openNic(init.iface, { filter: init.filter, io: 'pcap', batch: init.io.batch, spinUs: init.io.spinUs }).nic;
+    }
+    const link = nic;
+    let names = init.names;
+    let syn: LiveSynCheck | null = null;
+    if (init.synCheck) {
+      const opened = openProber();
+      syn = startLiveSynCheck({
+        dp, hold: new SynHold(LIVE_HOLD_SLOTS), prober: opened.prober, timeoutMs: init.synCheck.timeoutMs,
+        send: (b, n) => link.send(b, n), nameOf: (b) => names[b],
+        observer: { observe: (backend, result, at, port) => send({ t: 'probe', backend, port: port ?? 0, result, at }) },
+        events: { emit: (type, fields, at) => send({ t: 'event', type, fields, at: at ?? Date.now() }) },
+      });
+    }
+    process.on('message', (m: unknown) => { if (isSupervisorMessage(m) && m.t === 'names') names = m.names; });
+    const live = attachLive(link, dp, {
+      ...(syn ? { onHold: syn.onHold } : {}),
+      poll: () => { const t = reader.poll(); if (t) dp.publish(t); },
+    });
+    const timers: NodeJS.Timeout[] = [];
+    // Tables published while no frame comes still take effect (the sweep and SYN check read them).
+    timers.push(setInterval(() => { const t = reader.poll(); if (t) dp.publish(t); }, 100));
+    const sweep = sweepPlan(region.state.flowSlots);
+    timers.push(setInterval(() => { dp.sweep(Date.now(), sweep.slice); }, sweep.intervalMs));
+    timers.push(setInterval(() => {
+      const l = live.syncStats();
+      if (l.newLinkErrors > 0) log.warn(`${init.iface}: the packet socket reported ${l.lastLinkError ?? 'an error'}; frames flow again once the interface is up`, { event: 'link_error' });
+    }, 1000));
+    return { region, nic, syn, timers, log };
+  } catch (e) {
+    nic?.close();
+    region.close();
+    throw e;
+  }
+}
+
+/** Stop at a batch boundary (this runs between two turns of the loop): the ring keeps what is unread. */
+function stopWorker(r: Running): void {
+  for (const t of r.timers) clearInterval(t);
+  r.syn?.stop();
+  r.nic.close();
+  r.region.setWriter(0);
+  r.region.close();
+}
+
+/** The entry point (spawned by the supervisor with an IPC channel; not a command of its own). */
+export function workerMain(): void {
+  if (!process.send) {
+    process.stderr.write('vipgate: dist/src/app/worker.js is the packet worker; `vipgate run` starts it (it needs the supervisor\'s IPC channel)\n');
+    process.exit(2);
+  }
+  // The supervisor is gone (exit, SIGKILL): a worker must never outlive it (the next vipgate
+  // attaches the same ring; two readers would split its frames).
+  process.on('disconnect', () => process.exit(0));
+  let running: Running | null = null;
+  process.on('uncaughtException', (e) => {
+    send({ t: 'fatal', reason: `internal error (a bug): ${e.stack ?? String(e)}` });
+    process.exit(WORKER_EXIT_BUG);
+  });
+  process.on('message', (m: unknown) => {
+    if (!isSupervisorMessage(m)) {
+      send({ t: 'fatal', reason: `unexpected message from the supervisor: ${JSON.stringify(m).slice(0, 200)} (a supervisor of another vipgate build?)` });
+      process.exit(WORKER_EXIT_FATAL);
+    }
+    if (m.t === 'init') {
+      if (running) return;
+      try {
+        running = startWorker(m);
+      } catch (e) {
+        send({ t: 'fatal', reason: (e as Error).message });
+        process.exit(WORKER_EXIT_FATAL);
+      }
+      send({ t: 'ready', io: running.nic.io, why: running.nic.io === 'native' ? 'the supervisor\'s packet socket' : 'its own libpcap capture (frames are lost while no worker runs)' });
+    } else if (m.t === 'stop') {
+      if (running) stopWorker(running);
+      process.disconnect();
+      process.exit(0);
+    }
+  });
+}
+
+if (require.main === module) workerMain();

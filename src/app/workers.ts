@@ -1,0 +1,161 @@
+// The supervisor's side of the packet worker: spawn it with the packet socket inherited and an
+// IPC channel, relay what it reports (SYN-time probe results to the health manager, its events
+// to the event log), and answer an exit it was not asked for with a new worker as the restart
+// policy says (backoff.ts: at once, then with growing delays). The policy is the pure part; this
+// file only carries it out with timers and processes.
+
+import * as path from 'node:path';
+import { spawn, type ChildProcess } from 'node:child_process';
+import type { NicLink } from '../../native-bindings/nic';
+import type { Logger, LogLevel } from '../obs/log';
+import type { WorkerView } from '../control/api-types';
+import { initialRestartState, stepRestart, describeExit, type RestartState, type WorkerEvent, type WorkerExit } from './backoff';
+import { isWorkerMessage, WORKER_PACKET_FD, type SupervisorToWorker, type WorkerToSupervisor } from './ipc';
+
+/** A worker that has not said `ready` this long after its start is killed (and restarted). */
+export const WORKER_READY_TIMEOUT_MS = 10_000;
+
+export interface WorkerManagerOptions {
+  log: Logger;
+  iface: string;
+  region: string;
+  nic: NicLink;
+  filter: string;
+  io: { backend: 'native' | 'pcap' | 'auto'; batch: number; spinUs: number };
+  synCheck: { timeoutMs: number } | null;
+  logOptions: { level: LogLevel; format: 'json' | 'text' };
+  /** Backend names by slot, as published last. */
+  names(): string[];
+  probe(m: Extract<WorkerToSupervisor, { t: 'probe' }>): void;
+  event(m: Extract<WorkerToSupervisor, { t: 'event' }>): void;
+  /** No worker reads the banks any more (it exited): the writer must not wait for its ack. */
+  readerGone(): void;
+  /** The worker's script (default: worker.js next to this file). */
+  entry?: string;
+  clock?: () => number;
+}
+
+export class WorkerManager {
+  private s: RestartState = initialRestartState();
+  private child: ChildProcess | null = null;
+  private timer: NodeJS.Timeout | null = null;
+  private readyTimer: NodeJS.Timeout | null = null;
+  private fatal: string | null = null;
+  private onFirstReady: (() => void) | null = null;
+  private exited: (() => void) | null = null;
+  private readonly clock: () => number;
+  /** stop() was called: no worker is started any more. */
+  private halted = false;
+
+  constructor(private readonly o: WorkerManagerOptions) {
+    this.clock = o.clock ?? Date.now;
+  }
+
+  private step(e: WorkerEvent): void { this.s = stepRestart(this.s, e, this.clock()); }
+
+  /** Start the first worker; `onFirstReady` runs once, when a worker first forwards. */
+  start(onFirstReady: (() => void) | null): void {
+    this.onFirstReady = onFirstReady;
+    this.spawn();
+  }
+
+  private spawn(): void {
+    this.timer = null;
+    if (this.halted) return;
+    const o = this.o;
+    const entry = o.entry ?? path.join(__dirname, 'worker.js');
+    this.fatal = null;
+    const child = spawn(process.execPath, [entry], { stdio: ['ignore', 'inherit', 'inherit', 'ipc', o.nic.fd ?? 'ignore'] });
+    this.child = child;
+    this.step({ type: 'spawned' });
+    child.on('message', (m: unknown) => this.onMessage(child, m));
+    child.on('error', (e) => { if (this.child === child) this.fatal ??= `cannot start the worker process: ${e.message}`; });
+    child.on('exit', (code, signal) => this.onExit(child, { code, signal, reason: this.fatal, at: this.clock() }));
+    const init: SupervisorToWorker = {
+      t: 'init', iface: o.iface, region: o.region, packetFd: o.nic.fd === null ? null : WORKER_PACKET_FD, filter: o.filter,
+      io: o.io, synCheck: o.synCheck, names: o.names(), log: o.logOptions,
+    };
+    child.send(init, (err) => { if (err && this.child === child) this.fatal ??= `cannot talk to the worker: ${err.message}`; });
+    this.readyTimer = setTimeout(() => {
+      if (this.child !== child || this.s.phase !== 'starting') return;
+      this.fatal = `it did not attach within ${WORKER_READY_TIMEOUT_MS / 1000} s`;
+      child.kill('SIGKILL');
+    }, WORKER_READY_TIMEOUT_MS);
+  }
+
+  private onMessage(child: ChildProcess, m: unknown): void {
+    if (this.child !== child) return;
+    if (!isWorkerMessage(m)) {
+      this.o.log.error(`the packet worker sent an unexpected message: ${JSON.stringify(m).slice(0, 200)}`, { event: 'worker_protocol' });
+      return;
+    }
+    switch (m.t) {
+      case 'ready': {
+        if (this.readyTimer) clearTimeout(this.readyTimer);
+        this.step({ type: 'ready' });
+        const again = this.s.restarts > 0 ? ` (restart ${this.s.restarts}${this.s.lastExit ? `, after ${describeExit(this.s.lastExit)}` : ''})` : '';
+        this.o.log.info(`packet worker PID ${child.pid} forwarding on ${this.o.iface}: ${m.io} I/O through ${m.why}${again}`,
+          { event: 'worker_ready', pid: child.pid, restarts: this.s.restarts });
+        const f = this.onFirstReady;
+        this.onFirstReady = null;
+        f?.();
+        break;
+      }
+      case 'probe': this.o.probe(m); break;
+      case 'event': this.o.event(m); break;
+      case 'fatal': this.fatal = m.reason; break;
+    }
+  }
+
+  private onExit(child: ChildProcess, exit: WorkerExit): void {
+    if (this.child !== child) return;
+    this.child = null;
+    if (this.readyTimer) clearTimeout(this.readyTimer);
+    this.o.readerGone();
+    const asked = this.s.phase === 'stopping';
+    this.step({ type: 'exit', exit });
+    if (asked) {
+      this.o.log.info(`packet worker PID ${child.pid} stopped (${describeExit(exit)})`, { event: 'worker_stopped', pid: child.pid });
+      this.exited?.();
+      return;
+    }
+    if (this.s.phase !== 'backoff') return;
+    const delay = Math.max(0, this.s.nextStartAt! - this.clock());
+    this.o.log.error(`packet worker PID ${child.pid} exited unexpectedly (${describeExit(exit)}); ` +
+      `restart ${this.s.restarts}${delay ? ` in ${delay} ms (${this.s.streak} exits in a row)` : ' now'}; frames wait in the ring meanwhile`,
+    { event: 'worker_exit', pid: child.pid, code: exit.code, signal: exit.signal, reason: exit.reason, restarts: this.s.restarts, delayMs: delay });
+    this.timer = setTimeout(() => this.spawn(), delay);
+  }
+
+  /** The backend names changed (a publish): the worker's SYN-time check reports by name. */
+  names(names: string[]): void {
+    const c = this.child;
+    if (c && c.connected) c.send({ t: 'names', names } satisfies SupervisorToWorker);
+  }
+
+  /** Ask the worker to stop (it finishes the batch in hand; the ring keeps the rest); SIGKILL after `ms`. Resolves once it exited. */
+  stop(ms: number): Promise<void> {
+    this.halted = true;
+    if (this.timer) { clearTimeout(this.timer); this.timer = null; }
+    this.step({ type: 'stop' });
+    const c = this.child;
+    if (!c) return Promise.resolve();
+    return new Promise<void>((resolve) => {
+      const kill = setTimeout(() => {
+        this.o.log.warn(`packet worker PID ${c.pid} did not stop within ${ms} ms; killing it`, { event: 'worker_kill' });
+        c.kill('SIGKILL');
+      }, ms);
+      this.exited = () => { clearTimeout(kill); this.exited = null; resolve(); };
+      if (c.connected) c.send({ t: 'stop' } satisfies SupervisorToWorker); else c.kill('SIGTERM');
+    });
+  }
+
+  view(): WorkerView {
+    const s = this.s, iso = (t: number | null) => t === null ? null : new Date(t).toISOString();
+    return {
+      pid: this.child?.pid ?? null, startedAt: iso(s.startedAt), restarts: s.restarts,
+      lastExit: s.lastExit ? { reason: describeExit(s.lastExit), at: iso(s.lastExit.at)! } : null,
+      state: s.phase, nextStartAt: iso(s.nextStartAt),
+    };
+  }
+}

@@ -1,0 +1,132 @@
+// The process model live (issue 9 items 1, 3, 4, 7), in a namespace lab in nat mode — where a
+// lost mapping certainly breaks a connection: TCP connections held open through vipgate keep
+// answering with the right backend's bytes after
+//   - SIGKILL of the packet worker (worker.pid from `vipgate status --json`): status then shows
+//     restarts 1 with the reason and a new worker PID;
+//   - `vipgate upgrade --to` a copied build: a new supervisor PID serves the API, same flows;
+//   - an upgrade to a build whose shared state layout differs is refused with the region's
+//     message and the running vipgate keeps serving untouched.
+// SIGTERM then stops cleanly (exit 0), removes the kernel rule, and leaves the region file.
+// Short on purpose: the 20x kill loops and the gap benchmark are bench/continuity.bench.ts.
+// Needs root, network namespaces and the addons; skipped with the reason otherwise.
+
+import t from 'tap';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { createLab, type Lab } from '../scenarios/lab/lab.js';
+import { canRunVipgateLab, labConfigYaml, startVipgate, holdConnections, type VipgateProc, type HeldConnections } from '../scenarios/lab/vipgate.js';
+import { shmAvailable } from '../native-bindings/shm.js';
+import { afpacketAvailable } from '../native-bindings/afpacket.js';
+import type { StatusView } from '../src/control/api-types.js';
+
+const can = canRunVipgateLab();
+const shm = shmAvailable();
+const af = afpacketAvailable();
+const skip = !can.ok ? can.why : !shm.ok ? `the shared-memory addon: ${shm.why}` : !af.ok ? `native packet I/O: ${af.why}` : false;
+
+const repo = path.resolve(__dirname, '..', '..');
+
+async function until<T>(what: string, f: () => T | null | undefined, ms = 15_000): Promise<T> {
+  const end = Date.now() + ms;
+  for (;;) {
+    const v = f();
+    if (v) return v;
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+/** A second build of vipgate: dist/ copied; package.json, bin/, the addons and node_modules beside it. */
+function copyBuild(dir: string): string {
+  fs.cpSync(path.join(repo, 'dist'), path.join(dir, 'dist'), { recursive: true });
+  fs.cpSync(path.join(repo, 'bin'), path.join(dir, 'bin'), { recursive: true });
+  fs.copyFileSync(path.join(repo, 'package.json'), path.join(dir, 'package.json'));
+  fs.cpSync(path.join(repo, 'native-bindings', 'build'), path.join(dir, 'native-bindings', 'build'), { recursive: true });
+  fs.symlinkSync(path.join(repo, 'node_modules'), path.join(dir, 'node_modules'));
+  return path.join(dir, 'bin', 'vipgate.js');
+}
+
+t.test('nat: worker SIGKILL and upgrade keep every connection; an incompatible upgrade is refused', { skip }, async (t) => {
+  let lab: Lab | null = null;
+  let vg: VipgateProc | null = null;
+  let held: HeldConnections | null = null;
+  const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'vg-upgrade-'));
+  let newPid: number | null = null;
+  try {
+    lab = await createLab({ mode: 'nat', clients: 1, backends: 2 });
+    vg = await startVipgate(lab, labConfigYaml(lab), ['--fresh-state']);
+    const v = vg;
+    const status = () => v.cliJson<StatusView>(['status']);
+    const s0 = await until('the first worker', () => { const s = status(); return s.worker?.state === 'running' ? s : null; });
+    t.ok(s0.worker!.pid! > 0, `worker PID ${s0.worker!.pid}`);
+    t.equal(s0.worker!.restarts, 0);
+    t.match(s0.sharedState, { file: /^\/dev\/shm\/vipgate-eth0\.netns\d+\.state$/, layoutVersion: Number }, 'status names the region');
+    const region = s0.sharedState!.file;
+
+    held = await holdConnections(lab, 'c1', lab.addr.vips[1]!, lab.httpPort, 8);
+    const want = await held.request();
+    t.ok(want.every((b) => /^web\d$/.test(b)), `8 connections answered: ${want.join(' ')}`);
+
+    // ---- the worker dies ----
+    process.kill(s0.worker!.pid!, 'SIGKILL');
+    const s1 = await until('a new worker', () => { const s = status(); return s.worker?.state === 'running' && s.worker.pid !== s0.worker!.pid ? s : null; });
+    t.equal(s1.worker!.restarts, 1, 'restarts 1');
+    t.match(s1.worker!.lastExit, { reason: 'killed by SIGKILL' }, 'with the reason');
+    t.equal(s1.pid, s0.pid, 'the supervisor is the same process');
+    const again = await held.request();
+    t.same(again, want, 'every connection answers again, from the same backend');
+    if (again.join() !== want.join()) {
+      const s = status();
+      t.comment(JSON.stringify(Object.fromEntries(Object.entries({ ...s.counters, ...s.drops }).filter(([, n]) => n))));
+      t.comment(v.log().split('\n').slice(-30).join('\n'));
+    }
+    t.match(v.api('GET', '/metrics').text, /vipgate_worker_restarts_total 1/, 'metric vipgate_worker_restarts_total');
+
+    // ---- an incompatible build is refused; nothing changes ----
+    const badDir = fs.mkdtempSync(path.join(tmp, 'bad-'));
+    const bad = copyBuild(badDir);
+    const regionJs = path.join(badDir, 'dist', 'src', 'shm', 'region.js');
+    fs.writeFileSync(regionJs, fs.readFileSync(regionJs, 'utf8').replace(/exports\.REGION_VERSION = 1;/, 'exports.REGION_VERSION = 99;'));
+    const refused = v.cli(['upgrade', '--to', bad], { timeoutMs: 60_000 });
+    t.not(refused.code, 0, 'the upgrade command fails');
+    t.match(refused.stderr, /refused: .*(version|layout)/i, `it says why: ${refused.stderr.trim().split('\n')[0]}`);
+    const s2 = status();
+    t.equal(s2.pid, s0.pid, 'the running supervisor still serves');
+    t.equal(s2.worker!.pid, s1.worker!.pid, 'with the same worker');
+    t.same(await held.request(), want, 'and the same flows');
+
+    // ---- a compatible build takes over ----
+    const good = copyBuild(fs.mkdtempSync(path.join(tmp, 'good-')));
+    const up = v.cli(['upgrade', '--to', good, '--json'], { timeoutMs: 90_000 });
+    t.equal(up.code, 0, `upgrade exits 0 ${up.stderr.trim()}`);
+    const r = JSON.parse(up.stdout) as { from: { pid: number }; to: { pid: number } };
+    newPid = r.to.pid;
+    t.equal(r.from.pid, s0.pid);
+    t.not(newPid, s0.pid, 'a new supervisor');
+    const s3 = status();
+    t.equal(s3.pid, newPid, 'the new supervisor serves the API');
+    t.equal(s3.worker!.state, 'running');
+    t.equal(s3.sharedState!.file, region, 'on the same region');
+    t.same(await held.request(), want, 'every connection answers, from the same backend');
+    await until('the old supervisor to exit', () => !v.running());
+    t.equal(await v.exited, 0, 'the old supervisor exited 0');
+
+    await held.close();
+    held = null;
+    // SIGTERM: the worker drains, the kernel rule goes, the region file stays.
+    process.kill(newPid, 'SIGTERM');
+    await until('the new supervisor to stop', () => { try { process.kill(newPid!, 0); return false; } catch { return true; } });
+    newPid = null;
+    t.match(lab.exec('vg', ['nft', 'list', 'table', 'netdev', 'vipgate_eth0']).stderr, /No such file|does not exist/i, 'the kernel rule is removed');
+    t.ok(fs.existsSync(region), 'the region file stays for the next start');
+    fs.rmSync(region, { force: true });
+    fs.rmSync(`${region}.slots`, { force: true });
+  } finally {
+    held?.kill();
+    if (newPid) try { process.kill(newPid, 'SIGKILL'); } catch { /* gone */ }
+    if (vg) await vg.stop();
+    lab?.teardown();
+    fs.rmSync(tmp, { recursive: true, force: true });
+  }
+});
