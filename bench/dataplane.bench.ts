@@ -73,7 +73,7 @@ import { tcpChecksum } from '../src/wire/tcp';
 import { arp, tcp, icmp, ipDatagram } from '../test/helpers/frames';
 import { ICMP_ECHO_REQUEST, ICMP_DEST_UNREACH, ICMP_UNREACH_FRAG_NEEDED } from '../src/wire/icmp';
 import { Pump, newBatch } from '../src/link/pump';
-import { T_NOW } from '../src/dataplane/state';
+import { NOW } from '../src/dataplane/state';
 import { hugePageAllocator } from '../native-bindings/afpacket';
 
 // ---- options ----
@@ -358,7 +358,7 @@ function runBatched(c: Case, count: number, now: number): number {
   pump.touchFirst = bs.touchFirst;
   const off = pump.batch.off, len = pump.batch.len, size = bs.size;
   const rw = c.restoreWords, n = fs.count, flen = fs.len, slot = fs.slot, slotWords = slot >> 2;
-  c.dp.state.times[T_NOW] = now;
+  c.dp.clock[NOW] = now;
   let f = c.cursor, tx = 0;
   for (let done = 0; done < count; done += size) {
     for (let i = 0; i < size; i++) {

@@ -14,7 +14,7 @@ import { build, OUR_MAC, CLIENT_MAC } from '../test/helpers/dp';
 import { tcp } from '../test/helpers/frames';
 import { Pump, newBatch } from '../src/link/pump';
 import { sweepPlan } from '../src/link/live';
-import { T_NOW } from '../src/dataplane/state';
+import { NOW } from '../src/dataplane/state';
 import { VERDICT_TX } from '../src/dataplane/dataplane';
 import { setU16, setU32 } from '../src/wire/bytes';
 import { checksum } from '../src/wire/checksum';
@@ -55,7 +55,7 @@ async function run(w: ReturnType<typeof world>, flows: number, seconds: number, 
   const w32 = new Int32Array(work.buffer), p32 = new Int32Array(pristine.buffer), words = SLOT >> 2;
   const batch = newBatch(work, BATCH);
   const pump = new Pump(dp, batch);
-  const times = dp.state.times;
+  const clock = dp.clock;
   const slots = dp.state.flowSlots;
   const plan = sweepPlan(slots);
   // The sweep's own duration too: on a loaded machine the scheduler's gaps can hide it.
@@ -78,7 +78,7 @@ async function run(w: ReturnType<typeof world>, flows: number, seconds: number, 
         batch.off[i] = i * SLOT; batch.len[i] = len;
         if (++cursor === flows) cursor = 0;
       }
-      times[T_NOW] = Date.now();
+      clock[NOW] = Date.now();
       pump.run(BATCH);
       frames += BATCH;
       const now = performance.now();

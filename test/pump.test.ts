@@ -11,7 +11,7 @@ import { build, OUR_MAC, CLIENT_MAC } from './helpers/dp';
 import { Pump, newBatch } from '../src/link/pump';
 import { sweepPlan, SWEEP_SLICE } from '../src/link/live';
 import { Ctr, Drop, DROP_REASONS } from '../src/dataplane/counters';
-import { T_NOW } from '../src/dataplane/state';
+import { NOW } from '../src/dataplane/state';
 import { VERDICT_TX } from '../src/dataplane/dataplane';
 import { TCP_SYN, TCP_ACKF } from '../src/wire/tcp';
 
@@ -43,7 +43,7 @@ t.test('a batch: TX frames keep their length, the others get 0, every frame is c
   ];
   const { batch } = memLink(frames);
   batch.len[5] = -9000; // the link kept part of a 9000-byte frame
-  b.state.times[T_NOW] = 1000;
+  b.dataplane.clock[NOW] = 1000;
   const pump = new Pump(b.dataplane, batch);
   t.equal(pump.run(frames.length), 3, 'three to send');
   t.same(Array.from(batch.len), [frames[0]!.length, frames[1]!.length, 0, 0, frames[4]!.length, 0], 'lengths mark what to send');
@@ -63,7 +63,7 @@ t.test('a throw inside the packet path is counted once and the rest of the batch
   const dp = b.dataplane;
   const step = dp.step.bind(dp);
   dp.step = (buf, off, len) => { if (off === 2 * SLOT) { step(buf, off, len); throw new Error('a bug'); } return step(buf, off, len); };
-  b.state.times[T_NOW] = 1000;
+  b.dataplane.clock[NOW] = 1000;
   const tx = new Pump(dp, batch).run(frames.length);
   t.equal(tx, 4, 'the other four are sent');
   t.equal(batch.len[2], 0, 'the frame that threw is not sent');
@@ -74,7 +74,7 @@ t.test('a throw inside the packet path is counted once and the rest of the batch
 t.test('replay-style batches of one and a batch of many give the same verdicts', async (t) => {
   const frames = Array.from({ length: 64 }, (_, i) => seg(i % 16, i < 16 ? TCP_SYN : TCP_ACKF));
   const one = build('nat'), many = build('nat');
-  one.state.times[T_NOW] = many.state.times[T_NOW] = 5000;
+  one.dataplane.clock[NOW] = many.dataplane.clock[NOW] = 5000;
   const a = memLink(frames), bm = memLink(frames);
   const p1 = new Pump(one.dataplane, newBatch(a.buf, 1));
   const got1: number[] = [];
@@ -116,7 +116,7 @@ t.test('the packet loop allocates nothing in the steady state', async (t) => {
     const pristine = ring.buf.slice();
     const batch = newBatch(ring.buf, BATCH);
     const pump = new Pump(dp, batch);
-    const times = b.state.times;
+    const clock = b.dataplane.clock;
     const c = b.state.counters;
     // One view per batch position, made here: a subarray per batch would be the harness allocating.
     const views = Array.from({ length: FLOWS / BATCH }, (_, k) => pristine.subarray(k * BATCH * SLOT, (k + 1) * BATCH * SLOT));
@@ -126,7 +126,7 @@ t.test('the packet loop allocates nothing in the steady state', async (t) => {
         const first = (k * BATCH) % FLOWS;
         ring.buf.set(views[first / BATCH]!, first * SLOT);
         for (let i = 0; i < BATCH; i++) { batch.off[i] = (first + i) * SLOT; batch.len[i] = ring.batch.len[first + i]!; }
-        times[T_NOW] = startMs + k;
+        clock[NOW] = startMs + k;
         tx += pump.run(BATCH);
       }
       return tx;

@@ -5,7 +5,9 @@ import t, { type Test } from 'tap';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { spawnSync } from 'node:child_process';
-import { openRegion, attachRegion, regionPath, Region, RegionShape } from '../src/shm/region';
+import { openRegion, attachRegion, regionPath, Region, RegionShape, HEADER_BYTES, REGION_VERSION, W_MAGIC, W_VERSION, W_STATE_VERSION, W_FLOW_CAP, W_SEED, W_CHECKSUM, headerChecksum } from '../src/shm/region';
+import { STATE_LAYOUT_VERSION } from '../src/dataplane/state';
+import { VipgateError } from '../src/control/errors';
 import { shmAvailable } from '../native-bindings/shm';
 import { Dataplane } from '../src/dataplane/dataplane';
 import { Tables } from '../src/tables/services';
@@ -67,4 +69,133 @@ t.test('a flow written in one process is found by another that maps the region',
   const w = attachRegion(file);
   t.same(w.shape, shape(), 'a worker reads the shape from the header');
   w.close();
+});
+
+/** Rewrite the file's header words through the file (as another process or a bug would); reseal: recompute the checksum (a consistent header from another build). */
+function forge(file: string, words: Array<[number, number]>, reseal: boolean): void {
+  const fd = fs.openSync(file, 'r+');
+  const h = Buffer.alloc(HEADER_BYTES);
+  fs.readSync(fd, h, 0, HEADER_BYTES, 0);
+  const u32 = new Uint32Array(h.buffer, h.byteOffset, HEADER_BYTES / 4);
+  for (const [w, x] of words) u32[w] = x;
+  if (reseal) u32[W_CHECKSUM] = headerChecksum(new Uint8Array(h.buffer, h.byteOffset, HEADER_BYTES));
+  fs.writeSync(fd, h, 0, HEADER_BYTES, 0);
+  fs.closeSync(fd);
+}
+
+function refused(t: Test, fn: () => unknown, code: string, says: RegExp[], desc: string): void {
+  try {
+    fn();
+    t.fail(`${desc}: accepted`);
+  } catch (e) {
+    t.ok(e instanceof VipgateError, `${desc}: a VipgateError`);
+    t.equal((e as VipgateError).code, code, `${desc}: ${code}`);
+    for (const re of says) t.match((e as Error).message, re, `${desc}: says ${re}`);
+  }
+}
+
+const made = (t: Test, o: Partial<RegionShape> = {}): string => {
+  const file = tmpFile(t);
+  const r = open(file, { shape: shape(o) });
+  const dp = new Dataplane(r.state, natTables());
+  const syn = clientSyn();
+  dp.process(syn, 0, syn.length, 1000);
+  r.close();
+  return file;
+};
+const FRESH = /--fresh-state to discard it \(cuts every flow through it\)/;
+
+t.test('header checks: every mismatch is refused with what differs and what to do', async (t) => {
+  if (!avail.ok) { t.plan(0, `shm addon unavailable: ${avail.why}`); return; }
+  refused(t, () => open(made(t), { shape: shape({ flowCapacity: 2048 }) }), 'ESHM_MISMATCH',
+    [/flow capacity 1024 in the file, 2048 in the config/, FRESH, /keep the config/], 'another flow capacity');
+  refused(t, () => open(made(t), { shape: shape({ neighbourCapacity: 128 }) }), 'ESHM_MISMATCH',
+    [/neighbour capacity 64 in the file, 128 in the config/], 'another neighbour capacity');
+  refused(t, () => open(made(t), { shape: shape({ iface: 'eth1' }) }), 'ESHM_MISMATCH',
+    [/interface "veth-test" in the file, "eth1" in the config/, FRESH], 'another interface');
+  refused(t, () => open(made(t), { banksBytes: BANKS * 2 }), 'ESHM_MISMATCH',
+    [/table banks of 65536 bytes in the file, 131072 in this vipgate/], 'banks of another size');
+  // Two differences: both named.
+  refused(t, () => open(made(t), { shape: shape({ iface: 'eth1', flowCapacity: 4096 }) }), 'ESHM_MISMATCH',
+    [/interface .*; flow capacity/], 'two differences');
+
+  const seeded = made(t, { seed: 7 });
+  const r = open(seeded, { shape: shape({ seed: 99 }) });
+  t.equal(r.state.seed, 7, 'the seed in the file wins over the config\'s (its flows are hashed with it)');
+  t.equal(r.state.counters[Ctr.flows_active], 1, 'and its flow is still there');
+  r.close();
+
+  const v = made(t);
+  forge(v, [[W_VERSION, REGION_VERSION + 1]], true);
+  refused(t, () => open(v), 'ESHM_MISMATCH', [new RegExp(`region layout version ${REGION_VERSION + 1} in the file \\(made by vipgate 0.1.0-test at \\d{4}-`), /run the vipgate version that made it/, FRESH], 'a newer region layout');
+  refused(t, () => attachRegion(v), 'ESHM_MISMATCH', [/region layout version/], 'a newer region layout (worker)');
+  const sv = made(t);
+  forge(sv, [[W_STATE_VERSION, STATE_LAYOUT_VERSION - 1]], true);
+  refused(t, () => open(sv), 'ESHM_MISMATCH', [new RegExp(`state layout version ${STATE_LAYOUT_VERSION - 1} in the file .*, ${STATE_LAYOUT_VERSION} in this vipgate`)], 'an older state layout');
+});
+
+t.test('corrupt regions are refused, never read', async (t) => {
+  if (!avail.ok) { t.plan(0, `shm addon unavailable: ${avail.why}`); return; }
+  const m = made(t);
+  forge(m, [[W_MAGIC, 0xdeadbeef]], false);
+  refused(t, () => open(m), 'ESHM_CORRUPT', [/does not start with a vipgate region header \(magic 0xdeadbeef/, FRESH], 'wrong magic');
+  refused(t, () => attachRegion(m), 'ESHM_CORRUPT', [/magic/], 'wrong magic (worker)');
+
+  const w = made(t);
+  forge(w, [[W_FLOW_CAP, 1_000_000]], false); // checksum not updated
+  refused(t, () => open(w), 'ESHM_CORRUPT', [/header checksum does not match/], 'a header overwritten in place');
+
+  const trunc = made(t);
+  const full = fs.statSync(trunc).size;
+  fs.truncateSync(trunc, full - 4096);
+  refused(t, () => open(trunc), 'ESHM_CORRUPT', [new RegExp(`the file is ${full - 4096} bytes but its header says ${full}`), FRESH], 'truncated');
+  refused(t, () => attachRegion(trunc), 'ESHM_CORRUPT', [/truncated/], 'truncated (worker)');
+  fs.truncateSync(trunc, 100);
+  refused(t, () => open(trunc), 'ESHM_CORRUPT', [/100 bytes, smaller than a region header/], 'truncated into the header');
+  fs.truncateSync(trunc, 0);
+  refused(t, () => attachRegion(trunc), 'ESHM_CORRUPT', [/0 bytes/], 'empty file (worker)');
+
+  const grown = made(t);
+  fs.truncateSync(grown, fs.statSync(grown).size + 4096);
+  refused(t, () => open(grown), 'ESHM_CORRUPT', [/resized by something other than vipgate/], 'grown');
+
+  // The state part's own header disagrees with the region header (a forged, resealed shape).
+  const sh = made(t);
+  forge(sh, [[W_SEED, 8]], true);
+  refused(t, () => open(sh), 'ESHM_CORRUPT', [/disagrees with its header/], 'state part disagrees with the header');
+
+  refused(t, () => attachRegion(path.join(dir, `vipgate-test-${process.pid}-absent.state`)), 'ESHM_UNAVAILABLE', [/No such file/], 'worker: no region');
+});
+
+t.test('a header never finished: openRegion makes the region again, a worker refuses it', async (t) => {
+  if (!avail.ok) { t.plan(0, `shm addon unavailable: ${avail.why}`); return; }
+  const h = made(t);
+  forge(h, [[W_MAGIC, 0]], false); // the magic is written last: a maker killed before it leaves 0
+  refused(t, () => attachRegion(h), 'ESHM_CORRUPT', [/never finished/], 'worker');
+  const r = open(h);
+  t.ok(r.created, 'made again');
+  t.match(r.replaced, /never finished/, 'and says why');
+  t.equal(r.state.counters[Ctr.flows_active], 0, 'nothing read from the unfinished one');
+  r.close();
+  const again = open(h);
+  t.notOk(again.created, 'the new one is complete: attached next time');
+  again.close();
+});
+
+t.test('--fresh-state (fresh: true) discards a region that would be refused', async (t) => {
+  if (!avail.ok) { t.plan(0, `shm addon unavailable: ${avail.why}`); return; }
+  const f = made(t);
+  const r = open(f, { shape: shape({ flowCapacity: 4096 }), fresh: true });
+  t.ok(r.created);
+  t.equal(r.state.flowCapacity, 4096);
+  t.equal(r.state.counters[Ctr.flows_active], 0, 'its flows are gone (the operator asked)');
+  r.close();
+});
+
+t.test('timeouts are not shape: a new supervisor rewrites them', async (t) => {
+  if (!avail.ok) { t.plan(0, `shm addon unavailable: ${avail.why}`); return; }
+  const f = made(t);
+  const r = open(f, { timeouts: { ...timeouts, establishedTimeoutMs: 1234 } });
+  t.equal(r.state.times[1], 1234);
+  r.close();
 });

@@ -32,6 +32,7 @@ import { checkNicBinding, openNic, NicLink } from '../../native-bindings/nic';
 import { openAfPacket } from '../../native-bindings/afpacket';
 import { snapshotCounters } from '../dataplane/counters';
 import { FlowTable } from '../dataplane/flows';
+import { newClock, NOW } from '../dataplane/state';
 import { NeighbourTable } from '../dataplane/neighbours';
 import { Tables } from '../tables/services';
 import { formatCounters, formatRateLine } from '../obs/format';
@@ -350,8 +351,11 @@ async function startControl(a: SupervisorArgs, settings: RunSettings, log: Logge
   let flushTimer: NodeJS.Timeout | null = null;
   let workers: WorkerManager | null = null;
   let slotsWritten = slots?.join('\n') ?? null;
+  // The supervisor's own packet clock (per process since shm's clock change): its flow and
+  // neighbour lookups age entries against it; kept current by a timer below.
+  const clock = newClock(Date.now());
   const port: ControlPort = {
-    state, flows: new FlowTable(state), neighbours: new NeighbourTable(state),
+    state, flows: new FlowTable(state, clock), neighbours: new NeighbourTable(state, clock),
     get tables() { return published; },
     ...(slots ? { slots } : {}),
     publish(t) {
@@ -446,6 +450,7 @@ async function startControl(a: SupervisorArgs, settings: RunSettings, log: Logge
   });
 
   const timers: NodeJS.Timeout[] = [];
+  timers.push(setInterval(() => { clock[NOW] = Date.now(); }, 100));
   timers.push(setInterval(() => {
     const now = Date.now();
     resolver.tick(controller.tables, now);

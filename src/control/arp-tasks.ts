@@ -9,7 +9,7 @@ import { ARP_OP_REQUEST, ARP_OP_REPLY } from '../wire/arp';
 import { formatIpv4, formatMac } from '../wire/addr';
 import { Tables } from '../tables/services';
 import { NeighbourTable } from '../dataplane/neighbours';
-import { StateViews, T_NEIGH_TTL, T_NOW } from '../dataplane/state';
+import { StateViews, NOW, T_NEIGH_TTL } from '../dataplane/state';
 import { Ctr } from '../dataplane/counters';
 
 export type Send = (frame: Buffer) => boolean;
@@ -59,7 +59,9 @@ export class BackendResolver {
 
   tick(t: Tables, now: number): void {
     const ttl = this.state.times[T_NEIGH_TTL]!;
-    this.state.times[T_NOW] = now; // control runs between packets; the packet path's clock moves on with it
+    // This process's packet clock (the neighbour table's): in one process control runs between
+    // packets and the packet path's clock moves on with it; in a supervisor it is control's own.
+    this.neighbours.clock[NOW] = now;
     const ourMac = formatMac(t.mac);
     for (let b = 0; b < t.backendSlots; b++) {
       if (t.bState[b] === 0 || t.bHasMac[b] === 1) continue;

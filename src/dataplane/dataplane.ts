@@ -23,7 +23,7 @@ import { IP_MIN_HEADER_LEN, IP_TOTAL_LEN, IP_FLAGS_FRAG, IP_FLAG_MF, IP_FRAG_OFF
 import { TCP_MIN_HEADER_LEN, TCP_DOFF, TCP_FLAGS, TCP_CSUM, TCP_SYN, TCP_ACKF, TCP_RST, TCP_FIN } from '../wire/tcp';
 import { sum16, fold, csumReplace32 } from '../wire/checksum';
 import { Tables, MODE_NAT, Health, OnDown } from '../tables/services';
-import { StateViews, MAX_BACKEND_SLOTS, T_NOW, B_STATE, B_VERIFIED, F_VIP, F_BACKIP, F_BACKEND, D_LAST, D_PKTS_IN, D_PKTS_OUT, B_CLIMAC } from './state';
+import { StateViews, PacketClock, NOW, newClock, MAX_BACKEND_SLOTS, B_STATE, B_VERIFIED, F_VIP, F_BACKIP, F_BACKEND, D_LAST, D_PKTS_IN, D_PKTS_OUT, B_CLIMAC } from './state';
 import { SynHold, HOLD_HELD } from './hold';
 import { resetInPlace } from './reset';
 import { FlowTable, FS_SYN, FS_ESTABLISHED, FS_CLOSING } from './flows';
@@ -73,7 +73,8 @@ export class Dataplane {
   private readonly icmp: IcmpPath;
   readonly state: StateViews;
   private readonly c: Float64Array;
-  private readonly times: Float64Array;
+  /** This process's packet clock (state.ts PacketClock), shared with its flow and neighbour tables and ICMP path. */
+  readonly clock: PacketClock;
   /** Drop reason of the last dropped frame (for tests and tracing), -1 after a TX or a HOLD. */
   lastDrop = -1;
   /** Length of the frame to transmit after VERDICT_TX (the input's, or a shorter RST's). */
@@ -94,13 +95,13 @@ export class Dataplane {
   private readonly unanswered = new Int32Array(MAX_BACKEND_SLOTS);
   private readonly unansweredSince = new Float64Array(MAX_BACKEND_SLOTS);
 
-  constructor(state: StateViews, tables: Tables) {
+  constructor(state: StateViews, tables: Tables, clock: PacketClock = newClock()) {
     this.state = state;
     this.tables = tables;
     this.c = state.counters;
-    this.times = state.times;
-    this.flows = new FlowTable(state);
-    this.neighbours = new NeighbourTable(state);
+    this.clock = clock;
+    this.flows = new FlowTable(state, clock);
+    this.neighbours = new NeighbourTable(state, clock);
     this.icmp = new IcmpPath(state, this.flows, this.neighbours);
   }
 
@@ -142,7 +143,7 @@ export class Dataplane {
   private needsProbe(t: Tables, b: number): number {
     const max = t.synCheckMaxAgeMs;
     if (max === 0 || this.hold === null || t.bChecked[b] === 0) return PROBE_NO;
-    const v = this.state, now = this.times[T_NOW]!;
+    const v = this.state, now = this.clock[NOW]!;
     if (this.unanswered[b]! >= SUSPECT_UNANSWERED && now - this.unansweredSince[b]! > this.hold.unansweredMs) return PROBE_MUST;
     if (now - v.bHealthOkAt[b]! <= max) return PROBE_NO;
     return v.bVerified[b] === 0 || now - this.verifiedAt[b]! > max ? PROBE_STALE : PROBE_NO;
@@ -165,7 +166,7 @@ export class Dataplane {
       // counted. Dropping it instead would let a SYN flood (whose spoofed SYNs never complete a
       // handshake, so every backend soon looks suspect) fill the queue and shut out every real
       // client; failing open makes the check's worst case the behaviour without it.
-      if (h.put(buf, off, len, b, svc, cli, vip, ports, this.times[T_NOW]!, mustProbe) < 0) { this.c[Ctr.syn_hold_overflow]!++; return -1; }
+      if (h.put(buf, off, len, b, svc, cli, vip, ports, this.clock[NOW]!, mustProbe) < 0) { this.c[Ctr.syn_hold_overflow]!++; return -1; }
     }
     this.c[Ctr.syn_held]!++;
     this.lastDrop = -1;
@@ -195,15 +196,15 @@ export class Dataplane {
 
   /** Process one frame occupying buf[off, off+len) at time `now` (ms). Returns VERDICT_TX, VERDICT_DROP or VERDICT_HOLD. */
   process(buf: Uint8Array, off: number, len: number, now: number): number {
-    this.times[T_NOW] = now;
+    this.clock[NOW] = now;
     return this.step(buf, off, len);
   }
 
   /** Set the packet path's clock (ms) for step() and the table methods. */
-  setClock(now: number): void { this.times[T_NOW] = now; }
+  setClock(now: number): void { this.clock[NOW] = now; }
 
   /**
-   * process() with the time already set (setClock, or a store into state.times[T_NOW]): for a
+   * process() with the time already set (setClock, or a store into clock[NOW]): for a
    * link that updates the clock without passing a double per call.
    */
   step(buf: Uint8Array, off: number, len: number): number {
@@ -357,7 +358,7 @@ export class Dataplane {
         f = flows.insert(cli, vip, ports, b, backIp, rslot, buf, off + ETH_SRC);
         if (f < 0) return this.drop(Drop.flow_table_full);
         if (t.synCheckMaxAgeMs > 0) {
-          const now = this.times[T_NOW]!;
+          const now = this.clock[NOW]!;
           // Sent while its backend is vouched for (a check or probe within max_age): a verified flow.
           if (now - v.bHealthOkAt[b]! <= t.synCheckMaxAgeMs) flows.markVerified(f);
           // Released after b answered its probe: b is not suspect, whatever came before.
@@ -376,7 +377,7 @@ export class Dataplane {
         if (svc >= 0 && t.svcOnDown[svc] === OnDown.reset) {
           const n = resetInPlace(buf, off, l3, l4, t.mac);
           flows.close(f);
-          v.fd[(f << 3) + D_LAST] = this.times[T_NOW]!;
+          v.fd[(f << 3) + D_LAST] = this.clock[NOW]!;
           c[Ctr.backend_down_resets]!++;
           return this.tx(n);
         }
@@ -393,7 +394,7 @@ export class Dataplane {
    */
   private answered(f: number, b: number): void {
     this.unanswered[b] = 0;
-    if (this.state.fb[(f << 6) + B_VERIFIED] === 1) this.verifiedAt[b] = this.times[T_NOW]!;
+    if (this.state.fb[(f << 6) + B_VERIFIED] === 1) this.verifiedAt[b] = this.clock[NOW]!;
   }
 
   /** Rewrite a client's segment of flow f for its backend and transmit it. */
@@ -414,7 +415,7 @@ export class Dataplane {
       v.fb[(f << 6) + B_STATE] = FS_ESTABLISHED;
       this.answered(f, b); // the client acknowledged the backend's SYN-ACK
     }
-    v.fd[d + D_LAST] = this.times[T_NOW]!;
+    v.fd[d + D_LAST] = this.clock[NOW]!;
     v.fd[d + D_PKTS_IN]!++;
     this.c[Ctr.forwarded]!++;
     this.c[Ctr.forwarded_to_backend]!++;
@@ -441,7 +442,7 @@ export class Dataplane {
     natRewrite(buf, l3, l4, IP_SRC, v.fw[w + F_BACKIP]!, v.fw[w + F_VIP]!, ttl);
     macCopy(buf, off + ETH_DST, v.fb, (f << 6) + B_CLIMAC);
     macCopy(buf, off + ETH_SRC, t.mac, 0);
-    v.fd[d + D_LAST] = this.times[T_NOW]!;
+    v.fd[d + D_LAST] = this.clock[NOW]!;
     v.fd[d + D_PKTS_OUT]!++;
     this.c[Ctr.forwarded]!++;
     this.c[Ctr.forwarded_to_client]!++;
@@ -477,7 +478,7 @@ export class Dataplane {
     let p = 12;
     while (isVlanTpid(u16(buf, p))) p += VLAN_TAG_LEN;
     const l3 = p + 2, l4 = l3 + ((buf[l3]! & 0x0f) << 2);
-    this.times[T_NOW] = now;
+    this.clock[NOW] = now;
     const f = this.flows.lookup(h.keyCli[slot]!, h.keyVip[slot]!, h.keyPorts[slot]!);
     if (f >= 0) this.flows.close(f);
     return resetInPlace(buf, 0, l3, l4, this.tables.mac);
@@ -503,5 +504,5 @@ export class Dataplane {
   }
 
   /** Expire idle flows, a slice at a time; call from a timer (live) or every so often (replay). */
-  sweep(now: number, budget: number): number { this.times[T_NOW] = now; return this.flows.sweep(budget); }
+  sweep(now: number, budget: number): number { this.clock[NOW] = now; return this.flows.sweep(budget); }
 }

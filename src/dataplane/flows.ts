@@ -14,7 +14,7 @@
 // is valid only while the flow it points to is live and points back at it (F_RSLOT): a slot
 // whose flow died, or was reused by a flow indexed elsewhere, is free again.
 
-import { StateViews, T_HALF_OPEN, T_ESTABLISHED, T_CLOSING, T_NOW, H_SWEEP_CURSOR,
+import { StateViews, PacketClock, NOW, T_HALF_OPEN, T_ESTABLISHED, T_CLOSING, H_SWEEP_CURSOR,
   B_STATE, B_VERIFIED, B_CLIMAC, F_CLI, F_VIP, F_PORTS, F_BACKIP, F_BACKEND, F_RSLOT, D_LAST, D_CREATED, D_PKTS_IN, D_PKTS_OUT } from './state';
 import { hash3 } from '../tables/hash';
 import { Ctr } from './counters';
@@ -40,7 +40,8 @@ export class FlowTable {
   private readonly fw: Int32Array;
   private readonly fd: Float64Array;
 
-  constructor(private readonly v: StateViews) {
+  /** The clock is this process's (state.ts PacketClock): lookups expire against clock[NOW]. */
+  constructor(private readonly v: StateViews, readonly clock: PacketClock) {
     this.mask = v.flowSlots - 1;
     this.capacity = v.flowCapacity;
     this.seed = v.seed | 0;
@@ -92,9 +93,9 @@ export class FlowTable {
     return this.v.rRef[hash3(backIp, cli, ports, this.rseed) & this.mask]!;
   }
 
-  /** Slot of the live flow with this forward key, or -1. Meeting it expired, expires it. Time: times[T_NOW]. */
+  /** Slot of the live flow with this forward key, or -1. Meeting it expired, expires it. Time: clock[NOW]. */
   lookup(cli: number, vip: number, ports: number): number {
-    const fb = this.fb, fw = this.fw, mask = this.mask, now = this.v.times[T_NOW]!;
+    const fb = this.fb, fw = this.fw, mask = this.mask, now = this.clock[NOW]!;
     let s = hash3(cli, vip, ports, this.seed) & mask;
     for (let i = 0; i < MAX_PROBE; i++) {
       const w = s << 4;
@@ -122,7 +123,7 @@ export class FlowTable {
    * leaves the gauges one off, which the attach-time check (src/shm/integrity.ts) recounts.
    */
   insert(cli: number, vip: number, ports: number, backend: number, backIp: number, rslot: number, mac: Uint8Array, macAt: number): number {
-    const fb = this.fb, fw = this.fw, fd = this.fd, mask = this.mask, now = this.v.times[T_NOW]!;
+    const fb = this.fb, fw = this.fw, fd = this.fd, mask = this.mask, now = this.clock[NOW]!;
     let s = hash3(cli, vip, ports, this.seed) & mask;
     let free = -1;
     for (let i = 0; i < MAX_PROBE; i++) {
@@ -190,7 +191,7 @@ export class FlowTable {
 
   /** Forward slot of the live flow whose backend-side key is this, or -1. */
   reverseLookup(backIp: number, cli: number, ports: number): number {
-    const r = this.v.rRef, mask = this.mask, now = this.v.times[T_NOW]!;
+    const r = this.v.rRef, mask = this.mask, now = this.clock[NOW]!;
     let s = hash3(backIp, cli, ports, this.rseed) & mask;
     for (let i = 0; i < MAX_PROBE; i++) {
       const ref = r[s]!;
@@ -224,10 +225,10 @@ export class FlowTable {
 
   /**
    * Expire idle flows, visiting at most `budget` slots from where the last sweep stopped
-   * (the cursor lives in shared memory). Returns the number expired. Time: times[T_NOW].
+   * (the cursor lives in shared memory). Returns the number expired. Time: clock[NOW].
    */
   sweep(budget: number): number {
-    const v = this.v, n = v.flowSlots, fb = this.fb, fd = this.fd, now = v.times[T_NOW]!;
+    const v = this.v, n = v.flowSlots, fb = this.fb, fd = this.fd, now = this.clock[NOW]!;
     let cur = v.header[H_SWEEP_CURSOR]! % n, expired = 0;
     for (let i = 0; i < budget && i < n; i++) {
       const st = fb[cur << 6]!;

@@ -36,7 +36,7 @@ import {
 } from '../wire/icmp';
 import { csumReplace16, csumReplace32 } from '../wire/checksum';
 import { Tables, MODE_NAT, ECHO_PER_MS, ECHO_BURST } from '../tables/services';
-import { StateViews, T_NOW, T_ECHO_TOKENS, T_ECHO_LAST, F_VIP, F_BACKIP, F_BACKEND, B_CLIMAC } from './state';
+import { StateViews, NOW, T_ECHO_TOKENS, T_ECHO_LAST, F_VIP, F_BACKIP, F_BACKEND, B_CLIMAC } from './state';
 import { FlowTable } from './flows';
 import { NeighbourTable } from './neighbours';
 import { Drop, Ctr } from './counters';
@@ -113,7 +113,7 @@ export class IcmpPath {
     // Token bucket on the packet clock: refill by the time elapsed since the latest time seen (a
     // clock that went back, as a capture's may, refills nothing until it passes that time again),
     // at most echoBurst tokens (also right after a reload made the burst smaller), one per reply.
-    const tm = this.times, now = tm[T_NOW]!, eb = t.echoBucket;
+    const tm = this.times, now = this.flows.clock[NOW]!, eb = t.echoBucket;
     let tokens = tm[T_ECHO_TOKENS]!;
     const last = tm[T_ECHO_LAST]!;
     if (now > last) {

@@ -3,7 +3,7 @@
 // slot is reused by the next host that needs one. Probing is bounded by MAX_PROBE; a host that
 // finds no slot is not learned (counted as neigh_table_full) — learning never evicts fresh entries.
 
-import { StateViews, T_NEIGH_TTL, T_NOW } from './state';
+import { StateViews, PacketClock, NOW, T_NEIGH_TTL } from './state';
 import { hash1 } from '../tables/hash';
 import { Ctr } from './counters';
 import { macCopy, macEq } from '../wire/bytes';
@@ -15,14 +15,15 @@ export class NeighbourTable {
   private readonly mask: number;
   private readonly seed: number;
 
-  constructor(private readonly v: StateViews) {
+  /** The clock is this process's (state.ts PacketClock): entries age against clock[NOW]. */
+  constructor(private readonly v: StateViews, readonly clock: PacketClock) {
     this.mask = v.neighbourSlots - 1;
     this.seed = (v.seed ^ NEIGH_SALT) | 0;
   }
 
-  /** Slot of a fresh entry for ip (its MAC is at nMac[slot*8]), or -1. Time: times[T_NOW]. */
+  /** Slot of a fresh entry for ip (its MAC is at nMac[slot*8]), or -1. Time: clock[NOW]. */
   lookup(ip: number): number {
-    const v = this.v, mask = this.mask, ttl = v.times[T_NEIGH_TTL]!, now = v.times[T_NOW]!;
+    const v = this.v, mask = this.mask, ttl = v.times[T_NEIGH_TTL]!, now = this.clock[NOW]!;
     let s = hash1(ip, this.seed) & mask;
     for (let i = 0; i < MAX_PROBE; i++) {
       if (v.nState[s] === 0) return -1;
@@ -34,7 +35,7 @@ export class NeighbourTable {
 
   /** Record that ip is at the MAC in buf[mo, mo+6). */
   learn(ip: number, buf: Uint8Array, mo: number): void {
-    const v = this.v, mask = this.mask, ttl = v.times[T_NEIGH_TTL]!, now = v.times[T_NOW]!;
+    const v = this.v, mask = this.mask, ttl = v.times[T_NEIGH_TTL]!, now = this.clock[NOW]!;
     let s = hash1(ip, this.seed) & mask;
     let reuse = -1;
     for (let i = 0; i < MAX_PROBE; i++) {

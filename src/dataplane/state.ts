@@ -10,7 +10,9 @@ const MAGIC = 0x56475431; // "VGT1"
 // 4: the counters region grew by the ICMP drop reasons and counters, moving everything after
 // it; the echo bucket took times[5..6] (unused before).
 // 5: the counters region grew by frame_too_large and the live I/O counters (issue 10).
-const LAYOUT_VERSION = 5;
+// 6: the packet clock left the shared memory (times[4] is unused: each process has its own
+// PacketClock); the counters region grew by state_records_dropped/_repaired (issue 9).
+const LAYOUT_VERSION = 6;
 
 /** Backend slots with per-backend stats (Tables never hand out more: see MAX_BACKENDS there). */
 export const MAX_BACKEND_SLOTS = 4096;
@@ -58,12 +60,25 @@ const H_MAGIC = 0, H_VERSION = 1, H_FLOW_CAP = 2, H_FLOW_SLOTS = 3, H_NEIGH_CAP 
 export const H_SWEEP_CURSOR = 7;
 // Header times (Float64Array)
 export const T_HALF_OPEN = 0, T_ESTABLISHED = 1, T_CLOSING = 2, T_NEIGH_TTL = 3;
-/** The packet path's clock (ms). Kept here rather than passed along: a double argument to a call
- *  V8 does not inline is boxed into a new heap number, which per packet means garbage and GC. */
-export const T_NOW = 4;
+// times[4] held the packet clock until layout 6; unused since (see PacketClock).
 /** The echo-reply token bucket (dataplane/icmp.ts): tokens left, and the packet-clock time (ms)
  *  it was last refilled at; -Infinity until the first echo, so the bucket starts full. */
 export const T_ECHO_TOKENS = 5, T_ECHO_LAST = 6;
+
+/**
+ * The packet path's clock (ms) in clock[NOW]: one per process, never in the shared memory (issue 9:
+ * a supervisor and a worker, or an old and a new worker, would each move a shared clock under the
+ * other). Kept in a Float64Array rather than passed along: a double argument to a call V8 does not
+ * inline is boxed into a new heap number, which per packet means garbage and GC. The link sets it
+ * once per batch; the flow table, neighbour table and ICMP path of one Dataplane read the same one.
+ */
+export type PacketClock = Float64Array;
+export const NOW = 0;
+export function newClock(now = 0): PacketClock {
+  const c = new Float64Array(1);
+  c[NOW] = now;
+  return c;
+}
 
 export interface StateViews {
   memory: Memory;

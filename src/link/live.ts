@@ -8,7 +8,7 @@
 import type { NicLink } from '../../native-bindings/nic';
 import { Dataplane } from '../dataplane/dataplane';
 import { Ctr } from '../dataplane/counters';
-import { T_NOW } from '../dataplane/state';
+import { NOW } from '../dataplane/state';
 import { Pump } from './pump';
 
 export interface Live {
@@ -30,13 +30,13 @@ export function attachLive(nic: NicLink, dp: Dataplane, o: { onHold?: () => void
   const budget = batch.off.length;
   const pump = new Pump(dp, batch);
   const c = dp.state.counters;
-  const times = dp.state.times;
+  const clock = dp.clock;
   nic.start(() => {
     const n = nic.rx(budget);
     if (n === 0) return;
     o.poll?.();
-    // The clock goes straight into the state's Float64Array, once per batch: no boxed double.
-    times[T_NOW] = Date.now();
+    // The clock goes straight into this process's clock array, once per batch: no boxed double.
+    clock[NOW] = Date.now();
     pump.run(n);
     const failed = nic.txRelease(n);
     if (failed !== 0) c[Ctr.tx_errors]! += failed;

@@ -5,8 +5,8 @@
 // go through Pump.run, so the catch-and-count code exists once.
 //
 // Nothing is allocated per frame or per batch: the batch's arrays are the link's, made once; the
-// clock is read by the caller into state.times[T_NOW] (a double passed as an argument to a call
-// V8 does not inline is boxed: see T_NOW in state.ts).
+// clock is read by the caller into the Dataplane's clock[NOW] (a double passed as an argument to a
+// call V8 does not inline is boxed: see PacketClock in state.ts).
 
 import { Dataplane, VERDICT_TX, VERDICT_HOLD } from '../dataplane/dataplane';
 import { Ctr, Drop } from '../dataplane/counters';
@@ -48,7 +48,7 @@ export class Pump {
   constructor(readonly dp: Dataplane, public batch: Batch) {}
 
   /**
-   * Run the packet path over frames [0, n) of the batch at time state.times[T_NOW]. Returns how
+   * Run the packet path over frames [0, n) of the batch at time dp.clock[NOW]. Returns how
    * many are to be transmitted (their len stays positive; every other len becomes 0). A throw
    * inside the packet path is a bug: it is counted as internal_error (the frame is not sent) and
    * the rest of the batch goes on.

@@ -10,7 +10,7 @@
 import type { CaptureFrame } from '../pcap/reader';
 import type { PcapWriter } from '../pcap/writer';
 import { Dataplane } from '../dataplane/dataplane';
-import { T_NOW } from '../dataplane/state';
+import { NOW } from '../dataplane/state';
 import { Pump, newBatch } from './pump';
 
 export const LINKTYPE_ETHERNET = 1;
@@ -46,7 +46,7 @@ export function replayFrames(frames: readonly CaptureFrame[], dp: Dataplane, out
   // Batches of one through the one pump: each frame has its own capture time.
   const batch = newBatch(rx, 1);
   const pump = new Pump(dp, batch);
-  const times = dp.state.times;
+  const clock = dp.clock;
   const stats: ReplayStats = { processed: 0, skippedNotEthernet: 0, transmitted: 0, held: 0, firstTsMs: null, lastTsMs: null };
   let nextSweep = -Infinity;
   for (const f of frames) {
@@ -63,7 +63,7 @@ export function replayFrames(frames: readonly CaptureFrame[], dp: Dataplane, out
     stats.processed++;
     batch.off[0] = 0;
     batch.len[0] = len;
-    times[T_NOW] = now;
+    clock[NOW] = now;
     if (pump.run(1) === 1) {
       stats.transmitted++;
       out?.add(rx, 0, batch.len[0]!, now, batch.len[0]!);

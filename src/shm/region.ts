@@ -30,11 +30,12 @@ export const REGION_MAGIC = 0x56475352; // "VGSR"
 export const REGION_VERSION = 1;
 export const HEADER_BYTES = 4096;
 
-// Header, u32 words
-const W_MAGIC = 0, W_VERSION = 1, W_HEADER_BYTES = 2, W_STATE_VERSION = 3, W_FLOW_CAP = 4, W_NEIGH_CAP = 5, W_SEED = 6;
+// Header, u32 words (exported for the tests that forge headers)
+export const W_MAGIC = 0, W_VERSION = 1, W_HEADER_BYTES = 2, W_STATE_VERSION = 3, W_FLOW_CAP = 4, W_NEIGH_CAP = 5, W_SEED = 6;
 /** PID of the process writing the packet path's state (the worker), 0 = none. Not covered by the checksum. */
 const W_WRITER = 7;
-const W_CHECKSUM = 8, W_IFACE_LEN = 9, W_VERSION_LEN = 10;
+export const W_CHECKSUM = 8;
+const W_IFACE_LEN = 9, W_VERSION_LEN = 10;
 // Header, f64 slots (byte 64 on)
 const D_TOTAL = 8, D_STATE_OFF = 9, D_STATE_BYTES = 10, D_BANKS_OFF = 11, D_BANKS_BYTES = 12, D_CREATED = 13;
 // Header, strings (UTF-8)
@@ -104,7 +105,7 @@ function fnv1a(b: Uint8Array, start: number, skipFrom: number, skipTo: number, e
 }
 
 /** FNV-1a over the header's fields after the magic (written last), except the writer and checksum words. */
-function headerChecksum(b: Uint8Array): number {
+export function headerChecksum(b: Uint8Array): number {
   return fnv1a(b, 4, W_WRITER * 4, (W_CHECKSUM + 1) * 4, HEADER_USED);
 }
 
