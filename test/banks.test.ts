@@ -17,6 +17,7 @@ import { Ctr, COUNTER_SLOTS } from '../src/dataplane/counters';
 import { sharedPcaps } from './helpers/paths';
 import { markedSpec } from './helpers/banks-child';
 import { openRegion } from '../src/shm/region';
+import { startHarness, defaultYaml } from './helpers/control-harness';
 import { shmAvailable } from '../native-bindings/shm';
 
 const ip = (s: string) => parseIpv4(s)!;
@@ -369,4 +370,30 @@ t.test('across processes over a /dev/shm region: a burst of 300 publishes while 
   t.ok(report.seen.every((m, i) => i === 0 || m > report.seen[i - 1]!), 'always newer tables, never an older one back');
   t.equal(report.mismatched, 0, 'every image taken is byte for byte the tables its marker names');
   t.same([report.rejected, report.counted], [0, 0], 'no bank refused: the writer never wrote a bank the worker was reading');
+});
+
+t.test('a config whose tables would not fit a bank is refused at the services, saying what to do', async (t) => {
+  const services = Array.from({ length: 4000 }, (_, i) => `  - { vip: 10.0.0.100, port: ${i + 1}, active: web1, standby: [web2] }`);
+  const yaml = (n: number) => `mac: "02:00:5e:00:00:01"\nvips: [10.0.0.100]\nbackends:\n  - { name: web1, ip: 10.0.1.21 }\n  - { name: web2, ip: 10.0.1.22 }\nservices:\n${services.slice(0, n).join('\n')}\n`;
+  t.ok(parseConfig(yaml(3000), 'big.yaml'), '3,000 port-mode services fit');
+  t.throws(() => parseConfig(yaml(4000), 'big.yaml'),
+    /big\.yaml:7:3: services: 4000 services over 1 VIP need tables of \d+ bytes; a table bank holds 4194304 .*split them over several vipgate instances/);
+});
+
+t.test('an API change whose tables would not fit a bank is refused with 409 and changes nothing', async (t) => {
+  const h = await startHarness({ yaml: defaultYaml({ vips: ['10.0.0.100', '10.0.0.101', '10.0.0.200'] }) });
+  t.teardown(() => h.close());
+  // Registrations of 64 ports each (the most one may serve) until the tables outgrow a bank.
+  let refused: { status: number; json: { error?: { code: string; message: string } } } | null = null;
+  let before = '';
+  for (let i = 0; i < 80 && !refused; i++) {
+    before = h.snapshot();
+    const serves = Array.from({ length: 64 }, (_, j) => `10.0.0.200:${1 + i * 64 + j}`);
+    const r = await h.req('POST', '/v1/backends', { name: `r${i}`, ip: `10.0.2.${i + 1}`, mac: null, serves });
+    if (r.status !== 201) refused = r;
+  }
+  t.ok(refused, 'a registration was refused');
+  t.equal(refused!.status, 409);
+  t.match(refused!.json.error, { code: 'EAPI_CONFLICT', message: /cannot build the tables: the tables need \d+ bytes and a table bank holds 4194304/ });
+  t.equal(h.snapshot(), before, 'nothing changed');
 });

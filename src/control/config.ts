@@ -26,7 +26,8 @@ import {
 } from 'yaml';
 import { formatIpv4, formatMac, parseIpv4, parseMac } from '../wire/addr.js';
 import { VipgateError } from './errors.js';
-import { ICMP_ECHO_DEFAULTS, IcmpSpec } from '../tables/services.js';
+import { ICMP_ECHO_DEFAULTS, IcmpSpec, tablesImageBytes } from '../tables/services.js';
+import { TABLE_IMAGE_BYTES } from '../shm/banks.js';
 import {
   HealthCheck, SparePool, ServiceFailover, SynCheckConfig, EventsConfig, SERVICE_FAILOVER_KEYS,
   parseDefaultHealth, parseBackendHealth, parseSpares, parseServiceFailover, parseSynCheck, parseEvents,
@@ -1230,6 +1231,19 @@ class Checker {
 
     const synCheck = parseSynCheck(this, f.syn_check);
     const events = parseEvents(this, f.events);
+
+    // The packet worker reads the tables from a fixed-size bank in shared memory (src/shm/banks.ts).
+    if (!this.issues.length && f.services) {
+      const pool = (s: ServiceConfig) => spares.find((p) => p.name === s.failover.spares)?.members.length ?? 0;
+      const need = tablesImageBytes({
+        vips: vips.length, services: services.length, backendSlots: backends.length,
+        maxMembers: services.reduce((m, s) => Math.max(m, 1 + s.standby.length + pool(s)), 0),
+      });
+      if (need > TABLE_IMAGE_BYTES) {
+        this.fail(f.services.at, 'services', `${services.length} services over ${vips.length} VIP${vips.length === 1 ? '' : 's'} need tables of ${need} bytes; ` +
+          `a table bank holds ${TABLE_IMAGE_BYTES} (about 3,000 services of up to 64 members each): split them over several vipgate instances`);
+      }
+    }
 
     if (this.issues.length) return null;
     return {

@@ -169,6 +169,7 @@ export function createMetrics(src: MetricsSource, o: MetricsOptions = {}): Metri
   slot('vipgate_rx_batches_total', 'Batches of frames handed to the packet path; vipgate_frames_total{direction="in"} divided by this is the mean batch size.', Ctr.rx_batches);
   slot('vipgate_rx_wakeups_total', 'Times a frame woke vipgate from sleep (native I/O); the other batches were caught while polling after recent traffic.', Ctr.rx_wakeups);
   slot('vipgate_link_errors_total', 'Times the interface went down under the packet socket (native I/O); frames flow again when it is back up.', Ctr.link_errors);
+  slot('vipgate_tables_bank_rejected_total', 'Table banks the packet worker refused (length, generation or checksum wrong): it kept the tables it had. Any is a bug or memory corruption; the next change publishes again.', Ctr.tables_bank_rejected);
 
   // ---- backends ----
 

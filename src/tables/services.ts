@@ -107,6 +107,25 @@ function imageSize(d: ImageDims): number {
   return m.size;
 }
 
+/** What shapes a Tables image: VIPs, services, the most members of one service, backend slots. */
+export interface TablesCounts { vips: number; services: number; maxMembers: number; backendSlots: number }
+
+function dimsFor(n: TablesCounts): ImageDims {
+  return {
+    vipSlots: nextPow2(Math.max(16, n.vips * 2)),
+    svcSlots: nextPow2(Math.max(16, n.services * 2)),
+    nSvc: Math.max(1, n.services),
+    stride: 1 + n.maxMembers,
+    nB: Math.max(1, n.backendSlots),
+  };
+}
+
+/**
+ * Bytes of the image of tables with these counts: what a table bank must hold for them (about
+ * 1 KiB per service for its pick table, 4 bytes per member slot of each service, 20 per backend).
+ */
+export function tablesImageBytes(n: TablesCounts): number { return imageSize(dimsFor(n)); }
+
 /** Control-side metadata of a Tables built from a spec (a Tables read from a bank has none). */
 interface TablesMeta { spec: TablesSpec; backendNames: string[] }
 
@@ -336,13 +355,10 @@ function buildParts(spec: TablesSpec, prev: Pick<Tables, 'backendNames' | 'hasMe
   const slotOf = (n: string): number => names.indexOf(n);
   const groupOf = (a: string | readonly string[]): readonly string[] => typeof a === 'string' ? [a] : a;
 
-  const d: ImageDims = {
-    vipSlots: nextPow2(Math.max(16, spec.vips.length * 2)),
-    svcSlots: nextPow2(Math.max(16, spec.services.length * 2)),
-    nSvc: Math.max(1, spec.services.length),
-    stride: 1 + spec.services.reduce((m, s) => Math.max(m, groupOf(s.active).length + s.standby.length), 0),
-    nB: Math.max(1, names.length),
-  };
+  const d = dimsFor({
+    vips: spec.vips.length, services: spec.services.length, backendSlots: names.length,
+    maxMembers: spec.services.reduce((m, s) => Math.max(m, groupOf(s.active).length + s.standby.length), 0),
+  });
   const size = imageSize(d);
   const mem = allocMemory(size, false);
   const v = carveImage(new Carver(mem), d);
