@@ -116,13 +116,14 @@ async function act(lab: Lab, r: Running, e: Event, upgradeTo: string | null): Pr
     if (x.code !== 0) throw new Error(`api burst: ${x.stderr.trim()}`);
   } else if (e === 'worker-kill' || e === 'worker-kill/own') {
     const w = processModel(r.vg).worker!;
+    if (w.pid === null) throw new Error(`the packet worker is not running (state ${w.state})`);
     process.kill(w.pid, 'SIGKILL');
     await waitNewWorker(r.vg, w.pid, 15_000);
   } else if (e === 'whole-restart') {
     const m = processModel(r.vg);
     process.kill(m.pid, 'SIGKILL');
     await waitGone(m.pid, 5000);
-    if (m.worker) await waitGone(m.worker.pid, 5000);
+    if (m.worker?.pid) await waitGone(m.worker.pid, 5000);
     r.upgraded.delete(m.pid);
     await r.vg.stop();
     r.vg = await startVipgate(lab, r.yaml, r.args, { env: r.env, bin: r.bin });
@@ -179,7 +180,7 @@ async function round(lab: Lab, vseq: string, r: Running, e: Event, rate: number,
 function unavailable(r: Running, e: Event, bin: string): string | null {
   if (e === 'none' || e === 'api-burst' || e === 'whole-restart') return null;
   const m = processModel(r.vg);
-  if (!m.worker) return 'this build has no packet worker (GET /v1/status has no worker.pid)';
+  if (!m.worker) return 'this build has no packet worker (GET /v1/status has no worker)';
   if (e === 'upgrade') {
     const help = spawnSync(process.execPath, [bin, 'help'], { encoding: 'utf8' });
     if (!/\bupgrade\b/.test(help.stdout + help.stderr)) return 'this build has no `vipgate upgrade` command';

@@ -34,7 +34,7 @@ type Event = 'worker-kill' | 'upgrade' | 'whole-restart';
 /** Which events this build supports, or why not. */
 function available(lab: Lab, vg: VipgateProc): Record<Event, string | null> {
   const m = processModel(vg);
-  const noWorker = 'this build has no packet worker (GET /v1/status has no worker.pid): needs the supervisor/worker process model (issue 9, branch proc)';
+  const noWorker = 'this build has no packet worker (GET /v1/status has no worker): needs the supervisor/worker process model (issue 9, branch proc)';
   return {
     'worker-kill': m.worker ? null : noWorker,
     upgrade: !m.worker ? noWorker : hasUpgradeCommand(lab) ? null : 'this build has no `vipgate upgrade` command (issue 9, branch proc)',

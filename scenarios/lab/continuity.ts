@@ -166,10 +166,12 @@ export function connTable(conns: ConnReport[]): string {
 
 // ---- the process model (crash-design.md), as the API shows it ----------------------------------
 
-export interface WorkerView { pid: number; startedAt?: number | string; restarts?: number; lastExit?: unknown; state?: string }
+/** GET /v1/status's worker (src/control/api-types.ts WorkerView): pid is null between two workers. */
+export interface WorkerView { pid: number | null; startedAt?: string | null; restarts?: number; lastExit?: unknown; state?: string }
 export interface ProcessModel {
   /** vipgate's (the supervisor's) PID. */
   pid: number;
+  /** null: no packet worker (one process does everything). */
   worker: WorkerView | null;
   sharedState: { file: string; bytes: number; layoutVersion: number } | null;
 }
@@ -179,12 +181,9 @@ export function processModel(vg: VipgateProc): ProcessModel {
   const r = vg.api('GET', '/v1/status');
   if (r.status !== 200) throw new Error(`GET /v1/status: ${r.status} ${r.text.slice(0, 200)}`);
   const s = r.json as { pid: number; worker?: WorkerView | null; sharedState?: ProcessModel['sharedState'] };
-  const w = s.worker && typeof s.worker.pid === 'number' && s.worker.pid > 0 ? s.worker : null;
-  return { pid: s.pid, worker: w, sharedState: s.sharedState ?? null };
+  return { pid: s.pid, worker: s.worker ?? null, sharedState: s.sharedState ?? null };
 }
 
-/** Worker states that mean "forwarding" (crash-design.md leaves the word to engineer 3). */
-const RUNNING = new Set(['running', 'ready', 'forwarding']);
 
 /** Waits until the worker is a different process from `oldPid` and running; returns it. */
 export async function waitNewWorker(vg: VipgateProc, oldPid: number, timeoutMs = 10_000): Promise<WorkerView> {
@@ -192,7 +191,7 @@ export async function waitNewWorker(vg: VipgateProc, oldPid: number, timeoutMs =
   let last: WorkerView | null = null;
   for (;;) {
     try { last = processModel(vg).worker; } catch { last = null; }
-    if (last && last.pid !== oldPid && (last.state === undefined || RUNNING.has(last.state))) return last;
+    if (last && last.pid !== null && last.pid !== oldPid && last.state === 'running') return last;
     if (Date.now() > until) throw new Error(`no new running worker within ${timeoutMs} ms after killing ${oldPid}: ${JSON.stringify(last)}`);
     await sleep(50);
   }
@@ -201,7 +200,8 @@ export async function waitNewWorker(vg: VipgateProc, oldPid: number, timeoutMs =
 /** SIGKILL the packet worker; resolves with the new worker once the supervisor has started it. */
 export async function killWorker(vg: VipgateProc): Promise<{ old: number; now: WorkerView }> {
   const w = processModel(vg).worker;
-  if (!w) throw new Error('this vipgate has no packet worker (GET /v1/status has no worker.pid)');
+  if (!w) throw new Error('this vipgate has no packet worker (GET /v1/status has no worker)');
+  if (w.pid === null) throw new Error(`the packet worker is not running (state ${w.state})`);
   process.kill(w.pid, 'SIGKILL');
   return { old: w.pid, now: await waitNewWorker(vg, w.pid) };
 }
