@@ -349,7 +349,7 @@ async function main(): Promise<void> {
 
 function printMemory(m: Memory): void {
   console.log(`memory (${m.source}): ${fmt(m.perFlowBytes, 1)} bytes per flow at flows.capacity ${m.capacity} (${(m.bytes / 2 ** 20).toFixed(1)} MiB); ` +
-    `largest capacity within 1 GiB: ${m.maxCapacity1GiB} flows (${(m.maxBytes / 2 ** 20).toFixed(1)} MiB${m.created ? ', created to check' : ', not created'})${m.note ? `; ${m.note}` : ''}`);
+    `largest capacity within 1 GiB: ${m.maxCapacity1GiB} flows (${(m.maxBytes / 2 ** 20).toFixed(1)} MiB, ${fmt(m.maxBytes / m.maxCapacity1GiB, 1)} bytes per flow${m.created ? ', created to check' : ', not created'})${m.note ? `; ${m.note}` : ''}`);
 }
 
 main().catch((e) => { console.error(e instanceof Error ? e.message : e); process.exit(1); });

@@ -175,6 +175,25 @@ function listNetns(): string[] {
   return r.stdout.split('\n').map((l) => l.trim().split(/\s+/)[0] ?? '').filter((s) => s.length > 0);
 }
 
+/**
+ * vipgate keeps its flows in /dev/shm/vipgate-<iface>.netns<inode>.state (and .state.slots), made
+ * to outlive every vipgate process (issue 9) — and so the lab's namespaces too. A namespace's
+ * inode is what its /run/netns file shows; once the namespace is deleted nothing can ever use its
+ * region, so the lab removes the regions of the namespaces it created before deleting them.
+ */
+function removeSharedState(names: string[]): void {
+  const inodes = new Set<number>();
+  for (const n of names) {
+    try { inodes.add(fs.statSync(path.join('/run/netns', n)).ino); } catch { /* already gone */ }
+  }
+  let files: string[];
+  try { files = fs.readdirSync('/dev/shm'); } catch { return; }
+  for (const f of files) {
+    const m = /^vipgate-.+\.netns(\d+)\.state(\.slots)?$/.exec(f);
+    if (m && inodes.has(Number(m[1]))) fs.rmSync(path.join('/dev/shm', f), { force: true });
+  }
+}
+
 function deleteNetns(names: string[]): void {
   if (names.length === 0) return;
   // -force: keep going past a name that is already gone.
@@ -361,6 +380,7 @@ class LabImpl implements Lab {
     if (liveLabs.size === 0) unhookExit();
     this.killTracked();
     const mine = [...this.created];
+    removeSharedState(mine);
     deleteNetns(mine);
     const left = listNetns().filter((n) => mine.includes(n));
     if (left.length > 0) {
