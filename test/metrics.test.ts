@@ -110,6 +110,7 @@ const EXPECTED: Array<[string, 'COUNTER' | 'GAUGE']> = [
   ['vipgate_backend_state', 'GAUGE'], ['vipgate_backend_up', 'GAUGE'], ['vipgate_backend_transitions_total', 'COUNTER'],
   ['vipgate_service_serving', 'GAUGE'], ['vipgate_service_members', 'GAUGE'],
   ['vipgate_config_reloads_total', 'COUNTER'], ['vipgate_state_generation', 'GAUGE'], ['vipgate_backend_health', 'GAUGE'],
+  ['vipgate_worker_restarts_total', 'COUNTER'], ['vipgate_worker_up', 'GAUGE'],
 ];
 
 /** Unlabelled counters straight from one slot. */

@@ -5,7 +5,8 @@
 //     restarts 1 with the reason and a new worker PID;
 //   - `vipgate upgrade --to` a copied build: a new supervisor PID serves the API, same flows;
 //   - an upgrade to a build whose shared state layout differs is refused with the region's
-//     message and the running vipgate keeps serving untouched.
+//     message and the running vipgate keeps serving untouched;
+//   - SIGKILL of the supervisor (its worker dies with it) and `vipgate run` again.
 // SIGTERM then stops cleanly (exit 0), removes the kernel rule, and leaves the region file.
 // Short on purpose: the 20x kill loops and the gap benchmark are bench/continuity.bench.ts.
 // Needs root, network namespaces and the addons; skipped with the reason otherwise.
@@ -53,6 +54,7 @@ t.test('nat: worker SIGKILL and upgrade keep every connection; an incompatible u
   let held: HeldConnections | null = null;
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'vg-upgrade-'));
   let newPid: number | null = null;
+  let vg2: VipgateProc | null = null;
   try {
     lab = await createLab({ mode: 'nat', clients: 1, backends: 2 });
     vg = await startVipgate(lab, labConfigYaml(lab), ['--fresh-state']);
@@ -112,12 +114,26 @@ t.test('nat: worker SIGKILL and upgrade keep every connection; an incompatible u
     await until('the old supervisor to exit', () => !v.running());
     t.equal(await v.exited, 0, 'the old supervisor exited 0');
 
+    // ---- a whole restart: SIGKILL of the supervisor takes its worker; the next run continues every flow ----
+    const lastWorker = s3.worker!.pid!;
+    process.kill(newPid, 'SIGKILL');
+    const gone = (pid: number) => { try { process.kill(pid, 0); return false; } catch { return true; } };
+    await until('the supervisor and its worker to be gone', () => gone(newPid!) && gone(lastWorker));
+    newPid = null;
+    t.pass('the worker died with its supervisor');
+    vg2 = await startVipgate(lab, labConfigYaml(lab));
+    const s4 = vg2.cliJson<StatusView>(['status']);
+    t.equal(s4.sharedState!.file, region, 'the next run attached the same region');
+    t.match(vg2.log(), /shared state: attached .*its flows continue/, 'and says so');
+    t.same(await held.request(), want, 'every connection answers after the whole restart, from the same backend');
+
     await held.close();
     held = null;
     // SIGTERM: the worker drains, the kernel rule goes, the region file stays.
-    process.kill(newPid, 'SIGTERM');
-    await until('the new supervisor to stop', () => { try { process.kill(newPid!, 0); return false; } catch { return true; } });
-    newPid = null;
+    const stopped = await vg2.stop();
+    vg2 = null;
+    t.equal(stopped.code, 0, 'SIGTERM: exit 0');
+    t.match(stopped.log, /packet worker PID \d+ stopped \(exit code 0\)/, 'the worker stopped cleanly');
     t.match(lab.exec('vg', ['nft', 'list', 'table', 'netdev', 'vipgate_eth0']).stderr, /No such file|does not exist/i, 'the kernel rule is removed');
     t.ok(fs.existsSync(region), 'the region file stays for the next start');
     fs.rmSync(region, { force: true });
@@ -126,6 +142,7 @@ t.test('nat: worker SIGKILL and upgrade keep every connection; an incompatible u
     held?.kill();
     if (newPid) try { process.kill(newPid, 'SIGKILL'); } catch { /* gone */ }
     if (vg) await vg.stop();
+    if (vg2) await vg2.stop();
     lab?.teardown();
     fs.rmSync(tmp, { recursive: true, force: true });
   }

@@ -191,14 +191,18 @@ async function startHost(a: SupervisorArgs, settings: RunSettings, log: Logger, 
   { event: 'shared_state', file, created: region.created });
   if (region.replaced) log.warn(`shared state: ${file} was replaced: ${region.replaced}`, { event: 'shared_state_replaced' });
   const slots = region.created ? (removeSlots(file), null) : readSlots(file, log);
+  let ioWhy = 'the packet socket handed over by the vipgate upgraded from';
   try {
-    nic = handed?.nic ?? openNic(iface, { filter, io: config.io.backend, batch: config.io.batch, spinUs: config.io.spinUs }).nic;
+    if (handed) nic = handed.nic;
+    else ({ nic, why: ioWhy } = openNic(iface, { filter, io: config.io.backend, batch: config.io.batch, spinUs: config.io.spinUs }));
   } catch (e) {
     region.close();
     lock.release();
     throw e;
   }
-  if (nic.io === 'pcap') log.warn('packet I/O: pcap: the packet worker opens its own capture, so frames that arrive while no worker runs (a crash, an upgrade) are lost; native I/O keeps them in the ring', { event: 'io', io: 'pcap' });
+  log.info(nic.io === 'native'
+    ? `packet I/O: native (${ioWhy}): batches of up to ${config.io.batch} frames, polling ${config.io.spinUs} µs after the last frame; the ring keeps frames while no worker runs`
+    : `packet I/O: pcap (${ioWhy}): one frame per call; the packet worker opens its own capture, so frames that arrive while no worker runs (a crash, an upgrade) are lost`, { event: 'io', io: nic.io });
 
   // ---- vipgate upgrade (the old side): defined before control starts, which serves it on the API ----
   let control!: Control;

@@ -80,6 +80,7 @@ export function createMetrics(src: MetricsSource, o: MetricsOptions = {}): Metri
   const api = src.api;
   const backends = memo(() => api.backends());
   const services = memo(() => api.services());
+  const status = memo(() => api.status());
 
   /** A counter family filled at scrape time; every emitted label set appears, 0 included. */
   function counter<L extends string>(name: string, help: string, labelNames: readonly L[], fill: (emit: Emit<L>) => void): void {
@@ -243,9 +244,9 @@ export function createMetrics(src: MetricsSource, o: MetricsOptions = {}): Metri
     emit({ result: 'failed' }, r.failed);
   });
   gauge('vipgate_state_generation', 'Generation of the running state: bumped by every applied change (API call or reload), persisted across restarts.', [],
-    (emit) => emit({}, api.status().generation));
+    (emit) => emit({}, status().generation));
   // The packet worker (a separate process under the supervisor): only where there is one.
-  const worker = memo(() => api.status().worker);
+  const worker = () => status().worker;
   counter('vipgate_worker_restarts_total', 'Exits of the packet worker the supervisor did not ask for (crash, kill, abort), each answered with a new worker (with back-off when they repeat). Absent when the packet path runs in the supervisor\'s own process.', [],
     (emit) => { const w = worker(); if (w) emit({}, w.restarts); });
   gauge('vipgate_worker_up', 'Whether a packet worker is forwarding (1) or not (0: starting, waiting out a restart back-off, or stopped): frames wait in the kernel\'s ring meanwhile.', [],
