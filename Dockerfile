@@ -38,6 +38,8 @@ COPY --from=build /src/package.json ./package.json
 COPY --from=build /src/bin ./bin
 COPY --from=build /src/dist/src ./dist/src
 COPY --from=build /src/dist/native-bindings ./dist/native-bindings
+# The compiled addons (AF_PACKET I/O, the shared-memory region): dist/native-bindings/*.js load them from here.
+COPY --from=build /src/native-bindings/build ./native-bindings/build
 COPY --from=build /src/node_modules ./node_modules
 COPY --from=build /src/scenarios/configs ./configs
 # vipgate needs CAP_NET_RAW (capture/send) and CAP_NET_ADMIN (nftables); it runs as root in

@@ -106,6 +106,7 @@ const EXPECTED: Array<[string, 'COUNTER' | 'GAUGE']> = [
   ['vipgate_icmp_echo_replies_total', 'COUNTER'], ['vipgate_icmp_errors_forwarded_total', 'COUNTER'],
   ['vipgate_rx_ring_drops_total', 'COUNTER'], ['vipgate_rx_batches_total', 'COUNTER'], ['vipgate_rx_wakeups_total', 'COUNTER'],
   ['vipgate_link_errors_total', 'COUNTER'], ['vipgate_tables_bank_rejected_total', 'COUNTER'],
+  ['vipgate_state_records_dropped_total', 'COUNTER'], ['vipgate_state_records_repaired_total', 'COUNTER'],
   ['vipgate_backend_flows', 'GAUGE'], ['vipgate_backend_connections_total', 'COUNTER'], ['vipgate_backend_weight', 'GAUGE'],
   ['vipgate_backend_state', 'GAUGE'], ['vipgate_backend_up', 'GAUGE'], ['vipgate_backend_transitions_total', 'COUNTER'],
   ['vipgate_service_serving', 'GAUGE'], ['vipgate_service_members', 'GAUGE'],
@@ -126,6 +127,7 @@ const SLOTS: Array<[string, number]> = [
   ['vipgate_rx_ring_drops_total', Ctr.rx_ring_drops], ['vipgate_rx_batches_total', Ctr.rx_batches],
   ['vipgate_rx_wakeups_total', Ctr.rx_wakeups], ['vipgate_link_errors_total', Ctr.link_errors],
   ['vipgate_tables_bank_rejected_total', Ctr.tables_bank_rejected],
+  ['vipgate_state_records_dropped_total', Ctr.state_records_dropped], ['vipgate_state_records_repaired_total', Ctr.state_records_repaired],
 ];
 
 t.test('families, TYPE and HELP', async (t) => {

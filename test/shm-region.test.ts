@@ -5,8 +5,8 @@ import t, { type Test } from 'tap';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { spawnSync } from 'node:child_process';
-import { openRegion, attachRegion, regionPath, Region, RegionShape, HEADER_BYTES, REGION_VERSION, W_MAGIC, W_VERSION, W_STATE_VERSION, W_FLOW_CAP, W_SEED, W_CHECKSUM, headerChecksum } from '../src/shm/region';
-import { STATE_LAYOUT_VERSION } from '../src/dataplane/state';
+import { openRegion, attachRegion, regionPath, regionSize, Region, RegionShape, HEADER_BYTES, REGION_VERSION, W_MAGIC, W_VERSION, W_STATE_VERSION, W_FLOW_CAP, W_SEED, W_CHECKSUM, headerChecksum } from '../src/shm/region';
+import { STATE_LAYOUT_VERSION, stateSize } from '../src/dataplane/state';
 import { VipgateError } from '../src/control/errors';
 import { shmAvailable } from '../native-bindings/shm';
 import { Dataplane } from '../src/dataplane/dataplane';
@@ -198,4 +198,11 @@ t.test('timeouts are not shape: a new supervisor rewrites them', async (t) => {
   const r = open(f, { timeouts: { ...timeouts, establishedTimeoutMs: 1234 } });
   t.equal(r.state.times[1], 1234);
   r.close();
+});
+
+t.test('sizes past 2 GiB are carved right (no 32-bit wrap in the layout)', async (t) => {
+  const max = regionSize({ flowCapacity: 16_777_216, neighbourCapacity: 4096 }, BANKS);
+  t.ok(max > 2 ** 31, `16Mi flows: ${max} bytes`);
+  t.equal(stateSize({ flowCapacity: 16_777_216, neighbourCapacity: 4096 }) - stateSize({ flowCapacity: 8_388_608, neighbourCapacity: 4096 }),
+    2 ** 24 * 68, 'doubling the flows adds exactly their slots (64-byte record + 4-byte reverse entry each)');
 });

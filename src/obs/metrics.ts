@@ -171,6 +171,8 @@ export function createMetrics(src: MetricsSource, o: MetricsOptions = {}): Metri
   slot('vipgate_rx_wakeups_total', 'Times a frame woke vipgate from sleep (native I/O); the other batches were caught while polling after recent traffic.', Ctr.rx_wakeups);
   slot('vipgate_link_errors_total', 'Times the interface went down under the packet socket (native I/O); frames flow again when it is back up.', Ctr.link_errors);
   slot('vipgate_tables_bank_rejected_total', 'Table banks the packet worker refused (length, generation or checksum wrong): it kept the tables it had. Any is a bug or memory corruption; the next change publishes again.', Ctr.tables_bank_rejected);
+  slot('vipgate_state_records_dropped_total', 'Flow or neighbour records in the shared state that the check at a worker\'s start found untrustworthy (torn or impossible) and dropped; any is worth a look at why the last worker died.', Ctr.state_records_dropped);
+  slot('vipgate_state_records_repaired_total', 'Records in the shared state the check at a worker\'s start repaired (a nat reverse-index entry relinked to its live flow).', Ctr.state_records_repaired);
 
   // ---- backends ----
 

@@ -20,7 +20,7 @@ import { Ctr } from '../dataplane/counters';
 import { hash3 } from '../tables/hash';
 
 export interface IntegrityReport {
-  /** Live flow records found (before dropping). */
+  /** Flow records that claim to be live (any state byte past DEAD, impossible ones included), before dropping. */
   flowsChecked: number;
   /** Flow records dropped, by why. */
   flowsDropped: { impossibleState: number; badField: number; unreachable: number; reverseBroken: number };

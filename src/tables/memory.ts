@@ -9,13 +9,15 @@ export type Memory = ArrayBuffer | SharedArrayBuffer;
 export class Carver {
   private off = 0;
   constructor(readonly buf: Memory | null, private readonly base = 0) {}
+  // Alignment by division, not `& ~(align - 1)`: bitwise operators work on 32-bit signed integers,
+  // and a 16Mi-flow state (2 GiB of flow records) would wrap to a negative size.
   private take(bytes: number, align: number): number {
-    this.off = (this.off + align - 1) & ~(align - 1);
+    this.off = Math.ceil(this.off / align) * align;
     const at = this.base + this.off;
     this.off += bytes;
     return at;
   }
-  get size(): number { return (this.off + 63) & ~63; }
+  get size(): number { return Math.ceil(this.off / 64) * 64; }
   /** Reserve `bytes` aligned to `align` (a power of two) and return the byte offset, for several views over one region. */
   region(bytes: number, align: number): number { return this.take(bytes, align); }
   f64(n: number): Float64Array { const at = this.take(n * 8, 8); return this.buf ? new Float64Array(this.buf, at, n) : new Float64Array(0); }
