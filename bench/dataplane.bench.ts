@@ -1,7 +1,7 @@
 // Packet-path benchmark: Dataplane.process() in-process over synthetic traffic mixes.
 //
 // Run:   npm run bench                      (= tsc && node --expose-gc dist/bench/dataplane.bench.js)
-//        node --expose-gc dist/bench/dataplane.bench.js [--json] [--case SUBSTR] [--seconds S] [--repeats N] [--quick]
+//        node --expose-gc dist/bench/dataplane.bench.js [--json] [--case SUBSTR] [--seconds S] [--repeats N] [--quick] [--tables bank]
 // Prints progress on stderr, then the table and one PASS/FAIL line per goal on stdout; --json adds
 // one line of JSON at the end (`| tail -1`). About 75 s with the defaults (--quick: about 20 s).
 // The numbers move by ±20% between runs on a shared VM: compare medians of the same machine.
@@ -46,7 +46,10 @@
 //   icmp-err dsr|nat  "fragmentation needed" with a Linux-sized quote (548 bytes: the whole
 //                     message's checksum is verified) about 4Ki established flows, to the VIP,
 //                     carried to the backend (nat: outer and quoted addresses rewritten)
-// After the table, side-by-side ratios put the ICMP cases next to the TCP/ARP work they ride on.
+//   ... bank         the same over tables published through a table bank and read back, as the
+//                    packet worker gets them (src/shm/banks.ts); --tables bank runs every case so
+// After the table, side-by-side ratios put the ICMP cases next to the TCP/ARP work they ride on,
+// and the bank cases next to the same cases over control's own tables.
 // Addresses are chosen like real ones: clients in 172.16.0.0/12 from ports 40000+, ARP requesters
 // in 192.168.1.0/24, i.e. u32 values >= 2^31 (not V8 small integers) as half of all IPv4
 // addresses and every ephemeral-port key are.
@@ -75,6 +78,7 @@ import { ICMP_ECHO_REQUEST, ICMP_DEST_UNREACH, ICMP_UNREACH_FRAG_NEEDED } from '
 import { Pump, newBatch } from '../src/link/pump';
 import { NOW } from '../src/dataplane/state';
 import { hugePageAllocator } from '../native-bindings/afpacket';
+import { BankWriter, BankReader, banksSize } from '../src/shm/banks';
 
 // ---- options ----
 
@@ -90,6 +94,8 @@ const JSON_OUT = flag('--json');
 const HUGE = flag('--huge') ? hugePageAllocator() : null;
 if (flag('--huge') && !HUGE) throw new Error('bench: --huge needs the native addon (npm run build:native)');
 const gc = (globalThis as { gc?: () => void }).gc;
+// --tables bank: every case runs over tables read back from a table bank (as the packet worker does).
+const ALL_BANK = opt('--tables', 'control') === 'bank';
 
 // ---- the world ----
 
@@ -512,7 +518,26 @@ const CASES: Array<[string, () => Case]> = [
     const name = `est nat mixed 64Ki batch256${touch ? ' touch' : ''}`;
     return [name, () => withBatch(estCase(name, 'nat', 65536, 'mixed'), touch)];
   }),
+  // Tables read from a table bank (the packet worker's) against control's own, side by side.
+  ['syn-new dsr bank', () => Object.assign(overBank(synCase('dsr')), { name: 'syn-new dsr bank' })],
+  ['est dsr 4Ki bank', () => overBank(estCase('est dsr 4Ki bank', 'dsr', 4096, 'c2b'))],
+  ['est nat mixed 4Ki bank', () => overBank(estCase('est nat mixed 4Ki bank', 'nat', 4096, 'mixed'))],
 ];
+
+/**
+ * The case's tables published through a table bank and read back (src/shm/banks.ts), as the
+ * packet worker gets them: the packet path must run as fast over those as over control's own.
+ */
+function overBank(c: Case): Case {
+  const mem = new ArrayBuffer(banksSize());
+  const w = new BankWriter(mem, 0), r = new BankReader(mem, 0);
+  w.publish(c.dp.currentTables);
+  const t = r.poll();
+  if (!t || t.hasMeta) throw new Error('bench: the tables did not come back from the bank');
+  c.dp.publish(t);
+  c.note += '; tables read from a bank';
+  return c;
+}
 
 function withBatch(c: Case, touchFirst: boolean): Case {
   c.batch = { size: 256, touchFirst };
@@ -526,11 +551,11 @@ const kb = (x: number): string => (Number.isNaN(x) ? 'n/a' : (x / 1024).toFixed(
 async function main(): Promise<void> {
   const results: Result[] = [];
   {
-    console.log(`vipgate packet-path benchmark — node ${process.version}, ${REPEATS} × ≥${SECONDS}s per case, median` + (gc ? '' : ' (no --expose-gc: heap figures n/a)') + (HUGE ? ', state on huge pages' : ''));
+    console.log(`vipgate packet-path benchmark — node ${process.version}, ${REPEATS} × ≥${SECONDS}s per case, median` + (gc ? '' : ' (no --expose-gc: heap figures n/a)') + (HUGE ? ', state on huge pages' : '') + (ALL_BANK ? ', every case over tables read from a bank' : ''));
   }
   for (const [name, make] of CASES) {
     if (ONLY && !name.includes(ONLY)) continue;
-    const r = await bench(make);
+    const r = await bench(ALL_BANK && !name.endsWith(' bank') ? () => overBank(make()) : make);
     results.push(r);
     console.error(`  ${name}: ${M(r.frames_per_s)} frames/s (runs ${r.runs.map(M).join(' ')})`);
   }
@@ -563,6 +588,10 @@ async function main(): Promise<void> {
       ['icmp-echo', 'arp-request', 'an echo answered vs an ARP request answered'],
       ['icmp-err dsr', 'est dsr 4Ki', 'a 590-byte error carried vs an ACK forwarded, same 4Ki flows'],
       ['icmp-err nat', 'est nat c->b 4Ki', 'the same in nat'],
+      // Tables from a table bank (the packet worker's) against control's own: 1.00 = no cost.
+      ['syn-new dsr bank', 'syn-new dsr', 'tables read from a bank vs built in process'],
+      ['est dsr 4Ki bank', 'est dsr 4Ki', 'the same, established dsr'],
+      ['est nat mixed 4Ki bank', 'est nat mixed 4Ki', 'the same, established nat'],
     ];
     const ratioLines = pairs.flatMap(([a, b, why]) => {
       const x = by(a), y = by(b);

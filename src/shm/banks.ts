@@ -13,7 +13,8 @@
 // A writer killed before that store leaves the generation where it was: the reader never looks
 // at the half-written bank. The reader loads the generation once per batch; when it moved, it
 // copies the bank out (so a Tables it hands out is never overwritten under it, however long
-// anything keeps it), checks length, generation and checksum, and stores the generation in ACK.
+// anything keeps it; a big one over several batches, BANK_POLL_CHUNK_BYTES each, so that no batch
+// waits long), checks length, generation and checksum, and stores the generation in ACK.
 // The writer writes generation g + 1 (into the bank of g - 1) only once ACK = g: before that the
 // reader may still be copying g - 1. Until then a publish is kept pending, the latest replacing
 // an earlier one, and flush() writes it. readerGone() (no worker runs) lets it write at once;
@@ -81,14 +82,21 @@ export function nextGeneration(g: number): number {
  * slots and the image. Each step (xor, then multiply by an odd prime mod 2^32) is a bijection of
  * the running hash, so a change confined to one word always changes the result.
  */
-function checksum(gen: number, len: number, nNew: number, news: Int32Array, image: Int32Array): number {
+function checksumStart(gen: number, len: number, nNew: number): number {
   let h = 0x811c9dc5 | 0;
   h = Math.imul(h ^ gen, 0x01000193);
   h = Math.imul(h ^ len, 0x01000193);
-  h = Math.imul(h ^ nNew, 0x01000193);
-  for (let i = 0; i < news.length; i++) h = Math.imul(h ^ news[i]!, 0x01000193);
-  for (let i = 0; i < image.length; i++) h = Math.imul(h ^ image[i]!, 0x01000193);
+  return Math.imul(h ^ nNew, 0x01000193);
+}
+
+/** One FNV-1a step per 32-bit word of `w` (see checksum). */
+function fnvWords(h: number, w: Int32Array, from: number, to: number): number {
+  for (let i = from; i < to; i++) h = Math.imul(h ^ w[i]!, 0x01000193);
   return h;
+}
+
+function checksum(gen: number, len: number, nNew: number, news: Int32Array, image: Int32Array): number {
+  return fnvWords(fnvWords(checksumStart(gen, len, nNew), news, 0, news.length), image, 0, image.length);
 }
 
 function checkArea(memory: Memory, offset: number, who: string): void {
@@ -190,12 +198,29 @@ function checkHeader(h: Int32Array, who: string): void {
   }
 }
 
+/**
+ * Bytes of a bank the reader copies and checks per poll: a big table set arrives over several
+ * batches instead of stalling one (32 KiB: copied and checked in some 15-30 µs on this 2-core
+ * VM, see npm run bench:banks; the lab's tables are ~9 KiB, one poll).
+ */
+export const BANK_POLL_CHUNK_BYTES = 32 * 1024;
+
 /** Packet worker side. */
 export class BankReader {
   private readonly hdr: Int32Array;
   private readonly banks: ReturnType<typeof bankAt>[];
   private seen = 0;
   private current: Tables | null = null;
+  // The copy in progress: generation (0: none), its bank header as read, the copy and how far it got.
+  private cGen = 0;
+  private cLen = 0;
+  private cSum = 0;
+  private cSane = false;
+  private cImage: Uint8Array | null = null;
+  private cWords: Int32Array | null = null;
+  private cNews: Int32Array | null = null;
+  private cDone = 0;
+  private cHash = 0;
   /** Banks refused (bad length, generation or checksum), also counted in counters[tables_bank_rejected]. */
   rejected = 0;
 
@@ -208,9 +233,10 @@ export class BankReader {
   }
 
   /**
-   * Once per batch: the new tables if the generation moved and its bank checks out, else null
-   * (nothing new, or a bank refused and counted: the tables in use stay). A new reader's first
-   * poll takes the current generation. The one Atomics.load is all it costs when nothing moved.
+   * Once per batch: the new tables once the generation moved and its bank is copied and checks
+   * out, else null (nothing new; a copy still under way, BANK_POLL_CHUNK_BYTES per poll; or a
+   * bank refused and counted: the tables in use stay). A new reader's first poll takes the
+   * current generation. The one Atomics.load is all it costs when nothing moved.
    */
   poll(): Tables | null {
     const g = Atomics.load(this.hdr, H_GEN);
@@ -221,22 +247,26 @@ export class BankReader {
   /** The tables last taken (null before the first). */
   get tables(): Tables | null { return this.current; }
 
+  /** True while a new generation is being copied (over several polls when it is big). */
+  get copying(): boolean { return this.cGen !== 0; }
+
   private take(g: number): Tables | null {
     const bank = this.banks[g & 1]!;
-    const bh = bank.hdr;
-    const bg = bh[B_GEN]!, len = bh[B_LEN]!, nNew = bh[B_NEW]!, sum = bh[B_SUM]!;
-    const sane = bg === g && len > 0 && len <= TABLE_IMAGE_BYTES && len % 8 === 0 && nNew >= 0 && nNew <= MAX_BACKEND_SLOTS;
+    if (this.cGen !== g) this.begin(g, bank);
     // Copy first, check the copy: what is checked is exactly what is used.
-    const image = sane ? bank.image.slice(0, len) : null;
-    const news = sane ? bank.news.slice(0, nNew) : null;
-    if (Atomics.load(this.hdr, H_GEN) !== g) return null; // rewritten while copied (writer free after readerGone): next poll
-    let t: Tables | null = null;
-    if (image && news) {
-      const words = new Int32Array(image.buffer, 0, len / 4);
-      if (checksum(g, len, nNew, news, words) === sum) {
-        try { t = Tables.fromImage(image, Array.from(news)); } catch { t = null; }
-      }
+    if (this.cImage && this.cWords) {
+      const to = Math.min(this.cLen, this.cDone + BANK_POLL_CHUNK_BYTES);
+      this.cImage.set(bank.image.subarray(this.cDone, to), this.cDone);
+      this.cHash = fnvWords(this.cHash, this.cWords, this.cDone >> 2, to >> 2);
+      this.cDone = to;
     }
+    if (Atomics.load(this.hdr, H_GEN) !== g) { this.cGen = 0; return null; } // rewritten while copied (writer free after readerGone): the newer one next poll
+    if (this.cSane && this.cDone < this.cLen) return null; // more next poll
+    let t: Tables | null = null;
+    if (this.cSane && this.cHash === this.cSum) {
+      try { t = Tables.fromImage(this.cImage!, Array.from(this.cNews!)); } catch { t = null; }
+    }
+    this.cGen = 0; this.cImage = null; this.cWords = null; this.cNews = null;
     this.seen = g;
     // Acked even when refused: the reader holds nothing of that bank (it copied), and the writer
     // must not wait forever; its next publish goes to the other bank and replaces this one.
@@ -248,5 +278,23 @@ export class BankReader {
     }
     this.current = t;
     return t;
+  }
+
+  /** Start copying generation g: read its bank header, allocate the copy (publish time only, never per packet). */
+  private begin(g: number, bank: ReturnType<typeof bankAt>): void {
+    const bh = bank.hdr;
+    const bg = bh[B_GEN]!, len = bh[B_LEN]!, nNew = bh[B_NEW]!;
+    this.cGen = g; this.cLen = len; this.cSum = bh[B_SUM]!; this.cDone = 0;
+    this.cSane = bg === g && len > 0 && len <= TABLE_IMAGE_BYTES && len % 8 === 0 && nNew >= 0 && nNew <= MAX_BACKEND_SLOTS;
+    if (!this.cSane) { this.cImage = null; this.cWords = null; this.cNews = null; return; }
+    // Not zeroed (every byte is copied over before use): zeroing megabytes at once would be the
+    // one long pause of a big copy; this way its pages are touched a chunk at a time.
+    const raw = Buffer.allocUnsafeSlow(len);
+    this.cImage = new Uint8Array(raw.buffer, raw.byteOffset, len);
+    this.cWords = new Int32Array(raw.buffer, raw.byteOffset, len >> 2);
+    this.cNews = bank.news.slice(0, nNew);
+    let h = checksumStart(g, len, nNew);
+    h = fnvWords(h, this.cNews, 0, nNew);
+    this.cHash = h;
   }
 }
