@@ -18,8 +18,7 @@
 // when no frame arrived after the event (the flow was lost: the gap then runs to the end of the
 // stream, a lower bound). Events the build cannot do are listed with the reason.
 // Plus memory per flow (shared region bytes / flow capacity) and the largest flow capacity whose
-// region fits in 1 GiB, created to check it (src/shm/region.ts; computed from stateSize when this
-// build has no shared region, and said so).
+// region fits in 1 GiB, made to check it (src/shm/region.ts; bench:shm-size has the full table).
 // --before PATH runs the same events against another build (e.g. an older checkout's
 // bin/vipgate.js; events it cannot do are listed) and prints after/before ratios side by side.
 //
@@ -35,7 +34,8 @@ import * as path from 'node:path';
 import { createLab, type Lab, type LabMode } from '../scenarios/lab/lab';
 import { canRunVipgateLab, startVipgate, VIPGATE_BIN, type VipgateProc } from '../scenarios/lab/vipgate';
 import { continuityConfigYaml, copyBuild, processModel, waitGone, waitNewWorker } from '../scenarios/lab/continuity';
-import { stateSize } from '../src/dataplane/state';
+import { banksSize } from '../src/shm/banks';
+import { openRegion, regionSize, REGION_DIR } from '../src/shm/region';
 
 const EVENTS = ['none', 'api-burst', 'worker-kill', 'worker-kill/own', 'whole-restart', 'upgrade'] as const;
 type Event = (typeof EVENTS)[number];
@@ -232,41 +232,29 @@ async function runBuild(lab: Lab, vseq: string, label: string, bin: string, even
   return rows;
 }
 
-interface Memory { source: string; perFlowBytes: number; capacity: number; bytes: number; maxCapacity1GiB: number; maxBytes: number; created: boolean; note: string }
+interface Memory { perFlowBytes: number; capacity: number; bytes: number; maxCapacity1GiB: number; maxBytes: number; created: boolean; note: string }
 
-/** Memory per flow and the largest flow table whose state fits in 1 GiB. */
+/** Memory per flow and the largest flow table whose shared region fits in 1 GiB (made to check it). */
 function memory(capacity: number, neighbourCapacity: number): Memory {
-  const GiB = 1 << 30;
-  type RegionMod = { regionSize(s: { flowCapacity: number; neighbourCapacity: number }, banksBytes: number): number;
-    openRegion(o: Record<string, unknown>): { bytes: number; close(): void } };
-  let region: RegionMod | null = null, banksBytes = 0, note = '';
-  try { region = require(path.join(__dirname, '..', 'src', 'shm', 'region.js')) as RegionMod; } catch { /* not in this build */ }
-  try { banksBytes = (require(path.join(__dirname, '..', 'src', 'shm', 'banks.js')) as { banksSize(): number }).banksSize(); } catch {
-    if (region) note = 'table banks not in this build (src/shm/banks.ts): counted as 0 bytes; ';
-  }
-  const size = (c: number) => region ? region.regionSize({ flowCapacity: c, neighbourCapacity }, banksBytes) : stateSize({ flowCapacity: c, neighbourCapacity });
+  const GiB = 2 ** 30, banksBytes = banksSize();
+  const size = (c: number) => regionSize({ flowCapacity: c, neighbourCapacity }, banksBytes);
   // The flow table has nextPow2(2 x capacity) slots: the largest capacity of each size is a power of two.
   let max = 0;
   for (let c = 1024; size(c) <= GiB; c *= 2) max = c;
-  let created = false, maxBytes = size(max);
-  if (region) {
-    const file = path.join('/dev/shm', `vipgate-bench-${process.pid}.state`);
-    try {
-      const reg = region.openRegion({ path: file, shape: { iface: 'bench0', flowCapacity: max, neighbourCapacity, seed: 1 },
-        timeouts: { halfOpenTimeoutMs: 1000, establishedTimeoutMs: 1000, closingTimeoutMs: 1000, neighbourTtlMs: 1000 }, fresh: true, version: 'bench', banksBytes });
-      maxBytes = reg.bytes;
-      created = true;
-      reg.close();
-    } catch (e) {
-      note += `creating it failed: ${(e as Error).message}; `;
-    } finally {
-      fs.rmSync(file, { force: true });
-    }
+  let created = false, maxBytes = size(max), note = '';
+  const file = path.join(REGION_DIR, `vipgate-bench-${process.pid}.state`);
+  try {
+    const reg = openRegion({ path: file, shape: { iface: 'bench0', flowCapacity: max, neighbourCapacity, seed: 1 },
+      timeouts: { halfOpenTimeoutMs: 1000, establishedTimeoutMs: 1000, closingTimeoutMs: 1000, neighbourTtlMs: 1000 }, fresh: true, version: 'bench', banksBytes });
+    maxBytes = reg.bytes;
+    created = true;
+    reg.close();
+  } catch (e) {
+    note = `making it failed: ${(e as Error).message}`;
+  } finally {
+    fs.rmSync(file, { force: true });
   }
-  return {
-    source: region ? 'shared region (src/shm/region.ts)' : 'computed from stateSize: this build has no shared region (src/shm/region.ts)',
-    perFlowBytes: size(capacity) / capacity, capacity, bytes: size(capacity), maxCapacity1GiB: max, maxBytes, created, note: note.replace(/; $/, ''),
-  };
+  return { perFlowBytes: size(capacity) / capacity, capacity, bytes: size(capacity), maxCapacity1GiB: max, maxBytes, created, note };
 }
 
 function fmt(x: number, d = 2): string { return Number.isFinite(x) ? x.toFixed(d) : '-'; }
@@ -348,7 +336,7 @@ async function main(): Promise<void> {
 }
 
 function printMemory(m: Memory): void {
-  console.log(`memory (${m.source}): ${fmt(m.perFlowBytes, 1)} bytes per flow at flows.capacity ${m.capacity} (${(m.bytes / 2 ** 20).toFixed(1)} MiB); ` +
+  console.log(`memory (shared region, src/shm/region.ts): ${fmt(m.perFlowBytes, 1)} bytes per flow at flows.capacity ${m.capacity} (${(m.bytes / 2 ** 20).toFixed(1)} MiB); ` +
     `largest capacity within 1 GiB: ${m.maxCapacity1GiB} flows (${(m.maxBytes / 2 ** 20).toFixed(1)} MiB, ${fmt(m.maxBytes / m.maxCapacity1GiB, 1)} bytes per flow${m.created ? ', created to check' : ', not created'})${m.note ? `; ${m.note}` : ''}`);
 }
 
