@@ -33,7 +33,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { createLab, type Lab, type LabMode } from '../scenarios/lab/lab';
 import { canRunVipgateLab, startVipgate, VIPGATE_BIN, type VipgateProc } from '../scenarios/lab/vipgate';
-import { continuityConfigYaml, copyBuild, processModel, waitGone, waitNewWorker } from '../scenarios/lab/continuity';
+import { continuityConfigYaml, copyBuild, killWorker, processModel, upgrade, waitGone, wholeRestart } from '../scenarios/lab/continuity';
 import { banksSize } from '../src/shm/banks';
 import { openRegion, regionSize, REGION_DIR } from '../src/shm/region';
 
@@ -108,35 +108,20 @@ const [addr, name, n] = [process.argv[1], process.argv[2], Number(process.argv[3
 
 interface Running { vg: VipgateProc; yaml: string; args: string[]; env: NodeJS.ProcessEnv; bin: string; upgraded: Set<number> }
 
-/** The event itself; resolves with its [start, end] (Date.now() ms) and the vipgate to use next. */
+/** The event itself; resolves with its [start, end] (Date.now() ms); r.vg is the vipgate to use next. */
 async function act(lab: Lab, r: Running, e: Event, upgradeTo: string | null): Promise<[number, number]> {
   const t0 = Date.now();
   if (e === 'api-burst') {
     const x = lab.exec('vg', [process.execPath, '-e', BURST_JS, r.vg.apiAddr, lab.backendNames[2]!, String(API_CHANGES)], { timeoutMs: 120_000 });
     if (x.code !== 0) throw new Error(`api burst: ${x.stderr.trim()}`);
   } else if (e === 'worker-kill' || e === 'worker-kill/own') {
-    const w = processModel(r.vg).worker!;
-    if (w.pid === null) throw new Error(`the packet worker is not running (state ${w.state})`);
-    process.kill(w.pid, 'SIGKILL');
-    await waitNewWorker(r.vg, w.pid, 15_000);
+    await killWorker(r.vg);
   } else if (e === 'whole-restart') {
-    const m = processModel(r.vg);
-    process.kill(m.pid, 'SIGKILL');
-    await waitGone(m.pid, 5000);
-    if (m.worker?.pid) await waitGone(m.worker.pid, 5000);
-    r.upgraded.delete(m.pid);
-    await r.vg.stop();
-    r.vg = await startVipgate(lab, r.yaml, r.args, { env: r.env, bin: r.bin });
+    const old = processModel(r.vg).pid;
+    r.vg = await wholeRestart(lab, r.vg, r.yaml, r.args, { env: r.env, bin: r.bin });
+    r.upgraded.delete(old);
   } else if (e === 'upgrade') {
-    const before = processModel(r.vg).pid;
-    const x = r.vg.cli(['upgrade', '--to', upgradeTo!], { timeoutMs: 60_000 });
-    if (x.code !== 0) throw new Error(`vipgate upgrade: exit ${x.code}: ${x.stderr.trim()}`);
-    for (;;) {
-      const pid = (() => { try { return processModel(r.vg).pid; } catch { return before; } })();
-      if (pid !== before) { r.upgraded.add(pid); break; }
-      if (Date.now() - t0 > 30_000) throw new Error('after vipgate upgrade the API still answers from the old process');
-      await sleep(50);
-    }
+    r.upgraded.add(await upgrade(r.vg, upgradeTo!));
   }
   return [t0, Date.now()];
 }

@@ -116,8 +116,7 @@ export async function startWorkload(lab: Lab, o: WorkloadOptions): Promise<Workl
     }
   });
   child.stderr!.on('data', (d: Buffer) => { err += d.toString(); });
-  child.on('exit', (code, sig) => { exitedWith(`exited (${code ?? sig})`); });
-  const exitedWith = (s: string): void => { exited = s; };
+  child.on('exit', (code, sig) => { exited = `exited (${code ?? sig})`; });
   const next = (what: string, ms: number): Promise<{ op: string; conns: ConnReport[] }> => {
     const e = early.shift();
     if (e) return Promise.resolve(e);
