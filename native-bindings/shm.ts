@@ -57,7 +57,11 @@ export function unmapFile(buffer: ArrayBuffer): void {
   addon().unmap(buffer);
 }
 
-/** prctl(PR_SET_PDEATHSIG): this process gets `signal` when its parent dies (a worker must not outlive its supervisor). */
+/**
+ * prctl(PR_SET_PDEATHSIG): this process gets `signal` when its parent dies (a worker must not
+ * outlive its supervisor, even one killed by SIGKILL). A parent that died before the call is not
+ * noticed: check process.ppid against the parent's PID after calling it.
+ */
 export function parentDeathSignal(signal: number): void {
   addon().parentDeathSignal(signal);
 }

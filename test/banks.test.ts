@@ -295,6 +295,12 @@ t.test('big tables arrive over several polls, a bounded copy each; a copy the wr
   for (let i = 0; i < chunks + 1 && !last; i++) last = r.poll();
   t.equal(last?.vipIndex(ip('10.0.0.102')), 0, 'the newest arrives');
   t.equal(counters[Ctr.tables_bank_rejected], 0, 'nothing counted as a bad bank');
+  // A new worker takes the current big tables whole at its start.
+  const fresh = new BankReader(mem, 0);
+  t.equal(fresh.takeCurrent()?.vipIndex(ip('10.0.0.102')), 0, 'takeCurrent: the whole current tables in one call');
+  const empty = area();
+  new BankWriter(empty, 0);
+  t.equal(new BankReader(empty, 0).takeCurrent(), null, 'takeCurrent with nothing published: null');
 });
 
 t.test('the generation wraps around 2^32 without reusing 0 and keeps alternating banks', async (t) => {

@@ -5,7 +5,7 @@
 import t, { type Test } from 'tap';
 import * as path from 'node:path';
 import { spawn } from 'node:child_process';
-import { runClient, ClientCommand, CliIo, apiBase, describeBase } from '../src/cli/client';
+import { runClient, ClientCommand, CliIo, apiBase, describeBase, statusText } from '../src/cli/client';
 import { runTop } from '../src/cli/top';
 import { formatTable, humanDuration, humanCount, humanRate } from '../src/cli/table';
 import { FakeApi, apiError, status, backend, BACKENDS, SERVICES, VIPS, NEIGHBOURS, flow, deadPort } from './helpers/fake-api-server';
@@ -430,4 +430,18 @@ t.test('through bin/vipgate.js: dispatch, exit statuses, help', async (t) => {
   t.match(runApi.err, /--api takes the address to serve the API on as HOST:PORT/);
   const runFmt = await spawnCli(['run', '--config', '/nonexistent.yaml', '--log-format', 'xml']);
   t.match(runFmt.err, /--log-format must be json or text/);
+});
+
+t.test('status shows the packet worker and the shared state (issue 9)', async (t) => {
+  const plain = statusText(status());
+  t.notMatch(plain, /worker|shared state/, 'one process (replay, tests): no worker lines');
+  const s = statusText(status({
+    worker: { pid: 4711, startedAt: '2026-11-29T22:34:21.030Z', restarts: 1, lastExit: { reason: 'killed by SIGKILL', at: '2026-11-29T22:34:20.474Z' }, state: 'running', nextStartAt: null },
+    sharedState: { file: '/dev/shm/vipgate-eth1.netns4026531840.state', bytes: 44388352, layoutVersion: 1, createdAt: '2026-11-29T20:00:00.000Z', createdBy: '0.1.0' },
+  }));
+  t.match(s, /worker\s+running \(pid 4711, started 2026-11-29T22:34:21\.030Z\), 1 restart\n/);
+  t.match(s, /last exit\s+killed by SIGKILL at 2026-11-29T22:34:20\.474Z/);
+  t.match(s, /shared state\s+\/dev\/shm\/vipgate-eth1\.netns4026531840\.state \(44388352 bytes, layout 1, created 2026-11-29T20:00:00\.000Z by 0\.1\.0\)/);
+  const waiting = statusText(status({ worker: { pid: null, startedAt: null, restarts: 3, lastExit: { reason: 'exit code 3: cannot attach', at: '2026-11-29T22:00:00.000Z' }, state: 'backoff', nextStartAt: '2026-11-29T22:00:00.400Z' }, sharedState: null }));
+  t.match(waiting, /worker\s+backoff \(none, next start 2026-11-29T22:00:00\.400Z\), 3 restarts/, 'between two workers: when the next starts');
 });

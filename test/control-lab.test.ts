@@ -285,10 +285,10 @@ if (!can.ok) {
     });
 
     await t.test('e. /metrics through the API counts the connections per backend', async (t) => {
-      // A fresh vipgate, so every counter starts at 0.
+      // A fresh vipgate on fresh shared state (counters survive a plain restart), so every counter starts at 0.
       const stopped = await v.stop();
       t.equal(stopped.code, 0, 'the previous vipgate exits 0 on SIGTERM');
-      vg = await startVipgate(lab, configYaml(lab), ['--api', `0.0.0.0:${API_PORT}`], { token: TOKEN });
+      vg = await startVipgate(lab, configYaml(lab), ['--api', `0.0.0.0:${API_PORT}`, '--fresh-state'], { token: TOKEN });
       const m = vg;
       t.equal(m.api('GET', '/metrics', undefined, { token: null }).status, 401, 'without the token: 401');
       const N1 = 60, N2 = 40;

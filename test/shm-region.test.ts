@@ -4,7 +4,7 @@
 import t, { type Test } from 'tap';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { openRegion, attachRegion, regionPath, regionSize, Region, RegionShape, HEADER_BYTES, REGION_VERSION, W_MAGIC, W_VERSION, W_STATE_VERSION, W_FLOW_CAP, W_SEED, W_CHECKSUM, headerChecksum } from '../src/shm/region';
 import { STATE_LAYOUT_VERSION, stateSize } from '../src/dataplane/state';
 import { VipgateError } from '../src/control/errors';
@@ -205,4 +205,26 @@ t.test('sizes past 2 GiB are carved right (no 32-bit wrap in the layout)', async
   t.ok(max > 2 ** 31, `16Mi flows: ${max} bytes`);
   t.equal(stateSize({ flowCapacity: 16_777_216, neighbourCapacity: 4096 }) - stateSize({ flowCapacity: 8_388_608, neighbourCapacity: 4096 }),
     2 ** 24 * 68, 'doubling the flows adds exactly their slots (64-byte record + 4-byte reverse entry each)');
+});
+
+t.test('parentDeathSignal: a process that asked for it dies with its parent (SIGKILL of the parent)', async (t) => {
+  if (!avail.ok) { t.plan(0, `shm addon unavailable: ${avail.why}`); return; }
+  const shmJs = JSON.stringify(path.join(__dirname, '..', 'native-bindings', 'shm.js'));
+  // parent: starts the child, prints its PID once the child says it is armed, then waits.
+  const childCode = `require(${shmJs}).parentDeathSignal(9); process.stdout.write('armed\\n'); setInterval(() => {}, 1000);`;
+  const parentCode = `const c = require('node:child_process').spawn(process.execPath, ['-e', ${JSON.stringify(childCode)}], { stdio: ['ignore', 'pipe', 'inherit'] });
+    c.stdout.once('data', () => process.stdout.write(c.pid + '\\n')); setInterval(() => {}, 1000);`;
+  const parent = spawn(process.execPath, ['-e', parentCode], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const childPid = await new Promise<number>((resolve, reject) => {
+    parent.once('exit', (c) => reject(new Error(`parent exited (${c})`)));
+    parent.stdout!.once('data', (d: Buffer) => resolve(Number(String(d).trim())));
+  });
+  parent.removeAllListeners('exit');
+  const alive = (pid: number) => { try { process.kill(pid, 0); return true; } catch { return false; } };
+  t.ok(alive(childPid), `child ${childPid} runs`);
+  parent.kill('SIGKILL');
+  const deadline = Date.now() + 5000;
+  while (alive(childPid) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+  t.notOk(alive(childPid), 'the child is gone once its parent was killed');
+  if (alive(childPid)) process.kill(childPid, 'SIGKILL');
 });

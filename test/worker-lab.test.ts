@@ -85,6 +85,16 @@ t.test('nat: worker SIGKILL and upgrade keep every connection; an incompatible u
     }
     t.match(v.api('GET', '/metrics').text, /vipgate_worker_restarts_total 1/, 'metric vipgate_worker_restarts_total');
 
+    // ---- targets that are not a vipgate build are refused before anything starts ----
+    const missing = v.cli(['upgrade', '--to', path.join(tmp, 'nothing-here')]);
+    t.equal(missing.code, 2, 'a missing target: exit 2');
+    t.match(missing.stderr, /does not exist or holds no vipgate build/, 'says so');
+    const notVg = path.join(tmp, 'not-vipgate.js');
+    fs.writeFileSync(notVg, 'console.log("hello")\n');
+    const other = v.cli(['upgrade', '--to', notVg]);
+    t.equal(other.code, 2, 'not a vipgate: exit 2');
+    t.match(other.stderr, /is not a vipgate build/, 'says so');
+
     // ---- an incompatible build is refused; nothing changes ----
     const badDir = fs.mkdtempSync(path.join(tmp, 'bad-'));
     const bad = copyBuild(badDir);

@@ -1,8 +1,10 @@
 // The packet worker's restart policy (src/app/backoff.ts) on a fake clock: the first unasked exit
 // is answered at once, further exits in a row wait longer and longer (capped), a worker that ran
 // long enough ends the streak, and an exit that was asked for (shutdown, upgrade) is no restart.
+// And the IPC messages: what a peer of another build might send is recognised as not ours.
 
 import t from 'tap';
+import { isWorkerMessage, isSupervisorMessage, isUpgradeToOld } from '../src/app/ipc';
 import { initialRestartState, stepRestart, restartDelayMs, describeExit, RESTART_POLICY, type RestartState, type WorkerExit } from '../src/app/backoff';
 
 const kill = (at: number): WorkerExit => ({ code: null, signal: 'SIGKILL', reason: null, at });
@@ -72,4 +74,21 @@ t.test('asked-for exits are not restarts', async (t) => {
 t.test('exit descriptions', async (t) => {
   t.equal(describeExit(kill(0)), 'killed by SIGKILL');
   t.equal(describeExit({ code: 3, signal: null, reason: 'cannot attach the region: wrong magic', at: 0 }), 'exit code 3: cannot attach the region: wrong magic');
+});
+
+t.test('IPC messages are checked on arrival', async (t) => {
+  t.ok(isWorkerMessage({ t: 'ready', io: 'native', why: 'x', synProbes: null }));
+  t.ok(isWorkerMessage({ t: 'probe', backend: 'web1', port: 80, result: { ok: false, latencyMs: 3, reason: 'refused' }, at: 1 }));
+  t.ok(isWorkerMessage({ t: 'event', type: 'syn_check', fields: {}, at: 1 }));
+  t.ok(isWorkerMessage({ t: 'fatal', reason: 'cannot attach' }));
+  for (const bad of [null, 'ready', [], { t: 'ready', io: 'xdp', why: '', synProbes: null }, { t: 'probe', backend: 'web1', port: 1.5, result: { ok: true }, at: 1 },
+    { t: 'event', type: 'x', fields: [], at: 1 }, { t: 'fatal' }, { t: 'hello' }]) {
+    t.notOk(isWorkerMessage(bad), `refused: ${JSON.stringify(bad)}`);
+  }
+  t.ok(isSupervisorMessage({ t: 'stop' }));
+  t.ok(isSupervisorMessage({ t: 'names', names: ['web1'] }));
+  t.ok(isSupervisorMessage({ t: 'init', iface: 'eth0', region: '/dev/shm/x', packetFd: 4, filter: '', io: { backend: 'native', batch: 256, spinUs: 200 }, synCheck: null, names: [], log: { level: 'info', format: 'json' } }));
+  t.notOk(isSupervisorMessage({ t: 'init', iface: 'eth0', region: '/dev/shm/x', packetFd: '4', io: {}, names: [], log: {} }), 'an fd that is not a number');
+  t.ok(isUpgradeToOld({ t: 'refused', reason: 'layout 2' }));
+  t.notOk(isUpgradeToOld({ t: 'checked', version: '0.2.0' }), 'checked without its PID');
 });

@@ -37,7 +37,7 @@ export type SupervisorToWorker =
 
 export type WorkerToSupervisor =
   /** Attached to the region and the ring, forwarding. */
-  | { t: 'ready'; io: 'native' | 'pcap'; why: string }
+  | { t: 'ready'; io: 'native' | 'pcap'; why: string; synProbes: string | null }
   /** A SYN-time probe's result: one more check result for the health manager. */
   | { t: 'probe'; backend: string; port: number; result: ProbeResult; at: number }
   /** A SYN-time check event (aggregate verdicts) for the event log. */
@@ -50,7 +50,7 @@ const isObj = (m: unknown): m is Record<string, unknown> => typeof m === 'object
 export function isWorkerMessage(m: unknown): m is WorkerToSupervisor {
   if (!isObj(m)) return false;
   switch (m.t) {
-    case 'ready': return (m.io === 'native' || m.io === 'pcap') && typeof m.why === 'string';
+    case 'ready': return (m.io === 'native' || m.io === 'pcap') && typeof m.why === 'string' && (m.synProbes === null || typeof m.synProbes === 'string');
     case 'probe': return typeof m.backend === 'string' && Number.isInteger(m.port) && isObj(m.result) && typeof m.result.ok === 'boolean' && typeof m.at === 'number';
     case 'event': return typeof m.type === 'string' && isObj(m.fields) && typeof m.at === 'number';
     case 'fatal': return typeof m.reason === 'string';

@@ -32,8 +32,8 @@ import { checkNicBinding, openNic, NicLink } from '../../native-bindings/nic';
 import { openAfPacket } from '../../native-bindings/afpacket';
 import { snapshotCounters } from '../dataplane/counters';
 import { FlowTable } from '../dataplane/flows';
-import { newClock, NOW } from '../dataplane/state';
 import { NeighbourTable } from '../dataplane/neighbours';
+import { newClock } from '../dataplane/state';
 import { Tables } from '../tables/services';
 import { formatCounters, formatRateLine } from '../obs/format';
 import { createLogger, Logger } from '../obs/log';
@@ -82,6 +82,8 @@ export interface Supervisor {
   region: Region;
   /** Stop the worker (drained), remove the kernel rule, close everything; resolves `done`. Idempotent. The region file stays. */
   stop(): void;
+  /** A bug in the supervisor: kill the worker and remove the kernel rule now, synchronously (the process exits next). */
+  abort(): void;
   /** Resolves once stopped (or handed over to a new build). */
   done: Promise<void>;
 }
@@ -134,7 +136,15 @@ async function takeoverCheck(iface: string, file: string, config: Config, filter
   let nic: NicLink;
   try {
     const r = attachRegion(file);
+    const sh = r.shape;
     r.close();
+    // What openRegion would refuse once the old one has let go, refused now while it still serves.
+    const differs = [
+      sh.iface !== iface && `interface ${sh.iface} in the file, ${iface} here`,
+      sh.flowCapacity !== config.flows.capacity && `flow capacity ${sh.flowCapacity} in the file, ${config.flows.capacity} in the config`,
+      sh.neighbourCapacity !== config.neighbours.capacity && `neighbour capacity ${sh.neighbourCapacity} in the file, ${config.neighbours.capacity} in the config`,
+    ].filter(Boolean);
+    if (differs.length) throw new VipgateError('ESHM_MISMATCH', `shared state ${file}: ${differs.join('; ')}; an upgrade keeps the shared state: keep its shape (or stop vipgate and start it with --fresh-state, cutting every flow)`);
     nic = config.io.backend === 'pcap' ? openNic(iface, { filter, io: 'pcap' }).nic : openAfPacket(iface, { fd: WORKER_PACKET_FD, filter: '' });
   } catch (e) {
     toOld({ t: 'refused', reason: (e as Error).message });
@@ -162,6 +172,8 @@ interface Control {
   workers: WorkerManager;
   /** Stop the worker (drained) and everything of control; keepFilter: an upgrade's new build takes the kernel rule over. */
   release(o: { keepFilter: boolean }): Promise<void>;
+  /** Synchronous: kill the worker, remove the kernel rule. */
+  abort(): void;
 }
 
 async function startHost(a: SupervisorArgs, settings: RunSettings, log: Logger, iface: string, info: InterfaceInfo, filter: string, file: string,
@@ -300,6 +312,7 @@ async function startHost(a: SupervisorArgs, settings: RunSettings, log: Logger, 
         closeHost();
       });
     },
+    abort() { control.abort(); },
     done,
   };
 
@@ -355,10 +368,10 @@ async function startControl(a: SupervisorArgs, settings: RunSettings, log: Logge
   let flushTimer: NodeJS.Timeout | null = null;
   let workers: WorkerManager | null = null;
   let slotsWritten = slots?.join('\n') ?? null;
-  // The supervisor's own packet clock (per process since shm's clock change): its flow and
-  // neighbour lookups age entries against it; kept current by a timer below.
-  const clock = newClock(Date.now());
+  const clock = newClock();
   const port: ControlPort = {
+    // The supervisor's own packet clock (state.ts PacketClock): the resolver's neighbour lookups age
+    // entries against control's time; the flow table is only read here (accessors: lookups would expire).
     state, flows: new FlowTable(state, clock), neighbours: new NeighbourTable(state, clock),
     get tables() { return published; },
     ...(slots ? { slots } : {}),
@@ -421,19 +434,20 @@ async function startControl(a: SupervisorArgs, settings: RunSettings, log: Logge
   }
 
   log.info(describeRunSettings(settings).replace(/\n\s*/g, '; '));
-  log.info(`attached to ${iface} (mac ${config.macText ?? info.macText + ' (the NIC\'s)'}, mtu ${info.mtu}), capture filter: ${filter}`, { event: 'attached', interface: iface });
   log.info(`instance lock ${lock.file} (one vipgate per interface; held until exit)`, { event: 'locked', lock: lock.file });
   log.info(kf ? `kernel filter: ${kf.describe()}` : 'kernel filter: off (--no-kernel-filter): make sure this host\'s kernel drops VIP traffic itself');
   log.info(`API on http://${api.address}/v1 (${token ? 'bearer token required' : 'no token: loopback only'}), metrics on /metrics`, { event: 'api', address: api.address });
   if (opened?.fallbackWhy) log.info(`syn health checks: TCP connects (raw SYN probes unavailable: ${opened.fallbackWhy})`, { event: 'syn_probe' });
-  if (config.synCheck) {
-    log.info(`SYN-time check (in the packet worker): max_age ${config.synCheck.maxAgeMs} ms, probe timeout ${config.synCheck.timeoutMs} ms, on_fail ${config.synCheck.onFail}`, { event: 'syn_check' });
-  }
 
-  // The packet worker: a process of its own on the socket and the region.
-  workers.start(a.takeover ? () => {
-    if (process.connected) { process.send!({ t: 'running', pid: process.pid }); process.disconnect(); }
-  } : null);
+  // The packet worker: a process of its own on the socket and the region. "attached" is said
+  // once it forwards (scripts wait for that line).
+  workers.start((m) => {
+    if (config.synCheck) {
+      log.info(`SYN-time check: max_age ${config.synCheck.maxAgeMs} ms, probe timeout ${config.synCheck.timeoutMs} ms, on_fail ${config.synCheck.onFail}, ${m.synProbes ?? 'no prober'}`, { event: 'syn_check' });
+    }
+    log.info(`attached to ${iface} (mac ${config.macText ?? info.macText + ' (the NIC\'s)'}, mtu ${info.mtu}), capture filter: ${filter}`, { event: 'attached', interface: iface });
+    if (a.takeover && process.connected) { process.send!({ t: 'running', pid: process.pid }); process.disconnect(); }
+  });
 
   const send = (f: Buffer) => nic.send(f, f.length);
   const announcer = new Announcer(send, state.counters, (ip) => controller.tables.vipIndex(ip) >= 0);
@@ -454,7 +468,6 @@ async function startControl(a: SupervisorArgs, settings: RunSettings, log: Logge
   });
 
   const timers: NodeJS.Timeout[] = [];
-  timers.push(setInterval(() => { clock[NOW] = Date.now(); }, 100));
   timers.push(setInterval(() => {
     const now = Date.now();
     resolver.tick(controller.tables, now);
@@ -483,6 +496,10 @@ async function startControl(a: SupervisorArgs, settings: RunSettings, log: Logge
   let released: Promise<void> | null = null;
   return {
     controller, api, workers,
+    abort() {
+      workers!.kill();
+      try { kf?.remove(); } catch { /* already handed over (upgrade): not ours to remove */ }
+    },
     release(o) {
       released ??= (async () => {
         for (const t of timers) clearInterval(t);

@@ -13,7 +13,9 @@
 // It dies with the supervisor: the IPC channel's 'disconnect' (the supervisor exited or was
 // killed) ends it at once, so a whole restart never finds an orphan still reading the ring.
 
+import * as os from 'node:os';
 import { attachRegion, type Region } from '../shm/region';
+import { parentDeathSignal } from '../../native-bindings/shm';
 import { dropped } from '../shm/integrity';
 import { BankReader } from '../shm/banks';
 import { Dataplane } from '../dataplane/dataplane';
@@ -38,6 +40,8 @@ interface Running {
   region: Region;
   nic: NicLink;
   syn: LiveSynCheck | null;
+  /** How the SYN-time check probes (raw SYNs, or TCP connects and why), or null when it is off. */
+  synProbes: string | null;
   timers: NodeJS.Timeout[];
   log: Logger;
 }
@@ -53,7 +57,7 @@ export function startWorker(init: WorkerInit): Running {
     if (dropped(rep) || rep.reverseRepaired) log.warn(`shared state: dropped ${dropped(rep)} record(s) that could not be trusted and relinked ${rep.reverseRepaired} nat reverse entr(ies) (of ${rep.flowsChecked} flows)`, { event: 'state_repaired', ...rep });
     region.setWriter(process.pid);
     const reader = new BankReader(region.banks.memory, region.banks.offset, region.state.counters);
-    const tables = reader.poll();
+    const tables = reader.takeCurrent();
     if (!tables) throw new Error(`the region ${init.region} holds no published tables (the supervisor publishes before it starts a worker)`);
     const dp = new Dataplane(region.state, tables);
     if (init.packetFd !== null) {
@@ -66,8 +70,10 @@ export function startWorker(init: WorkerInit): Running {
     const link = nic;
     let names = init.names;
     let syn: LiveSynCheck | null = null;
+    let synProbes: string | null = null;
     if (init.synCheck) {
       const opened = openProber();
+      synProbes = opened.fallbackWhy ? `TCP connect probes (raw SYN probes unavailable: ${opened.fallbackWhy})` : 'raw SYN probes from this host\'s route source address';
       syn = startLiveSynCheck({
         dp, hold: new SynHold(LIVE_HOLD_SLOTS), prober: opened.prober, timeoutMs: init.synCheck.timeoutMs,
         send: (b, n) => link.send(b, n), nameOf: (b) => names[b],
@@ -89,7 +95,7 @@ export function startWorker(init: WorkerInit): Running {
       const l = live.syncStats();
       if (l.newLinkErrors > 0) log.warn(`${init.iface}: the packet socket reported ${l.lastLinkError ?? 'an error'}; frames flow again once the interface is up`, { event: 'link_error' });
     }, 1000));
-    return { region, nic, syn, timers, log };
+    return { region, nic, syn, synProbes, timers, log };
   } catch (e) {
     nic?.close();
     region.close();
@@ -113,8 +119,12 @@ export function workerMain(): void {
     process.exit(2);
   }
   // The supervisor is gone (exit, SIGKILL): a worker must never outlive it (the next vipgate
-  // attaches the same ring; two readers would split its frames).
+  // attaches the same ring; two readers would split its frames). The IPC channel closing says
+  // so; the kernel's parent-death signal covers a worker too busy to read it. A supervisor that
+  // died before the prctl shows as a channel already closed.
   process.on('disconnect', () => process.exit(0));
+  try { parentDeathSignal(os.constants.signals.SIGKILL); } catch { /* the addon is missing: attachRegion says so */ }
+  if (!process.connected) process.exit(0);
   let running: Running | null = null;
   process.on('uncaughtException', (e) => {
     send({ t: 'fatal', reason: `internal error (a bug): ${e.stack ?? String(e)}` });
@@ -133,7 +143,7 @@ export function workerMain(): void {
         send({ t: 'fatal', reason: (e as Error).message });
         process.exit(WORKER_EXIT_FATAL);
       }
-      send({ t: 'ready', io: running.nic.io, why: running.nic.io === 'native' ? 'the supervisor\'s packet socket' : 'its own libpcap capture (frames are lost while no worker runs)' });
+      send({ t: 'ready', io: running.nic.io, why: running.nic.io === 'native' ? 'the supervisor\'s packet socket' : 'its own libpcap capture (frames are lost while no worker runs)', synProbes: running.synProbes });
     } else if (m.t === 'stop') {
       if (running) stopWorker(running);
       process.disconnect();

@@ -38,10 +38,13 @@ export interface WorkerManagerOptions {
 export class WorkerManager {
   private s: RestartState = initialRestartState();
   private child: ChildProcess | null = null;
+  /** A worker process started ahead, its code loaded, waiting for init (the next restart takes it). */
+  private spare: ChildProcess | null = null;
+  private spareTimer: NodeJS.Timeout | null = null;
   private timer: NodeJS.Timeout | null = null;
   private readyTimer: NodeJS.Timeout | null = null;
   private fatal: string | null = null;
-  private onFirstReady: (() => void) | null = null;
+  private onFirstReady: ((m: Extract<WorkerToSupervisor, { t: 'ready' }>) => void) | null = null;
   private exited: (() => void) | null = null;
   private readonly clock: () => number;
   /** stop() was called: no worker is started any more. */
@@ -54,33 +57,62 @@ export class WorkerManager {
   private step(e: WorkerEvent): void { this.s = stepRestart(this.s, e, this.clock()); }
 
   /** Start the first worker; `onFirstReady` runs once, when a worker first forwards. */
-  start(onFirstReady: (() => void) | null): void {
+  start(onFirstReady: ((m: Extract<WorkerToSupervisor, { t: 'ready' }>) => void) | null): void {
     this.onFirstReady = onFirstReady;
     this.spawn();
+  }
+
+  /** A worker process with its listeners, not yet told anything (it loads its code and waits for init). */
+  private launch(): ChildProcess {
+    const o = this.o;
+    const entry = o.entry ?? path.join(__dirname, 'worker.js');
+    const child = spawn(process.execPath, [entry], { stdio: ['ignore', 'inherit', 'inherit', 'ipc', o.nic.fd ?? 'ignore'] });
+    child.on('message', (m: unknown) => this.onMessage(child, m));
+    child.on('error', (e) => { if (this.child === child) this.fatal ??= `cannot start the worker process: ${e.message}`; });
+    child.on('exit', (code, signal) => {
+      if (child === this.spare) this.onSpareExit(child, code, signal);
+      else this.onExit(child, { code, signal, reason: this.fatal, at: this.clock() });
+    });
+    return child;
   }
 
   private spawn(): void {
     this.timer = null;
     if (this.halted) return;
     const o = this.o;
-    const entry = o.entry ?? path.join(__dirname, 'worker.js');
     this.fatal = null;
-    const child = spawn(process.execPath, [entry], { stdio: ['ignore', 'inherit', 'inherit', 'ipc', o.nic.fd ?? 'ignore'] });
+    // A spare that has loaded its code already skips Node's start-up (~0.1-0.3 s here): the
+    // restart then costs the attach alone.
+    let child = this.spare;
+    this.spare = null;
+    if (!child || !child.connected) child = this.launch();
     this.child = child;
     this.step({ type: 'spawned' });
-    child.on('message', (m: unknown) => this.onMessage(child, m));
-    child.on('error', (e) => { if (this.child === child) this.fatal ??= `cannot start the worker process: ${e.message}`; });
-    child.on('exit', (code, signal) => this.onExit(child, { code, signal, reason: this.fatal, at: this.clock() }));
     const init: SupervisorToWorker = {
       t: 'init', iface: o.iface, region: o.region, packetFd: o.nic.fd === null ? null : WORKER_PACKET_FD, filter: o.filter,
       io: o.io, synCheck: o.synCheck, names: o.names(), log: o.logOptions,
     };
-    child.send(init, (err) => { if (err && this.child === child) this.fatal ??= `cannot talk to the worker: ${err.message}`; });
+    const c = child;
+    c.send(init, (err) => { if (err && this.child === c) this.fatal ??= `cannot talk to the worker: ${err.message}`; });
     this.readyTimer = setTimeout(() => {
-      if (this.child !== child || this.s.phase !== 'starting') return;
+      if (this.child !== c || this.s.phase !== 'starting') return;
       this.fatal = `it did not attach within ${WORKER_READY_TIMEOUT_MS / 1000} s`;
-      child.kill('SIGKILL');
+      c.kill('SIGKILL');
     }, WORKER_READY_TIMEOUT_MS);
+  }
+
+  /** Keep one spare worker process loaded beside the running one. */
+  private ensureSpare(): void {
+    this.spareTimer = null;
+    if (this.halted || this.spare) return;
+    this.spare = this.launch();
+  }
+
+  private onSpareExit(child: ChildProcess, code: number | null, signal: string | null): void {
+    this.spare = null;
+    if (this.halted) return;
+    this.o.log.warn(`the spare packet worker PID ${child.pid} exited (${signal ? `killed by ${signal}` : `exit code ${code}`}); another in 1 s`, { event: 'spare_exit', pid: child.pid });
+    this.spareTimer = setTimeout(() => this.ensureSpare(), 1000);
   }
 
   private onMessage(child: ChildProcess, m: unknown): void {
@@ -98,7 +130,8 @@ export class WorkerManager {
           { event: 'worker_ready', pid: child.pid, restarts: this.s.restarts });
         const f = this.onFirstReady;
         this.onFirstReady = null;
-        f?.();
+        f?.(m);
+        this.ensureSpare();
         break;
       }
       case 'probe': this.o.probe(m); break;
@@ -137,6 +170,7 @@ export class WorkerManager {
   stop(ms: number): Promise<void> {
     this.halted = true;
     if (this.timer) { clearTimeout(this.timer); this.timer = null; }
+    this.dropSpare();
     this.step({ type: 'stop' });
     const c = this.child;
     if (!c) return Promise.resolve();
@@ -148,6 +182,21 @@ export class WorkerManager {
       this.exited = () => { clearTimeout(kill); this.exited = null; resolve(); };
       if (c.connected) c.send({ t: 'stop' } satisfies SupervisorToWorker); else c.kill('SIGTERM');
     });
+  }
+
+  /** Kill the worker now (the supervisor itself is going down on a bug); no restart. */
+  kill(): void {
+    this.halted = true;
+    if (this.timer) { clearTimeout(this.timer); this.timer = null; }
+    this.dropSpare();
+    this.child?.kill('SIGKILL');
+  }
+
+  private dropSpare(): void {
+    if (this.spareTimer) { clearTimeout(this.spareTimer); this.spareTimer = null; }
+    const sp = this.spare;
+    this.spare = null;
+    sp?.kill('SIGKILL'); // it holds nothing but its copy of the socket's descriptor
   }
 
   view(): WorkerView {

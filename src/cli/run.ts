@@ -21,7 +21,7 @@ export async function cmdRunLive(a: RunArgs): Promise<number> {
   };
   process.on('SIGHUP', onHup);
   // A bug must not leave the nftables rule behind.
-  process.once('uncaughtException', (e) => { r.stop(); r.log.error(`internal error (a bug): ${e.stack}`); process.exit(1); });
+  process.once('uncaughtException', (e) => { r.abort(); r.log.error(`internal error (a bug): ${e.stack}`); process.exit(1); });
   await r.done;
   process.removeListener('SIGHUP', onHup);
   return 0;

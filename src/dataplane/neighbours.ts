@@ -33,7 +33,12 @@ export class NeighbourTable {
     return -1;
   }
 
-  /** Record that ip is at the MAC in buf[mo, mo+6). */
+  /**
+   * Record that ip is at the MAC in buf[mo, mo+6). An entry is fresh only by its time (nSeen), so
+   * that time is written last and, before the MAC changes, first made stale: a worker killed in
+   * here (the table is in shared memory: issue 9) leaves a stale entry, never a fresh one with a
+   * half-copied MAC or another host's.
+   */
   learn(ip: number, buf: Uint8Array, mo: number): void {
     const v = this.v, mask = this.mask, ttl = v.times[T_NEIGH_TTL]!, now = this.clock[NOW]!;
     let s = hash1(ip, this.seed) & mask;
@@ -41,7 +46,7 @@ export class NeighbourTable {
     for (let i = 0; i < MAX_PROBE; i++) {
       if (v.nState[s] === 0) { if (reuse < 0) reuse = s; break; }
       if (v.nIp[s] === ip) {
-        if (!macEq(v.nMac, s * 8, buf, mo)) { macCopy(v.nMac, s * 8, buf, mo); v.counters[Ctr.neigh_updated]!++; }
+        if (!macEq(v.nMac, s * 8, buf, mo)) { v.nSeen[s] = -Infinity; macCopy(v.nMac, s * 8, buf, mo); v.counters[Ctr.neigh_updated]!++; }
         v.nSeen[s] = now;
         return;
       }
@@ -49,6 +54,7 @@ export class NeighbourTable {
       s = (s + 1) & mask;
     }
     if (reuse < 0) { v.counters[Ctr.neigh_table_full]!++; return; }
+    v.nSeen[reuse] = -Infinity;
     v.nState[reuse] = 1;
     v.nIp[reuse] = ip;
     macCopy(v.nMac, reuse * 8, buf, mo);

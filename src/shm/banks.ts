@@ -30,10 +30,13 @@ import { Ctr } from '../dataplane/counters';
 import type { Memory } from '../tables/memory';
 
 /**
- * Room for one Tables image in a bank. 4 MiB holds, for example, 2,048 services of up to 64
- * members each, 2,048 VIPs and all MAX_BACKEND_SLOTS (4,096) backend slots (about 2.7 MiB; each
- * service's 256-entry pick table is most of it). The fit is checked on the tables themselves
- * (tablesFit), not on those counts: the config check and the API refuse what does not fit.
+ * Room for one Tables image in a bank. 4 MiB holds, for example, 3,000 services of up to 64
+ * members each over 1,000 VIPs with 1,024 backends (MAX_BACKENDS): 3.8 MiB, most of it the
+ * services' 256-entry pick tables (1 KiB each); 2,048 such services with 2,048 VIPs and all
+ * 4,096 backend slots take 2.7 MiB. The fit is checked on the tables themselves (tablesFit,
+ * tablesImageBytes), not on those counts: the config check and the API refuse what does not fit.
+ * Fixed rather than sized from the config, so that API changes can grow the tables at run time
+ * and a region made by one config serves the next.
  */
 export const TABLE_IMAGE_BYTES = 4 * 1024 * 1024;
 
@@ -242,6 +245,22 @@ export class BankReader {
     const g = Atomics.load(this.hdr, H_GEN);
     if (g === this.seen || g === 0) return null;
     return this.take(g);
+  }
+
+  /**
+   * A worker's start, before it forwards anything: the current tables copied whole at once
+   * (poll() would spread a big set over several batches), or the tables already held (null at
+   * start) when nothing was published or the bank was refused.
+   */
+  takeCurrent(): Tables | null {
+    // Bounded: only a writer republishing faster than one copy (never, in practice) keeps it going.
+    for (let i = 0; i < 1_000_000; i++) {
+      const t = this.poll();
+      if (t) return t;
+      const g = Atomics.load(this.hdr, H_GEN);
+      if (g === 0 || g === this.seen) break;
+    }
+    return this.current;
   }
 
   /** The tables last taken (null before the first). */
