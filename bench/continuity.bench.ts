@@ -13,10 +13,12 @@
 //   whole-restart        SIGKILL of vipgate, then `vipgate run` again on the same config
 //   upgrade              `vipgate upgrade --to` a copied build of this checkout
 // For each event: the gap (the longest time around the event in which a frame was waiting and
-// none was forwarded, ms: vseq.c's stall, so a pause of the generator on a busy machine does not
-// count; 'noise max' is the same away from the event) and the frames lost (numbered frames never seen), median and max over --rounds; "not resumed"
-// when no frame arrived after the event (the flow was lost: the gap then runs to the end of the
-// stream, a lower bound). Events the build cannot do are listed with the reason.
+// none was forwarded, ms: vseq.c's stall, so a pause of the generator alone does not count;
+// 'noise max' is the same away from the event) and the frames lost (numbers never seen), median
+// and max over --rounds; "not resumed" when no frame arrived after the event (the flow was lost:
+// the gap then runs to the end of the stream, a lower bound). A round in which the generator was
+// held up for tens of ms is noted: the whole machine was, and that gap is the machine's. Events
+// the build cannot do are listed with the reason.
 // Plus memory per flow (shared region bytes / flow capacity) and the largest flow capacity whose
 // region fits in 1 GiB, made to check it (src/shm/region.ts; bench:shm-size has the full table).
 // --before PATH runs the same events against another build (e.g. an older checkout's
