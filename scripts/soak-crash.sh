@@ -3,7 +3,7 @@
 # (default 20) while one workload of long-lived connections runs, in nat and in dsr: SIGKILL of
 # the packet worker, `vipgate upgrade` to a copied build, SIGKILL of vipgate and `vipgate run`
 # again. Passes only with zero broken connections and every byte checked. As root; about
-# 12 minutes at 20 rounds on a quiet 2-core machine.
+# 11 minutes at 20 rounds on a 2-core machine.
 #
 #   sudo npm run soak:crash                 (= scripts/soak-crash.sh)
 #   sudo ROUNDS=50 scripts/soak-crash.sh
