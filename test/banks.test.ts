@@ -15,6 +15,7 @@ import { replayFrames } from '../src/link/replay';
 import { readCaptureFile, PcapWriter } from '../src/pcap';
 import { Ctr, COUNTER_SLOTS } from '../src/dataplane/counters';
 import { sharedPcaps } from './helpers/paths';
+import { mulberry32 } from './helpers/prng';
 import { markedSpec } from './helpers/banks-child';
 import { openRegion } from '../src/shm/region';
 import { startHarness, defaultYaml } from './helpers/control-harness';
@@ -212,6 +213,33 @@ t.test('a corrupted bank is refused and counted; the reader keeps its tables and
   t.equal(r.rejected, 5);
   t.ok(w.publish(new Tables({ ...richSpec(), mode: 'dsr' }, a)), 'the next publish goes through (the refused bank was acked)');
   t.equal(r.poll()!.mode, 0, 'and is taken');
+});
+
+t.test('random damage to a published bank is never taken: 300 trials, one to four words changed', async (t) => {
+  const rnd = mulberry32(9);
+  const mem = area();
+  const counters = new Float64Array(COUNTER_SLOTS);
+  const w = new BankWriter(mem, 0), r = new BankReader(mem, 0, counters);
+  const base = new Tables(richSpec());
+  w.publish(base);
+  const kept = r.poll()!;
+  const words = new Int32Array(mem);
+  let taken = 0;
+  for (let i = 0; i < 300; i++) {
+    w.publish(new Tables(richSpec(1 + (i % 3)), base));
+    const g = w.generation;
+    // Words of the bank header (generation, length, count, checksum), the new slots in use, or the image.
+    const len = new Int32Array(mem, bankHdrAt(g), 4)[1]!;
+    const spots = [bankHdrAt(g) / 4, bankHdrAt(g) / 4 + 1, bankHdrAt(g) / 4 + 2, bankHdrAt(g) / 4 + 3, bankHdrAt(g) / 4 + 16];
+    for (let k = 0, n = 1 + Math.floor(rnd() * 4); k < n; k++) {
+      const at = rnd() < 0.3 ? spots[Math.floor(rnd() * spots.length)]! : bankImageAt(g) / 4 + Math.floor(rnd() * (len / 4));
+      words[at] = words[at]! ^ (1 + Math.floor(rnd() * 0x7fffffff));
+    }
+    if (r.takeCurrent() !== kept) taken++;
+  }
+  t.equal(taken, 0, 'no damaged bank was taken');
+  t.equal(counters[Ctr.tables_bank_rejected], 300, 'each refused and counted once');
+  t.equal(r.tables, kept, 'the reader still has the tables it took first');
 });
 
 /** Byte offsets of bank (g & 1)'s header and image when the banks start at 0 (layout in banks.ts). */

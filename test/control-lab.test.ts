@@ -285,7 +285,8 @@ if (!can.ok) {
     });
 
     await t.test('e. /metrics through the API counts the connections per backend', async (t) => {
-      // A fresh vipgate on fresh shared state (counters survive a plain restart), so every counter starts at 0.
+      // A fresh vipgate, so every counter starts at 0 (--fresh-state: the counters live in the
+      // shared state, which a plain restart keeps).
       const stopped = await v.stop();
       t.equal(stopped.code, 0, 'the previous vipgate exits 0 on SIGTERM');
       vg = await startVipgate(lab, configYaml(lab), ['--api', `0.0.0.0:${API_PORT}`, '--fresh-state'], { token: TOKEN });

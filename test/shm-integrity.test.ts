@@ -10,7 +10,7 @@ import { tcp } from './helpers/frames';
 import { TCP_SYN, TCP_ACKF } from '../src/wire/tcp';
 import { scanRecords } from '../src/shm/integrity';
 import { Ctr } from '../src/dataplane/counters';
-import { B_STATE, B_VERIFIED, F_CLI, F_BACKEND, F_RSLOT, D_LAST, NOW, StateViews } from '../src/dataplane/state';
+import { B_STATE, B_VERIFIED, F_CLI, F_BACKEND, F_RSLOT, D_LAST, NOW, T_ECHO_TOKENS, T_ECHO_LAST, StateViews } from '../src/dataplane/state';
 import { FS_DEAD } from '../src/dataplane/flows';
 import { openRegion, attachRegion } from '../src/shm/region';
 import { shmAvailable } from '../native-bindings/shm';
@@ -89,6 +89,14 @@ t.test('neighbour records: an impossible state or a NaN time is dropped (a stale
   t.equal(r.neighboursDropped, 2);
   t.same([v.nState[3], v.nSeen[3], v.nState[5], v.nSeen[5], v.nSeen[6]], [1, -Infinity, 1, -Infinity, 5], 'used but stale; the good one kept');
   t.equal(v.counters[Ctr.state_records_dropped], 2);
+});
+
+t.test('the echo bucket: NaN tokens or refill time are reset (they would never limit, or never refill)', async (t) => {
+  const b = build('nat');
+  b.state.times[T_ECHO_TOKENS] = NaN;
+  b.state.times[T_ECHO_LAST] = NaN;
+  scanRecords(b.state);
+  t.same([b.state.times[T_ECHO_TOKENS], b.state.times[T_ECHO_LAST]], [0, -Infinity], 'empty, refilled from the next echo on');
 });
 
 t.test('a record whose key is written but that was never made live is invisible', async (t) => {

@@ -6,6 +6,7 @@
 //   - `vipgate upgrade --to` a copied build: a new supervisor PID serves the API, same flows;
 //   - an upgrade to a build whose shared state layout differs is refused with the region's
 //     message and the running vipgate keeps serving untouched;
+//   - an upgrade to a build whose worker cannot start: the running one takes the interface back;
 //   - SIGKILL of the supervisor (its worker dies with it) and `vipgate run` again.
 // SIGTERM then stops cleanly (exit 0), removes the kernel rule, and leaves the region file.
 // Short on purpose: the 20x kill loops and the gap benchmark are bench/continuity.bench.ts.
@@ -108,6 +109,25 @@ t.test('nat: worker SIGKILL and upgrade keep every connection; an incompatible u
     t.equal(s2.worker!.pid, s1.worker!.pid, 'with the same worker');
     t.same(await held.request(), want, 'and the same flows');
 
+    // ---- a build that cannot forward: the running one takes the interface back ----
+    const brokenDir = fs.mkdtempSync(path.join(tmp, 'broken-'));
+    const broken = copyBuild(brokenDir);
+    fs.writeFileSync(path.join(brokenDir, 'dist', 'src', 'app', 'worker.js'), 'throw new Error("this build\'s packet worker is broken");\n');
+    const failed = v.cli(['upgrade', '--to', broken], { timeoutMs: 90_000 });
+    t.equal(failed.code, 1, 'the upgrade command fails');
+    t.match(failed.stderr, /did not take over; vipgate \S+ \(PID \d+\) took the interface back/, `and says so: ${failed.stderr.trim().split('\n')[0]}`);
+    const back = await until('the old supervisor serving again', () => {
+      try { const s = status(); return s.pid === s0.pid && s.worker?.state === 'running' ? s : null; } catch { return null; }
+    }, 30_000);
+    t.equal(back.pid, s0.pid, 'the running supervisor took the interface back');
+    await new Promise((r) => setTimeout(r, 200));
+    t.match(v.log(), /upgrade failed: the new vipgate did not forward within 3 s; taking the interface back/, 'and says so');
+    // The held connections were idle through the failed hand-over longer than the lab's HTTP
+    // servers keep an idle connection (5 s): new ones, through the vipgate that took back.
+    held.kill();
+    held = await holdConnections(lab, 'c1', lab.addr.vips[1]!, lab.httpPort, 8);
+    t.same(await held.request(), want, 'it forwards new connections, to the same backend');
+
     // ---- a compatible build takes over ----
     const good = copyBuild(fs.mkdtempSync(path.join(tmp, 'good-')));
     const up = v.cli(['upgrade', '--to', good, '--json'], { timeoutMs: 90_000 });
@@ -155,5 +175,35 @@ t.test('nat: worker SIGKILL and upgrade keep every connection; an incompatible u
     if (vg2) await vg2.stop();
     lab?.teardown();
     fs.rmSync(tmp, { recursive: true, force: true });
+  }
+});
+
+t.test('a worker that cannot start says why and is retried with back-off, never in a tight loop', { skip }, async (t) => {
+  let lab: Lab | null = null;
+  let vg: VipgateProc | null = null;
+  try {
+    lab = await createLab({ mode: 'dsr', clients: 1, backends: 1 });
+    vg = await startVipgate(lab, labConfigYaml(lab), ['--fresh-state']);
+    const v = vg;
+    const status = () => v.cliJson<StatusView>(['status']);
+    const s0 = await until('the first worker', () => { const s = status(); return s.worker?.state === 'running' ? s : null; });
+    // The state file removed under a running vipgate (an operator's mistake): the supervisor keeps
+    // its mapping, but a new worker has nothing to attach to.
+    fs.rmSync(s0.sharedState!.file);
+    process.kill(s0.worker!.pid!, 'SIGKILL');
+    const s1 = await until('three failed starts', () => { const s = status(); return s.worker!.restarts >= 3 ? s : null; });
+    t.match(s1.worker!.lastExit!.reason, /^exit code 3: shared state: cannot open .*\.state: No such file/, `lastExit says why: ${s1.worker!.lastExit!.reason}`);
+    t.not(s1.worker!.state, 'running');
+    await new Promise((r) => setTimeout(r, 300));
+    const log = v.log();
+    t.match(log, /packet worker PID \d+ exited unexpectedly \(killed by SIGKILL\); restart 1 now/, 'the crash: restarted at once');
+    t.match(log, /exited unexpectedly \(exit code 3: shared state: cannot open [^)]*\); restart 2 in 100 ms/, 'the failed start: 100 ms later');
+    t.match(log, /restart 3 in 200 ms/, 'then 200 ms');
+    const stopped = await v.stop();
+    vg = null;
+    t.equal(stopped.code, 0, 'SIGTERM still stops it cleanly, exit 0');
+  } finally {
+    if (vg) await vg.stop();
+    lab?.teardown();
   }
 });

@@ -175,25 +175,6 @@ function listNetns(): string[] {
   return r.stdout.split('\n').map((l) => l.trim().split(/\s+/)[0] ?? '').filter((s) => s.length > 0);
 }
 
-/**
- * vipgate keeps its flows in /dev/shm/vipgate-<iface>.netns<inode>.state (and .state.slots), made
- * to outlive every vipgate process (issue 9) — and so the lab's namespaces too. A namespace's
- * inode is what its /run/netns file shows; once the namespace is deleted nothing can ever use its
- * region, so the lab removes the regions of the namespaces it created before deleting them.
- */
-function removeSharedState(names: string[]): void {
-  const inodes = new Set<number>();
-  for (const n of names) {
-    try { inodes.add(fs.statSync(path.join('/run/netns', n)).ino); } catch { /* already gone */ }
-  }
-  let files: string[];
-  try { files = fs.readdirSync('/dev/shm'); } catch { return; }
-  for (const f of files) {
-    const m = /^vipgate-.+\.netns(\d+)\.state(\.slots)?$/.exec(f);
-    if (m && inodes.has(Number(m[1]))) fs.rmSync(path.join('/dev/shm', f), { force: true });
-  }
-}
-
 function deleteNetns(names: string[]): void {
   if (names.length === 0) return;
   // -force: keep going past a name that is already gone.
@@ -207,6 +188,55 @@ const HOOK_SIGNALS: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP'];
 const signalHandlers = new Map<NodeJS.Signals, () => void>();
 /** How long other listeners of a stop signal get before the lab re-raises it (see hookExit). */
 const SIGNAL_GRACE_MS = 2000;
+
+/**
+ * Remove the shared-state regions vipgate left for these namespaces (/dev/shm/vipgate-<iface>.netns<inode>.state
+ * and the files beside it: src/shm/region.ts). The kernel reuses a deleted namespace's inode for a
+ * new one, so a region left behind would be attached by a later lab's vipgate: its flows and
+ * counters, or refused for another capacity. Run before the namespaces go (their inode is read
+ * from the /run/netns bind mount).
+ */
+function removeSharedState(names: string[]): void {
+  const inodes = new Set<number>();
+  for (const n of names) { try { inodes.add(fs.statSync(path.join('/run/netns', n)).ino); } catch { /* not mounted */ } }
+  if (inodes.size === 0) return;
+  let files: string[];
+  try { files = fs.readdirSync('/dev/shm'); } catch { return; }
+  for (const f of files) {
+    const m = /^vipgate-.*\.netns(\d+)\.state/.exec(f);
+    if (m && inodes.has(Number(m[1]))) fs.rmSync(path.join('/dev/shm', f), { force: true });
+  }
+}
+
+/** Inodes of every network namespace that still exists: bind-mounted under /run/netns, or some process's. */
+function liveNetnsInodes(): Set<number> {
+  const live = new Set<number>();
+  const add = (p: string) => { try { live.add(fs.statSync(p).ino); } catch { /* gone meanwhile */ } };
+  try { for (const n of fs.readdirSync('/run/netns')) add(path.join('/run/netns', n)); } catch { /* none */ }
+  try { for (const pid of fs.readdirSync('/proc')) if (/^\d+$/.test(pid)) add(`/proc/${pid}/ns/net`); } catch { /* no /proc */ }
+  return live;
+}
+
+/**
+ * Remove regions whose namespace is gone (a lab that crashed before its teardown, or from before
+ * teardown removed them), made more than a minute ago (a namespace exists before its region, so
+ * a region that new may belong to a lab being built right now). Returns the files removed.
+ */
+export function sweepOrphanRegions(): string[] {
+  let files: string[];
+  try { files = fs.readdirSync('/dev/shm'); } catch { return []; }
+  const live = liveNetnsInodes();
+  const removed: string[] = [];
+  for (const f of files) {
+    const m = /^vipgate-.*\.netns(\d+)\.state/.exec(f);
+    if (!m || live.has(Number(m[1]))) continue;
+    const file = path.join('/dev/shm', f);
+    try { if (Date.now() - fs.statSync(file).ctimeMs < 60_000) continue; } catch { continue; }
+    fs.rmSync(file, { force: true });
+    removed.push(file);
+  }
+  return removed;
+}
 
 function teardownAll(): void {
   for (const lab of [...liveLabs]) lab.teardown();
@@ -733,7 +763,9 @@ export function sweepStaleLabs(log: (s: string) => void = () => {}): string[] {
     }
     stale.push(n);
   }
+  removeSharedState(stale);
   deleteNetns(stale);
+  for (const f of sweepOrphanRegions()) log(`lab sweep: removed ${f} (its namespace is gone)`);
   const left = new Set(listNetns());
   return stale.filter((n) => !left.has(n));
 }

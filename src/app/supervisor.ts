@@ -47,7 +47,7 @@ import type { CheckType } from '../control/config/health';
 import { openProber } from '../control/health/syn-probe';
 import { openRegion, attachRegion, regionPath, type Region } from '../shm/region';
 import { BankWriter, banksSize } from '../shm/banks';
-import { WorkerManager } from './workers';
+import { WorkerManager, launchWorker } from './workers';
 import { WORKER_PACKET_FD, isUpgradeToNew, isUpgradeToOld, type UpgradeToOld } from './ipc';
 
 export interface SupervisorArgs {
@@ -90,8 +90,14 @@ export interface Supervisor {
 
 /** How long a worker may take to stop when asked before it is killed (ms). */
 const WORKER_STOP_MS = 3000;
-/** How long an upgrade waits for the new build at each step (ms). */
+/** How long an upgrade waits for the new build to start and check the shared state (ms); this one forwards meanwhile. */
 const UPGRADE_STEP_MS = 30_000;
+/**
+ * How long the new build has to forward once this one has let go (ms). Nothing forwards
+ * meanwhile, so not long: its first worker is already started (it takes ~0.15 s here), and a
+ * failed hand-over taken back within a few seconds is one TCP retransmission or two.
+ */
+const HANDOVER_MS = 3000;
 
 export async function startSupervisor(a: SupervisorArgs): Promise<Supervisor> {
   const settings = loadRunSettings(a.config, { apiListen: a.apiListen, stateFile: a.stateFile });
@@ -130,8 +136,8 @@ export async function startSupervisor(a: SupervisorArgs): Promise<Supervisor> {
  * and wait until the old one has let go. Anything that fails here is sent back as `refused`: the
  * old one keeps running untouched.
  */
-async function takeoverCheck(iface: string, file: string, config: Config, filter: string, log: Logger): Promise<{ nic: NicLink }> {
-  const toOld = (m: UpgradeToOld) => { if (process.connected) process.send!(m); };
+async function takeoverCheck(iface: string, file: string, config: Config, filter: string, log: Logger): Promise<{ nic: NicLink; spare: ChildProcess }> {
+  const toOld = (m: UpgradeToOld) => { if (process.connected) process.send!(m, undefined, undefined, () => { /* gone: the wait below says so */ }); };
   if (!process.send) throw new VipgateError('ERUN_TAKEOVER', '--takeover is for `vipgate upgrade`, which starts the new vipgate with it; start vipgate without it');
   let nic: NicLink;
   try {
@@ -150,6 +156,9 @@ async function takeoverCheck(iface: string, file: string, config: Config, filter
     toOld({ t: 'refused', reason: (e as Error).message });
     throw e;
   }
+  // Our first worker, started now so that its start-up (Node's, the code's) is not part of the
+  // hand-over: it waits for init until the old one has let go.
+  const spare = launchWorker(nic);
   log.info(`upgrade: the region ${file} checks out; waiting for the running vipgate to let go`, { event: 'upgrade_checked' });
   const released = new Promise<void>((resolve, reject) => {
     const timer = setTimeout(() => reject(new VipgateError('ERUN_TAKEOVER', `upgrade: the running vipgate did not let go within ${UPGRADE_STEP_MS / 1000} s; it keeps serving`)), UPGRADE_STEP_MS);
@@ -160,10 +169,11 @@ async function takeoverCheck(iface: string, file: string, config: Config, filter
   try {
     await released;
   } catch (e) {
+    spare.kill('SIGKILL');
     nic.close();
     throw e;
   }
-  return { nic };
+  return { nic, spare };
 }
 
 interface Control {
@@ -177,7 +187,7 @@ interface Control {
 }
 
 async function startHost(a: SupervisorArgs, settings: RunSettings, log: Logger, iface: string, info: InterfaceInfo, filter: string, file: string,
-  handed: { nic: NicLink } | null): Promise<Supervisor> {
+  handed: { nic: NicLink; spare: ChildProcess } | null): Promise<Supervisor> {
   const { config } = settings;
   let lock = acquireInstanceLock(iface);
   let region: Region;
@@ -193,6 +203,7 @@ async function startHost(a: SupervisorArgs, settings: RunSettings, log: Logger, 
       },
     });
   } catch (e) {
+    handed?.spare.kill('SIGKILL');
     handed?.nic.close();
     lock.release();
     throw e;
@@ -221,7 +232,10 @@ async function startHost(a: SupervisorArgs, settings: RunSettings, log: Logger, 
   let stopped = false;
   let resolveDone!: () => void;
   const done = new Promise<void>((r) => { resolveDone = r; });
+  let hostClosed = false;
   const closeHost = () => {
+    if (hostClosed) return;
+    hostClosed = true;
     nic.close();
     region.close();
     resolveDone();
@@ -235,19 +249,20 @@ async function startHost(a: SupervisorArgs, settings: RunSettings, log: Logger, 
       stdio: ['ignore', 'inherit', 'inherit', 'ipc', nic.fd ?? 'ignore'], detached: true,
     });
     upgrading = child;
+    child.on('error', (e) => log.error(`upgrade: the new vipgate process: ${e.message}`, { event: 'upgrade_error' }));
     log.info(`upgrade: started vipgate ${target.version} (${target.bin}), PID ${child.pid}`, { event: 'upgrade_started', pid: child.pid, to: target.bin });
     const msgs: UpgradeToOld[] = [];
     let wake: (() => void) | null = null;
     let exited: string | null = null;
     child.on('message', (m: unknown) => { if (isUpgradeToOld(m)) { msgs.push(m); wake?.(); } });
     child.on('exit', (code, sig) => { exited = sig ? `killed by ${sig}` : `exit code ${code}`; wake?.(); });
-    const next = async (what: string): Promise<UpgradeToOld> => {
-      const until = Date.now() + UPGRADE_STEP_MS;
+    const next = async (what: string, ms = UPGRADE_STEP_MS): Promise<UpgradeToOld> => {
+      const until = Date.now() + ms;
       while (!msgs.length && !exited && Date.now() < until) await new Promise<void>((r) => { wake = r; setTimeout(r, 250); });
       wake = null;
       const m = msgs.shift();
       if (m) return m;
-      throw new Error(exited ? `the new vipgate exited (${exited}) before it ${what}` : `the new vipgate did not ${what} within ${UPGRADE_STEP_MS / 1000} s`);
+      throw new Error(exited ? `the new vipgate exited (${exited}) before it could ${what}` : `the new vipgate did not ${what} within ${ms / 1000} s`);
     };
     const fail = (why: string): never => {
       upgrading = null;
@@ -256,7 +271,7 @@ async function startHost(a: SupervisorArgs, settings: RunSettings, log: Logger, 
       throw new ApiError('EAPI_CONFLICT', `upgrade to ${target.bin} refused: ${why}; the running vipgate (PID ${process.pid}) keeps serving`);
     };
     let first: UpgradeToOld;
-    try { first = await next('checked the shared state'); } catch (e) { return fail((e as Error).message); }
+    try { first = await next('check the shared state'); } catch (e) { return fail((e as Error).message); }
     if (first.t === 'refused') return fail(first.reason);
     if (first.t !== 'checked') return fail(`unexpected message ${first.t}`);
     // Answer the API call first; let go right after (closing the API cuts its connections).
@@ -264,13 +279,13 @@ async function startHost(a: SupervisorArgs, settings: RunSettings, log: Logger, 
     return { from: { version: VERSION, pid: process.pid }, to: { version: first.version, pid: first.pid } };
   };
 
-  const handOver = async (child: ChildProcess, next: (what: string) => Promise<UpgradeToOld>, exited: () => string | null) => {
+  const handOver = async (child: ChildProcess, next: (what: string, ms?: number) => Promise<UpgradeToOld>, exited: () => string | null) => {
     log.info('upgrade: stopping the packet worker and letting go of the interface', { event: 'upgrade_release' });
     await control.release({ keepFilter: true });
     lock.release();
-    child.send({ t: 'released' });
+    child.send({ t: 'released' }, () => { /* a channel already closed shows as its exit */ });
     try {
-      const m = await next('forwarded');
+      const m = await next('forward', HANDOVER_MS);
       if (m.t !== 'running') throw new Error(m.t === 'refused' ? m.reason : `unexpected message ${m.t}`);
       log.info(`upgrade: vipgate PID ${m.pid} forwards; this one exits`, { event: 'upgrade_done', pid: m.pid });
       stopped = true;
@@ -278,9 +293,15 @@ async function startHost(a: SupervisorArgs, settings: RunSettings, log: Logger, 
       child.unref();
       closeHost();
     } catch (e) {
+      if (stopped) return; // SIGTERM meanwhile: nothing to take back
       // The new one failed after we let go: take the interface back (same socket, same region).
       log.error(`upgrade failed: ${(e as Error).message}; taking the interface back`, { event: 'upgrade_failed' });
-      if (!exited()) child.kill('SIGKILL');
+      if (!exited()) {
+        // Its lock goes with it: wait for that before taking it back.
+        const gone = new Promise<void>((r) => { child.once('exit', () => r()); setTimeout(r, 3000); });
+        child.kill('SIGKILL');
+        await gone;
+      }
       upgrading = null;
       try {
         lock = acquireInstanceLock(iface);
@@ -293,7 +314,7 @@ async function startHost(a: SupervisorArgs, settings: RunSettings, log: Logger, 
     }
   };
   try {
-    control = await startControl(a, settings, log, iface, info, filter, region, nic, lock, upgrade, slots);
+    control = await startControl(a, settings, log, iface, info, filter, region, nic, lock, upgrade, slots, handed?.spare);
   } catch (e) {
     nic.close();
     region.close();
@@ -345,7 +366,7 @@ function ensureLauncher(main: string): string {
 
 /** Everything that serves the interface while this process holds its lock (see the top of the file). */
 async function startControl(a: SupervisorArgs, settings: RunSettings, log: Logger, iface: string, info: InterfaceInfo, filter: string,
-  region: Region, nic: NicLink, lock: ReturnType<typeof acquireInstanceLock>, upgrade: (body: unknown) => Promise<unknown>, slots: string[] | null): Promise<Control> {
+  region: Region, nic: NicLink, lock: ReturnType<typeof acquireInstanceLock>, upgrade: (body: unknown) => Promise<unknown>, slots: string[] | null, spare?: ChildProcess): Promise<Control> {
   const { config, apiListen, token, stateFile } = settings;
   const state = region.state;
   // Health probes of type syn need the raw prober here; the SYN-time check runs in the worker (its own).
@@ -402,6 +423,7 @@ async function startControl(a: SupervisorArgs, settings: RunSettings, log: Logge
     probe: (m) => health.observe(m.backend, m.result, m.at, m.port),
     event: (m) => events.emit(m.type, m.fields, m.at),
     readerGone: () => writer.readerGone(),
+    ...(spare ? { spare } : {}),
   });
   const controller = new Controller({
     config, port, mac, stateFile, version: VERSION, iface, health, events,
@@ -446,7 +468,7 @@ async function startControl(a: SupervisorArgs, settings: RunSettings, log: Logge
       log.info(`SYN-time check: max_age ${config.synCheck.maxAgeMs} ms, probe timeout ${config.synCheck.timeoutMs} ms, on_fail ${config.synCheck.onFail}, ${m.synProbes ?? 'no prober'}`, { event: 'syn_check' });
     }
     log.info(`attached to ${iface} (mac ${config.macText ?? info.macText + ' (the NIC\'s)'}, mtu ${info.mtu}), capture filter: ${filter}`, { event: 'attached', interface: iface });
-    if (a.takeover && process.connected) { process.send!({ t: 'running', pid: process.pid }); process.disconnect(); }
+    if (a.takeover && process.connected) process.send!({ t: 'running', pid: process.pid }, undefined, undefined, () => { if (process.connected) process.disconnect(); });
   });
 
   const send = (f: Buffer) => nic.send(f, f.length);

@@ -33,7 +33,14 @@ export const WORKER_EXIT_FATAL = 3;
 export const WORKER_EXIT_BUG = 70;
 
 function send(m: WorkerToSupervisor): void {
-  if (process.connected) process.send!(m);
+  if (process.connected) process.send!(m, undefined, undefined, () => { /* the supervisor is gone: 'disconnect' ends us */ });
+}
+
+/** Say why, then exit (once the message is out: exiting at once could lose it; 1 s at most). */
+function fatalExit(reason: string, code: number): void {
+  if (!process.connected) process.exit(code);
+  process.send!({ t: 'fatal', reason } satisfies WorkerToSupervisor, undefined, undefined, () => process.exit(code));
+  setTimeout(() => process.exit(code), 1000).unref();
 }
 
 interface Running {
@@ -127,21 +134,23 @@ export function workerMain(): void {
   if (!process.connected) process.exit(0);
   let running: Running | null = null;
   process.on('uncaughtException', (e) => {
-    send({ t: 'fatal', reason: `internal error (a bug): ${e.stack ?? String(e)}` });
-    process.exit(WORKER_EXIT_BUG);
+    // Read no more frames meanwhile: the next worker takes the ring from the oldest unread one.
+    if (running) try { stopWorker(running); } catch { /* exiting anyway */ }
+    running = null;
+    fatalExit(`internal error (a bug): ${e.stack ?? String(e)}`, WORKER_EXIT_BUG);
   });
   process.on('message', (m: unknown) => {
     if (!isSupervisorMessage(m)) {
-      send({ t: 'fatal', reason: `unexpected message from the supervisor: ${JSON.stringify(m).slice(0, 200)} (a supervisor of another vipgate build?)` });
-      process.exit(WORKER_EXIT_FATAL);
+      fatalExit(`unexpected message from the supervisor: ${JSON.stringify(m).slice(0, 200)} (a supervisor of another vipgate build?)`, WORKER_EXIT_FATAL);
+      return;
     }
     if (m.t === 'init') {
       if (running) return;
       try {
         running = startWorker(m);
       } catch (e) {
-        send({ t: 'fatal', reason: (e as Error).message });
-        process.exit(WORKER_EXIT_FATAL);
+        fatalExit((e as Error).message, WORKER_EXIT_FATAL);
+        return;
       }
       send({ t: 'ready', io: running.nic.io, why: running.nic.io === 'native' ? 'the supervisor\'s packet socket' : 'its own libpcap capture (frames are lost while no worker runs)', synProbes: running.synProbes });
     } else if (m.t === 'stop') {

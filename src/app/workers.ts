@@ -32,7 +32,14 @@ export interface WorkerManagerOptions {
   readerGone(): void;
   /** The worker's script (default: worker.js next to this file). */
   entry?: string;
+  /** A worker process already started by launchWorker, to take first. */
+  spare?: ChildProcess;
   clock?: () => number;
+}
+
+/** Start a packet worker process (it loads its code, then waits for init on the IPC channel). */
+export function launchWorker(nic: NicLink, entry = path.join(__dirname, 'worker.js')): ChildProcess {
+  return spawn(process.execPath, [entry], { stdio: ['ignore', 'inherit', 'inherit', 'ipc', nic.fd ?? 'ignore'] });
 }
 
 export class WorkerManager {
@@ -52,6 +59,9 @@ export class WorkerManager {
 
   constructor(private readonly o: WorkerManagerOptions) {
     this.clock = o.clock ?? Date.now;
+    // One started ahead (an upgrade's new build starts it while the old one still forwards).
+    if (o.spare?.connected) this.spare = this.adopt(o.spare);
+    else o.spare?.kill('SIGKILL');
   }
 
   private step(e: WorkerEvent): void { this.s = stepRestart(this.s, e, this.clock()); }
@@ -64,14 +74,24 @@ export class WorkerManager {
 
   /** A worker process with its listeners, not yet told anything (it loads its code and waits for init). */
   private launch(): ChildProcess {
-    const o = this.o;
-    const entry = o.entry ?? path.join(__dirname, 'worker.js');
-    const child = spawn(process.execPath, [entry], { stdio: ['ignore', 'inherit', 'inherit', 'ipc', o.nic.fd ?? 'ignore'] });
+    return this.adopt(launchWorker(this.o.nic, this.o.entry));
+  }
+
+  private adopt(child: ChildProcess): ChildProcess {
     child.on('message', (m: unknown) => this.onMessage(child, m));
     child.on('error', (e) => { if (this.child === child) this.fatal ??= `cannot start the worker process: ${e.message}`; });
     child.on('exit', (code, signal) => {
-      if (child === this.spare) this.onSpareExit(child, code, signal);
-      else this.onExit(child, { code, signal, reason: this.fatal, at: this.clock() });
+      const at = this.clock();
+      // What it said last (a `fatal`) may still be in the IPC pipe when the exit is reaped: act
+      // once the channel has closed (its messages are delivered before), or 200 ms at most.
+      let done = false;
+      const go = () => {
+        if (done) return;
+        done = true;
+        if (child === this.spare) this.onSpareExit(child, code, signal);
+        else this.onExit(child, { code, signal, reason: this.child === child ? this.fatal : null, at });
+      };
+      if (child.connected) { child.once('disconnect', go); setTimeout(go, 200); } else go();
     });
     return child;
   }
@@ -163,7 +183,7 @@ export class WorkerManager {
   /** The backend names changed (a publish): the worker's SYN-time check reports by name. */
   names(names: string[]): void {
     const c = this.child;
-    if (c && c.connected) c.send({ t: 'names', names } satisfies SupervisorToWorker);
+    if (c && c.connected) c.send({ t: 'names', names } satisfies SupervisorToWorker, () => { /* gone: its exit says so */ });
   }
 
   /** Ask the worker to stop (it finishes the batch in hand; the ring keeps the rest); SIGKILL after `ms`. Resolves once it exited. */
@@ -180,7 +200,7 @@ export class WorkerManager {
         c.kill('SIGKILL');
       }, ms);
       this.exited = () => { clearTimeout(kill); this.exited = null; resolve(); };
-      if (c.connected) c.send({ t: 'stop' } satisfies SupervisorToWorker); else c.kill('SIGTERM');
+      if (c.connected) c.send({ t: 'stop' } satisfies SupervisorToWorker, (err) => { if (err) c.kill('SIGTERM'); }); else c.kill('SIGTERM');
     });
   }
 

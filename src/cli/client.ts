@@ -640,10 +640,16 @@ async function cmdUpgrade(args: string[], io: CliIo): Promise<number> {
   const { from, to: next } = r.body;
   const until = Date.now() + 60_000;
   let s: StatusView | null = null;
+  let letGo = false;
   while (Date.now() < until) {
     await new Promise((res) => setTimeout(res, 200));
-    try { s = await c.get<StatusView>('/status'); } catch { continue; } // the API port changes hands
+    try { s = await c.get<StatusView>('/status'); } catch { letGo = true; continue; } // the API port changes hands
     if (s.pid === next.pid && s.worker?.state === 'running') break;
+    if (s.pid !== from.pid) letGo = true;
+    // The old one let go of the API and serves it again: the new one failed and it took the interface back.
+    if (letGo && s.pid === from.pid) {
+      throw new ClientError([`vipgate upgrade: the new vipgate (PID ${next.pid}) did not take over; vipgate ${from.version} (PID ${from.pid}) took the interface back and serves it; its log says why`], 1, 'EUPGRADE_FAILED');
+    }
   }
   if (!s || s.pid !== next.pid || s.worker?.state !== 'running') {
     const now = s ? `the API is served by PID ${s.pid} (worker ${s.worker?.state ?? 'none'})` : 'the API does not answer';

@@ -14,7 +14,7 @@
 // Cost: one pass over the flow slots (one cache line each) and the neighbour slots; a probe
 // sequence per live flow. About 20-40 ms per million slots on this machine, once per attach.
 
-import { StateViews, MAX_BACKEND_SLOTS, B_STATE, B_VERIFIED, F_CLI, F_VIP, F_PORTS, F_BACKIP, F_BACKEND, F_RSLOT, D_LAST, D_CREATED } from '../dataplane/state';
+import { StateViews, MAX_BACKEND_SLOTS, T_ECHO_TOKENS, T_ECHO_LAST, B_STATE, B_VERIFIED, F_CLI, F_VIP, F_PORTS, F_BACKIP, F_BACKEND, F_RSLOT, D_LAST, D_CREATED } from '../dataplane/state';
 import { FS_EMPTY, FS_DEAD, FS_CLOSING, MAX_PROBE, REVERSE_SALT } from '../dataplane/flows';
 import { Ctr } from '../dataplane/counters';
 import { hash3 } from '../tables/hash';
@@ -96,6 +96,10 @@ export function scanRecords(v: StateViews): IntegrityReport {
     v.nSeen[s] = -Infinity;
     rep.neighboursDropped++;
   }
+
+  // The echo bucket (icmp.ts): a NaN token count would never limit, a NaN refill time never refill.
+  if (Number.isNaN(v.times[T_ECHO_TOKENS]!)) v.times[T_ECHO_TOKENS] = 0;
+  if (Number.isNaN(v.times[T_ECHO_LAST]!)) v.times[T_ECHO_LAST] = -Infinity;
 
   // Recount the gauges from the records that stand.
   const bFlows = new Float64Array(MAX_BACKEND_SLOTS), bVerified = new Float64Array(MAX_BACKEND_SLOTS);

@@ -212,7 +212,9 @@ function mapError(file: string, e: unknown): VipgateError {
   const err = e as Error & { code?: string };
   const hint = err.code === 'ENOSPC' || err.code === 'ENOMEM' ? ` (${REGION_DIR} is full: see df ${REGION_DIR}; a smaller flow_capacity needs less)`
     : err.code === 'EACCES' || err.code === 'EPERM' ? ' (run vipgate as the user that made it, or remove it)' : '';
-  return new VipgateError('ESHM_UNAVAILABLE', `shared state ${file}: ${err.message}${hint}`, { cause: e });
+  // The addon's message names the file already ("shm: cannot open /dev/shm/...: ...").
+  const what = /^shm: /.test(err.message) ? err.message.replace(/^shm: /, '') : `${file}: ${err.message}`;
+  return new VipgateError('ESHM_UNAVAILABLE', `shared state: ${what}${hint}`, { cause: e });
 }
 
 /**
