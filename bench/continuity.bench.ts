@@ -7,7 +7,9 @@
 //   api-burst            300 API changes in a row (PATCH weight of a standby backend, each
 //                        persisted with its fsync: vipgate runs with --state-file)
 //   worker-kill          SIGKILL of the packet worker (`worker.pid` from GET /v1/status); the
-//                        supervisor hands the packet socket to the new worker
+//                        supervisor hands the packet socket to the new worker. Each round waits
+//                        until the worker has run 30 s (the restart back-off's reset), so every
+//                        round is a first crash: ~30 s a round
 //   worker-kill/own      the same with VIPGATE_WORKER_OWN_SOCKET=1: the new worker opens its own
 //                        socket, so frames that arrive while no worker runs are lost
 //   whole-restart        SIGKILL of vipgate, then `vipgate run` again on the same config
@@ -37,6 +39,7 @@ import { createLab, type Lab, type LabMode } from '../scenarios/lab/lab';
 import { canRunVipgateLab, startVipgate, VIPGATE_BIN, type VipgateProc } from '../scenarios/lab/vipgate';
 import { continuityConfigYaml, copyBuild, killWorker, processModel, upgrade, waitGone, wholeRestart } from '../scenarios/lab/continuity';
 import { banksSize } from '../src/shm/banks';
+import { RESTART_POLICY } from '../src/app/backoff';
 import { openRegion, regionSize, REGION_DIR } from '../src/shm/region';
 
 const EVENTS = ['none', 'api-burst', 'worker-kill', 'worker-kill/own', 'whole-restart', 'upgrade'] as const;
@@ -131,6 +134,7 @@ async function act(lab: Lab, r: Running, e: Event, upgradeTo: string | null): Pr
 let nextPort = 20000;
 
 async function round(lab: Lab, vseq: string, r: Running, e: Event, rate: number, upgradeTo: string | null): Promise<Round> {
+  if (e === 'worker-kill' || e === 'worker-kill/own') await backoffReset(r.vg);
   const sport = nextPort++;
   const recv = lab.spawn('b1', [vseq, 'recv', 'eth0', GEN_SRC, String(sport), '120']);
   const rl = jsonLines(recv, 'vseq recv');
@@ -161,6 +165,18 @@ async function round(lab: Lab, vseq: string, r: Running, e: Event, rate: number,
   if (!resumed) gapMs = Math.max(gapMs, end - g.last_ms);
   if (e === 'none') { gapMs = g.max_stall_ms; noiseMs = g.max_stall_ms; }
   return { gapMs, lost: s.sent - g.unique, resumed, eventMs: t1 - t0, genMaxGapMs: s.gen_max_gap_ms, noiseMs, latencyMs: g.max_latency_ms };
+}
+
+/**
+ * Waits until the current worker has run long enough for the supervisor's restart back-off to
+ * reset (src/app/backoff.ts), so that every worker-kill round measures a first crash, not the
+ * deliberate delay before the n-th restart in a row (100 ms, 200 ms, ... by design).
+ */
+async function backoffReset(vg: VipgateProc): Promise<void> {
+  const w = processModel(vg).worker;
+  if (!w?.startedAt) return;
+  const age = Date.now() - Date.parse(w.startedAt);
+  if (age < RESTART_POLICY.resetAfterMs + 500) await sleep(RESTART_POLICY.resetAfterMs + 500 - age);
 }
 
 /** Why an event cannot run against this build, or null. */
