@@ -309,7 +309,7 @@ async function main(): Promise<void> {
     const genPause = Math.max(...r.rounds.map((x) => x.genMaxGapMs));
     console.log([r.build.padEnd(11), r.event.padEnd(17), fmt(median(g)).padStart(9), fmt(Math.max(...g)).padStart(9), fmt(median(l), 0).padStart(9), fmt(Math.max(...l), 0).padStart(9),
       `${resumed}/${r.rounds.length}`.padStart(9), fmt(median(r.rounds.map((x) => x.eventMs)), 0).padStart(9), fmt(Math.max(...r.rounds.map((x) => x.noiseMs))).padStart(10),
-      genPause > 5 ? `  generator paused up to ${fmt(genPause)} ms (busy machine)` : ''].join(''));
+      genPause > 20 ? `  generator held up to ${fmt(genPause)} ms (busy machine)` : ''].join(''));
   }
   if (values.before) {
     for (const e of events) {
