@@ -23,19 +23,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "frames.h"
+
 #define FRAME 60
 #define BATCH 64
-
-static int parse_mac(const char *s, uint8_t *m) {
-  return sscanf(s, "%hhx:%hhx:%hhx:%hhx:%hhx:%hhx", &m[0], &m[1], &m[2], &m[3], &m[4], &m[5]) == 6;
-}
-
-static uint16_t csum(const uint8_t *p, size_t n, uint32_t sum) {
-  for (size_t i = 0; i + 1 < n; i += 2) sum += (uint32_t)(p[i] << 8 | p[i + 1]);
-  if (n & 1) sum += (uint32_t)p[n - 1] << 8;
-  while (sum >> 16) sum = (sum & 0xffff) + (sum >> 16);
-  return (uint16_t)~sum;
-}
 
 static double now_s(void) {
   struct timespec ts;

@@ -100,6 +100,8 @@ export interface StartVipgateOptions {
   env?: NodeJS.ProcessEnv;
   /** How long to wait for "attached to" (default 15 s). */
   startTimeoutMs?: number;
+  /** Another build's bin/vipgate.js to run instead of this checkout's (benchmarks compare builds). */
+  bin?: string;
 }
 
 /** The HOST:PORT a client inside the vipgate namespace uses for `--api X` (default 127.0.0.1:9180). */
@@ -129,7 +131,8 @@ export async function startVipgate(lab: Lab, yaml: string, args: string[] = [], 
   fs.writeFileSync(cfg, yaml);
   const env = { ...process.env, ...(opts.env ?? {}) };
   if (opts.token !== undefined) env.VIPGATE_API_TOKEN = opts.token;
-  const proc = lab.spawn('vg', [process.execPath, VIPGATE_BIN, 'run', '--config', cfg, '--status-file', statusFile, ...args], { env });
+  const bin = opts.bin ?? VIPGATE_BIN;
+  const proc = lab.spawn('vg', [process.execPath, bin, 'run', '--config', cfg, '--status-file', statusFile, ...args], { env });
   const pid = proc.pid;
   let err = '';
   proc.stderr?.on('data', (d: Buffer) => { err += d.toString(); });
@@ -150,7 +153,7 @@ export async function startVipgate(lab: Lab, yaml: string, args: string[] = [], 
   const apiAddr = apiAddrFrom(args);
   const token = env.VIPGATE_API_TOKEN || null;
   const cli = (cliArgs: string[], o: { timeoutMs?: number } = {}): ExecResult => lab.exec('vg',
-    [process.execPath, VIPGATE_BIN, ...cliArgs, '--api', apiAddr, ...(token ? ['--token', token] : [])],
+    [process.execPath, bin, ...cliArgs, '--api', apiAddr, ...(token ? ['--token', token] : [])],
     { timeoutMs: o.timeoutMs ?? 15_000 });
   let stopping: ReturnType<VipgateProc['stop']> | null = null;
   return {
