@@ -8,8 +8,8 @@
 //                        persisted with its fsync: vipgate runs with --state-file)
 //   worker-kill          SIGKILL of the packet worker (`worker.pid` from GET /v1/status); the
 //                        supervisor hands the packet socket to the new worker. Each round waits
-//                        until the worker has run 30 s (the restart back-off's reset), so every
-//                        round is a first crash: ~30 s a round
+//                        until the worker has run 1 s (the restart back-off's reset), so every
+//                        round is answered at once, as a crash now and then is
 //   worker-kill/own      the same with VIPGATE_WORKER_OWN_SOCKET=1: the new worker opens its own
 //                        socket, so frames that arrive while no worker runs are lost
 //   whole-restart        SIGKILL of vipgate, then `vipgate run` again on the same config
@@ -40,6 +40,7 @@ import { canRunVipgateLab, startVipgate, VIPGATE_BIN, type VipgateProc } from '.
 import { continuityConfigYaml, copyBuild, killWorker, processModel, upgrade, waitGone, wholeRestart } from '../scenarios/lab/continuity';
 import { banksSize } from '../src/shm/banks';
 import { RESTART_POLICY } from '../src/app/backoff';
+import { OWN_SOCKET_ENV } from '../src/app/workers';
 import { openRegion, regionSize, REGION_DIR } from '../src/shm/region';
 
 const EVENTS = ['none', 'api-burst', 'worker-kill', 'worker-kill/own', 'whole-restart', 'upgrade'] as const;
@@ -49,7 +50,6 @@ const GEN_SRC = '10.77.0.170';
 const API_CHANGES = 300;
 /** Stream time before the event (ms), and at least this much after it ends. */
 const LEAD_MS = 1000, TAIL_MS = 1500;
-const OWN_SOCKET_ENV = 'VIPGATE_WORKER_OWN_SOCKET';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const median = (xs: number[]) => { const s = xs.slice().sort((a, b) => a - b); const m = s.length >> 1; return s.length ? (s.length & 1 ? s[m]! : (s[m - 1]! + s[m]!) / 2) : NaN; };

@@ -20,6 +20,8 @@ export interface WorkerInit {
   packetFd: number | null;
   /** pcap only: the capture filter (an inherited socket has its filter already). */
   filter: string;
+  /** No socket handed over but io native: open a native socket of its own (VIPGATE_WORKER_OWN_SOCKET, a measurement knob). */
+  ownSocket?: boolean;
   io: { backend: IoChoice; batch: number; spinUs: number };
   /** The SYN-time check (the worker holds SYNs and probes; results come back as `probe`). */
   synCheck: { timeoutMs: number } | null;

@@ -47,7 +47,7 @@ import type { CheckType } from '../control/config/health';
 import { openProber } from '../control/health/syn-probe';
 import { openRegion, attachRegion, regionPath, type Region } from '../shm/region';
 import { BankWriter, banksSize } from '../shm/banks';
-import { WorkerManager, launchWorker } from './workers';
+import { WorkerManager, launchWorker, workerOwnsSocket, OWN_SOCKET_ENV } from './workers';
 import { WORKER_PACKET_FD, isUpgradeToNew, isUpgradeToOld, type UpgradeToOld } from './ipc';
 
 export interface SupervisorArgs {
@@ -224,7 +224,8 @@ async function startHost(a: SupervisorArgs, settings: RunSettings, log: Logger, 
     throw e;
   }
   log.info(nic.io === 'native'
-    ? `packet I/O: native (${ioWhy}): batches of up to ${config.io.batch} frames, polling ${config.io.spinUs} µs after the last frame; the ring keeps frames while no worker runs`
+    ? `packet I/O: native (${ioWhy}): batches of up to ${config.io.batch} frames, polling ${config.io.spinUs} µs after the last frame; ` +
+      (workerOwnsSocket(nic) ? `each worker opens a socket of its own (${OWN_SOCKET_ENV}=1, a measurement knob): frames that arrive while no worker runs are lost` : 'the ring keeps frames while no worker runs')
     : `packet I/O: pcap (${ioWhy}): one frame per call; the packet worker opens its own capture, so frames that arrive while no worker runs (a crash, an upgrade) are lost`, { event: 'io', io: nic.io });
 
   // ---- vipgate upgrade (the old side): defined before control starts, which serves it on the API ----

@@ -72,7 +72,7 @@ export function startWorker(init: WorkerInit): Running {
       // frame nobody has read (those that came while no worker ran).
       nic = openAfPacket(init.iface, { fd: init.packetFd, filter: '', batch: init.io.batch, spinUs: init.io.spinUs });
     } else {
-      nic = openNic(init.iface, { filter: init.filter, io: 'pcap', batch: init.io.batch, spinUs: init.io.spinUs }).nic;
+      nic = openNic(init.iface, { filter: init.filter, io: init.ownSocket ? 'native' : 'pcap', batch: init.io.batch, spinUs: init.io.spinUs }).nic;
     }
     const link = nic;
     let names = init.names;
@@ -152,7 +152,7 @@ export function workerMain(): void {
         fatalExit((e as Error).message, WORKER_EXIT_FATAL);
         return;
       }
-      send({ t: 'ready', io: running.nic.io, why: running.nic.io === 'native' ? 'the supervisor\'s packet socket' : 'its own libpcap capture (frames are lost while no worker runs)', synProbes: running.synProbes });
+      send({ t: 'ready', io: running.nic.io, why: running.nic.io === 'native' ? (m.ownSocket ? 'a packet socket of its own (VIPGATE_WORKER_OWN_SOCKET=1: frames are lost while no worker runs)' : 'the supervisor\'s packet socket') : 'its own libpcap capture (frames are lost while no worker runs)', synProbes: running.synProbes });
     } else if (m.t === 'stop') {
       if (running) stopWorker(running);
       process.disconnect();

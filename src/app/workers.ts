@@ -39,8 +39,19 @@ export interface WorkerManagerOptions {
 
 /** Start a packet worker process (it loads its code, then waits for init on the IPC channel). */
 export function launchWorker(nic: NicLink, entry = path.join(__dirname, 'worker.js')): ChildProcess {
-  return spawn(process.execPath, [entry], { stdio: ['ignore', 'inherit', 'inherit', 'ipc', nic.fd ?? 'ignore'] });
+  return spawn(process.execPath, [entry], { stdio: ['ignore', 'inherit', 'inherit', 'ipc', handedFd(nic) ?? 'ignore'] });
 }
+
+/**
+ * For measurement only (bench:continuity's worker-kill/own row, issue 9 item 3 "measure both
+ * ways"): VIPGATE_WORKER_OWN_SOCKET=1 makes each worker open a packet socket of its own instead of
+ * taking the supervisor's, so the frames that come while no worker runs are lost, not kept in the
+ * ring. Never what an operator wants; the supervisor logs it at start.
+ */
+export const OWN_SOCKET_ENV = 'VIPGATE_WORKER_OWN_SOCKET';
+export function workerOwnsSocket(nic: NicLink): boolean { return nic.io === 'native' && process.env[OWN_SOCKET_ENV] === '1'; }
+/** The packet socket each worker inherits, or null (pcap, or the measurement knob above). */
+function handedFd(nic: NicLink): number | null { return workerOwnsSocket(nic) ? null : nic.fd; }
 
 export class WorkerManager {
   private s: RestartState = initialRestartState();
@@ -109,7 +120,7 @@ export class WorkerManager {
     this.child = child;
     this.step({ type: 'spawned' });
     const init: SupervisorToWorker = {
-      t: 'init', iface: o.iface, region: o.region, packetFd: o.nic.fd === null ? null : WORKER_PACKET_FD, filter: o.filter,
+      t: 'init', iface: o.iface, region: o.region, packetFd: handedFd(o.nic) === null ? null : WORKER_PACKET_FD, filter: o.filter, ownSocket: workerOwnsSocket(o.nic),
       io: o.io, synCheck: o.synCheck, names: o.names(), log: o.logOptions,
     };
     const c = child;
