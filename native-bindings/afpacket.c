@@ -43,6 +43,11 @@
 
 #define MAX_LINKS 64
 #define TX_CHUNK 256   // one sendmmsg per batch at the default batch size
+// How long the first frame of each batch waited in the ring (the kernel's receive timestamp to
+// the packet path taking it): the packet path's stalls, whatever held it (a GC pause, a slow
+// turn, the scheduler). Buckets up to 8, 16, 32, ... 8192 µs, then more.
+#define WAIT_BUCKETS 12
+#define STATS_LEN (9 + WAIT_BUCKETS)
 
 typedef struct {
   int used;
@@ -68,6 +73,7 @@ typedef struct {
   // accumulated statistics (PACKET_STATISTICS resets on read)
   double kernel_packets, kernel_drops, tx_errors, tx_sent, batches, wakeups, sock_errors;
   int last_tx_errno, last_sock_errno;
+  double wait_hist[WAIT_BUCKETS];
 } link_t;
 
 static link_t links[MAX_LINKS];
@@ -339,6 +345,7 @@ static napi_value js_rx(napi_env env, napi_callback_info info) {
   if (l->pending) return throw_msg(env, "EBUSY", "afpacket: rx called again before tx_release of the last batch");
   if ((uint32_t)max > l->batch_cap) max = (int32_t)l->batch_cap;
   uint32_t n = 0, i = l->head;
+  struct tpacket2_hdr *first = frame_at(l, i);
   while (n < (uint32_t)max) {
     struct tpacket2_hdr *h = frame_at(l, i);
     uint32_t st = __atomic_load_n(&h->tp_status, __ATOMIC_ACQUIRE);
@@ -360,7 +367,16 @@ static napi_value js_rx(napi_env env, napi_callback_info info) {
     if (++i == l->frame_count) i = 0;
   }
   l->pending = n;
-  if (n) { l->batches++; l->last_frame_ns = mono_ns(); }
+  if (n) {
+    l->batches++;
+    l->last_frame_ns = mono_ns();
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);   // the clock of tp_sec/tp_nsec
+    int64_t waited = ((int64_t)ts.tv_sec - (int64_t)first->tp_sec) * 1000000000LL + ((int64_t)ts.tv_nsec - (int64_t)first->tp_nsec);
+    int b = 0;
+    for (int64_t bound = 8000; b < WAIT_BUCKETS - 1 && waited > bound; bound *= 2) b++;
+    l->wait_hist[b]++;
+  }
   return int32v(env, (int32_t)n);
 }
 
@@ -456,19 +472,21 @@ static void read_kernel_stats(link_t *l) {
   }
 }
 
-// stats(id, out: Float64Array(9)): kernel packets, kernel ring drops, tx sent, tx errors,
-// batches, poll wake-ups, last tx errno, socket errors (interface down), last socket errno.
+// stats(id, out: Float64Array(9 + 12)): kernel packets, kernel ring drops, tx sent, tx errors,
+// batches, poll wake-ups, last tx errno, socket errors (interface down), last socket errno; then
+// the ring-wait histogram (batches per bucket, see WAIT_BUCKETS).
 static napi_value js_stats(napi_env env, napi_callback_info info) {
   ARGS(2);
   link_t *l = get_link(env, argv[0]);
   if (!l) return NULL;
   napi_typedarray_type t; void *data; napi_value ab; size_t len, off;
-  if (napi_get_typedarray_info(env, argv[1], &t, &len, &data, &ab, &off) != napi_ok || t != napi_float64_array || len < 9)
-    return throw_msg(env, "EINVAL", "afpacket: stats needs a Float64Array of 9");
+  if (napi_get_typedarray_info(env, argv[1], &t, &len, &data, &ab, &off) != napi_ok || t != napi_float64_array || len < STATS_LEN)
+    return throw_msg(env, "EINVAL", "afpacket: stats needs a Float64Array of 21");
   read_kernel_stats(l);
   double *d = data;
   d[0] = l->kernel_packets; d[1] = l->kernel_drops; d[2] = l->tx_sent; d[3] = l->tx_errors;
   d[4] = l->batches; d[5] = l->wakeups; d[6] = l->last_tx_errno; d[7] = l->sock_errors; d[8] = l->last_sock_errno;
+  for (int b = 0; b < WAIT_BUCKETS; b++) d[9 + b] = l->wait_hist[b];
   return NULL;
 }
 

@@ -7,7 +7,7 @@ import * as path from 'node:path';
 import { constants } from 'node:os';
 import { newBatch } from '../src/link/pump';
 import type { NicLink, NicOptions, NicStats } from './nic';
-import { nicOpenError } from './nic';
+import { nicOpenError, RING_WAIT_BOUNDS_US } from './nic';
 
 interface AfPacketAddon {
   open(ifname: string, frameSize: number, frameCount: number, filter: string, qdiscBypass: boolean): number;
@@ -89,7 +89,7 @@ export function openAfPacket(iface: string, o: AfPacketOptions): NicLink {
   const cap = Math.max(1, o.batch ?? DEFAULT_BATCH);
   const batch = newBatch(new Uint8Array(a.ring(id)), cap);
   a.bind(id, batch.off, batch.len);
-  const st = new Float64Array(9);
+  const st = new Float64Array(9 + RING_WAIT_BOUNDS_US.length + 1);
   let lastSendError: string | null = null;
   let closed = false;
   const fd = a.fd(id);
@@ -114,7 +114,7 @@ export function openAfPacket(iface: string, o: AfPacketOptions): NicLink {
     get lastSendError() { return lastSendError; },
     stats(): NicStats {
       if (!closed) a.stats(id, st); // once closed, the figures read at close
-      return { ringDrops: st[1]!, batches: st[4]!, wakeups: st[5]!, linkErrors: st[7]!, lastLinkError: st[8] ? errnoText(st[8]) : null };
+      return { ringDrops: st[1]!, batches: st[4]!, wakeups: st[5]!, linkErrors: st[7]!, lastLinkError: st[8] ? errnoText(st[8]) : null, ringWait: Array.from(st.subarray(9)) };
     },
     close() { if (!closed) { a.stats(id, st); closed = true; a.close(id); } },
   };

@@ -26,7 +26,16 @@ export interface NicStats {
   /** The interface went down under the socket (native; it is picked up again when it comes back). */
   linkErrors: number;
   lastLinkError: string | null;
+  /**
+   * Native: batches by how long their first frame waited in the ring (the kernel's receive
+   * timestamp to the packet path taking it), one count per bucket of RING_WAIT_BOUNDS_US and one
+   * for longer; the packet path's stalls. pcap: empty (libpcap does not say).
+   */
+  ringWait: number[];
 }
+
+/** Upper bounds (µs) of the ring-wait buckets (afpacket.c WAIT_BUCKETS: 8 µs doubling to 8192 µs, then more). */
+export const RING_WAIT_BOUNDS_US = [8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192] as const;
 
 export interface NicLink {
   readonly name: string;
@@ -207,7 +216,7 @@ export function openPcap(iface: string, o: NicOptions): NicLink {
     send: sendNow,
     get lastSendError() { return lastSendError; },
     // `cap` does not expose pcap_stats: libpcap's own drops are not known here.
-    stats() { return { ringDrops: 0, batches, wakeups: batches, linkErrors: 0, lastLinkError: null }; },
+    stats() { return { ringDrops: 0, batches, wakeups: batches, linkErrors: 0, lastLinkError: null, ringWait: [] }; },
     close() { if (!closed) { closed = true; cap.close(); } },
   };
 }

@@ -104,7 +104,7 @@ const EXPECTED: Array<[string, 'COUNTER' | 'GAUGE']> = [
   ['vipgate_syn_retransmits_total', 'COUNTER'], ['vipgate_flows_active', 'GAUGE'], ['vipgate_flows_capacity', 'GAUGE'],
   ['vipgate_forwarded_total', 'COUNTER'], ['vipgate_tx_errors_total', 'COUNTER'],
   ['vipgate_icmp_echo_replies_total', 'COUNTER'], ['vipgate_icmp_errors_forwarded_total', 'COUNTER'],
-  ['vipgate_rx_ring_drops_total', 'COUNTER'], ['vipgate_rx_batches_total', 'COUNTER'], ['vipgate_rx_wakeups_total', 'COUNTER'],
+  ['vipgate_rx_ring_drops_total', 'COUNTER'], ['vipgate_rx_batches_total', 'COUNTER'], ['vipgate_rx_wakeups_total', 'COUNTER'], ['vipgate_rx_ring_wait_batches_total', 'COUNTER'],
   ['vipgate_link_errors_total', 'COUNTER'], ['vipgate_tables_bank_rejected_total', 'COUNTER'],
   ['vipgate_state_records_dropped_total', 'COUNTER'], ['vipgate_state_records_repaired_total', 'COUNTER'],
   ['vipgate_backend_flows', 'GAUGE'], ['vipgate_backend_connections_total', 'COUNTER'], ['vipgate_backend_weight', 'GAUGE'],

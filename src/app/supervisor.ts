@@ -398,12 +398,14 @@ async function startControl(a: SupervisorArgs, settings: RunSettings, log: Logge
     get tables() { return published; },
     ...(slots ? { slots } : {}),
     publish(t) {
-      const now = writer.publish(t);
-      published = t;
+      // The slot map first: a supervisor killed between the two must never leave published tables
+      // (and flows on their new slots) that the next supervisor would map to other names.
       if (t.backendNames.join('\n') !== slotsWritten) {
         writeSlots(region.path, t.backendNames, log);
         slotsWritten = t.backendNames.join('\n');
       }
+      const now = writer.publish(t);
+      published = t;
       if (!now && !flushTimer) {
         // The worker has not yet taken the previous generation: retry every ms until it has.
         flushTimer = setInterval(() => { if (writer.flush()) { clearInterval(flushTimer!); flushTimer = null; } }, 1);

@@ -4,6 +4,7 @@
 // policy says (backoff.ts: at once, then with growing delays). The policy is the pure part; this
 // file only carries it out with timers and processes.
 
+import * as os from 'node:os';
 import * as path from 'node:path';
 import { spawn, type ChildProcess } from 'node:child_process';
 import type { NicLink } from '../../native-bindings/nic';
@@ -11,6 +12,15 @@ import type { Logger, LogLevel } from '../obs/log';
 import type { WorkerView } from '../control/api-types';
 import { initialRestartState, stepRestart, describeExit, type RestartState, type WorkerEvent, type WorkerExit } from './backoff';
 import { isWorkerMessage, WORKER_PACKET_FD, type SupervisorToWorker, type WorkerToSupervisor } from './ipc';
+
+/**
+ * The packet worker's nice value. Where control and the packet path share CPUs (this 2-core lab
+ * box, any small appliance), a burst of control work — API changes with their fsync, table
+ * builds, health checks — must not take the CPU from forwarding: control can wait a few ms, the
+ * packet path cannot (issue 9 item 6). Needs CAP_SYS_NICE (root has it); without it the worker
+ * runs as an equal of control, and the supervisor says so once.
+ */
+export const WORKER_NICE = -10;
 
 /** A worker that has not said `ready` this long after its start is killed (and restarted). */
 export const WORKER_READY_TIMEOUT_MS = 10_000;
@@ -118,6 +128,7 @@ export class WorkerManager {
     this.spare = null;
     if (!child || !child.connected) child = this.launch();
     this.child = child;
+    this.prioritise(child);
     this.step({ type: 'spawned' });
     const init: SupervisorToWorker = {
       t: 'init', iface: o.iface, region: o.region, packetFd: handedFd(o.nic) === null ? null : WORKER_PACKET_FD, filter: o.filter, ownSocket: workerOwnsSocket(o.nic),
@@ -130,6 +141,18 @@ export class WorkerManager {
       this.fatal = `it did not attach within ${WORKER_READY_TIMEOUT_MS / 1000} s`;
       c.kill('SIGKILL');
     }, WORKER_READY_TIMEOUT_MS);
+  }
+
+  private priorityWarned = false;
+  private prioritise(child: ChildProcess): void {
+    if (child.pid === undefined) return;
+    try {
+      os.setPriority(child.pid, WORKER_NICE);
+    } catch (e) {
+      if (this.priorityWarned) return;
+      this.priorityWarned = true;
+      this.o.log.warn(`cannot give the packet worker priority over control (nice ${WORKER_NICE}): ${(e as Error).message}; it shares the CPU with control as an equal, so a burst of API changes can delay forwarding (give vipgate CAP_SYS_NICE, e.g. AmbientCapabilities=CAP_SYS_NICE in its systemd unit)`, { event: 'worker_priority' });
+    }
   }
 
   /** Keep one spare worker process loaded beside the running one. */

@@ -82,7 +82,25 @@ export const COUNTER_NAMES = [
   'state_records_dropped',  // shared state: flow or neighbour records the attach-time check found untrustworthy (torn, impossible) and dropped
   'state_records_repaired', // shared state: records the attach-time check repaired (a nat reverse-index entry relinked to its live flow)
   'tables_bank_rejected', // worker: a published table bank failed its check (length, generation, checksum): refused, the tables in use stay
+  // live native: batches by how long their first frame waited in the ring before the packet path
+  // took it (the kernel's timestamp to rx; RING_WAIT_BOUNDS_US in native-bindings/nic.ts): the
+  // packet path's stalls, whatever caused them. One slot per bucket (not cumulative), then longer.
+  'rx_wait_le_8us',
+  'rx_wait_le_16us',
+  'rx_wait_le_32us',
+  'rx_wait_le_64us',
+  'rx_wait_le_128us',
+  'rx_wait_le_256us',
+  'rx_wait_le_512us',
+  'rx_wait_le_1024us',
+  'rx_wait_le_2048us',
+  'rx_wait_le_4096us',
+  'rx_wait_le_8192us',
+  'rx_wait_over_8192us',
 ] as const;
+
+/** The first of the ring-wait slots (rx_wait_le_8us ... rx_wait_over_8192us, in bucket order). */
+export const RX_WAIT_FIRST = 'rx_wait_le_8us' satisfies CounterName;
 
 export type CounterName = (typeof COUNTER_NAMES)[number];
 export const Ctr = Object.fromEntries(COUNTER_NAMES.map((n, i) => [n, DROP_REASONS.length + i])) as { readonly [K in CounterName]: number };

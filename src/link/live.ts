@@ -7,7 +7,7 @@
 
 import type { NicLink } from '../../native-bindings/nic';
 import { Dataplane } from '../dataplane/dataplane';
-import { Ctr } from '../dataplane/counters';
+import { Ctr, RX_WAIT_FIRST } from '../dataplane/counters';
 import { NOW } from '../dataplane/state';
 import { Pump } from './pump';
 
@@ -42,17 +42,21 @@ export function attachLive(nic: NicLink, dp: Dataplane, o: { onHold?: () => void
     if (failed !== 0) c[Ctr.tx_errors]! += failed;
     if (pump.held !== 0) o.onHold?.();
   });
-  let seenErrors = 0;
+  // The link's figures count from this process's attach; the counters live in shared memory and
+  // outlive a worker, so each sync adds what is new since the last one (never overwrites).
+  let seen = { ringDrops: 0, batches: 0, wakeups: 0, linkErrors: 0, ringWait: [] as number[] };
+  const waitFirst = Ctr[RX_WAIT_FIRST];
   return {
     pump,
     syncStats() {
       const s = nic.stats();
-      c[Ctr.rx_ring_drops] = s.ringDrops;
-      c[Ctr.rx_batches] = s.batches;
-      c[Ctr.rx_wakeups] = s.wakeups;
-      c[Ctr.link_errors] = s.linkErrors;
-      const fresh = s.linkErrors - seenErrors;
-      seenErrors = s.linkErrors;
+      c[Ctr.rx_ring_drops]! += s.ringDrops - seen.ringDrops;
+      c[Ctr.rx_batches]! += s.batches - seen.batches;
+      c[Ctr.rx_wakeups]! += s.wakeups - seen.wakeups;
+      c[Ctr.link_errors]! += s.linkErrors - seen.linkErrors;
+      for (let b = 0; b < s.ringWait.length; b++) c[waitFirst + b]! += s.ringWait[b]! - (seen.ringWait[b] ?? 0);
+      const fresh = s.linkErrors - seen.linkErrors;
+      seen = s;
       return { newLinkErrors: fresh, lastLinkError: s.lastLinkError };
     },
   };

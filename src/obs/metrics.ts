@@ -15,7 +15,8 @@
 // see the same view; a later scrape (a later task) reads afresh.
 
 import { collectDefaultMetrics, Counter, Gauge, Registry } from 'prom-client';
-import { Ctr, Drop, DROP_REASONS } from '../dataplane/counters';
+import { Ctr, Drop, DROP_REASONS, RX_WAIT_FIRST } from '../dataplane/counters';
+import { RING_WAIT_BOUNDS_US } from '../../native-bindings/nic';
 import { ADMIN_STATES } from '../control/api-types';
 import type { ControlApi } from '../control/api-types';
 
@@ -169,6 +170,12 @@ export function createMetrics(src: MetricsSource, o: MetricsOptions = {}): Metri
   slot('vipgate_rx_ring_drops_total', 'Frames the kernel dropped before vipgate saw them because the receive ring was full (native I/O): vipgate is overloaded.', Ctr.rx_ring_drops);
   slot('vipgate_rx_batches_total', 'Batches of frames handed to the packet path; vipgate_frames_total{direction="in"} divided by this is the mean batch size.', Ctr.rx_batches);
   slot('vipgate_rx_wakeups_total', 'Times a frame woke vipgate from sleep (native I/O); the other batches were caught while polling after recent traffic.', Ctr.rx_wakeups);
+  counter('vipgate_rx_ring_wait_batches_total',
+    'Batches by how long their first frame waited in the receive ring before the packet path took it (native I/O; le_us: the bucket\'s upper bound in µs, "inf" for longer; one count per bucket, not cumulative). The packet path\'s stalls, whatever caused them: a GC pause, a long turn, the scheduler.',
+    ['le_us'], (emit) => {
+      RING_WAIT_BOUNDS_US.forEach((us, b) => emit({ le_us: us }, c[Ctr[RX_WAIT_FIRST] + b]!));
+      emit({ le_us: 'inf' }, c[Ctr[RX_WAIT_FIRST] + RING_WAIT_BOUNDS_US.length]!);
+    });
   slot('vipgate_link_errors_total', 'Times the interface went down under the packet socket (native I/O); frames flow again when it is back up.', Ctr.link_errors);
   slot('vipgate_tables_bank_rejected_total', 'Table banks the packet worker refused (length, generation or checksum wrong): it kept the tables it had. Any is a bug or memory corruption; the next change publishes again.', Ctr.tables_bank_rejected);
   slot('vipgate_state_records_dropped_total', 'Flow or neighbour records in the shared state that the check at a worker\'s start found untrustworthy (torn or impossible) and dropped; any is worth a look at why the last worker died.', Ctr.state_records_dropped);
