@@ -6,7 +6,7 @@ import t, { type Test } from 'tap';
 import * as path from 'node:path';
 import * as fs from 'node:fs';
 import { spawn, spawnSync } from 'node:child_process';
-import { BankWriter, BankReader, banksSize, BANKS_HEADER, BANK_POLL_CHUNK_BYTES, nextGeneration, TABLE_IMAGE_BYTES, tablesFit } from '../src/shm/banks';
+import { BankWriter, BankReader, idlePoller, banksSize, BANKS_HEADER, BANK_POLL_CHUNK_BYTES, nextGeneration, TABLE_IMAGE_BYTES, tablesFit } from '../src/shm/banks';
 import { Tables, TablesSpec } from '../src/tables/services';
 import { parseIpv4, parseMac } from '../src/wire/addr';
 import { parseConfig } from '../src/control/config';
@@ -291,6 +291,32 @@ t.test('readerGone: with no worker the writer publishes freely; a new reader sta
   t.ok(r2.poll(), 'the reader acks the current generation');
   w.readerGone();
   for (let i = 0; i < 3; i++) t.ok(w.publish(new Tables(richSpec())), `after that reader is gone, publish ${i}: written at once`);
+});
+
+t.test('with no frames, a big table set is chased a chunk per turn, not a chunk per timer tick; nothing after stop', async (t) => {
+  const mem = area();
+  const w = new BankWriter(mem, 0), r = new BankReader(mem, 0);
+  const spec = (vip: string): TablesSpec => ({ ...richSpec(), vips: [ip(vip)],
+    services: Array.from({ length: 600 }, (_, i) => ({ vip: ip(vip), port: i + 1, active: ['web1', 'web2'], standby: ['spare'] })) });
+  const first = new Tables(spec('10.0.0.100'));
+  const chunks = Math.ceil(first.image.byteLength / BANK_POLL_CHUNK_BYTES);
+  w.publish(first);
+  const got: Tables[] = [];
+  const idle = idlePoller(r, (x) => got.push(x));
+  const t0 = Date.now();
+  idle.poll(); // one timer tick
+  while (got.length === 0 && Date.now() - t0 < 2000) await new Promise((res) => setImmediate(res));
+  t.equal(got.length, 1, `the whole set (${chunks} chunks) from one tick`);
+  t.ok(Date.now() - t0 < 100 * (chunks - 1), `in ${Date.now() - t0} ms, well before ${chunks - 1} more 100 ms ticks`);
+  t.ok(Buffer.from(got[0]!.image).equals(Buffer.from(first.image)), 'exactly the published bytes');
+  // Stopped mid-copy (the worker stops; the region is unmapped next): no poll after it.
+  t.ok(w.publish(new Tables(spec('10.0.0.101'))), 'acked: the next set written at once');
+  idle.poll();
+  t.ok(r.copying, 'a copy under way');
+  idle.stop();
+  for (let i = 0; i < chunks + 2; i++) await new Promise((res) => setImmediate(res));
+  t.equal(got.length, 1, 'nothing delivered after stop');
+  t.ok(r.copying, 'and nothing read: the copy stays where it was');
 });
 
 t.test('big tables arrive over several polls, a bounded copy each; a copy the writer overtakes is dropped uncounted', async (t) => {

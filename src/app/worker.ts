@@ -17,7 +17,7 @@ import * as os from 'node:os';
 import { attachRegion, type Region } from '../shm/region';
 import { parentDeathSignal } from '../../native-bindings/shm';
 import { dropped } from '../shm/integrity';
-import { BankReader } from '../shm/banks';
+import { BankReader, idlePoller } from '../shm/banks';
 import { Dataplane } from '../dataplane/dataplane';
 import { openAfPacket } from '../../native-bindings/afpacket';
 import { openNic, type NicLink } from '../../native-bindings/nic';
@@ -50,6 +50,8 @@ interface Running {
   /** How the SYN-time check probes (raw SYNs, or TCP connects and why), or null when it is off. */
   synProbes: string | null;
   timers: NodeJS.Timeout[];
+  /** Stopped by stopWorker: a poll already scheduled must not read the unmapped region. */
+  idle: { stop(): void };
   log: Logger;
 }
 
@@ -95,14 +97,16 @@ export function startWorker(init: WorkerInit): Running {
     });
     const timers: NodeJS.Timeout[] = [];
     // Tables published while no frame comes still take effect (the sweep and SYN check read them).
-    timers.push(setInterval(() => { const t = reader.poll(); if (t) dp.publish(t); }, 100));
+    // A big set is chased a chunk per turn until whole (banks.ts idlePoller).
+    const idle = idlePoller(reader, (t) => dp.publish(t));
+    timers.push(setInterval(idle.poll, 100));
     const sweep = sweepPlan(region.state.flowSlots);
     timers.push(setInterval(() => { dp.sweep(Date.now(), sweep.slice); }, sweep.intervalMs));
     timers.push(setInterval(() => {
       const l = live.syncStats();
       if (l.newLinkErrors > 0) log.warn(`${init.iface}: the packet socket reported ${l.lastLinkError ?? 'an error'}; frames flow again once the interface is up`, { event: 'link_error' });
     }, 1000));
-    return { region, nic, syn, synProbes, timers, log };
+    return { region, nic, syn, synProbes, timers, idle, log };
   } catch (e) {
     nic?.close();
     region.close();
@@ -112,6 +116,7 @@ export function startWorker(init: WorkerInit): Running {
 
 /** Stop at a batch boundary (this runs between two turns of the loop): the ring keeps what is unread. */
 function stopWorker(r: Running): void {
+  r.idle.stop();
   for (const t of r.timers) clearInterval(t);
   r.syn?.stop();
   r.nic.close();

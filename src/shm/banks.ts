@@ -317,3 +317,23 @@ export class BankReader {
     this.cHash = h;
   }
 }
+
+/**
+ * The reader's poll for when no frame comes (the packet worker runs it on a timer): tables
+ * published while the link is idle still take effect, and a big set — copied
+ * BANK_POLL_CHUNK_BYTES a poll — is chased one chunk per turn of the event loop until it is
+ * whole, rather than one chunk per timer tick (a 4 MiB set at 100 ms a tick would take 12 s).
+ * Each turn still lets frames and timers in between. stop(): no poll after it (the region may be
+ * unmapped next).
+ */
+export function idlePoller(reader: BankReader, onTables: (t: Tables) => void): { poll(): void; stop(): void } {
+  let stopped = false, chasing = false;
+  const poll = (): void => {
+    if (stopped) return;
+    const t = reader.poll();
+    if (t) onTables(t);
+    if (reader.copying && !chasing) { chasing = true; setImmediate(() => { chasing = false; poll(); }); }
+  };
+  return { poll, stop() { stopped = true; } };
+}
+
