@@ -41,7 +41,7 @@ import { continuityConfigYaml, copyBuild, killWorker, processModel, upgrade, wai
 import { banksSize } from '../src/shm/banks';
 import { RESTART_POLICY } from '../src/app/backoff';
 import { OWN_SOCKET_ENV } from '../src/app/workers';
-import { RING_WAIT_BOUNDS_US } from '../native-bindings/nic';
+import { RING_WAIT_BOUNDS_US, RX_WAIT_NAMES } from '../src/dataplane/counters';
 import { openRegion, regionSize, REGION_DIR } from '../src/shm/region';
 
 const EVENTS = ['none', 'api-burst', 'worker-kill', 'worker-kill/own', 'whole-restart', 'upgrade'] as const;
@@ -75,8 +75,7 @@ function ringWait(vg: VipgateProc): number[] | null {
   const r = vg.api('GET', '/v1/counters');
   if (r.status !== 200) return null;
   const c = (r.json as { counters?: Record<string, number> }).counters ?? {};
-  const names = [...RING_WAIT_BOUNDS_US.map((us) => `rx_wait_le_${us}us`), 'rx_wait_over_8192us'];
-  return names.every((n) => typeof c[n] === 'number') ? names.map((n) => c[n]!) : null;
+  return RX_WAIT_NAMES.every((n) => typeof c[n] === 'number') ? RX_WAIT_NAMES.map((n) => c[n]!) : null;
 }
 
 /** Batches counted in the buckets above 1024 µs between `a` and `b`; NaN without counters. */

@@ -7,7 +7,8 @@ import * as path from 'node:path';
 import { constants } from 'node:os';
 import { newBatch } from '../src/link/pump';
 import type { NicLink, NicOptions, NicStats } from './nic';
-import { nicOpenError, RING_WAIT_BOUNDS_US } from './nic';
+import { nicOpenError } from './nic';
+import { RX_WAIT_NAMES } from '../src/dataplane/counters';
 
 interface AfPacketAddon {
   open(ifname: string, frameSize: number, frameCount: number, filter: string, qdiscBypass: boolean): number;
@@ -89,7 +90,7 @@ export function openAfPacket(iface: string, o: AfPacketOptions): NicLink {
   const cap = Math.max(1, o.batch ?? DEFAULT_BATCH);
   const batch = newBatch(new Uint8Array(a.ring(id)), cap);
   a.bind(id, batch.off, batch.len);
-  const st = new Float64Array(9 + RING_WAIT_BOUNDS_US.length + 1);
+  const st = new Float64Array(9 + RX_WAIT_NAMES.length);
   let lastSendError: string | null = null;
   let closed = false;
   const fd = a.fd(id);

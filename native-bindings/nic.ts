@@ -28,14 +28,13 @@ export interface NicStats {
   lastLinkError: string | null;
   /**
    * Native: batches by how long their first frame waited in the ring (the kernel's receive
-   * timestamp to the packet path taking it), one count per bucket of RING_WAIT_BOUNDS_US and one
+   * timestamp to the packet path taking it), one count per bucket of RING_WAIT_BOUNDS_US
+   * (src/dataplane/counters.ts) and one
    * for longer; the packet path's stalls. pcap: empty (libpcap does not say).
    */
   ringWait: number[];
 }
 
-/** Upper bounds (µs) of the ring-wait buckets (afpacket.c WAIT_BUCKETS: 8 µs doubling to 8192 µs, then more). */
-export const RING_WAIT_BOUNDS_US = [8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192] as const;
 
 export interface NicLink {
   readonly name: string;

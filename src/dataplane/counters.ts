@@ -83,7 +83,7 @@ export const COUNTER_NAMES = [
   'state_records_repaired', // shared state: records the attach-time check repaired (a nat reverse-index entry relinked to its live flow)
   'tables_bank_rejected', // worker: a published table bank failed its check (length, generation, checksum): refused, the tables in use stay
   // live native: batches by how long their first frame waited in the ring before the packet path
-  // took it (the kernel's timestamp to rx; RING_WAIT_BOUNDS_US in native-bindings/nic.ts): the
+  // took it (the kernel's timestamp to rx; RING_WAIT_BOUNDS_US below): the
   // packet path's stalls, whatever caused them. One slot per bucket (not cumulative), then longer.
   'rx_wait_le_8us',
   'rx_wait_le_16us',
@@ -99,8 +99,17 @@ export const COUNTER_NAMES = [
   'rx_wait_over_8192us',
 ] as const;
 
+/** Upper bounds (µs) of the ring-wait buckets (afpacket.c WAIT_BUCKETS: 8 µs doubling to 8192 µs, then more). */
+export const RING_WAIT_BOUNDS_US = [8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192] as const;
+
 /** The first of the ring-wait slots (rx_wait_le_8us ... rx_wait_over_8192us, in bucket order). */
 export const RX_WAIT_FIRST = 'rx_wait_le_8us' satisfies CounterName;
+
+/** The ring-wait counter names in bucket order, from the bounds: checked against the list above once, at load. */
+export const RX_WAIT_NAMES: readonly string[] = [...RING_WAIT_BOUNDS_US.map((us) => `rx_wait_le_${us}us`), `rx_wait_over_${RING_WAIT_BOUNDS_US[RING_WAIT_BOUNDS_US.length - 1]}us`];
+RX_WAIT_NAMES.forEach((n, i) => {
+  if (COUNTER_NAMES[COUNTER_NAMES.indexOf(RX_WAIT_FIRST) + i] !== n) throw new Error(`counters: ring-wait slot ${i} is not ${n} (COUNTER_NAMES and RING_WAIT_BOUNDS_US disagree)`);
+});
 
 export type CounterName = (typeof COUNTER_NAMES)[number];
 export const Ctr = Object.fromEntries(COUNTER_NAMES.map((n, i) => [n, DROP_REASONS.length + i])) as { readonly [K in CounterName]: number };

@@ -15,8 +15,7 @@
 // see the same view; a later scrape (a later task) reads afresh.
 
 import { collectDefaultMetrics, Counter, Gauge, Registry } from 'prom-client';
-import { Ctr, Drop, DROP_REASONS, RX_WAIT_FIRST } from '../dataplane/counters';
-import { RING_WAIT_BOUNDS_US } from '../../native-bindings/nic';
+import { Ctr, Drop, DROP_REASONS, RX_WAIT_FIRST, RING_WAIT_BOUNDS_US } from '../dataplane/counters';
 import { ADMIN_STATES } from '../control/api-types';
 import type { ControlApi } from '../control/api-types';
 
