@@ -30,6 +30,12 @@ export interface LabOptions {
   backends?: number;
   /** VIPs, each in 10.77.0.0/24 and not a host address (default 10.77.0.100 and .101). */
   vips?: string[];
+  /**
+   * Cluster labs (issue 11): this many vipgate hosts `<prefix>-lb1..lbN` (2..8) on the one bridge,
+   * at 10.77.0.2..(1+N), instead of the one `<prefix>-vg`. Node 1 is also `ns.vipgate` (and `vg`
+   * names it in exec/spawn), so single-node helpers drive it unchanged. Default: no nodes.
+   */
+  nodes?: number;
   /** Name prefix (default `vg<pid hex>x<4 random hex>`, which the stale sweep recognises). */
   prefix?: string;
   log?: (s: string) => void;
@@ -44,7 +50,7 @@ export type { LoadResult };
 export interface Lab {
   prefix: string;
   mode: LabMode;
-  ns: { switch: string; vipgate: string; clients: string[]; backends: string[] };
+  ns: { switch: string; vipgate: string; clients: string[]; backends: string[]; nodes: string[] };
   addr: {
     vipgate: string;
     /** nat: 10.77.1.1, the backends' default gateway, owned by vipgate alone (no kernel has it). */
@@ -54,9 +60,11 @@ export interface Lab {
     vips: string[];
     /** An address of backend b1 a client reaches without vipgate (dsr: 10.77.0.21, nat: 10.77.0.31). */
     direct: string;
+    /** Cluster labs: each node's host address (its heartbeats' source), 10.77.0.2.. ; else []. */
+    nodes: string[];
   };
   /** MACs the lab sets on each host's eth0 (02:77:<subnet>:00:00:<host byte>), so configs and captures are stable. */
-  mac: { vipgate: string; clients: string[]; backends: string[] };
+  mac: { vipgate: string; clients: string[]; backends: string[]; nodes: string[] };
   backendNames: string[];
   vipgateIf: 'eth0';
   /** TCP port of every backend's HTTP server. */
@@ -96,6 +104,8 @@ const CLIENT_BASE = 11;
 const BACKEND_BASE = 21;
 const NAT_DIRECT_HOST = 31;
 const MAX_HOSTS = 9;
+/** Cluster nodes take 10.77.0.2 .. 10.77.0.9, below the clients. */
+const MAX_NODES = 8;
 const DEFAULT_VIPS = ['10.77.0.100', '10.77.0.101'];
 /** Policy-routing table on nat backend b1 (see README: "why b1 has a rule"). */
 const NAT_B1_TABLE = 77;
@@ -106,8 +116,8 @@ const macOf = (subnet: number, host: number): string => `02:77:${hex2(subnet)}:0
 
 // ---- names ------------------------------------------------------------------------------------
 
-/** `vg<pid hex>x<4 hex>-<role>`; role is sw, vg, probe, c<n> or b<n>. Only these are swept. */
-const STALE_NS_RE = /^vg([0-9a-f]{1,8})x[0-9a-f]{4}-(sw|vg|probe|c[0-9]{1,2}|b[0-9]{1,2}|[rf][0-9])$/;
+/** `vg<pid hex>x<4 hex>-<role>`; role is sw, vg, probe, c<n>, b<n>, lb<n> or an added host. Only these are swept. */
+const STALE_NS_RE = /^vg([0-9a-f]{1,8})x[0-9a-f]{4}-(sw|vg|probe|c[0-9]{1,2}|b[0-9]{1,2}|lb[0-9]|[rf][0-9])$/;
 /** Roles of the namespaces a test adds to a lab (addHost): r1..r9 routers, f1..f9 hosts beyond them. */
 const EXTRA_ROLE_RE = /^[rf][0-9]$/;
 
@@ -298,11 +308,13 @@ class LabImpl implements Lab {
     const p = o.prefix;
     const nat = o.mode === 'nat';
     const idx = (n: number): number[] => Array.from({ length: n }, (_, i) => i);
+    const nodes = idx(o.nodes).map((i) => `${p}-lb${i + 1}`);
     this.ns = {
       switch: `${p}-sw`,
-      vipgate: `${p}-vg`,
+      vipgate: nodes[0] ?? `${p}-vg`,
       clients: idx(o.clients).map((i) => `${p}-c${i + 1}`),
       backends: idx(o.backends).map((i) => `${p}-b${i + 1}`),
+      nodes,
     };
     this.addr = {
       vipgate: `${NET_FRONT}.${VIPGATE_HOST}`,
@@ -311,11 +323,13 @@ class LabImpl implements Lab {
       backends: idx(o.backends).map((i) => `${nat ? NET_BACK : NET_FRONT}.${BACKEND_BASE + i}`),
       vips: [...o.vips],
       direct: nat ? `${NET_FRONT}.${NAT_DIRECT_HOST}` : `${NET_FRONT}.${BACKEND_BASE}`,
+      nodes: idx(o.nodes).map((i) => `${NET_FRONT}.${VIPGATE_HOST + i}`),
     };
     this.mac = {
       vipgate: macOf(0, VIPGATE_HOST),
       clients: idx(o.clients).map((i) => macOf(0, CLIENT_BASE + i)),
       backends: idx(o.backends).map((i) => macOf(nat ? 1 : 0, BACKEND_BASE + i)),
+      nodes: idx(o.nodes).map((i) => macOf(0, VIPGATE_HOST + i)),
     };
     this.backendNames = idx(o.backends).map((i) => `web${i + 1}`);
     this.directUrl = `http://${this.addr.direct}/`;
@@ -326,7 +340,8 @@ class LabImpl implements Lab {
   private readonly extra: string[] = [];
 
   allNs(): string[] {
-    return [this.ns.switch, this.ns.vipgate, ...this.ns.clients, ...this.ns.backends, ...this.extra];
+    const hosts = this.ns.nodes.length > 0 ? this.ns.nodes : [this.ns.vipgate];
+    return [this.ns.switch, ...hosts, ...this.ns.clients, ...this.ns.backends, ...this.extra];
   }
 
   addHost(role: string): string {
@@ -370,6 +385,8 @@ class LabImpl implements Lab {
   resolveNs(ns: string): string {
     const all = this.allNs();
     if (all.includes(ns)) return ns;
+    // `vg` is "the vipgate host" to every single-node helper: node 1 in a cluster lab.
+    if (ns === 'vg') return this.ns.vipgate;
     const full = `${this.prefix}-${ns}`;
     if (all.includes(full)) return full;
     throw new Error(`lab ${this.prefix}: ${JSON.stringify(ns)} is not one of this lab's namespaces (${all.join(', ')})`);
@@ -470,6 +487,10 @@ function sysctlIfPresent(key: string, value: string | number): string {
 }
 
 function validateOptions(o: LabOptions): Required<Omit<LabOptions, 'log'>> {
+  const nodes = o.nodes ?? 0;
+  if (o.nodes !== undefined && (!Number.isInteger(nodes) || nodes < 2 || nodes > MAX_NODES)) {
+    throw new Error(`lab: nodes must be an integer 2..${MAX_NODES} (a cluster lab), got ${o.nodes}; leave it out for the one vipgate host`);
+  }
   if (o.mode !== 'dsr' && o.mode !== 'nat') throw new Error(`lab: mode must be 'dsr' or 'nat', got ${JSON.stringify(o.mode)}`);
   const clients = o.clients ?? 2;
   const backends = o.backends ?? 3;
@@ -480,17 +501,18 @@ function validateOptions(o: LabOptions): Required<Omit<LabOptions, 'log'>> {
   if (vips.length === 0) throw new Error('lab: at least one VIP is needed');
   const reserved = new Set<number>([0, GATEWAY_HOST, VIPGATE_HOST, NAT_DIRECT_HOST, 255]);
   for (let i = 0; i < MAX_HOSTS; i++) { reserved.add(CLIENT_BASE + i); reserved.add(BACKEND_BASE + i); }
+  for (let i = 0; i < nodes; i++) reserved.add(VIPGATE_HOST + i);
   for (const v of vips) {
     const m = /^10\.77\.0\.(\d{1,3})$/.exec(v);
     const host = m ? Number(m[1]) : -1;
     if (!m || host > 255 || reserved.has(host)) {
-      throw new Error(`lab: VIP ${JSON.stringify(v)} must be in 10.77.0.0/24 (the clients' subnet) and not a host address (.0 .1 .2 .11-.19 .21-.29 .31 .255)`);
+      throw new Error(`lab: VIP ${JSON.stringify(v)} must be in 10.77.0.0/24 (the clients' subnet) and not a host address (.0 .1 .2${nodes > 1 ? `-.${VIPGATE_HOST + nodes - 1}` : ''} .11-.19 .21-.29 .31 .255)`);
     }
   }
   if (new Set(vips).size !== vips.length) throw new Error(`lab: duplicate VIPs in ${vips.join(', ')}`);
   const prefix = o.prefix ?? newPrefix();
   if (!/^[a-z][a-z0-9]{1,20}$/.test(prefix)) throw new Error(`lab: prefix must be lowercase letters and digits, 2..21 chars, got ${JSON.stringify(prefix)}`);
-  return { mode: o.mode, clients, backends, vips, prefix };
+  return { mode: o.mode, clients, backends, vips, prefix, nodes };
 }
 
 function build(lab: LabImpl, vips: string[]): void {
@@ -509,8 +531,9 @@ function build(lab: LabImpl, vips: string[]): void {
 
   // Phase 1, every namespace: knobs that new interfaces inherit (conf.default) and global ones,
   // before any veth exists, so no interface ever comes up with IPv6 (no ND/MLD noise).
+  const vipgateHosts = lab.ns.nodes.length > 0 ? lab.ns.nodes : [lab.ns.vipgate];
   const hosts: { role: 'vg' | 'c' | 'b'; ns: string }[] = [
-    { role: 'vg', ns: lab.ns.vipgate },
+    ...vipgateHosts.map((ns) => ({ role: 'vg' as const, ns })),
     ...lab.ns.clients.map((ns) => ({ role: 'c' as const, ns })),
     ...lab.ns.backends.map((ns) => ({ role: 'b' as const, ns })),
   ];
@@ -565,7 +588,7 @@ function build(lab: LabImpl, vips: string[]): void {
   // Phase 2, hosts: interfaces, addresses, routes.
   const front = (host: number): string => `${NET_FRONT}.${host}/24`;
   for (const h of hosts) {
-    const i = h.role === 'c' ? lab.ns.clients.indexOf(h.ns) : h.role === 'b' ? lab.ns.backends.indexOf(h.ns) : 0;
+    const i = h.role === 'c' ? lab.ns.clients.indexOf(h.ns) : h.role === 'b' ? lab.ns.backends.indexOf(h.ns) : Math.max(0, lab.ns.nodes.indexOf(h.ns));
     const lines = [
       sysctlIfPresent('net.ipv6.conf.eth0.disable_ipv6', 1),
       sysctlIfPresent('net.ipv6.conf.lo.disable_ipv6', 1),
@@ -575,7 +598,7 @@ function build(lab: LabImpl, vips: string[]): void {
       `ethtool -K eth0 ${off} >/dev/null`,
     ];
     if (h.role === 'vg') {
-      lines.push(`ip link set dev eth0 address ${lab.mac.vipgate}`, `ip addr add ${front(VIPGATE_HOST)} dev eth0`);
+      lines.push(`ip link set dev eth0 address ${macOf(0, VIPGATE_HOST + i)}`, `ip addr add ${front(VIPGATE_HOST + i)} dev eth0`);
     } else if (h.role === 'c') {
       lines.push(`ip link set dev eth0 address ${lab.mac.clients[i]}`, `ip addr add ${lab.addr.clients[i]}/24 dev eth0`);
     } else {
@@ -828,9 +851,11 @@ export function describeLab(lab: Lab): string {
   const rows: string[] = [
     `lab ${lab.prefix} (${lab.mode})`,
     `  switch   ${lab.ns.switch}  (br0)`,
-    `  vipgate  ${lab.ns.vipgate}  eth0 ${lab.addr.vipgate}/24  mac ${lab.mac.vipgate}` +
-      (lab.addr.gateway ? `   owns (userspace only): ${lab.addr.gateway}` : ''),
   ];
+  const gw = lab.addr.gateway ? `   owns (userspace only): ${lab.addr.gateway}` : '';
+  if (lab.ns.nodes.length === 0) rows.push(`  vipgate  ${lab.ns.vipgate}  eth0 ${lab.addr.vipgate}/24  mac ${lab.mac.vipgate}${gw}`);
+  lab.ns.nodes.forEach((n, i) => rows.push(`  node     ${n}  eth0 ${lab.addr.nodes[i]}/24  mac ${lab.mac.nodes[i]}`));
+  if (lab.ns.nodes.length > 0 && lab.addr.gateway) rows.push(`  gateway  ${lab.addr.gateway}: answered (userspace only) by whichever node owns the VIPs`);
   lab.ns.clients.forEach((n, i) => rows.push(`  client   ${n}  eth0 ${lab.addr.clients[i]}/24  mac ${lab.mac.clients[i]}`));
   lab.ns.backends.forEach((n, i) => rows.push(
     `  backend  ${n}  eth0 ${lab.addr.backends[i]}/24  mac ${lab.mac.backends[i]}  http :${lab.httpPort} answers ${lab.backendNames[i]}` +
@@ -861,6 +886,7 @@ async function cli(argv: string[]): Promise<number> {
     const c = flag('--clients'); if (c) o.clients = Number(c);
     const b = flag('--backends'); if (b) o.backends = Number(b);
     const v = flag('--vips'); if (v) o.vips = v.split(',');
+    const nn = flag('--nodes'); if (nn) o.nodes = Number(nn);
     const lab = await createLab(o);
     console.log(describeLab(lab));
     console.log('Ctrl-C tears the lab down.');
@@ -871,7 +897,7 @@ async function cli(argv: string[]): Promise<number> {
     });
     return 0;
   }
-  console.error('usage: node dist/scenarios/lab/lab.js up [--mode dsr|nat] [--clients N] [--backends N] [--vips A,B]\n' +
+  console.error('usage: node dist/scenarios/lab/lab.js up [--mode dsr|nat] [--clients N] [--backends N] [--vips A,B] [--nodes 2..8]\n' +
     '       node dist/scenarios/lab/lab.js sweep');
   return 2;
 }

@@ -102,6 +102,8 @@ export interface StartVipgateOptions {
   startTimeoutMs?: number;
   /** Another build's bin/vipgate.js to run instead of this checkout's (benchmarks compare builds). */
   bin?: string;
+  /** The lab host to run in (default `vg`: the vipgate host, node 1 of a cluster lab); its CLI and API calls go there too. */
+  ns?: string;
 }
 
 /** The HOST:PORT a client inside the vipgate namespace uses for `--api X` (default 127.0.0.1:9180). */
@@ -126,13 +128,14 @@ fetch(url, { method, headers, body: body || undefined, signal: AbortSignal.timeo
 
 export async function startVipgate(lab: Lab, yaml: string, args: string[] = [], opts: StartVipgateOptions = {}): Promise<VipgateProc> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), `vipgate-${lab.prefix}-`));
+  const ns = opts.ns ?? 'vg';
   const cfg = path.join(dir, 'vipgate.yaml');
   const statusFile = path.join(dir, 'status.json');
   fs.writeFileSync(cfg, yaml);
   const env = { ...process.env, ...(opts.env ?? {}) };
   if (opts.token !== undefined) env.VIPGATE_API_TOKEN = opts.token;
   const bin = opts.bin ?? VIPGATE_BIN;
-  const proc = lab.spawn('vg', [process.execPath, bin, 'run', '--config', cfg, '--status-file', statusFile, ...args], { env });
+  const proc = lab.spawn(ns, [process.execPath, bin, 'run', '--config', cfg, '--status-file', statusFile, ...args], { env });
   const pid = proc.pid;
   let err = '';
   proc.stderr?.on('data', (d: Buffer) => { err += d.toString(); });
@@ -152,7 +155,7 @@ export async function startVipgate(lab: Lab, yaml: string, args: string[] = [], 
   const readStatus = () => { try { return JSON.parse(fs.readFileSync(statusFile, 'utf8')); } catch { return null; } };
   const apiAddr = apiAddrFrom(args);
   const token = env.VIPGATE_API_TOKEN || null;
-  const cli = (cliArgs: string[], o: { timeoutMs?: number } = {}): ExecResult => lab.exec('vg',
+  const cli = (cliArgs: string[], o: { timeoutMs?: number } = {}): ExecResult => lab.exec(ns,
     [process.execPath, bin, ...cliArgs, '--api', apiAddr, ...(token ? ['--token', token] : [])],
     { timeoutMs: o.timeoutMs ?? 15_000 });
   let stopping: ReturnType<VipgateProc['stop']> | null = null;
@@ -171,7 +174,7 @@ export async function startVipgate(lab: Lab, yaml: string, args: string[] = [], 
     },
     api(method: string, p: string, body?: unknown, o: { token?: string | null } = {}): ApiReply {
       const tok = o.token === undefined ? token : o.token;
-      const r = lab.exec('vg', [process.execPath, '-e', API_REQUEST_JS, method, `http://${apiAddr}${p}`, tok ?? '',
+      const r = lab.exec(ns, [process.execPath, '-e', API_REQUEST_JS, method, `http://${apiAddr}${p}`, tok ?? '',
         body === undefined ? '' : JSON.stringify(body)], { timeoutMs: 15_000 });
       if (r.code !== 0) throw new Error(`API ${method} ${p}: ${r.stderr.trim() || `exit ${r.code}`}`);
       const { status, text } = JSON.parse(r.stdout) as { status: number; text: string };

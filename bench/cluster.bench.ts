@@ -1,0 +1,247 @@
+// Cluster takeover benchmark (issue 11; root, Linux): what the death of the owning node costs
+// clients, side by side in one run, in the same three-node namespace lab (createLab({ nodes: 3 }):
+// lb1 owns, lb2 is next, lb3 last), with the same backends and the same client traffic, for:
+//
+//   vipgate            three vipgate nodes with a `cluster:` section at the defaults
+//                      (heartbeat 100ms, dead_after 400ms, preempt on)
+//   keepalived         Debian's keepalived, VRRP only, at its default advert_int 1 (VRRPv2)
+//   keepalived-fast    the same at its fastest setting: VRRPv3, advert_int 0.01 (one centisecond)
+//
+// keepalived moves the VIPs (and in nat the backends' gateway) between the nodes' kernels, which
+// forward: nat with nftables DNAT, dsr with an nftables netdev-ingress MAC rewrite
+// (scenarios/lab/keepalived.ts says why). No conntrackd: the stock VRRP pair.
+//
+// Each round: all three nodes start, lb1 owns; a client holds the continuity workload (paced
+// downloads checked byte for byte, keep-alive connections; scenarios/lab/continuity.ts) through
+// both VIPs and, from a second client, opens a fresh connection to VIP 1 every --probe-ms
+// (open loop); after a lead-in, lb1 is SIGKILLed (vipgate: supervisor and packet worker;
+// keepalived: its processes, with the node's kernel forwarding removed at the same instant, as
+// when the box dies). Reported per system and mode over --rounds rounds: the time from the kill
+// to the first probe answered after it (a probe started after the kill that connected: only the
+// new owner can have forwarded it), and the connections of the workload broken (reset, stalled,
+// wrong bytes, not completed). Medians, with min..max. Not a test: it prints figures; a smoke run
+// on a loaded machine says little, final figures come from a quiet one.
+//
+//   npm run bench:cluster                                   5 rounds, nat and dsr, all three systems
+//   node dist/bench/cluster.bench.js --rounds 1 --modes dsr --systems keepalived-fast --json
+
+import { parseArgs } from 'node:util';
+import * as fs from 'node:fs';
+import { createLab, canRunLab, arpProbe, canProbeArp, httpGetIn, type Lab, type LabMode } from '../scenarios/lab/lab';
+import { VIPGATE_BIN } from '../scenarios/lab/vipgate';
+import { startPacedLoad } from '../scenarios/lab/failover';
+import { startContinuityServers, startWorkload, summarize, connTable } from '../scenarios/lab/continuity';
+import {
+  clusterConfigYaml, killNode, routeNodesToBackends, startNode, writeClusterKey, clusterSupport, type ClusterNode,
+} from '../scenarios/lab/cluster';
+import { ensureKeepalived, startKeepalived, VRRP_DEFAULT, VRRP_FASTEST, type KeepalivedNode, type VrrpTiming } from '../scenarios/lab/keepalived';
+
+const SYSTEMS = ['vipgate', 'keepalived', 'keepalived-fast'] as const;
+type System = (typeof SYSTEMS)[number];
+
+interface Round {
+  /** ms from the kill to the first answered probe started after it; null: none within the window. */
+  takeoverMs: number | null;
+  probesFailed: number;
+  broken: number;
+  conns: number;
+  /** Which node answered ARP for VIP 1 afterwards (lb2 expected). */
+  newOwner: string;
+  brokenDetail: string;
+}
+
+interface Outcome { system: System; mode: LabMode; why: string | null; rounds: Round[] }
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const LEAD_MS = 2000;
+const STREAMS = 4, KEEPALIVES = 4;
+
+/** How long after the kill a round waits before it stops probing: the takeover must fit in it. */
+const windowMs = (s: System): number => (s === 'keepalived' ? 7000 : 4000);
+
+interface Plant {
+  /** Kill the owner (lb1); returns the time of the kill. */
+  killOwner(): Promise<number>;
+  stop(): Promise<void>;
+}
+
+async function startVipgatePlant(lab: Lab, keyFile: string): Promise<Plant> {
+  const nodes: ClusterNode[] = [];
+  try {
+    routeNodesToBackends(lab, true);
+    for (let i = 0; i < lab.ns.nodes.length; i++) nodes.push(await startNode(lab, i, clusterConfigYaml(lab, i, keyFile)));
+  } catch (e) {
+    for (const n of nodes) await n.vg?.stop();
+    routeNodesToBackends(lab, false);
+    throw e;
+  }
+  return {
+    killOwner: () => killNode(nodes[0]!),
+    async stop() { for (const n of nodes) await n.vg?.stop(); routeNodesToBackends(lab, false); },
+  };
+}
+
+async function startKeepalivedPlant(lab: Lab, bin: string, t: VrrpTiming): Promise<Plant> {
+  const nodes: KeepalivedNode[] = [];
+  try {
+    for (let i = 0; i < lab.ns.nodes.length; i++) nodes.push(await startKeepalived(lab, bin, i, t));
+    const until = Date.now() + 10_000;
+    while (!nodes[0]!.isMaster()) {
+      if (Date.now() > until) throw new Error(`keepalived on lb1 did not become master within 10 s:\n${nodes[0]!.log().slice(-2000)}`);
+      await sleep(50);
+    }
+  } catch (e) {
+    for (const n of nodes) await n.stop();
+    throw e;
+  }
+  return {
+    killOwner: () => nodes[0]!.kill(),
+    async stop() { for (const n of nodes) await n.stop(); },
+  };
+}
+
+/** Which lab node (lb1..) answers ARP for ip, as the client sees it now; 'none' or 'lbX+lbY' otherwise. */
+async function arpOwner(lab: Lab, ip: string): Promise<string> {
+  const r = await arpProbe(lab, lab.ns.clients[0]!, ip, 2, { intervalMs: 100, waitMs: 300 });
+  const names = r.macs.map((m) => { const i = lab.mac.nodes.indexOf(m); return i >= 0 ? `lb${i + 1}` : m; });
+  return names.length ? names.sort().join('+') : 'none';
+}
+
+async function runRound(lab: Lab, system: System, plantOf: () => Promise<Plant>, probeMs: number, log: (s: string) => void): Promise<Round> {
+  const plant = await plantOf();
+  try {
+    // Steady state: lb1 alone answers ARP for VIP 1, and both VIPs serve.
+    const until = Date.now() + 10_000;
+    for (;;) {
+      const o = await arpOwner(lab, lab.addr.vips[0]!);
+      if (o === 'lb1') break;
+      if (Date.now() > until) throw new Error(`before the kill, VIP 1 is answered by ${o}, not lb1 alone`);
+      await sleep(200);
+    }
+    for (const v of lab.addr.vips) for (const c of lab.ns.clients) httpGetIn(lab, c, `http://${v}:${lab.httpPort}/`);
+    const win = windowMs(system);
+    const seconds = (LEAD_MS + win) / 1000 + 2;
+    const bytes = 256 * 1024;
+    const w = await startWorkload(lab, { streams: STREAMS, keepalives: KEEPALIVES, streamBytes: bytes, rate: Math.ceil(bytes / seconds), intervalMs: 500, stallMs: 15_000 });
+    try {
+      const probe = startPacedLoad(lab, lab.ns.clients[1]!, `http://${lab.addr.vips[0]}:${lab.httpPort}/`,
+        { rate: 1000 / probeMs, durationMs: LEAD_MS + win, timeoutMs: 900 });
+      await sleep(LEAD_MS);
+      const killAt = await plant.killOwner();
+      const r = await probe;
+      const after = r.records.filter((x) => x.at >= killAt);
+      const ok = after.filter((x) => x.ok).map((x) => x.at + x.connectMs - killAt);
+      const s = summarize(await w.finish(60_000));
+      const newOwner = await arpOwner(lab, lab.addr.vips[0]!);
+      log(`${system} ${lab.mode}: takeover ${ok.length ? Math.min(...ok).toFixed(1) : '-'} ms, broken ${s.broken.length}/${STREAMS + KEEPALIVES}, VIP 1 now on ${newOwner}` +
+        (s.broken.length ? `\n${connTable(s.broken)}` : ''));
+      return {
+        takeoverMs: ok.length ? Math.min(...ok) : null,
+        probesFailed: after.filter((x) => !x.ok).length,
+        broken: s.broken.length, conns: STREAMS + KEEPALIVES, newOwner,
+        brokenDetail: connTable(s.broken),
+      };
+    } finally {
+      w.kill();
+    }
+  } finally {
+    await plant.stop();
+  }
+}
+
+const median = (xs: number[]): number => {
+  if (xs.length === 0) return NaN;
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
+};
+
+function table(outs: Outcome[], o: { rounds: number; probeMs: number }): string {
+  const f = (x: number, d = 0) => (Number.isNaN(x) ? '-' : x.toFixed(d));
+  const lines = [
+    `cluster takeover bench: three nodes on one segment, owner lb1 SIGKILLed under load; ${o.rounds} round(s); a fresh connection to VIP 1 every ${o.probeMs} ms;`,
+    `${STREAMS} paced downloads + ${KEEPALIVES} keep-alive connections held across the kill. takeover = kill -> first probe answered (ms): median (min..max)`,
+    'mode  system            takeover ms (min..max)        broken conns (median, total/of)   new owner',
+  ];
+  for (const x of outs) {
+    if (x.why) { lines.push(`${x.mode.padEnd(5)} ${x.system.padEnd(17)} not run: ${x.why}`); continue; }
+    const t = x.rounds.map((r) => r.takeoverMs).filter((v): v is number => v !== null);
+    const none = x.rounds.length - t.length;
+    const br = x.rounds.map((r) => r.broken);
+    const owners = [...new Set(x.rounds.map((r) => r.newOwner))].join(',');
+    lines.push(`${x.mode.padEnd(5)} ${x.system.padEnd(17)} ${`${f(median(t))} (${f(Math.min(...t))}..${f(Math.max(...t))})${none ? ` +${none} none` : ''}`.padEnd(29)} ` +
+      `${`${f(median(br))}, ${br.reduce((a, b) => a + b, 0)}/${x.rounds.reduce((a, r) => a + r.conns, 0)}`.padEnd(33)} ${owners}`);
+  }
+  for (const mode of [...new Set(outs.map((x) => x.mode))]) {
+    const ref = outs.find((x) => x.mode === mode && x.system === 'vipgate' && !x.why);
+    if (!ref) continue;
+    const rt = median(ref.rounds.map((r) => r.takeoverMs).filter((v): v is number => v !== null));
+    for (const x of outs.filter((y) => y.mode === mode && y !== ref && !y.why)) {
+      const t = median(x.rounds.map((r) => r.takeoverMs).filter((v): v is number => v !== null));
+      lines.push(`${mode}: ${x.system} / vipgate: takeover x${rt > 0 ? (t / rt).toFixed(1) : '-'}, broken ${x.rounds.reduce((a, r) => a + r.broken, 0)} vs ${ref.rounds.reduce((a, r) => a + r.broken, 0)}`);
+    }
+  }
+  return lines.join('\n');
+}
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({ options: {
+    rounds: { type: 'string' }, modes: { type: 'string' }, systems: { type: 'string' }, 'probe-ms': { type: 'string' }, json: { type: 'boolean' },
+  } });
+  const fail = (m: string): never => { process.stderr.write(`cluster bench: ${m}\n`); process.exit(2); };
+  const can = canRunLab();
+  if (!can.ok) fail(`needs root and network namespaces (${can.why})`);
+  const arp = canProbeArp();
+  if (!arp.ok) fail(arp.why);
+  if (!fs.existsSync(VIPGATE_BIN)) fail(`${VIPGATE_BIN} is missing`);
+  const rounds = Number(values.rounds ?? 5);
+  if (!Number.isInteger(rounds) || rounds < 1 || rounds > 100) fail(`--rounds must be an integer 1..100, got ${values.rounds}`);
+  const probeMs = Number(values['probe-ms'] ?? 5);
+  if (!(probeMs >= 1 && probeMs <= 1000)) fail(`--probe-ms must be 1..1000, got ${values['probe-ms']}`);
+  const modes = (values.modes ?? 'nat,dsr').split(',').map((x) => x.trim()) as LabMode[];
+  if (modes.some((m) => m !== 'nat' && m !== 'dsr')) fail(`--modes takes nat and/or dsr, got ${values.modes}`);
+  const systems = (values.systems ? values.systems.split(',').map((x) => x.trim()) : [...SYSTEMS]) as System[];
+  const bad = systems.filter((x) => !SYSTEMS.includes(x));
+  if (bad.length) fail(`unknown system ${bad.join(', ')}; choose from ${SYSTEMS.join(', ')}`);
+  const log = (x: string) => process.stderr.write(`cluster bench: ${x}\n`);
+  const kaBin = systems.some((x) => x.startsWith('keepalived')) ? ensureKeepalived(log) : null;
+  const key = writeClusterKey();
+  const outs: Outcome[] = [];
+  try {
+    for (const mode of modes) {
+      const lab = await createLab({ mode, nodes: 3, clients: 2, backends: 3 });
+      try {
+        await startContinuityServers(lab);
+        for (const system of systems) {
+          const out: Outcome = { system, mode, why: null, rounds: [] };
+          outs.push(out);
+          let plantOf: () => Promise<Plant>;
+          if (system === 'vipgate') {
+            const why = await clusterSupport(lab);
+            if (why) { out.why = why; continue; }
+            plantOf = () => startVipgatePlant(lab, key.file);
+          } else {
+            if (!kaBin) { out.why = 'keepalived is not installed and could not be installed'; continue; }
+            const t = system === 'keepalived' ? VRRP_DEFAULT : VRRP_FASTEST;
+            plantOf = () => startKeepalivedPlant(lab, kaBin, t);
+          }
+          for (let r = 0; r < rounds; r++) {
+            try {
+              out.rounds.push(await runRound(lab, system, plantOf, probeMs, log));
+            } catch (e) {
+              // One system failing must not lose the others' figures.
+              out.why = `round ${r + 1} failed: ${(e as Error).message.split('\n').slice(0, 3).join(' ').slice(0, 300)}`;
+              break;
+            }
+          }
+        }
+      } finally {
+        lab.teardown();
+      }
+    }
+  } finally {
+    key.remove();
+  }
+  process.stdout.write(values.json ? JSON.stringify({ rounds, probeMs, outcomes: outs }) + '\n' : table(outs, { rounds, probeMs }) + '\n');
+}
+
+main().catch((e) => { process.stderr.write(`cluster bench: ${(e as Error).stack}\n`); process.exit(1); });
