@@ -30,6 +30,10 @@ export interface ArpProbeResult {
   macs: string[];
   /** Replies after each request (before the next one). */
   perRequest: number[];
+  /** Per request, the MACs that replied to it (a VIP answered by two nodes shows two). */
+  macsPerRequest: string[][];
+  /** Per request, when it was sent (wall clock, ms since the epoch), to line replies up with events. */
+  sentAt: number[];
 }
 
 interface CapLike {
@@ -75,16 +79,21 @@ function main(): void {
   cap.setMinBytes?.(0);
 
   const perRequest: number[] = [];
+  const macsPerRequest: string[][] = [];
+  const sentAt: number[] = [];
   const macs = new Set<string>();
   cap.on('packet', (n) => {
     if (perRequest.length === 0 || n < ETH_HLEN + 28) return;
     if (rx.readUInt16BE(ETH_TYPE) !== ETHERTYPE_ARP) return; // tagged frames are not ours to count
     if (arpOper(rx, ETH_HLEN) !== ARP_OP_REPLY || (arpSpa(rx, ETH_HLEN) >>> 0) !== (targetIp! >>> 0)) return;
     perRequest[perRequest.length - 1]!++;
-    macs.add(formatMac(rx, ETH_HLEN + ARP_SHA).toLowerCase());
+    const mac = formatMac(rx, ETH_HLEN + ARP_SHA).toLowerCase();
+    macs.add(mac);
+    const these = macsPerRequest[macsPerRequest.length - 1]!;
+    if (!these.includes(mac)) these.push(mac);
   });
   const frame = arp({ src: macText, senderIp: sourceIp, targetIp: formatIpv4(targetIp!), pad: true });
-  const sendOne = () => { perRequest.push(0); cap.send(frame, frame.length); };
+  const sendOne = () => { perRequest.push(0); macsPerRequest.push([]); sentAt.push(Date.now()); cap.send(frame, frame.length); };
   sendOne();
   let sent = 1;
   const timer = setInterval(() => {
@@ -99,7 +108,7 @@ function main(): void {
   if (count === 1) { clearInterval(timer); setTimeout(finish, waitMs); }
   function finish(): void {
     cap.close();
-    const r: ArpProbeResult = { target, sent, replies: perRequest.reduce((a, b) => a + b, 0), macs: [...macs], perRequest };
+    const r: ArpProbeResult = { target, sent, replies: perRequest.reduce((a, b) => a + b, 0), macs: [...macs], perRequest, macsPerRequest, sentAt };
     process.stdout.write(JSON.stringify(r) + '\n');
     process.exit(0);
   }

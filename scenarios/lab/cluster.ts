@@ -202,3 +202,24 @@ export function heal(lab: Lab): void {
 export function nodeOfMac(lab: Lab, mac: string): number {
   return lab.mac.nodes.indexOf(mac.toLowerCase());
 }
+
+// ---- what the node says: GET /v1/cluster ----------------------------------------------------------
+
+/** GET /v1/cluster on a node (throws unless 200). */
+export function clusterView(vg: VipgateProc): unknown {
+  const r = vg.api('GET', '/v1/cluster');
+  if (r.status !== 200) throw new Error(`GET /v1/cluster: ${r.status} ${r.text.slice(0, 200)}`);
+  return r.json;
+}
+
+/** Every rejected message the view counts: the sum of the numbers under its `rejected` keys (per reason, per peer). */
+export function rejectedTotal(view: unknown): number {
+  let sum = 0;
+  const walk = (v: unknown, under: boolean): void => {
+    if (typeof v === 'number') { if (under) sum += v; return; }
+    if (Array.isArray(v)) { for (const x of v) walk(x, under); return; }
+    if (v && typeof v === 'object') for (const [k, x] of Object.entries(v)) walk(x, under || /^rejected/i.test(k));
+  };
+  walk(view, false);
+  return sum;
+}
