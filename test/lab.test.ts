@@ -19,6 +19,7 @@ import {
   sweepStaleLabs,
   type Lab,
 } from '../scenarios/lab/lab.js';
+import { CLUSTER_PORT, heal, partition, setNodeLink } from '../scenarios/lab/cluster.js';
 
 const labJs = path.resolve(__dirname, '..', 'scenarios', 'lab', 'lab.js');
 
@@ -99,7 +100,7 @@ if (!can.ok) {
     const dead = spawnSync('true').pid!;
     const hex = dead.toString(16);
     const rnd = (): string => Math.floor(Math.random() * 0x10000).toString(16).padStart(4, '0');
-    const stale = [`vg${hex}x${rnd()}-sw`, `vg${hex}x${rnd()}-b1`, `vg${hex}x${rnd()}-r1`, `vg${hex}x${rnd()}-f2`];
+    const stale = [`vg${hex}x${rnd()}-sw`, `vg${hex}x${rnd()}-b1`, `vg${hex}x${rnd()}-r1`, `vg${hex}x${rnd()}-f2`, `vg${hex}x${rnd()}-lb3`];
     const foreign = [`vg${hex}x${rnd()}-other`, `vg${process.pid.toString(16)}x${rnd()}-sw`];
     try {
       for (const n of [...stale, ...foreign]) tt.equal(spawnSync('ip', ['netns', 'add', n]).status, 0, `made ${n}`);
@@ -200,6 +201,9 @@ if (!can.ok) {
     await tt.rejects(createLab({ mode: 'dsr', vips: ['10.77.0.21'] }), /VIP "10.77.0.21" must be/);
     await tt.rejects(createLab({ mode: 'dsr', vips: ['192.168.1.10'] }), /must be in 10.77.0.0\/24/);
     await tt.rejects(createLab({ mode: 'nat', backends: 10 }), /backends must be an integer 1..9/);
+    await tt.rejects(createLab({ mode: 'nat', nodes: 1 }), /nodes must be an integer 2..8 \(a cluster lab\)/);
+    await tt.rejects(createLab({ mode: 'nat', nodes: 9 }), /nodes must be an integer 2..8/);
+    await tt.rejects(createLab({ mode: 'dsr', nodes: 3, vips: ['10.77.0.4'] }), /VIP "10.77.0.4" must be .*\.2-\.4 /);
     const prefix = `vg${process.pid.toString(16)}x${Math.floor(Math.random() * 0x10000).toString(16).padStart(4, '0')}`;
     const theirs = `${prefix}-c1`;
     tt.equal(spawnSync('ip', ['netns', 'add', theirs]).status, 0, `someone else's ${theirs} exists`);
@@ -208,6 +212,44 @@ if (!can.ok) {
       tt.same(leftovers(prefix), [theirs], 'the failed lab deleted nothing but what it made (nothing)');
     } finally {
       spawnSync('ip', ['netns', 'delete', theirs]);
+    }
+  });
+
+  t.test('cluster lab (nodes: 3): lb1..lb3 on the bridge, heartbeat path partitioned and healed, a link cut and restored', async (tt) => {
+    const lab = await createLab({ mode: 'nat', nodes: 3, clients: 1, backends: 1, log: (s) => tt.comment(s) });
+    try {
+      tt.same(lab.ns.nodes, [1, 2, 3].map((i) => `${lab.prefix}-lb${i}`), 'namespaces <prefix>-lb1..lb3');
+      tt.equal(lab.ns.vipgate, lab.ns.nodes[0], 'node 1 is the vipgate host of single-node helpers');
+      tt.same(lab.addr.nodes, ['10.77.0.2', '10.77.0.3', '10.77.0.4']);
+      tt.equal(lab.addr.vipgate, '10.77.0.2');
+      tt.same(lab.mac.nodes, ['02:77:00:00:00:02', '02:77:00:00:00:03', '02:77:00:00:00:04']);
+      tt.notOk(netnsList().includes(`${lab.prefix}-vg`), 'no -vg namespace in a cluster lab');
+      tt.match(lab.exec('vg', ['ip', '-br', 'addr', 'show', 'dev', 'eth0']).stdout, /10\.77\.0\.2\/24/, '`vg` names lb1');
+      lab.ns.nodes.forEach((ns, i) => tt.match(lab.exec(ns, ['ip', '-br', 'link', 'show', 'dev', 'eth0']).stdout, lab.mac.nodes[i]!, `${ns}: eth0 has ${lab.mac.nodes[i]}`));
+      // The heartbeat path: UDP to the cluster port between nodes, through the kernels.
+      /** One datagram from node `from` to node `to`'s cluster port, through their kernels: received or not. */
+      const udp = async (from: number, to: number): Promise<boolean> => {
+        const recv = lab.spawn(lab.ns.nodes[to]!, [process.execPath, '-e', `const d=require('dgram').createSocket('udp4');` +
+          `d.bind(${CLUSTER_PORT},'${lab.addr.nodes[to]}',()=>process.stdout.write('ready\\n'));d.on('message',()=>process.exit(0));setTimeout(()=>process.exit(1),1000)`]);
+        const code = new Promise<number | null>((r) => recv.on('exit', (c) => r(c)));
+        await new Promise<void>((r) => { recv.stdout!.on('data', (d: Buffer) => { if (d.toString().includes('ready')) r(); }); recv.on('exit', () => r()); });
+        lab.exec(lab.ns.nodes[from]!, [process.execPath, '-e', `const s=require('dgram').createSocket('udp4');s.send('hb',${CLUSTER_PORT},'${lab.addr.nodes[to]}',()=>s.close())`]);
+        return (await code) === 0;
+      };
+      tt.ok(await udp(0, 1), 'lb1 -> lb2 on the cluster port');
+      partition(lab, [[0], [1, 2]]);
+      tt.notOk(await udp(0, 1), 'partitioned: lb1 -> lb2 dropped');
+      tt.notOk(await udp(1, 0), 'partitioned: lb2 -> lb1 dropped');
+      tt.ok(await udp(1, 2), 'partitioned: lb2 -> lb3 still passes (same side)');
+      heal(lab);
+      tt.ok(await udp(0, 1), 'healed: lb1 -> lb2 again');
+      setNodeLink(lab, 0, false);
+      tt.notOk(await udp(1, 0), 'link cut: lb2 -> lb1 lost');
+      setNodeLink(lab, 0, true);
+      tt.ok(await udp(1, 0), 'link restored: lb2 -> lb1 again');
+    } finally {
+      lab.teardown();
+      tt.same(leftovers(lab.prefix), [], 'teardown: nothing left');
     }
   });
 
