@@ -4,6 +4,8 @@
 //
 //   vipgate            three vipgate nodes with a `cluster:` section at the defaults
 //                      (heartbeat 100ms, dead_after 400ms, preempt on)
+//   vipgate-fast       the same at heartbeat 10ms, dead_after 30ms (VRRP's 3 x advert at its
+//                      fastest): what vipgate does at keepalived-fast's rate
 //   keepalived         Debian's keepalived, VRRP only, at its default advert_int 1 (VRRPv2)
 //   keepalived-fast    the same at its fastest setting: VRRPv3, advert_int 0.01 (one centisecond)
 //
@@ -30,13 +32,13 @@ import * as fs from 'node:fs';
 import { createLab, canRunLab, arpProbe, canProbeArp, httpGetIn, type Lab, type LabMode } from '../scenarios/lab/lab';
 import { VIPGATE_BIN } from '../scenarios/lab/vipgate';
 import { startPacedLoad } from '../scenarios/lab/failover';
-import { startContinuityServers, startWorkload, summarize, connTable } from '../scenarios/lab/continuity';
+import { startContinuityServers, startWorkload, summarize, connTable, CONTINUITY_PORT } from '../scenarios/lab/continuity';
 import {
-  clusterConfigYaml, killNode, routeNodesToBackends, startNode, writeClusterKey, clusterSupport, type ClusterNode,
+  clusterConfigYaml, killNode, routeNodesToBackends, startNode, writeClusterKey, clusterSupport, type ClusterNode, type ClusterSettings,
 } from '../scenarios/lab/cluster';
 import { ensureKeepalived, startKeepalived, VRRP_DEFAULT, VRRP_FASTEST, type KeepalivedNode, type VrrpTiming } from '../scenarios/lab/keepalived';
 
-const SYSTEMS = ['vipgate', 'keepalived', 'keepalived-fast'] as const;
+const SYSTEMS = ['vipgate', 'vipgate-fast', 'keepalived', 'keepalived-fast'] as const;
 type System = (typeof SYSTEMS)[number];
 
 interface Round {
@@ -65,11 +67,11 @@ interface Plant {
   stop(): Promise<void>;
 }
 
-async function startVipgatePlant(lab: Lab, keyFile: string): Promise<Plant> {
+async function startVipgatePlant(lab: Lab, keyFile: string, s: ClusterSettings): Promise<Plant> {
   const nodes: ClusterNode[] = [];
   try {
     routeNodesToBackends(lab, true);
-    for (let i = 0; i < lab.ns.nodes.length; i++) nodes.push(await startNode(lab, i, clusterConfigYaml(lab, i, keyFile)));
+    for (let i = 0; i < lab.ns.nodes.length; i++) nodes.push(await startNode(lab, i, clusterConfigYaml(lab, i, keyFile, s)));
   } catch (e) {
     for (const n of nodes) await n.vg?.stop();
     routeNodesToBackends(lab, false);
@@ -118,7 +120,7 @@ async function runRound(lab: Lab, system: System, plantOf: () => Promise<Plant>,
       if (Date.now() > until) throw new Error(`before the kill, VIP 1 is answered by ${o}, not lb1 alone`);
       await sleep(200);
     }
-    for (const v of lab.addr.vips) for (const c of lab.ns.clients) httpGetIn(lab, c, `http://${v}:${lab.httpPort}/`);
+    for (const v of lab.addr.vips) for (const c of lab.ns.clients) httpGetIn(lab, c, `http://${v}:${CONTINUITY_PORT}/ping`);
     const win = windowMs(system);
     const seconds = (LEAD_MS + win) / 1000 + 2;
     const bytes = 256 * 1024;
@@ -171,13 +173,14 @@ function table(outs: Outcome[], o: { rounds: number; probeMs: number }): string 
     lines.push(`${x.mode.padEnd(5)} ${x.system.padEnd(17)} ${`${f(median(t))} (${f(Math.min(...t))}..${f(Math.max(...t))})${none ? ` +${none} none` : ''}`.padEnd(29)} ` +
       `${`${f(median(br))}, ${br.reduce((a, b) => a + b, 0)}/${x.rounds.reduce((a, r) => a + r.conns, 0)}`.padEnd(33)} ${owners}`);
   }
+  // Side by side: keepalived at its default against vipgate at its default, and each fast setting against the other.
+  const med = (x: Outcome) => median(x.rounds.map((r) => r.takeoverMs).filter((v): v is number => v !== null));
+  const brokenOf = (x: Outcome) => x.rounds.reduce((a, r) => a + r.broken, 0);
   for (const mode of [...new Set(outs.map((x) => x.mode))]) {
-    const ref = outs.find((x) => x.mode === mode && x.system === 'vipgate' && !x.why);
-    if (!ref) continue;
-    const rt = median(ref.rounds.map((r) => r.takeoverMs).filter((v): v is number => v !== null));
-    for (const x of outs.filter((y) => y.mode === mode && y !== ref && !y.why)) {
-      const t = median(x.rounds.map((r) => r.takeoverMs).filter((v): v is number => v !== null));
-      lines.push(`${mode}: ${x.system} / vipgate: takeover x${rt > 0 ? (t / rt).toFixed(1) : '-'}, broken ${x.rounds.reduce((a, r) => a + r.broken, 0)} vs ${ref.rounds.reduce((a, r) => a + r.broken, 0)}`);
+    for (const [a, b] of [['keepalived', 'vipgate'], ['keepalived-fast', 'vipgate-fast'], ['keepalived-fast', 'vipgate']] as const) {
+      const x = outs.find((y) => y.mode === mode && y.system === a && !y.why), ref = outs.find((y) => y.mode === mode && y.system === b && !y.why);
+      if (!x || !ref) continue;
+      lines.push(`${mode}: ${a} / ${b}: takeover x${med(ref) > 0 ? (med(x) / med(ref)).toFixed(2) : '-'}, broken ${brokenOf(x)} vs ${brokenOf(ref)}`);
     }
   }
   return lines.join('\n');
@@ -215,10 +218,11 @@ async function main(): Promise<void> {
           const out: Outcome = { system, mode, why: null, rounds: [] };
           outs.push(out);
           let plantOf: () => Promise<Plant>;
-          if (system === 'vipgate') {
+          if (system.startsWith('vipgate')) {
             const why = await clusterSupport(lab);
             if (why) { out.why = why; continue; }
-            plantOf = () => startVipgatePlant(lab, key.file);
+            const s: ClusterSettings = system === 'vipgate' ? {} : { heartbeat: '10ms', deadAfter: '30ms' };
+            plantOf = () => startVipgatePlant(lab, key.file, s);
           } else {
             if (!kaBin) { out.why = 'keepalived is not installed and could not be installed'; continue; }
             const t = system === 'keepalived' ? VRRP_DEFAULT : VRRP_FASTEST;

@@ -22,10 +22,10 @@
 import t, { type Test } from 'tap';
 import { createLab, arpProbe, canProbeArp, httpGetIn, type Lab } from '../scenarios/lab/lab';
 import { canRunVipgateLab } from '../scenarios/lab/vipgate';
-import { startContinuityServers, startWorkload, summarize, connTable, type ConnReport, type Workload } from '../scenarios/lab/continuity';
+import { startContinuityServers, startWorkload, summarize, connTable, CONTINUITY_PORT, type ConnReport, type Workload } from '../scenarios/lab/continuity';
 import {
   clusterConfigYaml, clusterSupport, freezeNode, heal, killNode, partition, routeNodesToBackends, setNodeLink, startNode,
-  writeClusterKey, nodeName, rejectedTotal, clusterView, type ClusterNode, type ClusterSettings,
+  writeClusterKey, nodeName, rejectedTotal, clusterView, peerState, viewOwners, type ClusterNode, type ClusterSettings,
 } from '../scenarios/lab/cluster';
 import { captureCluster, envelopeOf, flipBit, injectFrames, payloadOf, resign, withPayload, MSG_FLOWS, MSG_HEARTBEAT } from '../scenarios/lab/cluster-wire';
 
@@ -153,7 +153,11 @@ if (!can.ok) {
         let before = await w.progress();
         await killNode(c.nodes[0]!);
         const moved = await waitOwner(lab, 1, owned(lab));
-        t.comment(`VIPs and gateway answered by lb-2 alone ${moved} ms after the kill was noticed by the probe loop`);
+        t.comment(`VIPs and gateway answered by lb-2 alone within ${moved} ms of the kill (ARP probe rounds of about 350 ms; bench:cluster times it finely)`);
+        const v2 = clusterView(c.nodes[1]!.vg!), v3 = clusterView(c.nodes[2]!.vg!);
+        t.same([peerState(v2, 'lb-1'), peerState(v3, 'lb-1')], ['dead', 'dead'], 'lb-2 and lb-3 see lb-1 dead');
+        const all2 = Object.fromEntries(Object.keys(viewOwners(v2)).map((ip) => [ip, 'lb-2']));
+        t.same([viewOwners(v2), viewOwners(v3)], [all2, all2], 'lb-2 and lb-3 agree: lb-2 owns every VIP and the gateway');
         t.comment(`connections moved again within ${await allMove(w, before, 'the kill')} ms`);
         before = await w.progress();
         await restartNode(c, 0);
@@ -212,7 +216,7 @@ if (!can.ok) {
       const tail = r.macsPerRequest.slice(-10);
       t.ok(tail.every((m) => m.length === 1 && m[0] === lab.mac.nodes[0]), `at the end lb-1 alone answers (${JSON.stringify(tail)})`);
       await waitOwner(lab, 0, owned(lab));
-      for (const v of lab.addr.vips) t.ok(httpGetIn(lab, lab.ns.clients[0]!, `http://${v}:${lab.httpPort}/`).length > 0, `clients reach ${v} again`);
+      lab.addr.vips.forEach((v, k) => t.equal(httpGetIn(lab, lab.ns.clients[0]!, `http://${v}:${CONTINUITY_PORT}/ping`), lab.backendNames[k], `clients reach ${v} again`));
     });
 
     await t.test('forged and replayed heartbeats and replication messages: nothing moves, rejected counters rise', async (t) => {
@@ -221,7 +225,7 @@ if (!can.ok) {
       const hb = captureCluster(lab, lb2.ns, { count: 5, timeoutMs: 5000, src: lb1.address, type: MSG_HEARTBEAT });
       const fl = captureCluster(lab, lb2.ns, { count: 3, timeoutMs: 5000, src: lb1.address, type: MSG_FLOWS });
       await Promise.all([hb.ready, fl.ready]);
-      for (let k = 0; k < 6; k++) for (const v of lab.addr.vips) httpGetIn(lab, lab.ns.clients[0]!, `http://${v}:${lab.httpPort}/`);
+      for (let k = 0; k < 6; k++) for (const v of lab.addr.vips) httpGetIn(lab, lab.ns.clients[0]!, `http://${v}:${CONTINUITY_PORT}/ping`);
       const heartbeats = await hb.frames, flows = await fl.frames;
       t.ok(heartbeats.length >= 3, `recorded ${heartbeats.length} heartbeats from lb-1 to lb-2`);
       t.ok(flows.length >= 1, `recorded ${flows.length} replication messages from lb-1 to lb-2`);
@@ -229,7 +233,8 @@ if (!can.ok) {
       const e = envelopeOf(payloadOf(heartbeats[0]!));
       t.equal(e.sender, 0, 'a heartbeat names its sender by rank (lb-1 is 0)');
 
-      const rejectedBefore = rejectedTotal(clusterView(lb2.vg!));
+      const viewBefore = clusterView(lb2.vg!);
+      const rejectedBefore = rejectedTotal(viewBefore);
       const wrongKey = Buffer.alloc(32, 0x5a);
       const forged = recorded.flatMap((f) => {
         const p = payloadOf(f);
@@ -247,8 +252,14 @@ if (!can.ok) {
       const sent = injectFrames(lab, lb1.ns, recorded) + injectFrames(lab, lb1.ns, forged) + injectFrames(lab, lb1.ns, [asLb3]);
       t.comment(`sent ${recorded.length} replayed and ${forged.length + 1} forged datagrams to lb-2`);
       await sleep(1000);
-      const rejectedAfter = rejectedTotal(clusterView(lb2.vg!));
-      t.ok(rejectedAfter - rejectedBefore >= sent, `lb-2's rejected counters rose by ${rejectedAfter - rejectedBefore} (sent ${sent})`);
+      const viewAfter = clusterView(lb2.vg!);
+      const rejectedAfter = rejectedTotal(viewAfter);
+      t.ok(rejectedAfter - rejectedBefore >= sent, `lb-2's rejected counters rose by ${rejectedAfter - rejectedBefore} (sent ${sent}): ${JSON.stringify(viewAfter.rejected)}`);
+      const rose = (reason: string): number => (viewAfter.rejected?.[reason] ?? 0) - (viewBefore.rejected?.[reason] ?? 0);
+      t.ok(rose('replayed') >= recorded.length, `replays refused as replayed: +${rose('replayed')} (sent ${recorded.length})`);
+      t.ok(rose('bad_hmac') >= recorded.length * 4 + 1, `bit flips and the wrong key refused as bad_hmac: +${rose('bad_hmac')} (sent ${recorded.length * 4 + 1})`);
+      t.same([peerState(viewAfter, 'lb-1'), peerState(viewAfter, 'lb-3')], ['alive', 'alive'], 'lb-2 still sees lb-1 and lb-3 alive');
+      t.same(viewOwners(viewAfter), viewOwners(viewBefore), 'lb-2 computes the same owners as before');
       t.equal(await waitOwner(lab, 0, owned(lab), 0).then(() => 'lb-1', (err: Error) => err.message), 'lb-1', 'lb-1 still answers alone for every VIP and the gateway');
     });
 

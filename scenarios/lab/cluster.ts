@@ -205,21 +205,35 @@ export function nodeOfMac(lab: Lab, mac: string): number {
 
 // ---- what the node says: GET /v1/cluster ----------------------------------------------------------
 
-/** GET /v1/cluster on a node (throws unless 200). */
-export function clusterView(vg: VipgateProc): unknown {
-  const r = vg.api('GET', '/v1/cluster');
-  if (r.status !== 200) throw new Error(`GET /v1/cluster: ${r.status} ${r.text.slice(0, 200)}`);
-  return r.json;
+/** The part of GET /v1/cluster (src/control/api-types.ts ClusterView) the lab reads. */
+export interface ClusterViewLite {
+  enabled: boolean;
+  node?: string;
+  synced?: boolean;
+  nodes?: Array<{ name: string; state: string; effectiveDeadAfterMs: number; owns: string[] }>;
+  vips?: Array<{ vip: string; owner: string | null; here: boolean }>;
+  /** Messages refused, by reason. */
+  rejected?: Record<string, number>;
 }
 
-/** Every rejected message the view counts: the sum of the numbers under its `rejected` keys (per reason, per peer). */
-export function rejectedTotal(view: unknown): number {
-  let sum = 0;
-  const walk = (v: unknown, under: boolean): void => {
-    if (typeof v === 'number') { if (under) sum += v; return; }
-    if (Array.isArray(v)) { for (const x of v) walk(x, under); return; }
-    if (v && typeof v === 'object') for (const [k, x] of Object.entries(v)) walk(x, under || /^rejected/i.test(k));
-  };
-  walk(view, false);
-  return sum;
+/** GET /v1/cluster on a node (throws unless 200). */
+export function clusterView(vg: VipgateProc): ClusterViewLite {
+  const r = vg.api('GET', '/v1/cluster');
+  if (r.status !== 200) throw new Error(`GET /v1/cluster: ${r.status} ${r.text.slice(0, 200)}`);
+  return r.json as ClusterViewLite;
+}
+
+/** Every message the node refused, over all reasons. */
+export function rejectedTotal(view: ClusterViewLite): number {
+  return Object.values(view.rejected ?? {}).reduce((a, b) => a + b, 0);
+}
+
+/** The state (self, unknown, alive, dead) the view gives node `name`, or null when it does not list it. */
+export function peerState(view: ClusterViewLite, name: string): string | null {
+  return view.nodes?.find((n) => n.name === name)?.state ?? null;
+}
+
+/** Owner per VIP (and the nat gateway) as the view computes it. */
+export function viewOwners(view: ClusterViewLite): Record<string, string | null> {
+  return Object.fromEntries((view.vips ?? []).map((v) => [v.vip, v.owner]));
 }
