@@ -273,7 +273,8 @@ export function createMetrics(src: MetricsSource, o: MetricsOptions = {}): Metri
     gauge('vipgate_cluster_synced', '1 once this node has caught up with its peers\' flows (it owns no VIP before).', [], (emit) => emit({}, cl().synced ? 1 : 0));
     gauge('vipgate_cluster_vip_here', 'Per VIP (and the nat gateway): 1 when this node owns it and answers ARP for it.', ['vip'],
       (emit) => { for (const v of cl().vips ?? []) emit({ vip: v.vip }, v.here ? 1 : 0); });
-    const k = () => cl().counters!;
+    const NONE = { takeovers: 0, releases: 0, splitBrains: 0, heartbeatsSent: 0, heartbeatsReceived: 0, recordsSent: 0, recordsReceived: 0, journalPending: 0 };
+    const k = () => cl().counters ?? NONE; // { enabled: false } while the cluster part starts
     counter('vipgate_cluster_ownership_changes_total', 'VIPs this node took over (kind="takeover") or let go of (kind="release").', ['kind'], (emit) => {
       emit({ kind: 'takeover' }, k().takeovers);
       emit({ kind: 'release' }, k().releases);

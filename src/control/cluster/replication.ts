@@ -15,25 +15,14 @@ import type { RecordRing } from '../../shm/ring';
 import type { StateViews } from '../../dataplane/state';
 import { B_STATE, B_CLIMAC, F_CLI, F_VIP, F_PORTS, F_BACKIP } from '../../dataplane/state';
 import { FS_DEAD, FS_SYN, FS_ESTABLISHED } from '../../dataplane/flows';
-import { MAX_FLOWS_PER_DATAGRAM } from './wire';
-
-/** A MSG_FLOWS body: u16 count, u16 flags (bit 0: part of a snapshot), then count records. */
-export const FLOWS_BODY_HEADER = 4;
-export const FLOWS_FLAG_SNAPSHOT = 1;
+import { MAX_FLOWS_PER_DATAGRAM, flowsBody } from './wire';
 
 /** Sends one MSG_FLOWS body to the given peers (indexes); the node frames, signs and sends it. */
 export type SendFlows = (body: Uint8Array, to: readonly number[]) => void;
 
-/** Fill body's header for `count` records already at body[FLOWS_BODY_HEADER..). Returns the body's length. */
-function finishBody(body: Uint8Array, count: number, snapshot: boolean): number {
-  body[0] = count & 0xff; body[1] = count >>> 8;
-  body[2] = snapshot ? FLOWS_FLAG_SNAPSHOT : 0; body[3] = 0;
-  return FLOWS_BODY_HEADER + count * FLOW_WIRE_BYTES;
-}
-
 /** The journal's records to the live peers, a datagram per MAX_FLOWS_PER_DATAGRAM records. */
 export class JournalSender {
-  private readonly body = new Uint8Array(FLOWS_BODY_HEADER + MAX_FLOWS_PER_DATAGRAM * FLOW_WIRE_BYTES);
+  private readonly staging = new Uint8Array(MAX_FLOWS_PER_DATAGRAM * FLOW_WIRE_BYTES);
   /** Records taken from the journal and sent (to every live peer at the time). */
   sent = 0;
   /** Records taken while no peer was alive to receive them (a peer that comes asks for a snapshot). */
@@ -48,11 +37,11 @@ export class JournalSender {
   tick(to: readonly number[]): number {
     let taken = 0;
     while (taken < this.maxRecordsPerTick) {
-      const n = this.journal.copyOut(this.body, FLOWS_BODY_HEADER, Math.min(MAX_FLOWS_PER_DATAGRAM, this.maxRecordsPerTick - taken));
+      const n = this.journal.copyOut(this.staging, 0, Math.min(MAX_FLOWS_PER_DATAGRAM, this.maxRecordsPerTick - taken));
       if (n === 0) break;
       taken += n;
       if (to.length === 0) { this.discarded += n; continue; }
-      this.send(this.body.subarray(0, finishBody(this.body, n, false)), to);
+      this.send(flowsBody(this.staging, 0, n, false), to);
       this.sent += n;
     }
     return taken;
@@ -66,7 +55,8 @@ export class JournalSender {
  */
 export class SnapshotSender {
   private cursor = 0;
-  private readonly body = new Uint8Array(FLOWS_BODY_HEADER + MAX_FLOWS_PER_DATAGRAM * FLOW_WIRE_BYTES);
+  private readonly staging = new Uint8Array(MAX_FLOWS_PER_DATAGRAM * FLOW_WIRE_BYTES);
+  private readonly dv = new DataView(this.staging.buffer);
   private n = 0;
   /** Records sent so far. */
   count = 0;
@@ -78,22 +68,22 @@ export class SnapshotSender {
   tick(): boolean {
     if (this.done) return true;
     const v = this.state, fb = v.fb, fw = v.fw, end = Math.min(v.flowSlots, this.cursor + this.slotsPerTick);
+    const out = this.staging, dv = this.dv;
     for (let s = this.cursor; s < end; s++) {
       const b = s << 6;
       const st = fb[b + B_STATE]!;
       if (st <= FS_DEAD) continue;
-      const w = s << 4;
-      const at = FLOWS_BODY_HEADER + this.n * FLOW_WIRE_BYTES, out = this.body;
+      const w = s << 4, at = this.n * FLOW_WIRE_BYTES;
       out[at + R_OP] = st === FS_SYN ? REPL_NEW : st === FS_ESTABLISHED ? REPL_ESTABLISHED : REPL_CLOSED;
       out[at + R_STATE] = st;
       for (let i = 0; i < 6; i++) out[at + R_MAC + i] = fb[b + B_CLIMAC + i]!;
-      const dv = new DataView(out.buffer, out.byteOffset);
-      dv.setInt32(at + R_CLI, fw[w + F_CLI]!, true);
+      const cli = fw[w + F_CLI]!;
+      dv.setInt32(at + R_CLI, cli, true);
       dv.setInt32(at + R_VIP, fw[w + F_VIP]!, true);
       dv.setInt32(at + R_PORTS, fw[w + F_PORTS]!, true);
       dv.setInt32(at + R_BACKIP, fw[w + F_BACKIP]!, true);
       // Changed under the read (expired, reused): leave it to the journal.
-      if (fb[b + B_STATE] !== st || fw[w + F_CLI] !== dv.getInt32(at + R_CLI, true)) continue;
+      if (fb[b + B_STATE] !== st || fw[w + F_CLI] !== cli) continue;
       if (++this.n === MAX_FLOWS_PER_DATAGRAM) this.flush();
     }
     this.cursor = end;
@@ -103,16 +93,8 @@ export class SnapshotSender {
 
   private flush(): void {
     if (this.n === 0) return;
-    this.send(this.body.subarray(0, finishBody(this.body, this.n, true)), [this.peer]);
+    this.send(flowsBody(this.staging, 0, this.n, true), [this.peer]);
     this.count += this.n;
     this.n = 0;
   }
-}
-
-/** Check a MSG_FLOWS body's shape (wire.ts has verified the HMAC); the records' contents are the worker's to check. */
-export function flowsBody(body: Uint8Array): { count: number; snapshot: boolean; records: Uint8Array } | null {
-  if (body.length < FLOWS_BODY_HEADER) return null;
-  const count = body[0]! | (body[1]! << 8);
-  if (count > MAX_FLOWS_PER_DATAGRAM || body.length !== FLOWS_BODY_HEADER + count * FLOW_WIRE_BYTES || (body[2]! & ~FLOWS_FLAG_SNAPSHOT) !== 0 || body[3] !== 0) return null;
-  return { count, snapshot: (body[2]! & FLOWS_FLAG_SNAPSHOT) !== 0, records: body.subarray(FLOWS_BODY_HEADER) };
 }
