@@ -290,17 +290,14 @@ export class ClusterNode {
     for (const t of ts) {
       const name = this.cfg.peers[t.peer]!.name;
       if (t.kind === 'alive') {
-        this.d.log.info(`cluster: ${name} is alive`, { event: 'cluster_peer_alive', peer: name });
         this.d.emit('cluster_peer_alive', { node: name }, now);
         this.stepJoin({ t: 'alive', peer: t.peer }, now);
       } else if (t.kind === 'dead') {
-        this.d.log.warn(`cluster: ${name} declared dead (silent for ${Math.round(t.silentMs ?? 0)} ms, over its ${Math.round(t.timeoutMs)} ms)`, { event: 'cluster_peer_dead', peer: name });
-        this.d.emit('cluster_peer_dead', { node: name, silent_ms: Math.round(t.silentMs ?? 0) }, now);
+        this.d.emit('cluster_peer_dead', { node: name, silent_ms: Math.round(t.silentMs ?? 0), dead_after_ms: Math.round(t.timeoutMs) }, now);
         this.snapshots.delete(t.peer);
         this.stepJoin({ t: 'dead', peer: t.peer }, now);
       } else if (t.kind === 'restarted') {
         this.peerRestartsSeen++;
-        this.d.log.info(`cluster: ${name} restarted (a new incarnation)`, { event: 'cluster_peer_restarted', peer: name });
         this.d.emit('cluster_peer_restarted', { node: name }, now);
       }
     }
@@ -314,7 +311,6 @@ export class ClusterNode {
       this.sendTo(MSG_SNAPSHOT_REQUEST, new Uint8Array(0), [i]);
     }
     if (r.became === 'synced') {
-      this.d.log.info(`cluster: caught up (${r.state.how === 'alone' ? 'no peer alive' : r.state.how === 'snapshots' ? 'every live peer\'s snapshot imported' : `gave up waiting for ${r.state.how}`}); this node may own VIPs now`, { event: 'cluster_synced', how: r.state.how });
       this.d.emit('cluster_synced', { how: r.state.how }, now);
     }
   }
@@ -372,19 +368,16 @@ export class ClusterNode {
     if (lost.length) {
       this.k.releases += lost.length;
       const to = lost.map((ip) => this.nameOf(owners.get(ip) ?? -1));
-      this.d.log.info(`cluster: no longer answering for ${names(lost).join(', ')} (now ${[...new Set(to)].join(', ')})`, { event: 'cluster_release', vips: names(lost) });
       this.d.emit('cluster_release', { vips: names(lost), to: [...new Set(to)] }, now);
     }
     if (gained.length) {
       this.k.takeovers += gained.length;
       const from = gained.map((ip) => this.previousClaimant(ip));
-      this.d.log.info(`cluster: taking over ${names(gained).join(', ')} (from ${[...new Set(from)].join(', ')}); announcing with gratuitous ARP`, { event: 'cluster_takeover', vips: names(gained) });
       this.d.emit('cluster_takeover', { vips: names(gained), from: [...new Set(from)] }, now);
       this.garp(gained);
     }
     if (contested.length) {
       this.k.splitBrains += contested.length;
-      this.d.log.warn(`cluster: ${names(contested).join(', ')} also claimed by another node (a partition healed?); the ownership rule keeps ${contested.length > 1 ? 'them' : 'it'} here: re-announcing`, { event: 'cluster_split_brain', vips: names(contested) });
       this.d.emit('cluster_split_brain', { vips: names(contested), kept: true }, now);
       if (!gained.length) this.garp(contested);
     }
