@@ -14,6 +14,7 @@ import {
 import { FS_ESTABLISHED, FS_SYN } from '../src/dataplane/flows';
 import { isVipgateError } from '../src/control/errors';
 import { mulberry32 } from './helpers/prng';
+import { CLUSTER_LIMITS } from '../src/control/config/cluster';
 
 const KEY = Buffer.from('0123456789abcdef0123456789abcdef');
 const OTHER_KEY = Buffer.from('0123456789abcdef0123456789abcdeF');
@@ -96,6 +97,15 @@ t.test('a full MSG_FLOWS datagram fits; more records are refused at encode', asy
   t.throws(() => flowsBody(records(1), 0, 0, false), { code: 'ECLUSTER_MESSAGE' });
   t.throws(() => encode(MSG_HEARTBEAT, env(), Buffer.alloc(MAX_BODY + 1), KEY), { code: 'ECLUSTER_MESSAGE' });
   t.throws(() => encode(MSG_HEARTBEAT, env({ seq: 0 }), Buffer.alloc(2), KEY), { code: 'ECLUSTER_MESSAGE' });
+  // The config's bound (CLUSTER_LIMITS.vips) fits one heartbeat in the worst case: every address
+  // and figure at its longest, with room for backends seen down.
+  const worst: Heartbeat = {
+    load: { flows: 16_777_216, capacity: 16_777_216, pps: 123456789.123456, cpu: 12.345678901 },
+    owned: Array.from({ length: CLUSTER_LIMITS.vips }, (_, i) => `255.255.255.${100 + i}`), synced: false,
+    history: { startedAt: NOW, takeovers: 999_999, peerRestartsSeen: 999_999 },
+    down: Array.from({ length: 16 }, (_, i) => `255.255.254.${100 + i}`), sent: Number.MAX_SAFE_INTEGER,
+  };
+  t.ok(heartbeatBody(worst).length <= MAX_BODY, `${CLUSTER_LIMITS.vips} owned VIPs and 16 down backends fit one datagram`);
   const many = { ...HB, owned: Array.from({ length: 100 }, (_, i) => `10.100.100.${i}`) };
   let err: unknown = null;
   try { heartbeatBody(many); } catch (e) { err = e; }

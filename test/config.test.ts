@@ -71,6 +71,8 @@ function expectedExample(file: string, mode: 'dsr' | 'nat'): Config {
     synCheck: null,
     events: EVENTS_DEFAULTS,
     io: { backend: 'auto', batch: 256, spinUs: 200 },
+    cluster: null,
+    vipPlacement: new Map(),
   };
 }
 
@@ -254,7 +256,7 @@ const fixtures: Fixture[] = [
   { d: 'top level is a scalar', yaml: 'hello\n', code: I, line: 1, msg: ['expected a mapping', 'got the string "hello"'] },
   { d: 'typo in a top-level key', yaml: cfg({ extra: ['servics: []'] }), code: I, line: 6, at: 'servics', path: 'servics', msg: ['unknown key', 'did you mean "services"?', 'allowed keys here: interface, mac, mode, vips, backends, services, flows, neighbours'] },
   { d: 'American spelling of neighbours', yaml: cfg({ extra: ['neighbors: { ttl: 5s }'] }), code: I, line: 6, at: 'neighbors', msg: ['did you mean "neighbours"?'] },
-  { d: 'unknown key with no near match', yaml: cfg({ extra: ['cluster: {}'] }), code: I, line: 6, at: 'cluster', msg: ['unknown key;', 'allowed keys here'] },
+  { d: 'unknown key with no near match', yaml: cfg({ extra: ['quorum: {}'] }), code: I, line: 6, at: 'quorum', msg: ['unknown key;', 'allowed keys here'] },
   { d: 'non-scalar key', yaml: cfg({ extra: ['[a]: 1'] }), code: I, line: 6, at: '[a]', path: '(a list)', msg: ['unknown key', 'allowed keys here'] },
   { d: 'unknown key in a backend', yaml: cfg({ backends: 'backends: [{ name: web1, adress: 10.0.1.21, ip: 10.0.1.21 }, { name: web2, ip: 10.0.1.22 }]' }), code: I, line: 4, at: 'adress', path: 'backends[0].adress', msg: ['unknown key', 'allowed keys here: name, ip, mac'] },
   { d: 'typo in a service key', yaml: cfg({ services: 'services: [{ vip: 10.0.0.101, port: 80, active: web1, stanby: [web2] }]' }), code: I, line: 5, at: 'stanby', msg: ['did you mean "standby"?', 'vip, backend, port, active, standby'] },
