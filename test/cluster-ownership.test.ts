@@ -1,0 +1,130 @@
+// The ownership rule (src/control/cluster/ownership.ts): a table of situations (priority, prefer,
+// least_loaded, room, sticky without preempt, preempt waiting for synced, the nat gateway),
+// split brain (two claimants resolve to one answer, listed by conflicts()), and a seeded property
+// test: every live node, computing from its own seat with the same facts, gets the same owners.
+
+import t from 'tap';
+import { owners, conflicts, eligible, nodeViews, ROOM_FRACTION, type NodeView, type OwnershipInput } from '../src/control/cluster/ownership';
+import { initMembership, step } from '../src/control/cluster/membership';
+import type { VipPlacement } from '../src/control/config/cluster';
+import type { DecodedHeartbeat } from '../src/control/cluster/wire';
+import { mulberry32 } from './helpers/prng';
+
+const V1 = 0x0a000064, V2 = 0x0a000065, V3 = 0x0a000066, GW = 0x0a000101;
+const NAMES = ['lb-a', 'lb-b', 'lb-c'];
+
+interface Fact { alive?: boolean; synced?: boolean; flows?: number; capacity?: number; owned?: number[] }
+
+/** Input from node `self`'s seat: facts per node in priority order. */
+function input(self: number, facts: Fact[], o: { preempt?: boolean; placement?: Array<[number, VipPlacement]>; vips?: number[]; gw?: number | null } = {}): OwnershipInput {
+  const nodes: NodeView[] = facts.map((f, i) => ({
+    name: NAMES[i] ?? `n${i}`, alive: f.alive ?? true, synced: f.synced ?? true,
+    flows: f.flows ?? 0, capacity: f.capacity ?? 1000, owned: new Set(f.owned ?? []),
+  }));
+  return { self, nodes, vips: o.vips ?? [V1, V2, V3], natGateway: o.gw === undefined ? null : o.gw, placement: new Map(o.placement ?? []), preempt: o.preempt ?? true };
+}
+const own = (i: OwnershipInput) => Object.fromEntries([...owners(i)].map(([v, n]) => [(v & 0xff).toString(), n]));
+
+t.test('the rule, situation by situation', async (t) => {
+  const prefB: Array<[number, VipPlacement]> = [[V2, { prefer: 'lb-b', placement: 'priority' }]];
+  const ll: Array<[number, VipPlacement]> = [[V3, { prefer: null, placement: 'least_loaded' }]];
+  const cases: Array<[string, OwnershipInput, Record<string, number>]> = [
+    ['all alive and synced: the highest priority', input(1, [{}, {}, {}]), { 100: 0, 101: 0, 102: 0 }],
+    ['the first dead: the next in priority', input(1, [{ alive: false }, {}, {}]), { 100: 1, 101: 1, 102: 1 }],
+    ['self is alive whatever its flag says', input(0, [{ alive: false }, { alive: false }, { alive: false }]), { 100: 0, 101: 0, 102: 0 }],
+    ['prefer: the preferred node while eligible', input(0, [{}, {}, {}], { placement: prefB }), { 100: 0, 101: 1, 102: 0 }],
+    ['prefer: dead, so priority', input(0, [{}, { alive: false }, {}], { placement: prefB }), { 100: 0, 101: 0, 102: 0 }],
+    ['least_loaded: the fewest flows', input(0, [{ flows: 500 }, { flows: 100 }, { flows: 300 }], { placement: ll }), { 100: 0, 101: 0, 102: 1 }],
+    ['least_loaded: ties go by priority', input(0, [{ flows: 300 }, { flows: 100 }, { flows: 100 }], { placement: ll }), { 100: 0, 101: 0, 102: 1 }],
+    ['room: a node at 90 % takes nothing new', input(1, [{ flows: ROOM_FRACTION * 1000 }, {}, {}]), { 100: 1, 101: 1, 102: 1 }],
+    ['room: just under 90 % still has room', input(1, [{ flows: ROOM_FRACTION * 1000 - 1 }, {}, {}]), { 100: 0, 101: 0, 102: 0 }],
+    ['room: when no node has room, room is ignored', input(1, [{ flows: 950 }, { flows: 990 }, { flows: 999 }]), { 100: 0, 101: 0, 102: 0 }],
+    ['room: capacity 0 (no heartbeat yet) is no room', input(1, [{ capacity: 0 }, {}, {}]), { 100: 1, 101: 1, 102: 1 }],
+    ['sticky (preempt off): the claimant keeps it', input(0, [{}, { owned: [V1, V2] }, {}], { preempt: false }), { 100: 1, 101: 1, 102: 0 }],
+    ['sticky: several claimants, the highest priority', input(0, [{}, { owned: [V1] }, { owned: [V1] }], { preempt: false }), { 100: 1, 101: 0, 102: 0 }],
+    ['sticky: a claimant without room loses it', input(0, [{}, { owned: [V1], flows: 950 }, {}], { preempt: false }), { 100: 0, 101: 0, 102: 0 }],
+    ['sticky: a dead claimant loses it', input(0, [{}, { owned: [V1], alive: false }, {}], { preempt: false }), { 100: 0, 101: 0, 102: 0 }],
+    ['sticky with prefer: the claimant keeps it from the preferred node', input(0, [{ owned: [V2] }, {}, {}], { preempt: false, placement: prefB }), { 100: 0, 101: 0, 102: 0 }],
+    ['preempt on: the candidate wins over a claimant', input(0, [{}, { owned: [V1, V2, V3] }, {}]), { 100: 0, 101: 0, 102: 0 }],
+    ['preempt waits for synced: the returning node is not eligible yet', input(0, [{ synced: false }, { owned: [V1, V2, V3] }, {}]), { 100: 1, 101: 1, 102: 1 }],
+    ['no alive node synced (a cold start of all): synced is not required', input(2, [{ synced: false }, { synced: false }, { synced: false }]), { 100: 0, 101: 0, 102: 0 }],
+    ['least_loaded is sticky even with preempt on', input(0, [{ flows: 0 }, { flows: 10 }, { flows: 900 - 1, owned: [V3] }], { placement: ll }), { 100: 0, 101: 0, 102: 2 }],
+    ['the nat gateway: default rule, moves with the VIPs', input(1, [{ alive: false }, {}, {}], { gw: GW }), { 100: 1, 101: 1, 102: 1, 1: 1 }],
+    ['the nat gateway ignores placements of VIPs', input(0, [{}, {}, {}], { gw: GW, placement: prefB }), { 100: 0, 101: 1, 102: 0, 1: 0 }],
+  ];
+  for (const [what, i, want] of cases) t.same(own(i), want, what);
+  t.same(owners({ self: 0, nodes: [], vips: [V1], natGateway: null, placement: new Map(), preempt: true }), new Map([[V1, -1]]), 'no node at all: -1');
+  t.same(eligible(input(0, [{ synced: false }, {}, { alive: false }])), [1], 'eligible: alive, synced, with room');
+});
+
+t.test('fail-back with preempt: the node that comes back takes its VIPs only once synced', async (t) => {
+  // lb-a (priority 1) died; lb-b took everything. lb-a returns; computed from lb-b's seat.
+  const seq: Array<[string, Fact, Record<string, number>]> = [
+    ['lb-a dead', { alive: false }, { 100: 1, 101: 1, 102: 1 }],
+    ['lb-a alive, catching up', { alive: true, synced: false }, { 100: 1, 101: 1, 102: 1 }],
+    ['lb-a synced: it takes them back', { alive: true, synced: true }, { 100: 0, 101: 0, 102: 0 }],
+  ];
+  for (const [what, a, want] of seq) t.same(own(input(1, [a, { owned: [V1, V2, V3] }, {}])), want, what);
+  t.same(own(input(1, [{}, { owned: [V1, V2, V3] }, {}], { preempt: false })), { 100: 1, 101: 1, 102: 1 }, 'preempt off: they stay on lb-b');
+});
+
+t.test('split brain: two claimants resolve to one answer on both, and are listed', async (t) => {
+  // A partition healed: lb-a and lb-c both answer V1 (and lb-c also V2).
+  const facts: Fact[] = [{ owned: [V1, V3] }, { alive: true }, { owned: [V1, V2] }];
+  for (const preempt of [true, false]) {
+    const fromA = input(0, facts, { preempt }), fromC = input(2, facts, { preempt });
+    t.same(owners(fromA), owners(fromC), `preempt ${preempt}: the same owners computed on lb-a and on lb-c`);
+    t.equal(owners(fromA).get(V1), 0, `preempt ${preempt}: V1 to lb-a (candidate, or the highest-priority claimant)`);
+    t.same(conflicts(fromA), [{ vip: V1, claimants: [0, 2], owner: 0 }], 'conflicts lists V1 with both claimants');
+    t.same(conflicts(fromC), conflicts(fromA));
+  }
+  t.equal(owners(input(0, facts, { preempt: false })).get(V2), 2, 'preempt off: lb-c keeps V2, claimed by it alone');
+  t.equal(owners(input(0, facts, { preempt: true })).get(V2), 0, 'preempt on: V2 to lb-a');
+  t.same(conflicts(input(0, [{ owned: [V1] }, { alive: false, owned: [V1] }, {}])), [], 'a dead node\'s stale claim is no conflict');
+});
+
+t.test('property (seeded): every live node computes the same owners from the same facts', async (t) => {
+  const rnd = mulberry32(0x0c1a);
+  const vips = Array.from({ length: 12 }, (_, i) => 0x0a000100 + i);
+  let checked = 0;
+  for (let round = 0; round < 2000; round++) {
+    const n = 2 + Math.floor(rnd() * 4);
+    const facts: Fact[] = Array.from({ length: n }, () => ({
+      alive: rnd() < 0.8, synced: rnd() < 0.8, capacity: rnd() < 0.1 ? 0 : 1000, flows: Math.floor(rnd() * 1000),
+      owned: vips.filter(() => rnd() < 0.2),
+    }));
+    const placement: Array<[number, VipPlacement]> = vips.filter(() => rnd() < 0.4).map((v) => [v, {
+      prefer: rnd() < 0.5 ? `n${Math.floor(rnd() * (n + 1))}` : null, placement: rnd() < 0.5 ? 'least_loaded' : 'priority',
+    }]);
+    const names = Array.from({ length: n }, (_, i) => `n${i}`);
+    const preempt = rnd() < 0.5;
+    const seats = facts.map((_, i) => i).filter((i) => facts[i]!.alive);
+    const answers = seats.map((self) => {
+      const inp = input(self, facts, { preempt, placement, vips, gw: GW });
+      // From its own seat a node is alive: make the facts say so for every seat alike.
+      inp.nodes.forEach((x, i) => { (x as { name: string }).name = names[i]!; });
+      return JSON.stringify([...owners(inp)]);
+    });
+    if (seats.length > 1) checked++;
+    if (new Set(answers).size > 1) { t.fail(`round ${round}: seats disagree: ${answers.join(' | ')}`); break; }
+  }
+  t.ok(checked > 1000, `${checked} situations with 2 or more live nodes agreed`);
+});
+
+t.test('nodeViews: from membership and this node\'s own view', async (t) => {
+  const hb = (o: Partial<DecodedHeartbeat>): DecodedHeartbeat => ({
+    load: { flows: 7, capacity: 100, pps: 0, cpu: 0 }, owned: [], ownedIps: [], synced: true,
+    history: { startedAt: 1, takeovers: 0, peerRestartsSeen: 0 }, down: [], downIps: [], sent: 0, ...o,
+  });
+  let m = initMembership({ peers: 3, self: 1, heartbeatMs: 100, deadAfterMs: 400 }, 0);
+  m = step(m, { type: 'heartbeat', from: 0, incarnation: 5, heartbeat: hb({ owned: ['10.0.0.100'], ownedIps: [V1] }) }, 0).state;
+  m = step(m, { type: 'heartbeat', from: 2, incarnation: 5, heartbeat: hb({ owned: ['10.0.0.101'], ownedIps: [V2], synced: false }) }, 300).state;
+  m = step(m, { type: 'tick' }, 500).state; // lb-a silent 500 ms: dead
+  const views = nodeViews(m, NAMES, { synced: true, flows: 3, capacity: 100, owned: new Set([V3]) });
+  t.same(views.map((v) => [v.name, v.alive, v.synced, v.flows, v.capacity, [...v.owned]]), [
+    ['lb-a', false, false, 7, 100, []],
+    ['lb-b', true, true, 3, 100, [V3]],
+    ['lb-c', true, false, 7, 100, [V2]],
+  ], 'a dead peer claims nothing; a live one its last heartbeat\'s owned');
+  t.same(owners({ self: 1, nodes: views, vips: [V1, V2, V3], natGateway: null, placement: new Map(), preempt: true }), new Map([[V1, 1], [V2, 1], [V3, 1]]));
+});
