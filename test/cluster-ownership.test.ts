@@ -128,3 +128,39 @@ t.test('nodeViews: from membership and this node\'s own view', async (t) => {
   ], 'a dead peer claims nothing; a live one its last heartbeat\'s owned');
   t.same(owners({ self: 1, nodes: views, vips: [V1, V2, V3], natGateway: null, placement: new Map(), preempt: true }), new Map([[V1, 1], [V2, 1], [V3, 1]]));
 });
+
+t.test('a timeline from lb-b\'s seat (fake clock): lb-a dies, lb-b takes over at the death tick, lb-a returns and takes back once synced', async (t) => {
+  const hbOf = (synced: boolean, owned: number[]): DecodedHeartbeat => ({
+    load: { flows: 5, capacity: 1000, pps: 0, cpu: 0 }, owned: owned.map(String), ownedIps: owned, synced,
+    history: { startedAt: 1, takeovers: 0, peerRestartsSeen: 0 }, down: [], downIps: [], sent: 0,
+  });
+  let m = initMembership({ peers: 3, self: 1, heartbeatMs: 100, deadAfterMs: 400 }, 0);
+  let mine = new Set<number>();
+  const log: string[] = [];
+  const decide = (now: number) => {
+    const inp = { self: 1, nodes: nodeViews(m, NAMES, { synced: true, flows: 5, capacity: 1000, owned: mine }), vips: [V1, V2], natGateway: GW, placement: new Map(), preempt: true };
+    const next = new Set([...owners(inp)].filter(([, n]) => n === 1).map(([v]) => v));
+    const changed = [...next].some((v) => !mine.has(v)) || [...mine].some((v) => !next.has(v));
+    if (changed) log.push(`${now}: lb-b owns ${[...next].map((v) => v & 0xff).sort((a, b) => a - b).join(',') || 'nothing'}`);
+    mine = next;
+  };
+  const feed = (ev: Parameters<typeof step>[1], now: number) => { m = step(m, ev, now).state; decide(now); };
+  let now = 0;
+  for (; now <= 1000; now += 100) {
+    feed({ type: 'heartbeat', from: 0, incarnation: 1, heartbeat: hbOf(true, [V1, V2, GW]) }, now);
+    feed({ type: 'heartbeat', from: 2, incarnation: 1, heartbeat: hbOf(true, []) }, now);
+    feed({ type: 'tick' }, now);
+  }
+  // lb-a's last heartbeat was at 1000. Ticks every 10 ms; lb-c keeps beating.
+  for (now = 1010; now <= 1600; now += 10) {
+    if (now % 100 === 0) feed({ type: 'heartbeat', from: 2, incarnation: 1, heartbeat: hbOf(true, []) }, now);
+    feed({ type: 'tick' }, now);
+  }
+  // lb-a restarts: unsynced for 300 ms (its snapshot), then synced.
+  for (now = 2000; now <= 2600; now += 100) {
+    feed({ type: 'heartbeat', from: 0, incarnation: 2, heartbeat: hbOf(now >= 2300, []) }, now);
+    feed({ type: 'heartbeat', from: 2, incarnation: 1, heartbeat: hbOf(true, []) }, now);
+  }
+  t.same(log, ['1410: lb-b owns 1,100,101', '2300: lb-b owns nothing'],
+    'takeover at the first tick past 400 ms of silence (with the gateway); hand-back only when lb-a says synced');
+});
