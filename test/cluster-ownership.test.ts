@@ -4,8 +4,8 @@
 // test: every live node, computing from its own seat with the same facts, gets the same owners.
 
 import t from 'tap';
-import { owners, conflicts, eligible, nodeViews, ROOM_FRACTION, type NodeView, type OwnershipInput } from '../src/control/cluster/ownership';
-import { initMembership, step } from '../src/control/cluster/membership';
+import { owners, conflicts, eligible, ROOM_FRACTION, type NodeView, type OwnershipInput } from '../src/control/cluster/ownership';
+import { initMembership, step, type MembershipState } from '../src/control/cluster/membership';
 import type { VipPlacement } from '../src/control/config/cluster';
 import type { DecodedHeartbeat } from '../src/control/cluster/wire';
 import { mulberry32 } from './helpers/prng';
@@ -15,13 +15,20 @@ const NAMES = ['lb-a', 'lb-b', 'lb-c'];
 
 interface Fact { alive?: boolean; synced?: boolean; flows?: number; capacity?: number; owned?: number[] }
 
-/** Input from node `self`'s seat: facts per node in priority order. */
-function input(self: number, facts: Fact[], o: { preempt?: boolean; placement?: Array<[number, VipPlacement]>; vips?: number[]; gw?: number | null } = {}): OwnershipInput {
-  const nodes: NodeView[] = facts.map((f, i) => ({
-    name: NAMES[i] ?? `n${i}`, alive: f.alive ?? true, synced: f.synced ?? true,
-    flows: f.flows ?? 0, capacity: f.capacity ?? 1000, owned: new Set(f.owned ?? []),
+/** Input from node `self`'s seat: facts per node in priority order; placements name nodes (NAMES, or n0..). */
+function input(self: number, facts: Fact[], o: { preempt?: boolean; placement?: Array<[number, VipPlacement]>; vips?: number[]; gw?: number | null; names?: string[] } = {}): OwnershipInput {
+  const names = o.names ?? NAMES;
+  const nodes: NodeView[] = facts.map((f) => ({
+    alive: f.alive ?? true, synced: f.synced ?? true, flows: f.flows ?? 0, capacity: f.capacity ?? 1000, claims: f.owned ?? [],
   }));
-  return { self, nodes, vips: o.vips ?? [V1, V2, V3], natGateway: o.gw === undefined ? null : o.gw, placement: new Map(o.placement ?? []), preempt: o.preempt ?? true };
+  const place = new Map(o.placement ?? []);
+  const vips = (o.vips ?? [V1, V2, V3]).map((ip) => {
+    const p = place.get(ip);
+    return { ip, prefer: p?.prefer ? names.indexOf(p.prefer) : -1, placement: p?.placement ?? 'priority' as const };
+  });
+  // The nat gateway: the default rule, as the runtime lists it.
+  if (o.gw !== undefined && o.gw !== null) vips.push({ ip: o.gw, prefer: -1, placement: 'priority' });
+  return { self, nodes, vips, preempt: o.preempt ?? true };
 }
 const own = (i: OwnershipInput) => Object.fromEntries([...owners(i)].map(([v, n]) => [(v & 0xff).toString(), n]));
 
@@ -53,7 +60,7 @@ t.test('the rule, situation by situation', async (t) => {
     ['the nat gateway ignores placements of VIPs', input(0, [{}, {}, {}], { gw: GW, placement: prefB }), { 100: 0, 101: 1, 102: 0, 1: 0 }],
   ];
   for (const [what, i, want] of cases) t.same(own(i), want, what);
-  t.same(owners({ self: 0, nodes: [], vips: [V1], natGateway: null, placement: new Map(), preempt: true }), new Map([[V1, -1]]), 'no node at all: -1');
+  t.same(owners({ self: 0, nodes: [], vips: [{ ip: V1, prefer: -1, placement: 'priority' }], preempt: true }), new Map([[V1, -1]]), 'no node at all: -1');
   t.same(eligible(input(0, [{ synced: false }, {}, { alive: false }])), [1], 'eligible: alive, synced, with room');
 });
 
@@ -75,7 +82,7 @@ t.test('split brain: two claimants resolve to one answer on both, and are listed
     const fromA = input(0, facts, { preempt }), fromC = input(2, facts, { preempt });
     t.same(owners(fromA), owners(fromC), `preempt ${preempt}: the same owners computed on lb-a and on lb-c`);
     t.equal(owners(fromA).get(V1), 0, `preempt ${preempt}: V1 to lb-a (candidate, or the highest-priority claimant)`);
-    t.same(conflicts(fromA), [{ vip: V1, claimants: [0, 2], owner: 0 }], 'conflicts lists V1 with both claimants');
+    t.same(conflicts(fromA), [{ ip: V1, claimants: [0, 2], owner: 0 }], 'conflicts lists V1 with both claimants');
     t.same(conflicts(fromC), conflicts(fromA));
   }
   t.equal(owners(input(0, facts, { preempt: false })).get(V2), 2, 'preempt off: lb-c keeps V2, claimed by it alone');
@@ -99,35 +106,21 @@ t.test('property (seeded): every live node computes the same owners from the sam
     const names = Array.from({ length: n }, (_, i) => `n${i}`);
     const preempt = rnd() < 0.5;
     const seats = facts.map((_, i) => i).filter((i) => facts[i]!.alive);
-    const answers = seats.map((self) => {
-      const inp = input(self, facts, { preempt, placement, vips, gw: GW });
-      // From its own seat a node is alive: make the facts say so for every seat alike.
-      inp.nodes.forEach((x, i) => { (x as { name: string }).name = names[i]!; });
-      return JSON.stringify([...owners(inp)]);
-    });
+    const answers = seats.map((self) => JSON.stringify([...owners(input(self, facts, { preempt, placement, vips, gw: GW, names }))]));
     if (seats.length > 1) checked++;
     if (new Set(answers).size > 1) { t.fail(`round ${round}: seats disagree: ${answers.join(' | ')}`); break; }
   }
   t.ok(checked > 1000, `${checked} situations with 2 or more live nodes agreed`);
 });
 
-t.test('nodeViews: from membership and this node\'s own view', async (t) => {
-  const hb = (o: Partial<DecodedHeartbeat>): DecodedHeartbeat => ({
-    load: { flows: 7, capacity: 100, pps: 0, cpu: 0 }, owned: [], ownedIps: [], synced: true,
-    history: { startedAt: 1, takeovers: 0, peerRestartsSeen: 0 }, down: [], downIps: [], sent: 0, ...o,
+/** What node.ts does: this node's own view, peers from membership (their last heartbeat). */
+function fromMembership(m: MembershipState, self: NodeView, ips: number[]): OwnershipInput {
+  const nodes = m.peers.map((p, i): NodeView => i === m.self ? self : {
+    alive: p.status === 'alive', synced: p.heartbeat?.synced ?? false, flows: p.heartbeat?.load.flows ?? 0,
+    capacity: p.heartbeat?.load.capacity ?? 0, claims: p.heartbeat?.ownedIps ?? [],
   });
-  let m = initMembership({ peers: 3, self: 1, heartbeatMs: 100, deadAfterMs: 400 }, 0);
-  m = step(m, { type: 'heartbeat', from: 0, incarnation: 5, heartbeat: hb({ owned: ['10.0.0.100'], ownedIps: [V1] }) }, 0).state;
-  m = step(m, { type: 'heartbeat', from: 2, incarnation: 5, heartbeat: hb({ owned: ['10.0.0.101'], ownedIps: [V2], synced: false }) }, 300).state;
-  m = step(m, { type: 'tick' }, 500).state; // lb-a silent 500 ms: dead
-  const views = nodeViews(m, NAMES, { synced: true, flows: 3, capacity: 100, owned: new Set([V3]) });
-  t.same(views.map((v) => [v.name, v.alive, v.synced, v.flows, v.capacity, [...v.owned]]), [
-    ['lb-a', false, false, 7, 100, []],
-    ['lb-b', true, true, 3, 100, [V3]],
-    ['lb-c', true, false, 7, 100, [V2]],
-  ], 'a dead peer claims nothing; a live one its last heartbeat\'s owned');
-  t.same(owners({ self: 1, nodes: views, vips: [V1, V2, V3], natGateway: null, placement: new Map(), preempt: true }), new Map([[V1, 1], [V2, 1], [V3, 1]]));
-});
+  return { self: m.self, preempt: true, nodes, vips: ips.map((ip) => ({ ip, prefer: -1, placement: 'priority' })) };
+}
 
 t.test('a timeline from lb-b\'s seat (fake clock): lb-a dies, lb-b takes over at the death tick, lb-a returns and takes back once synced', async (t) => {
   const hbOf = (synced: boolean, owned: number[]): DecodedHeartbeat => ({
@@ -138,7 +131,7 @@ t.test('a timeline from lb-b\'s seat (fake clock): lb-a dies, lb-b takes over at
   let mine = new Set<number>();
   const log: string[] = [];
   const decide = (now: number) => {
-    const inp = { self: 1, nodes: nodeViews(m, NAMES, { synced: true, flows: 5, capacity: 1000, owned: mine }), vips: [V1, V2], natGateway: GW, placement: new Map(), preempt: true };
+    const inp = fromMembership(m, { alive: true, synced: true, flows: 5, capacity: 1000, claims: [...mine] }, [V1, V2, GW]);
     const next = new Set([...owners(inp)].filter(([, n]) => n === 1).map(([v]) => v));
     const changed = [...next].some((v) => !mine.has(v)) || [...mine].some((v) => !next.has(v));
     if (changed) log.push(`${now}: lb-b owns ${[...next].map((v) => v & 0xff).sort((a, b) => a - b).join(',') || 'nothing'}`);

@@ -13,8 +13,8 @@
 //   A claim is what this node answers now, or a peer's last heartbeat's `owned`. With preempt
 //   on, the candidate wins — and since a node is eligible only once synced, a node that comes
 //   back takes its VIPs only after it has caught up with the flow state.
-// - The nat gateway is placed like a VIP with the default rule (priority, no prefer): it moves
-//   with the VIPs of a node that fails.
+// - The nat gateway is placed like a VIP with the default rule: the runtime lists it among the
+//   addresses with prefer -1 and placement priority, so it moves with the VIPs of a node that fails.
 // - Split brain: two nodes that both claim a VIP (a partition healed) are resolved by this same
 //   rule; conflicts() lists such VIPs so the runtime counts them and the winner re-announces.
 //
@@ -22,46 +22,44 @@
 // alive when it (re)started; a running node stays synced when a peer restarts (the restarted
 // peer's table is empty, there is nothing to catch up with).
 
-import type { MembershipState } from './membership';
-import type { VipPlacement } from '../config/cluster';
-
 /** Room: a node whose table is this full takes no VIP it does not have to. */
 export const ROOM_FRACTION = 0.9;
 
 export interface NodeView {
-  name: string;
   /** This node: always true (ignored). A peer: membership says alive. */
   alive: boolean;
   synced: boolean;
   flows: number;
   capacity: number;
-  /** What it claims: this node, the VIPs it answers ARP for now; a peer, its last heartbeat's owned. */
-  owned: ReadonlySet<number>;
+  /** What it claims: this node, the VIPs it answers ARP for now; a peer, its last heartbeat's ownedIps. */
+  claims: readonly number[];
+}
+
+/** One address to place: a VIP, or the nat gateway (prefer -1, placement priority). */
+export interface VipInput {
+  /** Any consistent numbering (Config.vips and heartbeats' ownedIps use unsigned 32-bit). */
+  ip: number;
+  /** The preferred node's rank, or -1. */
+  prefer: number;
+  placement: 'priority' | 'least_loaded';
 }
 
 export interface OwnershipInput {
   /** This node's rank. */
   self: number;
+  preempt: boolean;
   /** Every node, in priority order (cluster.peers). */
   nodes: readonly NodeView[];
-  /** The VIPs to place (any consistent numbering: Config.vips uses unsigned 32-bit). */
-  vips: readonly number[];
-  /** nat: the backends' gateway address, placed with the default rule; null: none. */
-  natGateway: number | null;
-  /** Non-default placements (Config.vipPlacement). */
-  placement: ReadonlyMap<number, VipPlacement>;
-  preempt: boolean;
+  vips: readonly VipInput[];
 }
 
 export interface Conflict {
-  vip: number;
+  ip: number;
   /** Alive nodes claiming it, in priority order. */
   claimants: number[];
   /** Who the rule gives it to (-1: nobody eligible). */
   owner: number;
 }
-
-const DEFAULT_PLACEMENT: VipPlacement = { prefer: null, placement: 'priority' };
 
 /** The eligible nodes' ranks, in priority order (see the top of the file). */
 export function eligible(input: OwnershipInput): number[] {
@@ -76,26 +74,21 @@ export function hasRoom(n: NodeView): boolean {
   return n.capacity > 0 && n.flows < ROOM_FRACTION * n.capacity;
 }
 
-/** The owner of every VIP (and the nat gateway): a node's rank, or -1 when no node is eligible. */
+/** The owner of every address: a node's rank, or -1 when no node is eligible. */
 export function owners(input: OwnershipInput): Map<number, number> {
   const el = eligible(input);
   const out = new Map<number, number>();
-  for (const vip of input.vips) out.set(vip, ownerOf(input, el, vip, input.placement.get(vip) ?? DEFAULT_PLACEMENT));
-  if (input.natGateway !== null && !out.has(input.natGateway)) out.set(input.natGateway, ownerOf(input, el, input.natGateway, DEFAULT_PLACEMENT));
+  for (const v of input.vips) out.set(v.ip, ownerOf(input, el, v));
   return out;
 }
 
-function ownerOf(input: OwnershipInput, el: readonly number[], vip: number, p: VipPlacement): number {
+function ownerOf(input: OwnershipInput, el: readonly number[], v: VipInput): number {
   if (el.length === 0) return -1;
-  const sticky = !input.preempt || p.placement === 'least_loaded';
-  if (sticky) {
-    for (const i of el) if (input.nodes[i]!.owned.has(vip)) return i;
+  if (!input.preempt || v.placement === 'least_loaded') {
+    for (const i of el) if (input.nodes[i]!.claims.includes(v.ip)) return i;
   }
-  if (p.prefer !== null) {
-    const i = input.nodes.findIndex((n) => n.name === p.prefer);
-    if (i >= 0 && el.includes(i)) return i;
-  }
-  if (p.placement === 'least_loaded') {
+  if (v.prefer >= 0 && el.includes(v.prefer)) return v.prefer;
+  if (v.placement === 'least_loaded') {
     let best = el[0]!;
     for (const i of el) if (input.nodes[i]!.flows < input.nodes[best]!.flows) best = i;
     return best;
@@ -103,37 +96,15 @@ function ownerOf(input: OwnershipInput, el: readonly number[], vip: number, p: V
   return el[0]!;
 }
 
-/** VIPs (and the gateway) claimed by more than one alive node, with the rule's answer. */
+/** Addresses claimed by more than one alive node (this one included), with the rule's answer. */
 export function conflicts(input: OwnershipInput, computed: Map<number, number> = owners(input)): Conflict[] {
   const out: Conflict[] = [];
-  for (const [vip, owner] of computed) {
+  for (const [ip, owner] of computed) {
     const claimants: number[] = [];
     input.nodes.forEach((n, i) => {
-      if ((i === input.self || n.alive) && n.owned.has(vip)) claimants.push(i);
+      if ((i === input.self || n.alive) && n.claims.includes(ip)) claimants.push(i);
     });
-    if (claimants.length > 1) out.push({ vip, claimants, owner });
+    if (claimants.length > 1) out.push({ ip, claimants, owner });
   }
   return out;
-}
-
-/** What this node knows of itself, for nodeViews. */
-export interface SelfView { synced: boolean; flows: number; capacity: number; owned: ReadonlySet<number> }
-
-const NOTHING: ReadonlySet<number> = new Set();
-
-/**
- * The NodeViews owners() needs, from membership (peers: alive, and their last heartbeat) and this
- * node's own view. A peer not alive claims nothing: its last heartbeat is stale.
- */
-export function nodeViews(m: MembershipState, names: readonly string[], self: SelfView): NodeView[] {
-  return m.peers.map((p, i) => {
-    if (i === m.self) return { name: names[i]!, alive: true, ...self };
-    const hb = p.heartbeat;
-    const alive = p.status === 'alive';
-    return {
-      name: names[i]!, alive, synced: alive && hb !== null && hb.synced,
-      flows: hb?.load.flows ?? 0, capacity: hb?.load.capacity ?? 0,
-      owned: alive && hb !== null ? new Set(hb.ownedIps) : NOTHING,
-    };
-  });
 }
