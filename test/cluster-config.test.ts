@@ -185,6 +185,6 @@ t.test('reload: a changed cluster: needs a restart; VIP placement may change', a
   fs.writeFileSync(file, BASE.replace('prefer: lb-b', 'prefer: lb-c') + CLUSTER);
   const r = c.reload();
   t.same(r.changes, ['~ vip placement 10.0.0.100 prefer lb-b priority, 10.0.0.101 least_loaded -> 10.0.0.100 prefer lb-c priority, 10.0.0.101 least_loaded']);
-  t.same(c.vipPlacement.get(0x0a000064), { prefer: 'lb-c', placement: 'priority' }, 'the new placement is the config now');
+  t.same(c.vipPlacement().get(0x0a000064), { prefer: 'lb-c', placement: 'priority' }, 'the new placement is the config now');
   t.same(c.reload().changes, [], 'the same again: no changes');
 });

@@ -141,7 +141,7 @@ export class Controller implements ControlApi {
   get tables(): Tables { return this.o.port.tables!; }
   get generation(): number { return this.overlay.generation; }
   /** The cluster's VIP placements as of the last reload (issue 11: they may change on reload). */
-  get vipPlacement(): Config['vipPlacement'] { return this.config.vipPlacement; }
+  vipPlacement(): Config['vipPlacement'] { return this.config.vipPlacement; }
 
   // ---- start-up ----
 
