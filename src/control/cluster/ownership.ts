@@ -3,9 +3,13 @@
 // Pure: owners(input) and conflicts(input), no clock, no state of their own.
 //
 // - eligible: alive (this node always) and synced and with room (flows < 90 % of capacity).
-//   When no alive node is synced, synced is not required; when no alive and synced node has
-//   room, room is not required: a rule that leaves a VIP unanswered while a node could answer it
-//   would turn a degraded cluster into an outage.
+//   When no alive and synced node has room, room is not required: a rule that leaves a VIP
+//   unanswered while a synced node could answer it would turn a full cluster into an outage.
+//   Synced stays required: while no node is synced (a cold start of the whole cluster) nobody
+//   owns (-1) — otherwise every node, alone in its own view before it hears the others, would
+//   take every VIP, announce it and give it back a heartbeat later. The runtime's catch-up
+//   (join.ts) makes a node that hears nobody synced after a discovery period, and gives up on a
+//   snapshot that never comes, so "nobody synced" does not last.
 // - candidate(vip): `prefer` if eligible; else, for placement least_loaded, the eligible node with
 //   the fewest flows (ties: priority); else the highest-priority eligible node.
 // - sticky: with preempt off, and always for least_loaded (so VIPs do not follow load back and
@@ -63,9 +67,7 @@ export interface Conflict {
 
 /** The eligible nodes' ranks, in priority order (see the top of the file). */
 export function eligible(input: OwnershipInput): number[] {
-  const alive = input.nodes.map((_, i) => i).filter((i) => i === input.self || input.nodes[i]!.alive);
-  let synced = alive.filter((i) => input.nodes[i]!.synced);
-  if (synced.length === 0) synced = alive;
+  const synced = input.nodes.map((_, i) => i).filter((i) => (i === input.self || input.nodes[i]!.alive) && input.nodes[i]!.synced);
   const room = synced.filter((i) => hasRoom(input.nodes[i]!));
   return room.length ? room : synced;
 }
@@ -74,7 +76,7 @@ export function hasRoom(n: NodeView): boolean {
   return n.capacity > 0 && n.flows < ROOM_FRACTION * n.capacity;
 }
 
-/** The owner of every address: a node's rank, or -1 when no node is eligible. */
+/** The owner of every address: a node's rank, or -1 when no node is eligible (none alive and synced). */
 export function owners(input: OwnershipInput): Map<number, number> {
   const el = eligible(input);
   const out = new Map<number, number>();
