@@ -140,6 +140,8 @@ export class Controller implements ControlApi {
 
   get tables(): Tables { return this.o.port.tables!; }
   get generation(): number { return this.overlay.generation; }
+  /** The cluster's VIP placements as of the last reload (issue 11: they may change on reload). */
+  vipPlacement(): Config['vipPlacement'] { return this.config.vipPlacement; }
 
   // ---- start-up ----
 
@@ -482,6 +484,8 @@ export class Controller implements ControlApi {
       if (syn1 && !syn0) fixed.push(['syn_check (turned on; it was off at start)', 'off', 'on']);
       else if (syn1 && syn0 && syn1.timeoutMs !== syn0.timeoutMs) fixed.push(['syn_check.timeout', syn0.timeoutMs, syn1.timeoutMs]);
       fixed.push(['events', JSON.stringify(this.config.events), JSON.stringify(next.events)]);
+      // The cluster's socket, key, peers and timers are set up at start (issue 11); VIP placement may change.
+      fixed.push(['cluster', JSON.stringify(this.config.cluster), JSON.stringify(next.cluster)]);
       const needRestart = fixed.filter(([, a, b]) => a !== b).map(([k]) => k);
       if (needRestart.length) {
         throw new VipgateError('ECONFIG_INVALID', `${this.config.file}: ${needRestart.join(', ')} changed; ${needRestart.length > 1 ? 'those take' : 'that takes'} a restart (the packet path and its tables are sized and bound at start). Nothing was changed: revert ${needRestart.length > 1 ? 'them' : 'it'}, or restart vipgate`);
@@ -493,7 +497,7 @@ export class Controller implements ControlApi {
     }
     // The same config again (or one differing only in comments and layout): nothing to apply,
     // so the generation stays, and a reload on every deploy does not read as a change (issue 12).
-    if (JSON.stringify(next) === JSON.stringify(this.config)) {
+    if (JSON.stringify(next) === JSON.stringify(this.config) && placementText(next) === placementText(this.config)) {
       this.reloadCounts.ok++;
       this.log('info', `reloaded ${next.file}: no changes`, { event: 'reload', changes: [] });
       return { generation: this.overlay.generation, changes: [] };
@@ -512,6 +516,7 @@ export class Controller implements ControlApi {
     }
     const before = this.desired;
     const icmpBefore = icmpText(this.config.icmp);
+    const placementBefore = placementText(this.config);
     try {
       this.apply(cloneOverlay(this.overlay), 'reload', next);
     } catch (e) {
@@ -525,6 +530,7 @@ export class Controller implements ControlApi {
     this.reloadCounts.ok++;
     const changes = describeChanges(before, this.desired);
     if (icmpText(next.icmp) !== icmpBefore) changes.push(`~ icmp ${icmpBefore} -> ${icmpText(next.icmp)}`);
+    if (placementText(next) !== placementBefore) changes.push(`~ vip placement ${placementBefore} -> ${placementText(next)}`);
     this.log('info', `reloaded ${next.file}: ${changes.length ? changes.join('; ') : 'no changes'}`, { event: 'reload', changes });
     return { generation: this.overlay.generation, changes };
   }
@@ -735,6 +741,12 @@ export function checkTypesUsed(c: Config): CheckType[] {
 /** The icmp section as a reload lists it: "echo on, 1000/s, burst 50" or "echo off". */
 function icmpText(i: Config['icmp']): string {
   return i.echo ? `echo on, ${i.echoRate}/s, burst ${i.echoBurst}` : 'echo off';
+}
+
+/** The cluster's VIP placements (a Map, which JSON.stringify would show as {}). */
+function placementText(c: Config): string {
+  const p = [...c.vipPlacement].sort(([a], [b]) => a - b);
+  return p.length ? p.map(([v, x]) => `${formatIpv4(v)} ${x.prefer !== null ? `prefer ${x.prefer} ` : ''}${x.placement}`).join(', ') : 'priority for all';
 }
 
 /** Human lines for what a reload changed. */
