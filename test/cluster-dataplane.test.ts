@@ -140,6 +140,12 @@ t.test('RecordRing: FIFO across the wrap, full refuses and counts, pushRecords t
   const r = decode(out, 1)[0]!;
   t.same({ state: r.state, mac: r.mac, vip: ip(r.vip), cport: r.cport, vport: r.vport, back: ip(r.back) }, { state: FS_SYN, mac: '02:00:00:00:00:09', vip: 2, cport: 0, vport: 3, back: 4 });
   t.equal(cons.readable(), 0);
+  t.notOk(cons.repair(), 'a sound ring is left alone');
+  new Int32Array(mem, 0, RING_CTL_WORDS)[0] = 1000; // head: 1000 records ahead of the tail in an 8-record ring
+  t.ok(cons.repair(), 'impossible control words: emptied');
+  t.equal(prod.readable(), 0);
+  t.ok(prod.pushFlow(REPL_NEW, FS_SYN, mac, 0, 1, 2, 3, 4), 'and usable again');
+  t.equal(cons.readable(), 1);
   t.throws(() => new RecordRing(new Int32Array(16), new Uint8Array(24 * 6)), /power of two/, 'a capacity that is not a power of two is refused');
   t.throws(() => new RecordRing(new Int32Array(mem, 0, RING_CTL_WORDS), new Uint8Array(mem, 64, 4 * FLOW_WIRE_BYTES)), /holds a ring of 8 records, not 4/, 'memory of another ring size is refused');
 });

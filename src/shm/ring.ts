@@ -99,6 +99,19 @@ export class RecordRing {
     return take;
   }
 
+  /**
+   * The attach-time check (src/shm/integrity.ts): head - tail outside 0..capacity cannot come from
+   * a producer and a consumer killed anywhere (each moves its own word, after its copy), only
+   * from memory that is not a ring any more; such a ring is emptied (tail = head). Returns true
+   * when it was.
+   */
+  repair(): boolean {
+    const n = this.readable();
+    if (n >= 0 && n <= this.capacity) return false;
+    Atomics.store(this.ctl, C_TAIL, Atomics.load(this.ctl, C_HEAD));
+    return true;
+  }
+
   // ---- consumer ----
 
   /** Records ready to be taken. */
