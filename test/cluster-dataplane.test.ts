@@ -4,6 +4,9 @@
 // supervisor's part (UDP between them) is played by copying the journal of one into the import
 // ring of the other, the same 24-byte records the wire carries.
 import t from 'tap';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { readCaptureFile } from '../src/pcap';
 import { arp, tcp } from './helpers/frames';
 import { OUR_MAC, CLIENT_MAC, CLIENT2_MAC, reasonName } from './helpers/dp';
 import { ipOf, tcpOk } from './helpers/inspect';
@@ -367,6 +370,14 @@ t.test('import: bad records rejected and counted, unknown backends skipped, upse
   put(rec({ op: REPL_CLOSED, st: FS_ESTABLISHED, back: '10.0.1.23' }));
   imp(b, now);
   t.equal(fl.state(k()), FS_CLOSING, 'CLOSED: closing');
+  put(rec({ op: REPL_ESTABLISHED, st: FS_ESTABLISHED, back: '10.0.1.23' }));
+  imp(b, now);
+  t.equal(fl.state(k()), FS_CLOSING, 'closing does not go back to established');
+  put(rec({ op: REPL_NEW, st: FS_SYN, back: '10.0.1.23' }));
+  imp(b, now);
+  t.equal(fl.state(k()), FS_SYN, 'but a NEW (the 5-tuple reused by a new connection) reopens it');
+  put(rec({ op: REPL_CLOSED, st: FS_SYN, back: '10.0.1.23' }));
+  imp(b, now);
   put(rec({ op: REPL_EXPIRED, cport: 48002 }));
   imp(b, now);
   t.equal(fl.lookup(ip('10.0.0.7'), ip('10.0.0.100'), (48002 << 16) | 80), -1, 'EXPIRED of a flow we do not have: nothing inserted');
@@ -433,4 +444,51 @@ t.test('controller.setOwnership: operational (no generation bump), republishes o
   ctl.refreshOperational(6000);
   t.equal(built.dataplane.currentTables.cluster, 1, 'a health republish keeps it');
   t.same(ctl.vips().map((v) => v.arp), [false, false, false]);
+});
+
+// ---- real captures: other people's TCP and ARP, through a takeover ----
+
+const PCAPS = path.join(__dirname, '..', '..', '..', 'shared', 'pcaps');
+
+t.test('a real HTTP exchange (gopacket test_ethernet) handed from A to B mid-connection: B sends what A would have', async (t) => {
+  const file = path.join(PCAPS, 'gopacket-test_ethernet.pcap');
+  if (!fs.existsSync(file)) { t.plan(0, `${file} is missing (the shared captures: ../shared/pcaps)`); return; }
+  const frames = readCaptureFile(file).frames.map((f) => Buffer.from(f.data));
+  // vipgate in the real server's place (10.1.1.1, its MAC), dsr to two backends sharing new flows.
+  const text = `mac: "c4:39:3a:02:a9:2a"\nmode: dsr\nvips: [10.1.1.1]\nbackends:\n  - { name: web1, ip: 10.1.1.21, mac: "${W1}" }\n  - { name: web2, ip: 10.1.1.22, mac: "${W2}" }\n` +
+    'services:\n  - { vip: 10.1.1.1, port: 80, active: web1, standby: [web2] }\n';
+  const mk = (seed: number) => {
+    const config = parseConfig(text, '<gopacket>');
+    const b = buildDataplane(config, { seed });
+    const spec = configSpec(config, config.mac!);
+    b.dataplane.publish(new Tables({ ...spec, services: spec.services.map((x) => ({ ...x, active: ['web1', 'web2'], standby: [] })), cluster: true }));
+    return b;
+  };
+  const runAll = (b: Built, fs: Buffer[], now: number) => fs.map((f) => { const r = send(b, f, now); return r.verdict === VERDICT_TX ? r.out : null; });
+  const alone = runAll(mk(1), frames, S);
+  const sent = alone.filter((x) => x !== null).length;
+  t.equal(sent, 5, 'A alone forwards the client\'s 5 segments');
+  // The handshake (SYN, the server's SYN-ACK, the client's ACK) through A, then A is gone.
+  const cut = 3;
+  for (const replicate of [true, false]) {
+    const a = mk(1), b = mk(2);
+    const head = runAll(a, frames.slice(0, cut), S);
+    if (replicate) { ship(a, b); imp(b, S); }
+    const tail = runAll(b, frames.slice(cut), 2 * S);
+    t.same([...head, ...tail], alone, replicate ? 'with the records: every frame as A alone' : 'without them (adopted by the pick): every frame as A alone');
+    t.equal(b.state.counters[Ctr.flows_adopted], replicate ? 0 : 1);
+  }
+});
+
+t.test('a real gratuitous ARP (cs-ppa2e-arp_gratuitous): the owner\'s announcement, a conflict only for a VIP we answer for', async (t) => {
+  const file = path.join(PCAPS, 'cs-ppa2e-arp_gratuitous.pcap');
+  if (!fs.existsSync(file)) { t.plan(0, `${file} is missing (the shared captures: ../shared/pcaps)`); return; }
+  const garp = Buffer.from(readCaptureFile(file).frames[0]!.data);
+  const text = `mac: "02:00:5e:00:00:01"\nvips: [24.6.125.19]\nbackends: []\nservices: []\n`;
+  for (const [own, want] of [[[] as string[], 'arp_peer_owner'], [['24.6.125.19'], 'arp_conflict']] as const) {
+    const config = parseConfig(text, '<garp>');
+    const b = buildDataplane(config, { seed: 1 });
+    b.dataplane.publish(new Tables({ ...configSpec(config, config.mac!), cluster: true, arpVips: own.map(ip) }));
+    t.equal(send(b, garp, S).reason, want, own.length ? 'we answer for it: a conflict' : 'a peer answers for it: its announcement');
+  }
 });

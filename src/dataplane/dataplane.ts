@@ -367,7 +367,7 @@ export class Dataplane {
           if (rslot < 0) return this.drop(Drop.flow_table_full);
         }
         if (f >= 0) { flows.remove(f); c[Ctr.flows_reused]!++; }
-        f = flows.insert(cli, vip, ports, b, backIp, rslot, buf, off + ETH_SRC);
+        f = flows.insert(cli, vip, ports, b, backIp, rslot, buf, off + ETH_SRC, FS_SYN);
         if (f < 0) return this.drop(Drop.flow_table_full);
         if (t.synCheckMaxAgeMs > 0) {
           const now = this.clock[NOW]!;

@@ -137,7 +137,7 @@ export class FlowTable {
    * when the table is full (nothing is changed then, except expiring idle entries met on the way).
    * nat: `rslot` is the reverse-index slot reverseFreeSlot gave (-1 in dsr); `mac` at `macAt` the
    * client's MAC; `state` the flow's first state (FS_SYN; an adopted flow: established or closing).
-   * Journalled as NEW while `journal` is set.
+   * Journalled as NEW while `journal` is set (upsert() calls it with the journal off).
    *
    * The record is written key first and made live last (issue 9: the state outlives the process):
    * a worker killed anywhere in here leaves either no live record or a whole one, never a live
@@ -145,14 +145,7 @@ export class FlowTable {
    * so the compiler cannot move the earlier stores after it. The counters follow; a kill between
    * leaves the gauges one off, which the attach-time check (src/shm/integrity.ts) recounts.
    */
-  insert(cli: number, vip: number, ports: number, backend: number, backIp: number, rslot: number, mac: Uint8Array, macAt: number, state = FS_SYN): number {
-    const s = this.place(cli, vip, ports, backend, backIp, rslot, mac, macAt, state);
-    if (s >= 0 && this.journal !== null) this.record(REPL_NEW, s);
-    return s;
-  }
-
-  /** insert() without the journal: the record itself (import() uses it for a peer's flow). */
-  private place(cli: number, vip: number, ports: number, backend: number, backIp: number, rslot: number, mac: Uint8Array, macAt: number, state: number): number {
+  insert(cli: number, vip: number, ports: number, backend: number, backIp: number, rslot: number, mac: Uint8Array, macAt: number, state: number): number {
     const fb = this.fb, fw = this.fw, fd = this.fd, mask = this.mask, now = this.clock[NOW]!;
     let s = hash3(cli, vip, ports, this.seed) & mask;
     let free = -1;
@@ -173,12 +166,13 @@ export class FlowTable {
     fb[b + B_VERIFIED] = 0;
     fb[b + B_CLIMAC] = mac[macAt]!; fb[b + B_CLIMAC + 1] = mac[macAt + 1]!; fb[b + B_CLIMAC + 2] = mac[macAt + 2]!;
     fb[b + B_CLIMAC + 3] = mac[macAt + 3]!; fb[b + B_CLIMAC + 4] = mac[macAt + 4]!; fb[b + B_CLIMAC + 5] = mac[macAt + 5]!;
-    this.v.fRefresh[free] = now >>> 0;
     Atomics.store(fb, b + B_STATE, state);
     c[Ctr.flows_active]!++;
     c[Ctr.flows_created]!++;
     this.v.bFlows[backend]!++;
     this.v.bConns[backend]!++;
+    // Cluster only: the refresh stamp is another cache line per insert, not paid with the cluster off.
+    if (this.journal !== null) { this.v.fRefresh[free] = now >>> 0; this.record(REPL_NEW, free); }
     return free;
   }
 
@@ -224,7 +218,8 @@ export class FlowTable {
    * Upsert a peer's flow (issue 11 import; the caller validated the record, mapped its backend
    * address to local slot `backend`, and keeps the journal off meanwhile). Absent: inserted with
    * state `st` (nat: with its reverse-index entry). Present with the same backend: the state only
-   * moves forward (syn < established < closing) and the flow is fresh again. Present with another
+   * moves forward (syn < established < closing), except that a NEW reopens a closing flow (its
+   * 5-tuple reused by a new connection), and the flow is fresh again. Present with another
    * backend: a NEW replaces it (the 5-tuple was reused there), anything else leaves ours. CLOSED
    * and EXPIRED close ours (same backend) and insert nothing. Returns UPSERT_*.
    */
@@ -238,6 +233,9 @@ export class FlowTable {
         const cur = this.fb[b + B_STATE]!;
         if (ending || st === FS_CLOSING) { if (cur !== FS_CLOSING) this.close(f); }
         else if (st > cur) this.fb[b + B_STATE] = st;
+        // A NEW on a closing flow is a new connection on its 5-tuple (the peer's flows_reused, sent
+        // as EXPIRED then NEW): it starts over there, so it does here.
+        else if (op === REPL_NEW && cur === FS_CLOSING) this.fb[b + B_STATE] = st;
         this.fd[(f << 3) + D_LAST] = now;
         return UPSERT_OK;
       }
@@ -252,7 +250,10 @@ export class FlowTable {
       rslot = this.reverseFreeSlot(backIp, cli, ports);
       if (rslot < 0) return UPSERT_FULL;
     }
-    return this.place(cli, vip, ports, backend, backIp, rslot, mac, macAt, st) >= 0 ? UPSERT_OK : UPSERT_FULL;
+    const s = this.insert(cli, vip, ports, backend, backIp, rslot, mac, macAt, st); // the journal is off: not sent back
+    if (s < 0) return UPSERT_FULL;
+    this.v.fRefresh[s] = now >>> 0; // sent (by the peer) just now
+    return UPSERT_OK;
   }
 
   // ---- nat reverse index ----
