@@ -165,7 +165,7 @@ t.test('fail-back with preempt: lb-a comes back, catches up with lb-b\'s flows, 
     for (let i = 0; i < n; i++) got.push(new DataView(out.buffer).getInt32(i * FLOW_WIRE_BYTES + R_CLI, true));
   }, 5);
   t.teardown(() => clearInterval(drain));
-  await until('lb-a synced', () => a2.node.view().synced);
+  await until('lb-a synced', () => a2.node.view().synced === true);
   t.ok(got.includes(0x0a090177), 'lb-b\'s flow arrived in lb-a\'s snapshot before it was synced');
   t.ok(ownsAll(rigs[1]!) || ownsAll(a2), 'the VIPs are answered throughout');
   await until('lb-a owns again, lb-b released', () => ownsAll(a2) && ownsNone(rigs[1]!));
@@ -180,7 +180,7 @@ t.test('fail-back without preempt: the VIPs stay where they are', async (t) => {
   rigs[0]!.node.stop();
   await until('lb-b owns', () => ownsAll(rigs[1]!));
   rigs[0] = await startNode(hub, 0, { preempt: false });
-  await until('lb-a synced', () => rigs[0]!.node.view().synced);
+  await until('lb-a synced', () => rigs[0]!.node.view().synced === true);
   await sleep(10 * HB);
   t.ok(ownsAll(rigs[1]!) && ownsNone(rigs[0]!), 'lb-b keeps them');
 });
@@ -235,5 +235,4 @@ t.test('forged, replayed, truncated and misaddressed datagrams are refused and m
   t.equal(after.rejected!.wrong_address! - before.rejected!.wrong_address!, 1, 'the misaddressed one refused');
   t.equal(rigs[1]!.state.imports.readable(), importsBefore, 'no record imported from any of them');
   t.ok(ownsAll(rigs[0]!) && ownsNone(rigs[1]!), 'nothing moved');
-  void FLOW_WIRE_BYTES;
 });

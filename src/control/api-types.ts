@@ -126,6 +126,8 @@ export interface VipView {
   /** config: listed in the file; api: added by a registration; nat_gateway: the nat gateway address. */
   source: Source | 'nat_gateway';
   services: string[];
+  /** This node answers ARP for it now (always true without a cluster; issue 11: the owner only). */
+  arp: boolean;
 }
 
 export interface BackendView {

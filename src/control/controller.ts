@@ -112,6 +112,8 @@ export class Controller implements ControlApi {
   /** The step of the tables built last, committed once they are published. */
   /** When a pending fail-back (hold-down) is due: step the services again then. */
   private nextFailbackAt: number | null = null;
+  /** Cluster (issue 11): the VIPs this node answers ARP for (null: all) and whether the cluster is on. Operational. */
+  private ownership: { arpVips: number[] | null; cluster: boolean } = { arpVips: null, cluster: false };
 
   readonly eventLog: EventLog;
 
@@ -184,7 +186,7 @@ export class Controller implements ControlApi {
     try {
       const { spec, step } = toSpec(d, this.o.mac, config.mode,
         { health: (n, port) => health?.status(n, port) ?? 'unknown', services: this.svcStates }, now, { synCheck: config.synCheck, icmp: config.icmp });
-      const tables = new Tables(spec, prev, (slot) => st.bFlows[slot]! > 0);
+      const tables = new Tables({ ...spec, arpVips: this.ownership.arpVips, cluster: this.ownership.cluster }, prev, (slot) => st.bFlows[slot]! > 0);
       // What a packet worker could not read from a bank is refused here, before anything changes.
       const fit = tablesFit(tables);
       if (!fit.ok) throw new Error(fit.why);
@@ -276,6 +278,29 @@ export class Controller implements ControlApi {
       this.commitOperational(step, now);
     } catch (e) {
       this.log('error', `could not republish the tables after a health change: ${(e as Error).message}`, { event: 'health_publish_failed' });
+    }
+  }
+
+  /**
+   * Cluster (issue 11): which VIPs (and nat gateway) this node answers ARP for (null: all) and
+   * whether the packet path journals flows and adopts unknown ones. Operational like health: no
+   * state-file write, no generation bump; the tables are rebuilt and published only when this
+   * changes anything. The cluster runtime calls it on every ownership decision.
+   */
+  setOwnership(o: { arpVips: number[] | null; cluster: boolean }, now: number = this.clock()): void {
+    const norm = (a: number[] | null) => a === null ? null : [...new Set(a.map((x) => x | 0))].sort((x, y) => x - y);
+    const next = { arpVips: norm(o.arpVips), cluster: o.cluster };
+    const same = next.cluster === this.ownership.cluster && JSON.stringify(next.arpVips) === JSON.stringify(this.ownership.arpVips);
+    if (same) return;
+    const before = this.ownership;
+    this.ownership = next;
+    try {
+      const { tables, step } = this.build(this.desired, now);
+      this.publishTables(tables);
+      this.commitOperational(step, now);
+    } catch (e) {
+      this.ownership = before;
+      throw e;
     }
   }
 
@@ -623,7 +648,10 @@ export class Controller implements ControlApi {
 
   vips(): VipView[] {
     const svcs = [...this.desired.services.values()].filter((s) => s.members.length > 0);
-    return [...this.desired.vips].map(([ip, source]) => ({ vip: formatIpv4(ip), source, services: svcs.filter((s) => s.vip === ip).map((s) => s.key) }));
+    const arp = this.ownership.arpVips === null ? null : new Set(this.ownership.arpVips);
+    return [...this.desired.vips].map(([ip, source]) => ({
+      vip: formatIpv4(ip), source, services: svcs.filter((s) => s.vip === ip).map((s) => s.key), arp: arp === null || arp.has(ip | 0),
+    }));
   }
 
   counters(): CounterSnapshot { return snapshotCounters(this.o.port.state.counters); }
