@@ -29,6 +29,12 @@ t.test('alone: synced once discovery is over, not before', async (t) => {
   t.same(r.requests, []);
 });
 
+t.test('one peer heard and answered early: still waits out discovery for the others', async (t) => {
+  const r = run(initialJoin(3, 0), [[{ t: 'alive', peer: 2 }, 20], [{ t: 'end', peer: 2, count: 0 }, 25], [tick([2]), 30], [{ t: 'alive', peer: 1 }, 120], [tick([1, 2]), 400]]);
+  t.same(r.requests, [[2, 20], [1, 120]], 'the late peer is asked too');
+  t.equal(r.became, null, 'not synced while the late one has not answered');
+});
+
 t.test('with peers: one request each, synced when every END is matched by its records and the ring is drained', async (t) => {
   const r = run(initialJoin(3, 0), [
     [{ t: 'alive', peer: 1 }, 100], [{ t: 'alive', peer: 2 }, 110],
@@ -36,11 +42,12 @@ t.test('with peers: one request each, synced when every END is matched by its re
     [{ t: 'end', peer: 1, count: 65 }, 122],
     [tick([1, 2]), 130],                                   // peer 2 not done yet
     [{ t: 'end', peer: 2, count: 0 }, 140],
-    [tick([1, 2], 65), 150],                               // records still in the import ring
-    [tick([1, 2], 0), 160],
+    [tick([1, 2], 0), 399],                                // both answered, but discovery is not over
+    [tick([1, 2], 65), 450],                               // records still in the import ring
+    [tick([1, 2], 0), 460],
   ]);
   t.same(r.requests, [[1, 100], [2, 110]], 'a snapshot asked of each live peer once');
-  t.equal(r.became, 160, 'synced only when the ring is empty');
+  t.equal(r.became, 460, 'synced only after discovery and when the ring is empty');
   t.equal(r.s.how, 'snapshots');
 });
 
@@ -50,10 +57,10 @@ t.test('a short snapshot (a lost datagram) is asked again; after `attempts`, giv
     [{ t: 'records', peer: 1, count: 50 }, 20], [{ t: 'end', peer: 1, count: 55 }, 21],   // short: ask again
     [{ t: 'records', peer: 1, count: 54 }, 30], [{ t: 'end', peer: 1, count: 55 }, 31],   // short again
     [{ t: 'records', peer: 1, count: 1 }, 40], [{ t: 'end', peer: 1, count: 55 }, 41],    // third: still short, give up
-    [tick([1]), 50],
+    [tick([1]), 500],
   ]);
   t.same(r.requests.map((x) => x[0]), [1, 1, 1], 'three requests in all');
-  t.equal(r.became, 50);
+  t.equal(r.became, 500);
   t.equal(r.s.how, 'gave_up:1', 'says whose snapshot it gave up on');
 });
 
@@ -69,15 +76,15 @@ t.test('a peer that dies while we wait is not waited for; records after END from
     [{ t: 'end', peer: 2, count: 0 }, 5],
     [{ t: 'dead', peer: 1 }, 450], [tick([2]), 460],
   ]);
-  t.equal(r.became, 460);
+  t.equal(r.became, 460, 'the dead peer is not waited for');
   t.equal(r.s.how, 'snapshots');
 });
 
 t.test('a peer first heard on a tick is asked then; synced stays synced', async (t) => {
   let r = run(initialJoin(2, 0), [[tick([1]), 10]]);
   t.same(r.requests, [[1, 10]]);
-  r = run(r.s, [[{ t: 'end', peer: 1, count: 0 }, 20], [tick([1]), 30]]);
-  t.equal(r.became, 30);
+  r = run(r.s, [[{ t: 'end', peer: 1, count: 0 }, 20], [tick([1]), 30], [tick([1]), 400]]);
+  t.equal(r.became, 400, 'not before discovery is over, though its one peer answered at once');
   const again = stepJoin(r.s, { t: 'alive', peer: 1 }, 40, O);
   t.equal(again.state, r.s, 'nothing changes once synced');
   t.same(again.request, []);

@@ -119,6 +119,7 @@ t.test('takeover: the owner goes silent; the next in priority takes every VIP wi
   t.teardown(() => rigs.forEach((r) => r.node.stop()));
   await until('lb-a owns', () => ownsAll(rigs[0]!) && rigs.every((r) => r.node.view().synced));
   await sleep(3 * HB);
+  const before = rigs[1]!.node.view().counters!.takeovers; // nodes starting together may pass VIPs around once
   const t0 = Date.now();
   rigs[0]!.node.stop(); // a crash: no goodbye
   const took = await until('lb-b owns both', () => ownsAll(rigs[1]!));
@@ -126,7 +127,7 @@ t.test('takeover: the owner goes silent; the next in priority takes every VIP wi
   t.ok(took < DEAD + 150, `within dead_after + margin (${took} ms)`);
   t.ok(rigs[1]!.garps >= VIPS.length, 'gratuitous ARP for both');
   t.ok(ownsNone(rigs[2]!), 'lb-c stays out');
-  t.equal(rigs[1]!.node.view().counters!.takeovers, 2);
+  t.equal(rigs[1]!.node.view().counters!.takeovers - before, 2, 'two takeovers counted');
   t.comment(`takeover ${Date.now() - t0} ms after the owner went silent`);
 });
 
@@ -208,7 +209,7 @@ t.test('forged, replayed, truncated and misaddressed datagrams are refused and m
   await until('lb-a owns', () => ownsAll(rigs[0]!) && rigs.every((r) => r.node.view().synced));
   // A real heartbeat lb-c sent lb-b, and a real flows message lb-a sent.
   rigs[0]!.state.journal.pushFlow(REPL_NEW, 2, new Uint8Array(6), 0, 0x0a090155, VIPS[0]! | 0, (42000 << 16) | 80, 0x0a090201);
-  await until('the flow record went out', () => hub.seen.some((d) => d.from === ADDR[0] && d.to === ADDR[1] && d.buf[5] === 2));
+  await until('the flow record arrived', () => rigs[1]!.state.imports.readable() > 0);
   const hb = hub.seen.filter((d) => d.from === ADDR[2] && d.to === ADDR[1] && d.buf[5] === 1).at(-1)!.buf;
   const flows = hub.seen.filter((d) => d.from === ADDR[0] && d.to === ADDR[1] && d.buf[5] === 2).at(-1)!.buf;
   const before = rigs[1]!.node.view();

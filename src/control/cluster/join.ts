@@ -5,8 +5,9 @@
 // has them in its flow table). A pure machine of (state, event, now) like the health machines:
 // the runtime (node.ts) feeds it and carries out the requests it returns.
 //
-//   - Discovery: peers are heard within a heartbeat or two; a node that hears nobody for
-//     `discoverMs` (dead_after: by then a live peer would have been heard) is alone and synced.
+//   - Discovery: peers are heard within a heartbeat or two; nothing is synced before
+//     `discoverMs` (dead_after: by then every live peer has been heard, not just the first), and
+//     a node that has heard nobody by then is alone and synced.
 //   - A peer that dies while we wait for it is not waited for.
 //   - A snapshot that does not finish within `snapshotTimeoutMs`, or arrives short (a lost
 //     datagram: UDP), is asked for again, up to `attempts` times; after that the node is synced
@@ -96,7 +97,8 @@ export function stepJoin(s0: JoinState, e: JoinEvent, now: number, o: JoinOption
       }
       const waiting = e.alive.filter((i) => s.peers[i]!.phase === 'asked' || s.peers[i]!.phase === 'none');
       if (waiting.length || request.length) break;
-      if (e.alive.length === 0 && now - s.startedAt < o.discoverMs) break;
+      // Every live peer is heard within discoverMs: until then one more may still show up.
+      if (now - s.startedAt < o.discoverMs) break;
       if (e.importPending > 0) break;
       s.synced = true;
       s.syncedAt = now;

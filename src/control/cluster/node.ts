@@ -353,11 +353,18 @@ export class ClusterNode {
     const lost = [...this.owned].filter((ip) => !want.has(ip));
     // Split brain: a peer claims what the rule gives us (a partition healed). Re-announce at once so
     // caches move back; the peer lets go when it next computes (our heartbeat shows our claim).
+    // Either side counts it (the loser may let go before it hears the winner's claim, and the
+    // winner then sees no conflict); only the winner re-announces.
     const contested: number[] = [];
+    let splits = 0;
     for (const c of O.conflicts(input)) {
       const key = `${c.ip}:${c.claimants.join(',')}`;
-      if (want.has(c.ip) && !this.conflictsSeen.has(key)) { this.conflictsSeen.add(key); contested.push(c.ip); }
+      if (!c.claimants.includes(this.cfg.self) || this.conflictsSeen.has(key)) continue;
+      this.conflictsSeen.add(key);
+      splits++;
+      if (want.has(c.ip)) contested.push(c.ip);
     }
+    this.k.splitBrains += splits;
     if (this.conflictsSeen.size > 1024) this.conflictsSeen.clear();
     if (!gained.length && !lost.length && !contested.length) return;
     if (gained.length || lost.length) {
@@ -377,7 +384,6 @@ export class ClusterNode {
       this.garp(gained);
     }
     if (contested.length) {
-      this.k.splitBrains += contested.length;
       this.d.emit('cluster_split_brain', { vips: names(contested), kept: true }, now);
       if (!gained.length) this.garp(contested);
     }
@@ -415,7 +421,8 @@ export class ClusterNode {
       this.d.log.warn('cluster: the flow journal overflowed (changes faster than replication sends them); sending every flow to the peers again', { event: 'cluster_journal_overflow' });
     }
     for (const [i, s] of this.snapshots) {
-      if (!this.isAlive(i)) { this.snapshots.delete(i); continue; }
+      // A request can come before the asker's first heartbeat does: only a peer declared dead stops one.
+      if (this.membership.peers[i]!.status === 'dead') { this.snapshots.delete(i); continue; }
       if (s.tick()) {
         this.snapshots.delete(i);
         this.sendTo(MSG_SNAPSHOT_END, snapshotEndBody(s.count), [i]);
