@@ -48,8 +48,11 @@
 //                     carried to the backend (nat: outer and quoted addresses rewritten)
 //   ... bank         the same over tables published through a table bank and read back, as the
 //                    packet worker gets them (src/shm/banks.ts); --tables bank runs every case so
+//   ... cluster      the same with the cluster on (issue 11): every flow change written to the
+//                    journal ring, which is emptied after each 16Ki frames as the supervisor would
 // After the table, side-by-side ratios put the ICMP cases next to the TCP/ARP work they ride on,
-// and the bank cases next to the same cases over control's own tables.
+// the bank cases next to the same cases over control's own tables, and the cluster cases next to
+// the same cases with the cluster off.
 // Addresses are chosen like real ones: clients in 172.16.0.0/12 from ports 40000+, ARP requesters
 // in 192.168.1.0/24, i.e. u32 values >= 2^31 (not V8 small integers) as half of all IPv4
 // addresses and every ephemeral-port key are.
@@ -104,8 +107,10 @@ const VIP1 = '10.0.0.100', VIP2 = '10.0.0.101';
 const WEB1 = { name: 'web1', ip: '10.0.1.21', mac: '02:00:00:00:01:21' };
 const WEB2 = { name: 'web2', ip: '10.0.1.22', mac: '02:00:00:00:01:22' };
 
-function tables(mode: 'dsr' | 'nat', echoRate = 1000, synCheck = false): Tables {
+function tables(mode: 'dsr' | 'nat', echoRate = 1000, synCheck = false, cluster = false): Tables {
   return new Tables({
+    // Issue 11: the cluster on (every flow change journalled), this node answering ARP for every VIP.
+    ...(cluster ? { cluster: true, arpVips: [parseIpv4(VIP1)!, parseIpv4(VIP2)!] } : {}),
     icmp: { echo: true, echoRate, echoBurst: Math.max(50, echoRate) },
     // The SYN-time check on, with a max_age no fake-clock run reaches: every backend stays vouched for.
     ...(synCheck ? { synCheck: { maxAgeMs: 1e12, onFail: 'next' as const } } : {}),
@@ -118,12 +123,12 @@ function tables(mode: 'dsr' | 'nat', echoRate = 1000, synCheck = false): Tables 
   });
 }
 
-function dataplane(mode: 'dsr' | 'nat', flowCapacity: number, halfOpenTimeoutMs: number, echoRate?: number, synCheck = false): Dataplane {
+function dataplane(mode: 'dsr' | 'nat', flowCapacity: number, halfOpenTimeoutMs: number, echoRate?: number, synCheck = false, cluster = false): Dataplane {
   const st = createState({
     flowCapacity, neighbourCapacity: 1024, halfOpenTimeoutMs, establishedTimeoutMs: 900_000,
     closingTimeoutMs: 30_000, neighbourTtlMs: 300_000, seed: 1, ...(HUGE ? { alloc: HUGE } : {}),
   });
-  const dp = new Dataplane(st, tables(mode, echoRate, synCheck));
+  const dp = new Dataplane(st, tables(mode, echoRate, synCheck, cluster));
   if (synCheck) {
     const hold = new SynHold(1024);
     dp.attachHold(hold);
@@ -239,14 +244,15 @@ function arpCase(): Case {
  * syn-new with the SYN-time check on and every backend vouched for: the SYNs that need no probe,
  * whose path the hold must not slow down (issue 8). Each flow is also marked verified.
  */
-function synCase(mode: 'dsr' | 'nat', synCheck = false): Case {
+function synCase(mode: 'dsr' | 'nat', synCheck = false, cluster = false): Case {
   const n = 512 * 1024;
   const fs = new FrameSet(n, 128);
   const tpl = clientSeg(0x02, SYN_OPTS);
   for (let i = 0; i < n; i++) fs.put(i, retarget(tpl.slice(), clientIp(i), clientPort(i), true));
   // 2 µs per frame: a 5-tuple comes back after ~1049 ms of fake time, its half-open flow (500 ms) has expired.
-  return { name: `syn-new ${mode}${synCheck ? ' syncheck' : ''}`, dp: dataplane(mode, 1024 * 1024, 500, undefined, synCheck), fs, restoreWords: mode === 'dsr' ? 3 : 16,
-    msPerFrame: 0.002, now: 1e6, cursor: 0, flows: n, note: `512Ki 5-tuples cycled, table 1Mi${synCheck ? '; SYN check on, backends verified' : ''}` };
+  return { name: `syn-new ${mode}${synCheck ? ' syncheck' : ''}${cluster ? ' cluster' : ''}`, dp: dataplane(mode, 1024 * 1024, 500, undefined, synCheck, cluster), fs, restoreWords: mode === 'dsr' ? 3 : 16,
+    msPerFrame: 0.002, now: 1e6, cursor: 0, flows: n,
+    note: `512Ki 5-tuples cycled, table 1Mi${synCheck ? '; SYN check on, backends verified' : ''}${cluster ? '; cluster: NEW + EXPIRED journalled per SYN, journal emptied per 16Ki frames' : ''}` };
 }
 
 /** Flows 0..n-1 created (SYN) and established (ACK; nat: also the backend's SYN-ACK). */
@@ -268,9 +274,9 @@ function establish(c: Case, n: number, nat: boolean): void {
   if (lost) throw new Error(`bench: ${c.name}: ${lost} set-up frames dropped`);
 }
 
-function estCase(name: string, mode: 'dsr' | 'nat', flows: number, dir: 'c2b' | 'b2c' | 'mixed'): Case {
+function estCase(name: string, mode: 'dsr' | 'nat', flows: number, dir: 'c2b' | 'b2c' | 'mixed', cluster = false): Case {
   const nat = mode === 'nat';
-  const c: Case = { name, dp: dataplane(mode, flows * 2, 15_000), fs: new FrameSet(1, 64), restoreWords: nat ? 16 : 3,
+  const c: Case = { name, dp: dataplane(mode, flows * 2, 15_000, undefined, false, cluster), fs: new FrameSet(1, 64), restoreWords: nat ? 16 : 3,
     msPerFrame: 0.0002, now: 1e6, cursor: 0, flows, note: `${flows >= 1 << 20 ? flows / (1 << 20) + 'Mi' : flows / 1024 + 'Ki'} flows` };
   establish(c, flows, nat);
   // Only flows a backend's segment can reach are used for b->c (see the note when some are not).
@@ -427,6 +433,10 @@ async function window(c: Case, seconds: number): Promise<Window> {
   let frames = 0, tx = 0, t1 = t0;
   do {
     tx += c.batch ? runBatched(c, BATCH, c.now) : runFrames(c, BATCH, c.now);
+    // Cluster cases: the supervisor empties the journal (in another process); here it is simply
+    // taken, so that the case measures journalling, not a full journal's refusals.
+    const j = c.dp.state.journal;
+    j.advance(j.readable());
     c.now += BATCH * c.msPerFrame;
     frames += BATCH;
     t1 = performance.now();
@@ -526,6 +536,13 @@ for (const [after, name, make] of [
   ['est dsr 4Ki', 'est dsr 4Ki bank', () => overBank(estCase('est dsr 4Ki bank', 'dsr', 4096, 'c2b'))],
   ['est nat mixed 4Ki', 'est nat mixed 4Ki bank', () => overBank(estCase('est nat mixed 4Ki bank', 'nat', 4096, 'mixed'))],
 ] as Array<[string, string, () => Case]>) CASES.splice(CASES.findIndex(([n]) => n === after) + 1, 0, [name, make]);
+// The cluster on (issue 11), each right after the same case with it off.
+for (const [after, name, make] of [
+  ['syn-new dsr', 'syn-new dsr cluster', () => synCase('dsr', false, true)],
+  ['syn-new nat', 'syn-new nat cluster', () => synCase('nat', false, true)],
+  ['est dsr 4Ki', 'est dsr 4Ki cluster', () => estCase('est dsr 4Ki cluster', 'dsr', 4096, 'c2b', true)],
+  ['est nat mixed 4Ki', 'est nat mixed 4Ki cluster', () => estCase('est nat mixed 4Ki cluster', 'nat', 4096, 'mixed', true)],
+] as Array<[string, string, () => Case]>) CASES.splice(CASES.findIndex(([n]) => n === after) + 1, 0, [name, make]);
 
 /**
  * The case's tables published through a table bank and read back (src/shm/banks.ts), as the
@@ -595,6 +612,11 @@ async function main(): Promise<void> {
       ['syn-new dsr bank', 'syn-new dsr', 'tables read from a bank vs built in process'],
       ['est dsr 4Ki bank', 'est dsr 4Ki', 'the same, established dsr'],
       ['est nat mixed 4Ki bank', 'est nat mixed 4Ki', 'the same, established nat'],
+      // The cluster on against off (issue 11): what journalling every flow change costs.
+      ['syn-new dsr cluster', 'syn-new dsr', 'cluster on vs off: a new flow (NEW + EXPIRED journalled)'],
+      ['syn-new nat cluster', 'syn-new nat', 'the same, nat'],
+      ['est dsr 4Ki cluster', 'est dsr 4Ki', 'cluster on vs off: an established flow (nothing journalled)'],
+      ['est nat mixed 4Ki cluster', 'est nat mixed 4Ki', 'the same, nat'],
     ];
     const ratioLines = pairs.flatMap(([a, b, why]) => {
       const x = by(a), y = by(b);

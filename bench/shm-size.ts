@@ -17,7 +17,7 @@ import { performance } from 'node:perf_hooks';
 import { regionSize, openRegion, REGION_DIR } from '../src/shm/region';
 import { banksSize } from '../src/shm/banks';
 import { shmAvailable } from '../native-bindings/shm';
-import { FlowTable } from '../src/dataplane/flows';
+import { FlowTable, FS_SYN } from '../src/dataplane/flows';
 import { NOW, newClock } from '../src/dataplane/state';
 import { scanRecords } from '../src/shm/integrity';
 import { CONFIG_LIMITS } from '../src/control/config';
@@ -61,7 +61,7 @@ for (const cap of [65_536, 1_048_576]) {
     const clock = newClock(1000);
     const ft = new FlowTable(r.state, clock);
     const mac = new Uint8Array(6);
-    for (let i = 0; i < cap / 2; i++) ft.insert(0x0a000000 + (i >> 10), 0x0a000064, ((40000 + (i & 1023)) << 16) | 80, 0, 0x0a000115, -1, mac, 0);
+    for (let i = 0; i < cap / 2; i++) ft.insert(0x0a000000 + (i >> 10), 0x0a000064, ((40000 + (i & 1023)) << 16) | 80, 0, 0x0a000115, -1, mac, 0, FS_SYN);
     clock[NOW] = 2000;
     const t0 = performance.now();
     const rep = scanRecords(r.state);

@@ -91,8 +91,8 @@ t.test('GET views: status, vips, services, backends, neighbours, counters', asyn
   t.equal(st.counters.frames_in, 0);
 
   t.same((await ok(t, h, 'GET', '/v1/vips')).vips, [
-    { vip: '10.0.0.100', source: 'config', services: ['10.0.0.100'] },
-    { vip: '10.0.0.101', source: 'config', services: ['10.0.0.101:80'] },
+    { vip: '10.0.0.100', source: 'config', services: ['10.0.0.100'], arp: true },
+    { vip: '10.0.0.101', source: 'config', services: ['10.0.0.101:80'], arp: true },
   ]);
   t.same((await ok(t, h, 'GET', '/v1/services')).services, [
     { service: '10.0.0.100', vip: '10.0.0.100', port: 0, mode: 'ip', source: 'config', pinned: null,
@@ -150,7 +150,7 @@ t.test('register: created, listed, announced, steered to; renewal; conflicts', a
     },
   });
   t.same(names(await backendsOf(h)), ['a1', 'web1', 'web2']);
-  t.same((await vipsOf(h)).find((v) => v.vip === '10.0.0.200'), { vip: '10.0.0.200', source: 'api', services: ['10.0.0.200:80'] }, 'the new VIP is listed, source api');
+  t.same((await vipsOf(h)).find((v) => v.vip === '10.0.0.200'), { vip: '10.0.0.200', source: 'api', services: ['10.0.0.200:80'], arp: true }, 'the new VIP is listed, source api');
   t.match(svc(await servicesOf(h), '10.0.0.200:80'), { vip: '10.0.0.200', port: 80, mode: 'port', source: 'api', pinned: null, serving: ['a1'], members: [{ backend: 'a1', priority: 100, role: 'active' }] });
   t.equal(await generation(h), 1);
   t.match(JSON.parse(h.stateText()), { version: 1, generation: 1, registrations: [{ name: 'a1', ip: '10.0.2.1', serves: ['10.0.0.200:80'], leaving: false }] }, 'persisted');
@@ -191,7 +191,7 @@ t.test('register: created, listed, announced, steered to; renewal; conflicts', a
 
 t.test('register in nat mode: the gateway is neither a backend address nor a VIP to serve', async (t) => {
   const h = await harness(t, { yaml: defaultYaml({ mode: 'nat' }) });
-  t.same((await vipsOf(h)).find((v) => v.vip === '10.0.1.1'), { vip: '10.0.1.1', source: 'nat_gateway', services: [] });
+  t.same((await vipsOf(h)).find((v) => v.vip === '10.0.1.1'), { vip: '10.0.1.1', source: 'nat_gateway', services: [], arp: true });
   await rejected(t, h, 'serves the gateway', 'POST', '/v1/backends', reg({ serves: '10.0.1.1:80' }),
     { status: 409, code: 'EAPI_CONFLICT', msg: /10\.0\.1\.1 is the nat gateway address, not a VIP/, field: 'serves' });
   await rejected(t, h, 'at the gateway address', 'POST', '/v1/backends', reg({ ip: '10.0.1.1' }),
@@ -328,7 +328,7 @@ t.test('unregister: drain, keep old flows, then removed with its VIP; force; err
   t.same(svc(await servicesOf(h), '10.0.0.220:80').members.map((m: any) => m.backend), ['u2'], 'no longer a member');
   t.equal(h.syn('192.0.2.1:3000', '10.0.0.220', 80), 'u2', 'new SYNs go elsewhere');
   t.equal(h.syn('192.0.2.1:3001', '10.0.0.222', 80), 'no_service', 'its own VIP takes no new flows');
-  t.same((await vipsOf(h)).find((v) => v.vip === '10.0.0.222'), { vip: '10.0.0.222', source: 'api', services: [] }, 'its VIP stays while it drains');
+  t.same((await vipsOf(h)).find((v) => v.vip === '10.0.0.222'), { vip: '10.0.0.222', source: 'api', services: [], arp: true }, 'its VIP stays while it drains');
   for (const c of ['192.0.2.1:1000', '192.0.2.1:1001', '192.0.2.1:1002']) {
     t.same(h.seg(c, '10.0.0.220', 80), { verdict: 'tx', backend: 'u1', dstMac: macFor(0x401) }, `existing flow ${c} still forwarded to u1`);
   }
@@ -599,7 +599,7 @@ t.test('reload: additions, broken files, restart-only keys, drained removals, co
   t.same(r.changes, ['+ vip 10.0.0.102', '+ backend web3 10.0.1.23', '+ service 10.0.0.102:80']);
   t.equal(await generation(h), 1);
   t.equal(h.syn('192.0.2.1:1', '10.0.0.102', 80), 'web3', 'the new service works');
-  t.same((await vipsOf(h)).find((v) => v.vip === '10.0.0.102'), { vip: '10.0.0.102', source: 'config', services: ['10.0.0.102:80'] });
+  t.same((await vipsOf(h)).find((v) => v.vip === '10.0.0.102'), { vip: '10.0.0.102', source: 'config', services: ['10.0.0.102:80'], arp: true });
   const same = await ok(t, h, 'POST', '/v1/reload');
   t.same(same, { generation: 1, changes: [] }, 'reloading an unchanged file: no changes listed, the generation stays');
   t.equal(await generation(h), 1, 'and the state file\'s generation too');

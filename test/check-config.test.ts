@@ -22,10 +22,12 @@ const checkConfig = (file: string, env: NodeJS.ProcessEnv = {}) => runCli(['chec
 function runLive(file: string, env: NodeJS.ProcessEnv = {}, extra: string[] = []) {
   const e = { ...process.env, ...env };
   if (!('VIPGATE_API_TOKEN' in env)) delete e.VIPGATE_API_TOKEN;
+  if (!('VIPGATE_CLUSTER_KEY' in env)) delete e.VIPGATE_CLUSTER_KEY;
   return spawnSync(process.execPath, [bin, 'run', '--config', file, '--interface', 'vgnosuch9', ...extra], { encoding: 'utf8', timeout: 30_000, env: e });
 }
 
 const BASE = 'interface: eth0\nvips: [10.0.0.100]\nbackends: [{ name: web1, ip: 10.0.1.21 }]\nservices: [{ vip: 10.0.0.100, backend: web1 }]\n';
+const CLUSTER = 'cluster: { node: lb-a, peers: [{ name: lb-a, address: 10.0.0.2 }, { name: lb-b, address: 10.0.0.3 }] }\n';
 const cases: Array<{ d: string; yaml: string; env?: NodeJS.ProcessEnv; ok: boolean; msg?: RegExp }> = [
   { d: 'a live config without mac (the NIC gives it)', yaml: BASE, ok: true },
   { d: 'an API off loopback without a token', yaml: BASE + 'api: { listen: 0.0.0.0:9180 }\n', ok: false, msg: /api\.listen: the API would listen on 0\.0\.0\.0:9180, which is not a loopback address, without a token/ },
@@ -34,6 +36,9 @@ const cases: Array<{ d: string; yaml: string; env?: NodeJS.ProcessEnv; ok: boole
   { d: 'a token in the environment that is too short', yaml: BASE, env: { VIPGATE_API_TOKEN: 'short' }, ok: false, msg: /VIPGATE_API_TOKEN must be at least 16 characters/ },
   { d: 'a bad address', yaml: BASE.replace('10.0.1.21', '10.0.1.300'), ok: false, msg: /:3:\d+: backends\[0\]\.ip: "10\.0\.1\.300" is not an IPv4 address/ },
   { d: 'a replay config with mac', yaml: 'mac: "02:00:5e:00:00:01"\n' + BASE, ok: true },
+  { d: 'a cluster without a key', yaml: BASE + CLUSTER, ok: false, msg: /no cluster key: set cluster\.key_file, or \$VIPGATE_CLUSTER_KEY; generate one with/ },
+  { d: 'a cluster with its key in the environment', yaml: BASE + CLUSTER, env: { VIPGATE_CLUSTER_KEY: 'a-cluster-key-0123456789' }, ok: true },
+  { d: 'a cluster with a key too short', yaml: BASE + CLUSTER, env: { VIPGATE_CLUSTER_KEY: 'short' }, ok: false, msg: /the cluster key in \$VIPGATE_CLUSTER_KEY is 5 bytes; it needs at least 16/ },
 ];
 
 for (const c of cases) {

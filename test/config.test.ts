@@ -71,6 +71,8 @@ function expectedExample(file: string, mode: 'dsr' | 'nat'): Config {
     synCheck: null,
     events: EVENTS_DEFAULTS,
     io: { backend: 'auto', batch: 256, spinUs: 200 },
+    cluster: null,
+    vipPlacement: new Map(),
   };
 }
 
@@ -254,7 +256,7 @@ const fixtures: Fixture[] = [
   { d: 'top level is a scalar', yaml: 'hello\n', code: I, line: 1, msg: ['expected a mapping', 'got the string "hello"'] },
   { d: 'typo in a top-level key', yaml: cfg({ extra: ['servics: []'] }), code: I, line: 6, at: 'servics', path: 'servics', msg: ['unknown key', 'did you mean "services"?', 'allowed keys here: interface, mac, mode, vips, backends, services, flows, neighbours'] },
   { d: 'American spelling of neighbours', yaml: cfg({ extra: ['neighbors: { ttl: 5s }'] }), code: I, line: 6, at: 'neighbors', msg: ['did you mean "neighbours"?'] },
-  { d: 'unknown key with no near match', yaml: cfg({ extra: ['cluster: {}'] }), code: I, line: 6, at: 'cluster', msg: ['unknown key;', 'allowed keys here'] },
+  { d: 'unknown key with no near match', yaml: cfg({ extra: ['quorum: {}'] }), code: I, line: 6, at: 'quorum', msg: ['unknown key;', 'allowed keys here'] },
   { d: 'non-scalar key', yaml: cfg({ extra: ['[a]: 1'] }), code: I, line: 6, at: '[a]', path: '(a list)', msg: ['unknown key', 'allowed keys here'] },
   { d: 'unknown key in a backend', yaml: cfg({ backends: 'backends: [{ name: web1, adress: 10.0.1.21, ip: 10.0.1.21 }, { name: web2, ip: 10.0.1.22 }]' }), code: I, line: 4, at: 'adress', path: 'backends[0].adress', msg: ['unknown key', 'allowed keys here: name, ip, mac'] },
   { d: 'typo in a service key', yaml: cfg({ services: 'services: [{ vip: 10.0.0.101, port: 80, active: web1, stanby: [web2] }]' }), code: I, line: 5, at: 'stanby', msg: ['did you mean "standby"?', 'vip, backend, port, active, standby'] },
@@ -513,8 +515,9 @@ function catchConfig(fn: () => unknown): ConfigError {
 
 
 const KEYS = ['mac', 'mode', 'vips', 'backends', 'services', 'flows', 'neighbours', 'interface', 'name', 'ip', 'vip',
-  'backend', 'port', 'active', 'standby', 'capacity', 'ttl', 'half_open_timeout', 'established_timeout', 'closing_timeout', 'x'];
-const STRINGS = ['10.0.0.100', '10.0.0.101', '10.0.1.21', '02:00:5e:00:00:01', '01:00:00:00:00:00', 'web1', 'web2', 'dsr',
+  'backend', 'port', 'active', 'standby', 'capacity', 'ttl', 'half_open_timeout', 'established_timeout', 'closing_timeout', 'x',
+  'cluster', 'node', 'peers', 'address', 'key_file', 'heartbeat', 'dead_after', 'preempt', 'prefer', 'placement'];
+const STRINGS = ['10.0.0.100', '10.0.0.101', '10.0.1.21', '02:00:5e:00:00:01', 'lb-a', 'lb-b', 'least_loaded', '01:00:00:00:00:00', 'web1', 'web2', 'dsr',
   'nat', '15s', '500ms', '1h', '', ' ', '0.0.0.0', '255.255.255.255', '::1', 'eth0', '\u0000', '\ud800', '*', '&a', '!!binary',
   'a'.repeat(200), '__proto__', 'constructor', 'toString', 'hasOwnProperty'];
 const NUMBERS = [0, 1, -1, 80, 65535, 65536, 0.5, 1e21, -0, Number.MAX_SAFE_INTEGER, 2 ** 53 + 2, 16777216, 1e-7];
@@ -545,6 +548,11 @@ function mutateExample(r: () => number): unknown {
     services: [{ vip: '10.0.0.100', backend: 'web1' }, { vip: '10.0.0.101', port: 80, active: 'web1', standby: ['web2'] }],
     flows: { capacity: 1000, half_open_timeout: '15s' }, neighbours: { ttl: 300 },
   };
+  // Half the runs with a cluster and VIPs written as mappings (issue 11).
+  if (r() < 0.5) {
+    base.vips = ['10.0.0.100', { ip: '10.0.0.101', prefer: 'lb-b', placement: 'least_loaded' }];
+    base.cluster = { node: 'lb-a', peers: [{ name: 'lb-a', address: '10.0.0.2' }, { name: 'lb-b', address: '10.0.0.3' }], key_file: '/k', heartbeat: '100ms', dead_after: '400ms' };
+  }
   const n = 1 + Math.floor(r() * 3);
   for (let i = 0; i < n; i++) {
     // Walk to a random container and change one thing in it.

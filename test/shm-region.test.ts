@@ -204,7 +204,7 @@ t.test('sizes past 2 GiB are carved right (no 32-bit wrap in the layout)', async
   const max = regionSize({ flowCapacity: 16_777_216, neighbourCapacity: 4096 }, BANKS);
   t.ok(max > 2 ** 31, `16Mi flows: ${max} bytes`);
   t.equal(stateSize({ flowCapacity: 16_777_216, neighbourCapacity: 4096 }) - stateSize({ flowCapacity: 8_388_608, neighbourCapacity: 4096 }),
-    2 ** 24 * 68, 'doubling the flows adds exactly their slots (64-byte record + 4-byte reverse entry each)');
+    2 ** 24 * 72, 'doubling the flows adds exactly their slots (64-byte record + 4-byte reverse entry + 4-byte refresh stamp each)');
 });
 
 t.test('parentDeathSignal: a process that asked for it dies with its parent (SIGKILL of the parent)', async (t) => {

@@ -24,13 +24,13 @@ import { acquireInstanceLock } from '../control/instance-lock';
 import { Announcer, BackendResolver } from '../control/arp-tasks';
 import { Controller, Applied, ControlPort, checkTypesUsed } from '../control/controller';
 import { startApiServer, ApiServer } from '../control/api';
-import { ApiError } from '../control/api-types';
+import { ApiError, type ClusterView } from '../control/api-types';
 import { checkStateDir } from '../control/store';
 import { interfaceInfo, missingCapabilities, InterfaceInfo } from '../link/host';
 import { captureFilter } from '../link/live';
 import { checkNicBinding, openNic, NicLink } from '../../native-bindings/nic';
 import { openAfPacket } from '../../native-bindings/afpacket';
-import { snapshotCounters } from '../dataplane/counters';
+import { snapshotCounters, Ctr } from '../dataplane/counters';
 import { FlowTable } from '../dataplane/flows';
 import { NeighbourTable } from '../dataplane/neighbours';
 import { newClock } from '../dataplane/state';
@@ -49,6 +49,9 @@ import { openRegion, attachRegion, regionPath, type Region } from '../shm/region
 import { BankWriter, banksSize } from '../shm/banks';
 import { WorkerManager, launchWorker, workerOwnsSocket, OWN_SOCKET_ENV } from './workers';
 import { WORKER_PACKET_FD, isUpgradeToNew, isUpgradeToOld, type UpgradeToOld } from './ipc';
+import { ClusterNode } from '../control/cluster/node';
+import { loadClusterKey } from '../control/config/cluster';
+import { gratuitousArps } from '../control/arp-tasks';
 
 export interface SupervisorArgs {
   config: string;
@@ -180,6 +183,7 @@ interface Control {
   controller: Controller;
   api: ApiServer;
   workers: WorkerManager;
+  cluster: ClusterNode | null;
   /** Stop the worker (drained) and everything of control; keepFilter: an upgrade's new build takes the kernel rule over. */
   release(o: { keepFilter: boolean }): Promise<void>;
   /** Synchronous: kill the worker, remove the kernel rule. */
@@ -435,9 +439,19 @@ async function startControl(a: SupervisorArgs, settings: RunSettings, log: Logge
     runtime: () => ({ worker: workers!.view(), sharedState: { file: region.path, bytes: region.bytes, layoutVersion: region.layoutVersion, createdAt: new Date(region.createdAt).toISOString(), createdBy: region.createdBy } }),
   });
   for (const w of controller.restoreWarnings) log.warn(w, { event: 'state_restore' });
+  // A cluster node answers ARP only for what the ownership rule gives it, and nothing until it
+  // has caught up with its peers' flows: say so in the tables before the worker reads them.
+  const cl = config.cluster;
+  const clusterKey = cl ? loadClusterKey(cl) : null;
+  if (clusterKey?.warning) log.warn(clusterKey.warning, { event: 'cluster_key' });
+  if (cl) controller.setOwnership({ arpVips: [], cluster: true });
   if (stateFile) log.info(`state file ${stateFile}: generation ${controller.generation}, ${controller.registrations().length} registered backend(s) restored`, { event: 'state_restore' });
 
   const owned = (): number[] => controller.tables.spec.vips;
+  let cluster: ClusterNode | null = null;
+  /** What this node announces: every VIP, or in a cluster what it owns now. */
+  const announced = (): number[] => (cl ? (cluster?.ownedList() ?? []) : owned());
+  const clusterView = (): ClusterView => cluster?.view() ?? { enabled: false };
   const natBackends = (): number[] => config.mode === 'nat' ? controller.tables.spec.backends.map((b) => b.ip) : [];
   const closeControl = () => { opened?.prober.close(); health.stop(); events.close(); };
   const kf = a.kernelFilter ? new KernelFilter({ iface, owned: owned(), backends: natBackends(), hostAddrs: info.ipv4 }, lock) : null;
@@ -447,9 +461,10 @@ async function startControl(a: SupervisorArgs, settings: RunSettings, log: Logge
     const metrics = createMetrics({
       counters: state.counters, flowCapacity: state.flowCapacity, api: controller,
       health: { checkCounts: () => health.checkCounts(), typeCounts: () => events.typeCounts(), hookStats: () => events.hookStats() },
+      ...(cl ? { cluster: clusterView } : {}),
     });
     api = await startApiServer({
-      listen: apiListen, token, api: controller, metrics: () => metrics.text(), upgrade,
+      listen: apiListen, token, api: controller, metrics: () => metrics.text(), upgrade, cluster: clusterView,
       log: (level, msg, fields) => log[level](msg, fields),
     });
   } catch (e) {
@@ -475,14 +490,40 @@ async function startControl(a: SupervisorArgs, settings: RunSettings, log: Logge
   });
 
   const send = (f: Buffer) => nic.send(f, f.length);
-  const announcer = new Announcer(send, state.counters, (ip) => controller.tables.vipIndex(ip) >= 0);
-  announcer.announce(mac, owned(), config.announce.count, config.announce.intervalMs);
+  const announcer = new Announcer(send, state.counters, (ip) => controller.tables.vipIndex(ip) >= 0 && (!cl || (cluster?.owns(ip) ?? false)));
+  announcer.announce(mac, announced(), config.announce.count, config.announce.intervalMs);
+  if (cl && clusterKey) {
+    try {
+      cluster = await ClusterNode.start({
+        cfg: cl, key: clusterKey.key, state, journal: state.journal, imports: state.imports,
+        addresses: () => controller.tables.spec.vips, natGateway: config.natGateway,
+        placement: () => controller.vipPlacement(),
+        down: () => controller.backends().filter((b) => b.health.state === 'down').map((b) => parseIpv4(b.ip)!),
+        workerPid: () => workers!.view().pid,
+        apply: (ips) => controller.setOwnership({ arpVips: ips, cluster: true }),
+        announce: (ips) => {
+          let n = 0;
+          for (const ip of ips) for (const f of gratuitousArps(mac, ip)) { if (send(f)) { n++; state.counters[Ctr.garp_sent]!++; } else state.counters[Ctr.tx_errors]!++; }
+          return n;
+        },
+        emit: (type, fields, at) => events.emit(type, fields, at),
+        log,
+      });
+    } catch (e) {
+      announcer.stop();
+      workers.kill();
+      kf?.remove();
+      await api.close();
+      closeControl();
+      throw e;
+    }
+  }
   const senderIp = () => config.natGateway ?? info.ipv4[0] ?? 0;
   const resolver = new BackendResolver(send, state, port.neighbours, senderIp);
   resolver.tick(controller.tables, Date.now());
   hooks.push((x) => {
     if (x.vipsAdded.length) {
-      announcer.announce(mac, x.vipsAdded, config.announce.count, config.announce.intervalMs);
+      announcer.announce(mac, x.vipsAdded, config.announce.count, config.announce.intervalMs); // in a cluster: those it owns (the announcer checks)
       log.info(`announcing ${x.vipsAdded.map(formatIpv4).join(', ')}`, { event: 'vips_added', vips: x.vipsAdded.map(formatIpv4) });
     }
     if (x.vipsRemoved.length) log.info(`no longer answering for ${x.vipsRemoved.map(formatIpv4).join(', ')}`, { event: 'vips_removed', vips: x.vipsRemoved.map(formatIpv4) });
@@ -503,7 +544,7 @@ async function startControl(a: SupervisorArgs, settings: RunSettings, log: Logge
     health.tick(now);
     controller.healthTick(now);
   }, 10));
-  if (config.announce.refreshMs > 0) timers.push(setInterval(() => announcer.announce(mac, owned(), 1, 0), config.announce.refreshMs));
+  if (config.announce.refreshMs > 0) timers.push(setInterval(() => announcer.announce(mac, announced(), 1, 0), config.announce.refreshMs));
   if (a.statsIntervalMs > 0) {
     let prev = snapshotCounters(state.counters);
     timers.push(setInterval(() => {
@@ -520,14 +561,18 @@ async function startControl(a: SupervisorArgs, settings: RunSettings, log: Logge
 
   let released: Promise<void> | null = null;
   return {
-    controller, api, workers,
+    controller, api, workers, cluster,
     abort() {
+      cluster?.stop();
       workers!.kill();
       try { kf?.remove(); } catch { /* already handed over (upgrade): not ours to remove */ }
     },
     release(o) {
       released ??= (async () => {
         for (const t of timers) clearInterval(t);
+        // A stop says goodbye (its peers take its VIPs at once, not after dead_after); an upgrade
+        // does not: the new build is back within dead_after and catches up.
+        cluster?.stop({ goodbye: !o.keepFilter });
         if (flushTimer) clearInterval(flushTimer);
         closeControl();
         announcer.stop();

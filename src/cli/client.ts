@@ -13,7 +13,7 @@ import * as path from 'node:path';
 import {
   API_ENV, API_PREFIX, DEFAULT_API_LISTEN, TOKEN_ENV, SET_STATES, RoleState, PRIORITY, WEIGHT, LEASE,
   AdminState, ApiErrorBody, BackendView, FlowPage, FlowQuery, FlowView, NeighbourView, RegisterRequest,
-  ReloadResult, ServiceView, SetBackendRequest, StatusView, VipView, WorkerView,
+  ReloadResult, ServiceView, ClusterView, SetBackendRequest, StatusView, VipView, WorkerView,
 } from '../control/api-types';
 import type { VgEvent, EventPage } from '../control/health/events';
 import { parseDuration } from '../control/config';
@@ -335,6 +335,41 @@ export function vipsTable(list: readonly VipView[]): string {
   return formatTable(['VIP', 'SOURCE', 'SERVICES'], list.map((v) => [v.vip, v.source, v.services.join(',')]));
 }
 
+/** `vipgate cluster`: the nodes (priority order), who owns each VIP, and what was refused. */
+export function clusterText(c: ClusterView): string {
+  if (!c.enabled) return 'no cluster: this vipgate has no cluster: section in its config (it answers ARP for every VIP itself)';
+  const ms = (v: number | null) => (v === null ? '-' : v < 10_000 ? `${Math.round(v)}ms` : humanSeconds(v / 1000));
+  const nodes = formatTable(
+    ['NODE', 'ADDRESS', 'STATE', 'HEARD', 'DEAD AFTER', 'FLOWS', 'PPS', 'CPU', 'OWNS', 'SYNCED', 'REPL SENT', 'REPL RECV', 'LAG'],
+    (c.nodes ?? []).map((n) => [
+      `${n.priority}. ${n.name}${n.self ? ' *' : ''}`, n.address, n.state, n.self ? '-' : ms(n.lastHeardMs), ms(n.effectiveDeadAfterMs),
+      n.load ? `${humanCount(n.load.flows)}/${humanCount(n.load.capacity)}` : '-', n.load ? humanCount(n.load.pps) : '-',
+      n.load ? `${Math.round(n.load.cpu * 100)}%` : '-', n.owns.length ? n.owns.join(',') : '-', n.synced === null ? '-' : n.synced ? 'yes' : 'no',
+      n.self ? '-' : humanCount(n.replication.sent), n.self ? '-' : humanCount(n.replication.received),
+      n.self || n.replication.lagRecords === null ? '-' : humanCount(n.replication.lagRecords),
+    ]),
+  );
+  const vips = formatTable(['VIP', 'OWNER', 'HERE', 'RULE'], (c.vips ?? []).map((v) => [v.vip, v.owner ?? '(none)', v.here ? 'yes' : 'no', v.rule]));
+  const rej = Object.entries(c.rejected ?? {}).filter(([, n]) => n > 0).map(([r, n]) => `${r} ${n}`).join(', ') || 'none';
+  const k = c.counters!;
+  return [
+    `node ${c.node} (* below), ${c.synced ? 'synced' : 'catching up with its peers\' flows (owns nothing until synced)'}; heartbeat ${c.heartbeatMs}ms, dead after ${c.deadAfterMs}ms, preempt ${c.preempt ? 'on' : 'off'}, UDP port ${c.port}`,
+    '', nodes, '', vips, '',
+    `takeovers ${k.takeovers}, releases ${k.releases}, split brains resolved ${k.splitBrains}, gratuitous ARP sent ${k.garpSent}`,
+    `replication: ${humanCount(k.recordsSent)} records sent, ${humanCount(k.recordsReceived)} received, ${k.journalPending} waiting; snapshots ${k.snapshotsSent} sent, ${k.snapshotsReceived} received; import ring full ${k.importRingFull}`,
+    `rejected messages: ${rej}`,
+  ].join('\n');
+}
+
+async function cmdCluster(args: string[], io: CliIo): Promise<number> {
+  const { values, positionals } = parseCommand('cluster', args, { ...CONNECT_OPTIONS, json: { type: 'boolean' } }, CLIENT_USAGE.cluster);
+  noPositionals('cluster', positionals);
+  const c = await clientFrom(values, io.env).get<ClusterView>('/cluster');
+  if (values.json) json(io, c);
+  else io.out(clusterText(c));
+  return 0;
+}
+
 export function neighboursTable(list: readonly NeighbourView[]): string {
   return formatTable(['IP', 'MAC', 'AGE'], list.map((n) => [n.ip, n.mac, humanSeconds(n.ageSeconds)]), { align: [L, L, R] });
 }
@@ -425,6 +460,7 @@ export const CLIENT_USAGE = {
   reload: 'vipgate reload [--json]',
   events: 'vipgate events [--since SEQ] [--follow] [--json]',
   upgrade: 'vipgate upgrade [--to PATH] [--json]',
+  cluster: 'vipgate cluster [--json]',
 } as const;
 
 export type ClientCommand = keyof typeof CLIENT_USAGE;
@@ -661,6 +697,7 @@ async function cmdUpgrade(args: string[], io: CliIo): Promise<number> {
 }
 
 const COMMANDS: Record<ClientCommand, (args: string[], io: CliIo) => Promise<number>> = {
+  cluster: cmdCluster,
   upgrade: cmdUpgrade,
   events: cmdEvents,
   status: cmdStatus,

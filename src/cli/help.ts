@@ -106,6 +106,14 @@ export const COMMAND_HELP: Record<Name, CommandHelp> = {
     summary: 'The VIPs answered and announced, where each comes from (config or a registration), their services.',
     options: [JSON_OPTION], examples: ['vipgate vips'],
   },
+  cluster: {
+    usage: CLIENT_USAGE.cluster, api: true,
+    summary: 'The cluster as this node sees it: the nodes in priority order (alive or dead, when last heard,\n' +
+      'the silence that declares them dead, load, what they own, replication sent/received/lag), the\n' +
+      'owner of every VIP and why, takeovers and split brains resolved, and the messages refused (forged,\n' +
+      'replayed, clock skew, ...).',
+    options: [JSON_OPTION], examples: ['vipgate cluster', 'vipgate cluster --json | jq .nodes'],
+  },
   neighbours: {
     usage: CLIENT_USAGE.neighbours, api: true,
     summary: 'The IP -> MAC entries learned from ARP (backends, clients in nat), with their age.',

@@ -126,6 +126,8 @@ export interface VipView {
   /** config: listed in the file; api: added by a registration; nat_gateway: the nat gateway address. */
   source: Source | 'nat_gateway';
   services: string[];
+  /** This node answers ARP for it now (always true without a cluster; issue 11: the owner only). */
+  arp: boolean;
 }
 
 export interface BackendView {
@@ -301,3 +303,80 @@ export interface ControlApi {
 }
 
 export interface EventQuery { since?: number; limit?: number; wait?: number }
+
+/** GET /v1/cluster and `vipgate cluster` (issue 11): this node's view of the cluster. */
+export interface ClusterView {
+  /** false: no `cluster:` section in the config (the other fields are absent). */
+  enabled: boolean;
+  node?: string;
+  /** When this node's cluster part started (its incarnation, ISO 8601). */
+  incarnation?: string;
+  /** This node has caught up with its peers' flows (a snapshot from each live peer): only then may it own VIPs. */
+  synced?: boolean;
+  port?: number;
+  heartbeatMs?: number;
+  deadAfterMs?: number;
+  preempt?: boolean;
+  nodes?: ClusterNodeView[];
+  vips?: ClusterVipView[];
+  /** Messages refused, by reason (bad_hmac, replayed, clock_skew, truncated, ...): none of them changed anything. */
+  rejected?: Record<string, number>;
+  counters?: ClusterCounters;
+}
+
+export interface ClusterNodeView {
+  name: string;
+  address: string;
+  /** 1 = highest. */
+  priority: number;
+  self: boolean;
+  state: 'self' | 'unknown' | 'alive' | 'dead';
+  /** ms since its last accepted heartbeat (null: never). */
+  lastHeardMs: number | null;
+  /** The silence after which it is declared dead: dead_after, raised by the jitter and loss observed. */
+  effectiveDeadAfterMs: number;
+  /** Its clock minus ours, as its last heartbeat showed (transit included), ms; null: never heard. */
+  clockSkewMs: number | null;
+  load: { flows: number; capacity: number; pps: number; cpu: number } | null;
+  owns: string[];
+  synced: boolean | null;
+  /** Times it started again (a new incarnation) while we ran. */
+  restarts: number;
+  replication: {
+    /** Flow records we sent it (journal and snapshots). */
+    sent: number;
+    /** Flow records we received from it. */
+    received: number;
+    /** Records it says it sent us that have not arrived (in flight or lost), from its last heartbeat. */
+    lagRecords: number | null;
+    /** ms since the last flow records from it (null: none yet). */
+    lastRecordsMs: number | null;
+    snapshot: 'none' | 'requested' | 'received' | 'sending' | 'sent';
+  };
+}
+
+export interface ClusterVipView {
+  vip: string;
+  /** The node that answers ARP for it (this node's computation), null: none eligible. */
+  owner: string | null;
+  here: boolean;
+  /** How its owner is chosen: priority, prefer NODE, least_loaded; gateway for the nat gateway address. */
+  rule: string;
+}
+
+export interface ClusterCounters {
+  heartbeatsSent: number;
+  heartbeatsReceived: number;
+  takeovers: number;
+  releases: number;
+  splitBrains: number;
+  snapshotsSent: number;
+  snapshotsReceived: number;
+  recordsSent: number;
+  recordsReceived: number;
+  /** Peer records that did not fit in the import ring (the worker is behind). */
+  importRingFull: number;
+  /** Journal records waiting to be sent now. */
+  journalPending: number;
+  garpSent: number;
+}

@@ -13,6 +13,7 @@ import * as net from 'node:net';
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { VipgateError } from './errors';
 import {
+  type ClusterView,
   API_MAX_BODY,
   API_PREFIX,
   ApiError,
@@ -38,6 +39,8 @@ export interface ApiServerOptions {
   log?: ApiLog;
   /** POST /v1/upgrade { to }: hand over to another vipgate build (the supervisor); without it the route is not served. */
   upgrade?: (body: unknown) => Promise<unknown>;
+  /** GET /v1/cluster: the cluster view (the supervisor; { enabled: false } without a cluster: section). Without it the route is not served. */
+  cluster?: () => ClusterView;
 }
 
 export interface ApiServer {
@@ -161,7 +164,7 @@ function route(display: string, methods: Record<string, MethodSpec>): Route {
 const ok = (json: unknown, status = 200): Reply => ({ status, json });
 const get = (run: MethodSpec['run'], query: readonly string[] = []): MethodSpec => ({ query, body: false, run });
 
-function buildRoutes(api: ControlApi, metrics: (() => Promise<string>) | undefined, upgrade?: (body: unknown) => Promise<unknown>): Route[] {
+function buildRoutes(api: ControlApi, metrics: (() => Promise<string>) | undefined, upgrade?: (body: unknown) => Promise<unknown>, cluster?: () => ClusterView): Route[] {
   const P = API_PREFIX;
   const routes = [
     route(`${P}/status`, { GET: get(async () => ok(await api.status())) }),
@@ -208,6 +211,7 @@ function buildRoutes(api: ControlApi, metrics: (() => Promise<string>) | undefin
   if (upgrade) {
     routes.push(route(`${P}/upgrade`, { POST: { query: [], body: true, run: async (c) => ok(await upgrade(c.body), 202) } }));
   }
+  if (cluster) routes.push(route(`${P}/cluster`, { GET: get(async () => ok(cluster())) }));
   if (metrics) {
     routes.push(route('/metrics', {
       GET: get(async () => ({ status: 200, text: { body: await metrics(), contentType: METRICS_CONTENT_TYPE } })),
@@ -529,7 +533,7 @@ export function checkApiExposure(listen: string, token: string | null): { host: 
 export async function startApiServer(o: ApiServerOptions): Promise<ApiServer> {
   const { host, port, token } = checkApiExposure(o.listen, o.token);
   const log: ApiLog = o.log ?? (() => {});
-  const routes = buildRoutes(o.api, o.metrics, o.upgrade);
+  const routes = buildRoutes(o.api, o.metrics, o.upgrade, o.cluster);
   const validPaths = routes.map((r) => r.display).join(', ');
   const tokenHash = token === null ? null : sha256(token);
 

@@ -32,6 +32,9 @@ import {
   HealthCheck, SparePool, ServiceFailover, SynCheckConfig, EventsConfig, SERVICE_FAILOVER_KEYS,
   parseDefaultHealth, parseBackendHealth, parseSpares, parseServiceFailover, parseSynCheck, parseEvents,
 } from './config/health.js';
+import {
+  ClusterConfig, VipPlacement, VipEntry, KeyInfo, parseCluster, parseVipMapping, resolvePlacements, checkClusterVips, isVipMapping, describeCluster,
+} from './config/cluster.js';
 
 // ---------------------------------------------------------------------------------------------
 // Types
@@ -111,6 +114,10 @@ export interface Config {
   synCheck: SynCheckConfig | null;
   events: EventsConfig;
   io: IoConfig;
+  /** The cluster of vipgate nodes (issue 11), or null: a single node answering for every VIP. */
+  cluster: ClusterConfig | null;
+  /** Per VIP (unsigned, like vips), only those with a non-default prefer/placement. */
+  vipPlacement: Map<number, VipPlacement>;
 }
 
 /** Packet I/O (issue 10): `io: native | pcap`, or a mapping with the native backend's tuning. */
@@ -241,7 +248,7 @@ const BACKEND_NAME_RE = /^[A-Za-z0-9_.-]{1,64}$/;
 // Linux dev_valid_name(): 1..15 bytes (IFNAMSIZ - 1), not "." or "..", no '/', ':' or space.
 const IFNAME_RE = /^[^/:\s]{1,15}$/;
 
-const TOP_KEYS = ['interface', 'mac', 'mode', 'vips', 'backends', 'services', 'flows', 'neighbours', 'nat_gateway', 'announce', 'api', 'state_file', 'log', 'icmp', 'health', 'spares', 'syn_check', 'events', 'io'] as const;
+const TOP_KEYS = ['interface', 'mac', 'mode', 'vips', 'backends', 'services', 'flows', 'neighbours', 'nat_gateway', 'announce', 'api', 'state_file', 'log', 'icmp', 'health', 'spares', 'syn_check', 'events', 'io', 'cluster'] as const;
 const ICMP_KEYS = ['echo', 'echo_rate', 'echo_burst'] as const;
 const API_KEYS = ['listen', 'token'] as const;
 const LOG_KEYS = ['level', 'format'] as const;
@@ -323,6 +330,8 @@ export interface EffectiveSettings {
   /** Where the API token comes from, or null for none. */
   tokenFrom: string | null;
   stateFile: string | null;
+  /** The cluster key as loaded (never the key itself), or absent when not loaded. */
+  clusterKey?: KeyInfo | null;
 }
 
 /** Human summary for CLI output: every key that matters, with defaults filled in. */
@@ -379,6 +388,7 @@ export function describeConfig(c: Config, eff: EffectiveSettings = {
   }
   for (const p of c.spares) out.push(`  spare pool ${p.name}${p.exclusive ? ' (exclusive)' : ''}: ${p.members.join(', ')}`);
   const io = c.io;
+  if (c.cluster) out.push(...describeCluster(c.cluster, c.vipPlacement, eff.clusterKey ?? null));
   out.push(io.backend === 'pcap' ? '  packet I/O: pcap' : `  packet I/O: ${io.backend === 'auto' ? 'native where it works, else pcap' : 'native'} (batches of up to ${io.batch}, polling ${io.spinUs} µs)`);
   return out.join('\n');
 }
@@ -812,6 +822,7 @@ class Checker {
     /** vips is missing, not a list, or has an entry that is not an address: then a service's
      *  vip cannot be judged, and "not one of vips" would only repeat the first error. */
     let vipsBroken = false;
+    const vipEntries: VipEntry[] = [];
     if (!f.vips) {
       vipsBroken = true;
       this.missing(root, 'vips', 'list the virtual IPs vipgate answers ARP for, e.g. vips: ["10.0.0.100"]');
@@ -822,11 +833,14 @@ class Checker {
       }
       if (items === null) vipsBroken = true;
       items?.forEach((item, index) => {
-        const a = this.ipv4(item);
+        // An entry is an address, or { ip, prefer?, placement? } (issue 11, config/cluster.ts).
+        const mapped = isVipMapping(item) ? parseVipMapping(this, item) : null;
+        const a = mapped === null ? this.ipv4(item) : mapped;
         if (!a) {
           vipsBroken = true;
           return;
         }
+        if (mapped) vipEntries.push(mapped);
         vipsWritten.add(a.ip);
         const why = unusableAddress(a.ip);
         if (why) {
@@ -1229,6 +1243,15 @@ class Checker {
       }
     }
 
+    // cluster: the nodes' own addresses must be none vipgate answers for (those move).
+    const taken = new Map<number, string>();
+    for (const v of vipsWritten) taken.set(v, 'a VIP');
+    for (const b of backends) taken.set(b.ip, `the address of backend ${b.name}`);
+    if (natGateway) taken.set(natGateway.ip, 'the nat_gateway');
+    const cluster = parseCluster(this, f.cluster, taken, unusableAddress);
+    const vipPlacement = resolvePlacements(this, vipEntries, cluster, f.cluster !== undefined);
+    if (cluster && f.vips) checkClusterVips(this, f.vips, vips.length + (natGateway ? 1 : 0));
+
     const synCheck = parseSynCheck(this, f.syn_check);
     const events = parseEvents(this, f.events);
 
@@ -1252,6 +1275,8 @@ class Checker {
       synCheck,
       events,
       io,
+      cluster,
+      vipPlacement,
       api,
       stateFile,
       log,

@@ -112,6 +112,8 @@ export class Controller implements ControlApi {
   /** The step of the tables built last, committed once they are published. */
   /** When a pending fail-back (hold-down) is due: step the services again then. */
   private nextFailbackAt: number | null = null;
+  /** Cluster (issue 11): the VIPs this node answers ARP for (null: all) and whether the cluster is on. Operational. */
+  private ownership: { arpVips: number[] | null; cluster: boolean } = { arpVips: null, cluster: false };
 
   readonly eventLog: EventLog;
 
@@ -140,6 +142,8 @@ export class Controller implements ControlApi {
 
   get tables(): Tables { return this.o.port.tables!; }
   get generation(): number { return this.overlay.generation; }
+  /** The cluster's VIP placements as of the last reload (issue 11: they may change on reload). */
+  vipPlacement(): Config['vipPlacement'] { return this.config.vipPlacement; }
 
   // ---- start-up ----
 
@@ -182,7 +186,7 @@ export class Controller implements ControlApi {
     try {
       const { spec, step } = toSpec(d, this.o.mac, config.mode,
         { health: (n, port) => health?.status(n, port) ?? 'unknown', services: this.svcStates }, now, { synCheck: config.synCheck, icmp: config.icmp });
-      const tables = new Tables(spec, prev, (slot) => st.bFlows[slot]! > 0);
+      const tables = new Tables({ ...spec, arpVips: this.ownership.arpVips, cluster: this.ownership.cluster }, prev, (slot) => st.bFlows[slot]! > 0);
       // What a packet worker could not read from a bank is refused here, before anything changes.
       const fit = tablesFit(tables);
       if (!fit.ok) throw new Error(fit.why);
@@ -274,6 +278,29 @@ export class Controller implements ControlApi {
       this.commitOperational(step, now);
     } catch (e) {
       this.log('error', `could not republish the tables after a health change: ${(e as Error).message}`, { event: 'health_publish_failed' });
+    }
+  }
+
+  /**
+   * Cluster (issue 11): which VIPs (and nat gateway) this node answers ARP for (null: all) and
+   * whether the packet path journals flows and adopts unknown ones. Operational like health: no
+   * state-file write, no generation bump; the tables are rebuilt and published only when this
+   * changes anything. The cluster runtime calls it on every ownership decision.
+   */
+  setOwnership(o: { arpVips: number[] | null; cluster: boolean }, now: number = this.clock()): void {
+    const norm = (a: number[] | null) => a === null ? null : [...new Set(a.map((x) => x | 0))].sort((x, y) => x - y);
+    const next = { arpVips: norm(o.arpVips), cluster: o.cluster };
+    const same = next.cluster === this.ownership.cluster && JSON.stringify(next.arpVips) === JSON.stringify(this.ownership.arpVips);
+    if (same) return;
+    const before = this.ownership;
+    this.ownership = next;
+    try {
+      const { tables, step } = this.build(this.desired, now);
+      this.publishTables(tables);
+      this.commitOperational(step, now);
+    } catch (e) {
+      this.ownership = before;
+      throw e;
     }
   }
 
@@ -482,6 +509,8 @@ export class Controller implements ControlApi {
       if (syn1 && !syn0) fixed.push(['syn_check (turned on; it was off at start)', 'off', 'on']);
       else if (syn1 && syn0 && syn1.timeoutMs !== syn0.timeoutMs) fixed.push(['syn_check.timeout', syn0.timeoutMs, syn1.timeoutMs]);
       fixed.push(['events', JSON.stringify(this.config.events), JSON.stringify(next.events)]);
+      // The cluster's socket, key, peers and timers are set up at start (issue 11); VIP placement may change.
+      fixed.push(['cluster', JSON.stringify(this.config.cluster), JSON.stringify(next.cluster)]);
       const needRestart = fixed.filter(([, a, b]) => a !== b).map(([k]) => k);
       if (needRestart.length) {
         throw new VipgateError('ECONFIG_INVALID', `${this.config.file}: ${needRestart.join(', ')} changed; ${needRestart.length > 1 ? 'those take' : 'that takes'} a restart (the packet path and its tables are sized and bound at start). Nothing was changed: revert ${needRestart.length > 1 ? 'them' : 'it'}, or restart vipgate`);
@@ -493,7 +522,7 @@ export class Controller implements ControlApi {
     }
     // The same config again (or one differing only in comments and layout): nothing to apply,
     // so the generation stays, and a reload on every deploy does not read as a change (issue 12).
-    if (JSON.stringify(next) === JSON.stringify(this.config)) {
+    if (JSON.stringify(next) === JSON.stringify(this.config) && placementText(next) === placementText(this.config)) {
       this.reloadCounts.ok++;
       this.log('info', `reloaded ${next.file}: no changes`, { event: 'reload', changes: [] });
       return { generation: this.overlay.generation, changes: [] };
@@ -512,6 +541,7 @@ export class Controller implements ControlApi {
     }
     const before = this.desired;
     const icmpBefore = icmpText(this.config.icmp);
+    const placementBefore = placementText(this.config);
     try {
       this.apply(cloneOverlay(this.overlay), 'reload', next);
     } catch (e) {
@@ -525,6 +555,7 @@ export class Controller implements ControlApi {
     this.reloadCounts.ok++;
     const changes = describeChanges(before, this.desired);
     if (icmpText(next.icmp) !== icmpBefore) changes.push(`~ icmp ${icmpBefore} -> ${icmpText(next.icmp)}`);
+    if (placementText(next) !== placementBefore) changes.push(`~ vip placement ${placementBefore} -> ${placementText(next)}`);
     this.log('info', `reloaded ${next.file}: ${changes.length ? changes.join('; ') : 'no changes'}`, { event: 'reload', changes });
     return { generation: this.overlay.generation, changes };
   }
@@ -617,7 +648,10 @@ export class Controller implements ControlApi {
 
   vips(): VipView[] {
     const svcs = [...this.desired.services.values()].filter((s) => s.members.length > 0);
-    return [...this.desired.vips].map(([ip, source]) => ({ vip: formatIpv4(ip), source, services: svcs.filter((s) => s.vip === ip).map((s) => s.key) }));
+    const arp = this.ownership.arpVips === null ? null : new Set(this.ownership.arpVips);
+    return [...this.desired.vips].map(([ip, source]) => ({
+      vip: formatIpv4(ip), source, services: svcs.filter((s) => s.vip === ip).map((s) => s.key), arp: arp === null || arp.has(ip | 0),
+    }));
   }
 
   counters(): CounterSnapshot { return snapshotCounters(this.o.port.state.counters); }
@@ -735,6 +769,12 @@ export function checkTypesUsed(c: Config): CheckType[] {
 /** The icmp section as a reload lists it: "echo on, 1000/s, burst 50" or "echo off". */
 function icmpText(i: Config['icmp']): string {
   return i.echo ? `echo on, ${i.echoRate}/s, burst ${i.echoBurst}` : 'echo off';
+}
+
+/** The cluster's VIP placements (a Map, which JSON.stringify would show as {}). */
+function placementText(c: Config): string {
+  const p = [...c.vipPlacement].sort(([a], [b]) => a - b);
+  return p.length ? p.map(([v, x]) => `${formatIpv4(v)} ${x.prefer !== null ? `prefer ${x.prefer} ` : ''}${x.placement}`).join(', ') : 'priority for all';
 }
 
 /** Human lines for what a reload changed. */

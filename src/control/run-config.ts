@@ -9,6 +9,7 @@ import { loadConfig, describeConfig, Config, tokenOk, TOKEN_RULE } from './confi
 import { VipgateError } from './errors';
 import { checkApiExposure } from './api';
 import { TOKEN_ENV } from './api-types';
+import { loadClusterKey, keyInfo, ClusterKey } from './config/cluster';
 
 export interface RunSettings {
   config: Config;
@@ -18,6 +19,8 @@ export interface RunSettings {
   /** Where the token comes from, for the summary (never the token itself). */
   tokenFrom: string | null;
   stateFile: string | null;
+  /** The cluster key (issue 11), loaded and checked, or null without a cluster. */
+  clusterKey: ClusterKey | null;
 }
 
 export interface RunOverrides {
@@ -43,9 +46,17 @@ export function loadRunSettings(file: string, o: RunOverrides = {}): RunSettings
     const where = o.apiListen !== undefined ? '--api' : `${file}: api.listen`;
     throw new VipgateError((e as VipgateError).code ?? 'EAPI_LISTEN', `${where}: ${(e as Error).message}`);
   }
-  return { config, apiListen, token, tokenFrom, stateFile: o.stateFile ?? config.stateFile };
+  let clusterKey: ClusterKey | null = null;
+  if (config.cluster) {
+    try {
+      clusterKey = loadClusterKey(config.cluster, env);
+    } catch (e) {
+      throw new VipgateError((e as VipgateError).code ?? 'ECLUSTER_KEY', `${file}: ${(e as Error).message}`, { cause: e });
+    }
+  }
+  return { config, apiListen, token, tokenFrom, stateFile: o.stateFile ?? config.stateFile, clusterKey };
 }
 
 export function describeRunSettings(s: RunSettings): string {
-  return describeConfig(s.config, { apiListen: s.apiListen, tokenFrom: s.tokenFrom, stateFile: s.stateFile });
+  return describeConfig(s.config, { apiListen: s.apiListen, tokenFrom: s.tokenFrom, stateFile: s.stateFile, clusterKey: s.clusterKey && keyInfo(s.clusterKey) });
 }

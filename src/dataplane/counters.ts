@@ -37,6 +37,8 @@ export const DROP_REASONS = [
   'icmp_rate_limited',    // an echo request over icmp.echo_rate / echo_burst
   'syn_hold_duplicate',   // SYN-time check: a retransmit of a SYN that is already held (one copy is enough)
   'frame_too_large',      // live native: a frame longer than the receive ring's slot (MTU above it), cut by the kernel
+  'arp_not_owner',        // cluster: an ARP request for a VIP (or the nat gateway) another node answers for now
+  'arp_peer_owner',       // cluster: another host's ARP claiming a VIP we do not answer for (the owner's gratuitous ARP): not a conflict
 ] as const;
 
 export type DropReason = (typeof DROP_REASONS)[number];
@@ -97,6 +99,13 @@ export const COUNTER_NAMES = [
   'rx_wait_le_4096us',
   'rx_wait_le_8192us',
   'rx_wait_over_8192us',
+  // cluster (issue 11): flow-state replication through the shared rings
+  'repl_imported',        // peers' flow records upserted into the flow table
+  'repl_rejected',        // peers' flow records refused: impossible op or state, an address 0, or a nat mapping another flow holds
+  'repl_no_backend',      // peers' flow records naming a backend address these tables do not have: skipped
+  'repl_journal_dropped', // flow changes not journalled: the journal ring was full (the supervisor then sends a snapshot)
+  'flows_adopted',        // non-SYN segments with no flow taken over by the pick their SYN got (a peer's flow not replicated yet)
+  'repl_table_full',      // peers' flow records not inserted: the flow table is full (capacity or probe limit)
 ] as const;
 
 /** Upper bounds (µs) of the ring-wait buckets (afpacket.c WAIT_BUCKETS: 8 µs doubling to 8192 µs, then more). */

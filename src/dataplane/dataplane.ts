@@ -9,6 +9,7 @@
 //   TCP segment of a known flow ................... rewrite (TX): dsr = MAC, nat = IP + MAC
 //   TCP reply from a backend of a nat flow ........ reverse rewrite to the VIP (TX)
 //   ICMP echo to a VIP, ICMP error about a flow ... answered / carried to the flow's other end (icmp.ts)
+//   cluster: a non-SYN segment with no flow ....... adopted by its SYN's pick, then as a known flow
 //   anything else ................................. DROP, counted by reason
 //
 // TX means: transmit buf[off, off+txLen) as it now is (txLen is the frame's length except for an
@@ -26,7 +27,8 @@ import { Tables, MODE_NAT, Health, OnDown } from '../tables/services';
 import { StateViews, PacketClock, NOW, newClock, MAX_BACKEND_SLOTS, B_STATE, B_VERIFIED, F_VIP, F_BACKIP, F_BACKEND, D_LAST, D_PKTS_IN, D_PKTS_OUT, B_CLIMAC } from './state';
 import { SynHold, HOLD_HELD } from './hold';
 import { resetInPlace } from './reset';
-import { FlowTable, FS_SYN, FS_ESTABLISHED, FS_CLOSING } from './flows';
+import { FlowTable, FS_SYN, FS_ESTABLISHED, FS_CLOSING, UPSERT_OK, UPSERT_CONFLICT } from './flows';
+import { R_OP, R_STATE, R_MAC, R_CLI, R_VIP, R_PORTS, R_BACKIP, REPL_NEW, REPL_REFRESH } from '../shm/flow-record';
 import { NeighbourTable } from './neighbours';
 import { Drop, Ctr } from './counters';
 import { hash2 } from '../tables/hash';
@@ -101,6 +103,7 @@ export class Dataplane {
     this.c = state.counters;
     this.clock = clock;
     this.flows = new FlowTable(state, clock);
+    this.flows.journal = tables.cluster === 1 ? state.journal : null;
     this.neighbours = new NeighbourTable(state, clock);
     this.icmp = new IcmpPath(state, this.flows, this.neighbours);
   }
@@ -117,6 +120,7 @@ export class Dataplane {
   publish(t: Tables): void {
     for (const s of t.newSlots) { this.unanswered[s] = 0; this.verifiedAt[s] = 0; }
     this.tables = t;
+    this.flows.journal = t.cluster === 1 ? this.state.journal : null;
   }
   get currentTables(): Tables { return this.tables; }
 
@@ -258,7 +262,9 @@ export class Dataplane {
       if (total - ihl >= TCP_MIN_HEADER_LEN) {
         const doff = (buf[l4 + TCP_DOFF]! >>> 4) << 2;
         if (doff >= TCP_MIN_HEADER_LEN && doff <= total - ihl) {
-          const f = this.flows.reverseLookup(s32(buf, l3 + IP_SRC), dst, (u16(buf, l4 + 2) << 16) | u16(buf, l4));
+          const src = s32(buf, l3 + IP_SRC), ports = (u16(buf, l4 + 2) << 16) | u16(buf, l4);
+          let f = this.flows.reverseLookup(src, dst, ports);
+          if (f < 0 && t.cluster === 1 && (buf[l4 + TCP_FLAGS]! & TCP_RST) === 0) f = this.adoptFromBackend(buf, l3, l4, src, dst, ports, t);
           if (f >= 0) return this.fromBackend(buf, off, len, l3, l4, f, t);
         }
       }
@@ -282,12 +288,18 @@ export class Dataplane {
     const spa = s32(buf, l3 + ARP_SPA);
     // Someone else claims one of our VIPs (a request, a reply, or a gratuitous announcement):
     // an address conflict. Never learn it and never answer it. Our own frames were dropped above.
-    if (spa !== 0 && t.vipIndex(spa) >= 0 && !macEq(buf, sha, t.mac, 0)) return this.drop(Drop.arp_conflict);
+    // Cluster: for a VIP another node answers now, that is its owner announcing it (issue 11).
+    if (spa !== 0 && !macEq(buf, sha, t.mac, 0)) {
+      const vi = t.vipIndex(spa);
+      if (vi >= 0) return this.drop(t.vipArp[vi] === 1 ? Drop.arp_conflict : Drop.arp_peer_owner);
+    }
     if (spa !== 0) this.neighbours.learn(spa, buf, sha);
     if (op === ARP_OP_REPLY) return this.drop(Drop.arp_reply);
     if (op !== ARP_OP_REQUEST) return this.drop(Drop.arp_unsupported);
     const tpa = s32(buf, l3 + ARP_TPA);
-    if (t.vipIndex(tpa) < 0) return this.drop(Drop.arp_not_for_vip);
+    const ti = t.vipIndex(tpa);
+    if (ti < 0) return this.drop(Drop.arp_not_for_vip);
+    if (t.vipArp[ti] !== 1) return this.drop(Drop.arp_not_owner);
     // A request is for us when broadcast or unicast to our MAC (a cache refresh, RFC 1122 2.3.2.1).
     if (!macIsBroadcast(buf, off + ETH_DST) && !macEq(buf, off + ETH_DST, t.mac, 0)) return this.drop(Drop.not_for_us);
     // Reply in place, to the requester, on the same VLAN (the tags stay as they are). An RFC 5227
@@ -355,7 +367,7 @@ export class Dataplane {
           if (rslot < 0) return this.drop(Drop.flow_table_full);
         }
         if (f >= 0) { flows.remove(f); c[Ctr.flows_reused]!++; }
-        f = flows.insert(cli, vip, ports, b, backIp, rslot, buf, off + ETH_SRC);
+        f = flows.insert(cli, vip, ports, b, backIp, rslot, buf, off + ETH_SRC, FS_SYN);
         if (f < 0) return this.drop(Drop.flow_table_full);
         if (t.synCheckMaxAgeMs > 0) {
           const now = this.clock[NOW]!;
@@ -367,7 +379,13 @@ export class Dataplane {
         }
       }
     } else {
-      if (f < 0) return this.drop(Drop.unknown_flow);
+      if (f < 0) {
+        // Cluster: a peer's connection whose record has not arrived (a takeover): the pick its SYN got.
+        if (t.cluster === 0 || (control & TCP_RST) !== 0) return this.drop(Drop.unknown_flow);
+        f = this.adopt(buf, off, l3, cli, vip, ports, dport, (control & TCP_FIN) !== 0 ? FS_CLOSING : FS_ESTABLISHED, t);
+        if (f < 0) return this.drop(-f - 1);
+        return this.toBackend(buf, off, len, l3, l4, f, -1, t);
+      }
       const st = v.fb[(f << 6) + B_STATE]!;
       const back = v.fw[(f << 4) + F_BACKEND]!;
       // A flow on a backend whose health is DOWN (issue 8 item 3): on_backend_down reset answers the
@@ -386,6 +404,95 @@ export class Dataplane {
       else if (st === FS_SYN && (control & TCP_ACKF)) next = FS_ESTABLISHED;
     }
     return this.toBackend(buf, off, len, l3, l4, f, next, t);
+  }
+
+  /**
+   * Cluster (issue 11): make a flow for a non-SYN segment of a connection this node has no record
+   * of, with the backend its SYN got from the same tables (the pick is a hash of the client's
+   * address and ports: every node with the same tables picks the same, so a connection a dead
+   * peer steered goes on to the same backend). Same checks as a SYN before anything is written.
+   * Returns the slot (journalled NEW, counted flows_adopted) or -(drop reason + 1).
+   */
+  private adopt(buf: Uint8Array, off: number, l3: number, cli: number, vip: number, ports: number, dport: number, state: number, t: Tables): number {
+    const svc = t.serviceIndex(vip, dport);
+    if (svc < 0) return -Drop.no_service - 1;
+    const b = t.pickBackend(svc, hash2(cli, ports, PICK_SEED) >>> 8);
+    if (b < 0) return -Drop.no_backend - 1;
+    const backIp = t.bIp[b]!;
+    if (t.bHasMac[b] === 0 && this.neighbours.lookup(backIp) < 0) return -Drop.backend_unresolved - 1;
+    let rslot = -1;
+    if (t.mode === MODE_NAT) {
+      if (buf[l3 + IP_TTL]! <= 1) return -Drop.ttl_exceeded - 1;
+      if (this.flows.reverseLookup(backIp, cli, ports) >= 0) return -Drop.nat_conflict - 1;
+      rslot = this.flows.reverseFreeSlot(backIp, cli, ports);
+      if (rslot < 0) return -Drop.flow_table_full - 1;
+    }
+    const f = this.flows.insert(cli, vip, ports, b, backIp, rslot, buf, off + ETH_SRC, state);
+    if (f < 0) return -Drop.flow_table_full - 1;
+    this.c[Ctr.flows_adopted]!++;
+    return f;
+  }
+
+  /**
+   * Cluster, nat: a backend's segment (src backIp, to client `cli`, `ports` = client port << 16 |
+   * its own port) of a connection with no flow here: adopted when exactly one VIP's service on that
+   * port picks this backend for (cli, ports), the way its SYN was steered. Visits every VIP slot
+   * (bounded by the VIP count). The client's MAC comes from the neighbour table; a client this
+   * node has no ARP entry for (one behind a router) waits for its own next segment instead.
+   * Returns the slot or -1 (the caller drops the frame as before: not_for_us).
+   */
+  private adoptFromBackend(buf: Uint8Array, l3: number, l4: number, backIp: number, cli: number, ports: number, t: Tables): number {
+    const b = t.backendByIp(backIp);
+    if (b < 0 || (buf[l4 + TCP_FLAGS]! & TCP_SYN) !== 0) return -1;
+    const port = ports & 0xffff, h = hash2(cli, ports, PICK_SEED) >>> 8;
+    let vip = 0, found = 0;
+    for (let s = 0; s <= t.vipMask; s++) {
+      if (t.vipVals[s] === 0) continue;
+      const svc = t.serviceIndex(t.vipKeys[s]!, port);
+      if (svc >= 0 && t.pickBackend(svc, h) === b) { vip = t.vipKeys[s]!; found++; }
+    }
+    if (found !== 1 || buf[l3 + IP_TTL]! <= 1) return -1;
+    const n = this.neighbours.lookup(cli);
+    if (n < 0) return -1;
+    const flows = this.flows;
+    if (flows.lookup(cli, vip, ports) >= 0) return -1; // its flow names another backend: not this one's
+    const rslot = flows.reverseFreeSlot(backIp, cli, ports);
+    if (rslot < 0) return -1;
+    const f = flows.insert(cli, vip, ports, b, backIp, rslot, this.state.nMac, n << 3, (buf[l4 + TCP_FLAGS]! & TCP_FIN) !== 0 ? FS_CLOSING : FS_ESTABLISHED);
+    if (f >= 0) this.c[Ctr.flows_adopted]!++;
+    return f;
+  }
+
+  /**
+   * Cluster (issue 11): upsert up to `max` of the peers' flow records waiting in the import ring
+   * (the worker calls it each batch and each idle poll, with the clock set). Each is checked (op,
+   * state, no address or port 0); its backend address maps to this node's slot through the
+   * current tables. Never journals. Allocation-free. Returns the records taken.
+   */
+  importFlows(max: number): number {
+    const ring = this.state.imports;
+    let n = ring.readable();
+    if (n === 0) return 0;
+    if (n > max) n = max;
+    const t = this.tables, c = this.c, d = ring.data, flows = this.flows, nat = t.mode === MODE_NAT;
+    const journal = flows.journal;
+    flows.journal = null; // a lazy expiry met on the way is not news for the peers either
+    for (let i = 0; i < n; i++) {
+      const at = ring.offsetOf(i);
+      const op = d[at + R_OP]!, st = d[at + R_STATE]!;
+      const cli = ring.i32At(at + R_CLI), vip = ring.i32At(at + R_VIP), ports = ring.i32At(at + R_PORTS), backIp = ring.i32At(at + R_BACKIP);
+      if (op < REPL_NEW || op > REPL_REFRESH || st < FS_SYN || st > FS_CLOSING || cli === 0 || vip === 0 || backIp === 0 ||
+          (ports & 0xffff) === 0 || (ports >>> 16) === 0) { c[Ctr.repl_rejected]!++; continue; }
+      const b = t.backendByIp(backIp);
+      if (b < 0) { c[Ctr.repl_no_backend]!++; continue; }
+      const r = flows.upsert(op, st, d, at + R_MAC, cli, vip, ports, b, backIp, nat);
+      if (r === UPSERT_OK) c[Ctr.repl_imported]!++;
+      else if (r === UPSERT_CONFLICT) c[Ctr.repl_rejected]!++;
+      else c[Ctr.repl_table_full]!++;
+    }
+    ring.advance(n);
+    flows.journal = journal;
+    return n;
   }
 
   /**
@@ -412,7 +519,7 @@ export class Dataplane {
     macCopy(buf, off + ETH_SRC, t.mac, 0);
     if (next === FS_CLOSING) this.flows.close(f);
     else if (next === FS_ESTABLISHED) {
-      v.fb[(f << 6) + B_STATE] = FS_ESTABLISHED;
+      this.flows.establish(f);
       this.answered(f, b); // the client acknowledged the backend's SYN-ACK
     }
     v.fd[d + D_LAST] = this.clock[NOW]!;
@@ -436,7 +543,7 @@ export class Dataplane {
       this.flows.close(f);
     }
     else if (v.fb[sb] === FS_SYN && (flags & (TCP_SYN | TCP_ACKF)) === (TCP_SYN | TCP_ACKF)) {
-      v.fb[sb] = FS_ESTABLISHED;
+      this.flows.establish(f);
       this.answered(f, v.fw[w + F_BACKEND]!);
     }
     natRewrite(buf, l3, l4, IP_SRC, v.fw[w + F_BACKIP]!, v.fw[w + F_VIP]!, ttl);

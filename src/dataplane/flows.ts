@@ -13,11 +13,19 @@
 // (backend IP, client IP, client port << 16 | VIP port) pointing at the forward slot. An entry
 // is valid only while the flow it points to is live and points back at it (F_RSLOT): a slot
 // whose flow died, or was reused by a flow indexed elsewhere, is free again.
+//
+// Cluster (issue 11): while `journal` is set (the tables say cluster), every change a peer needs
+// goes into the journal ring as a 24-byte record (src/shm/flow-record.ts): NEW at insert,
+// ESTABLISHED, CLOSED, EXPIRED, and REFRESH from the sweep for flows still in use, so a peer's copy
+// never idles out while the flow lives here. A full journal counts repl_journal_dropped; the
+// supervisor then resends a snapshot. Records imported from a peer are never journalled.
 
 import { StateViews, PacketClock, NOW, T_HALF_OPEN, T_ESTABLISHED, T_CLOSING, H_SWEEP_CURSOR,
   B_STATE, B_VERIFIED, B_CLIMAC, F_CLI, F_VIP, F_PORTS, F_BACKIP, F_BACKEND, F_RSLOT, D_LAST, D_CREATED, D_PKTS_IN, D_PKTS_OUT } from './state';
 import { hash3 } from '../tables/hash';
 import { Ctr } from './counters';
+import type { RecordRing } from '../shm/ring';
+import { REPL_NEW, REPL_ESTABLISHED, REPL_CLOSED, REPL_EXPIRED, REPL_REFRESH } from '../shm/flow-record';
 
 export const FS_EMPTY = 0;
 export const FS_DEAD = 1;
@@ -25,6 +33,9 @@ export const FS_SYN = 2;         // SYN seen, not yet acknowledged: half-open ti
 export const FS_ESTABLISHED = 3;
 export const FS_CLOSING = 4;     // FIN or RST seen: closing timeout
 export const FLOW_STATE_NAMES = ['empty', 'dead', 'syn', 'established', 'closing'] as const;
+
+/** upsert() results: done; refused (nat: another flow holds the backend-side mapping); no room. */
+export const UPSERT_OK = 0, UPSERT_CONFLICT = 1, UPSERT_FULL = 2;
 
 /** Longest probe sequence: bounds the work per packet whatever the table holds. */
 export const MAX_PROBE = 32;
@@ -39,6 +50,8 @@ export class FlowTable {
   private readonly fb: Uint8Array;
   private readonly fw: Int32Array;
   private readonly fd: Float64Array;
+  /** The journal ring while the tables say cluster (Dataplane.publish), else null: nothing is journalled. */
+  journal: RecordRing | null = null;
 
   /** The clock is this process's (state.ts PacketClock): lookups expire against clock[NOW]. */
   constructor(private readonly v: StateViews, readonly clock: PacketClock) {
@@ -70,8 +83,17 @@ export class FlowTable {
   packetsOut(s: number): number { return this.fd[(s << 3) + D_PKTS_OUT]!; }
   live(s: number): boolean { return this.fb[(s << 6) + B_STATE]! > FS_DEAD; }
 
+  /** Journal flow s's change `op` (its current state goes with it). Call only while `journal` is set. */
+  private record(op: number, s: number): void {
+    const w = s << 4, fw = this.fw;
+    if (!this.journal!.pushFlow(op, this.fb[s << 6]!, this.fb, (s << 6) + B_CLIMAC, fw[w + F_CLI]!, fw[w + F_VIP]!, fw[w + F_PORTS]!, fw[w + F_BACKIP]!)) {
+      this.v.counters[Ctr.repl_journal_dropped]!++;
+    }
+  }
+
   private expire(s: number): void {
     const c = this.v.counters;
+    if (this.journal !== null) this.record(REPL_EXPIRED, s); // with the state it had
     this.fb[(s << 6) + B_STATE] = FS_DEAD;
     this.v.bFlows[this.fw[(s << 4) + F_BACKEND]!]!--;
     this.unverify(s);
@@ -114,7 +136,8 @@ export class FlowTable {
    * Create a flow whose key the caller has just looked up and not found. Returns the slot, or -1
    * when the table is full (nothing is changed then, except expiring idle entries met on the way).
    * nat: `rslot` is the reverse-index slot reverseFreeSlot gave (-1 in dsr); `mac` at `macAt` the
-   * client's MAC.
+   * client's MAC; `state` the flow's first state (FS_SYN; an adopted flow: established or closing).
+   * Journalled as NEW while `journal` is set (upsert() calls it with the journal off).
    *
    * The record is written key first and made live last (issue 9: the state outlives the process):
    * a worker killed anywhere in here leaves either no live record or a whole one, never a live
@@ -122,7 +145,7 @@ export class FlowTable {
    * so the compiler cannot move the earlier stores after it. The counters follow; a kill between
    * leaves the gauges one off, which the attach-time check (src/shm/integrity.ts) recounts.
    */
-  insert(cli: number, vip: number, ports: number, backend: number, backIp: number, rslot: number, mac: Uint8Array, macAt: number): number {
+  insert(cli: number, vip: number, ports: number, backend: number, backIp: number, rslot: number, mac: Uint8Array, macAt: number, state: number): number {
     const fb = this.fb, fw = this.fw, fd = this.fd, mask = this.mask, now = this.clock[NOW]!;
     let s = hash3(cli, vip, ports, this.seed) & mask;
     let free = -1;
@@ -143,11 +166,13 @@ export class FlowTable {
     fb[b + B_VERIFIED] = 0;
     fb[b + B_CLIMAC] = mac[macAt]!; fb[b + B_CLIMAC + 1] = mac[macAt + 1]!; fb[b + B_CLIMAC + 2] = mac[macAt + 2]!;
     fb[b + B_CLIMAC + 3] = mac[macAt + 3]!; fb[b + B_CLIMAC + 4] = mac[macAt + 4]!; fb[b + B_CLIMAC + 5] = mac[macAt + 5]!;
-    Atomics.store(fb, b + B_STATE, FS_SYN);
+    Atomics.store(fb, b + B_STATE, state);
     c[Ctr.flows_active]!++;
     c[Ctr.flows_created]!++;
     this.v.bFlows[backend]!++;
     this.v.bConns[backend]!++;
+    // Cluster only: the refresh stamp is another cache line per insert, not paid with the cluster off.
+    if (this.journal !== null) { this.v.fRefresh[free] = now >>> 0; this.record(REPL_NEW, free); }
     return free;
   }
 
@@ -175,11 +200,60 @@ export class FlowTable {
   close(s: number): void {
     this.fb[(s << 6) + B_STATE] = FS_CLOSING;
     this.unverify(s);
+    if (this.journal !== null) this.record(REPL_CLOSED, s);
+  }
+
+  /** Flow s completed its handshake (the packet path saw its ACK, or in nat the backend's SYN-ACK). */
+  establish(s: number): void {
+    this.fb[(s << 6) + B_STATE] = FS_ESTABLISHED;
+    if (this.journal !== null) this.record(REPL_ESTABLISHED, s);
   }
 
   /** End a flow now (its 5-tuple is being reused by a new connection). */
   remove(s: number): void {
     if (this.fb[(s << 6) + B_STATE]! > FS_DEAD) this.expire(s);
+  }
+
+  /**
+   * Upsert a peer's flow (issue 11 import; the caller validated the record, mapped its backend
+   * address to local slot `backend`, and keeps the journal off meanwhile). Absent: inserted with
+   * state `st` (nat: with its reverse-index entry). Present with the same backend: the state only
+   * moves forward (syn < established < closing), except that a NEW reopens a closing flow (its
+   * 5-tuple reused by a new connection), and the flow is fresh again. Present with another
+   * backend: a NEW replaces it (the 5-tuple was reused there), anything else leaves ours. CLOSED
+   * and EXPIRED close ours (same backend) and insert nothing. Returns UPSERT_*.
+   */
+  upsert(op: number, st: number, mac: Uint8Array, macAt: number, cli: number, vip: number, ports: number, backend: number, backIp: number, nat: boolean): number {
+    const now = this.clock[NOW]!;
+    let f = this.lookup(cli, vip, ports);
+    const ending = op === REPL_CLOSED || op === REPL_EXPIRED;
+    if (f >= 0) {
+      const same = this.fw[(f << 4) + F_BACKIP] === backIp, b = f << 6;
+      if (same) {
+        const cur = this.fb[b + B_STATE]!;
+        if (ending || st === FS_CLOSING) { if (cur !== FS_CLOSING) this.close(f); }
+        else if (st > cur) this.fb[b + B_STATE] = st;
+        // A NEW on a closing flow is a new connection on its 5-tuple (the peer's flows_reused, sent
+        // as EXPIRED then NEW): it starts over there, so it does here.
+        else if (op === REPL_NEW && cur === FS_CLOSING) this.fb[b + B_STATE] = st;
+        this.fd[(f << 3) + D_LAST] = now;
+        return UPSERT_OK;
+      }
+      if (op !== REPL_NEW) return UPSERT_OK; // ours stays: only a new connection replaces a flow
+      this.expire(f);
+      f = -1;
+    }
+    if (ending) return UPSERT_OK;
+    let rslot = -1;
+    if (nat) {
+      if (this.reverseLookup(backIp, cli, ports) >= 0) return UPSERT_CONFLICT;
+      rslot = this.reverseFreeSlot(backIp, cli, ports);
+      if (rslot < 0) return UPSERT_FULL;
+    }
+    const s = this.insert(cli, vip, ports, backend, backIp, rslot, mac, macAt, st); // the journal is off: not sent back
+    if (s < 0) return UPSERT_FULL;
+    this.v.fRefresh[s] = now >>> 0; // sent (by the peer) just now
+    return UPSERT_OK;
   }
 
   // ---- nat reverse index ----
@@ -230,9 +304,19 @@ export class FlowTable {
   sweep(budget: number): number {
     const v = this.v, n = v.flowSlots, fb = this.fb, fd = this.fd, now = this.clock[NOW]!;
     let cur = v.header[H_SWEEP_CURSOR]! % n, expired = 0;
+    // Cluster: a flow used since it was last sent is sent again (REFRESH), at most once per a
+    // quarter of the established timeout, so the peer's copy (which idles out like ours) lives on.
+    const refreshMs = this.journal !== null ? v.times[T_ESTABLISHED]! / 4 : Infinity, nowU = now >>> 0;
     for (let i = 0; i < budget && i < n; i++) {
       const st = fb[cur << 6]!;
-      if (st > FS_DEAD && now - fd[(cur << 3) + D_LAST]! > this.timeoutOf(st)) { this.expire(cur); expired++; }
+      if (st > FS_DEAD) {
+        const idle = now - fd[(cur << 3) + D_LAST]!;
+        if (idle > this.timeoutOf(st)) { this.expire(cur); expired++; }
+        else if (refreshMs !== Infinity) {
+          const since = (nowU - v.fRefresh[cur]!) >>> 0;
+          if (since >= refreshMs && idle < since) { v.fRefresh[cur] = nowU; this.record(REPL_REFRESH, cur); }
+        }
+      }
       cur = (cur + 1) % n;
     }
     v.header[H_SWEEP_CURSOR] = cur;

@@ -5,6 +5,8 @@
 
 import { Carver, Memory, allocMemory, nextPow2 } from '../tables/memory';
 import { COUNTER_SLOTS } from './counters';
+import { RecordRing, RING_RECORDS, RING_CTL_WORDS } from '../shm/ring';
+import { FLOW_WIRE_BYTES } from '../shm/flow-record';
 
 const MAGIC = 0x56475431; // "VGT1"
 // 4: the counters region grew by the ICMP drop reasons and counters, moving everything after
@@ -12,7 +14,10 @@ const MAGIC = 0x56475431; // "VGT1"
 // 5: the counters region grew by frame_too_large and the live I/O counters (issue 10).
 // 6: the packet clock left the shared memory (times[4] is unused: each process has its own
 // PacketClock); the counters region grew by state_records_dropped/_repaired (issue 9).
-const LAYOUT_VERSION = 6;
+// 7: the two replication rings of issue 11 (journal, imports: 2 x 1.5 MiB after the neighbours),
+// a per-flow refresh stamp (fRefresh) and the counters region grew by the cluster drop reasons
+// and repl_* counters.
+const LAYOUT_VERSION = 7;
 
 /** Backend slots with per-backend stats (Tables never hand out more: see MAX_BACKENDS there). */
 export const MAX_BACKEND_SLOTS = 4096;
@@ -116,6 +121,16 @@ export interface StateViews {
   nMac: Uint8Array;      // 8 bytes per slot
   nSeen: Float64Array;   // last time the mapping was seen, ms
   nState: Uint8Array;    // 0 = never used, 1 = used (stale entries stay used until overwritten)
+  /**
+   * Per flow slot: when the flow was last sent to the peers (insert, or the sweep's REFRESH), as
+   * ms since the epoch modulo 2^32 (differences in 32-bit arithmetic are right for 49 days): the
+   * sweep refreshes a flow active since then at most once per established_timeout / 4 (issue 11).
+   */
+  fRefresh: Uint32Array;
+  /** Issue 11: the flows' changes, written by the packet worker, read by the supervisor (cluster only). */
+  journal: RecordRing;
+  /** Issue 11: the peers' flow records, written by the supervisor, upserted by the packet worker. */
+  imports: RecordRing;
 }
 
 function layout(c: Carver, flowSlots: number, neighSlots: number) {
@@ -131,6 +146,9 @@ function layout(c: Carver, flowSlots: number, neighSlots: number) {
     fb: m ? new Uint8Array(m, flowsAt, flowSlots * 64) : new Uint8Array(0),
     rRef: c.i32(flowSlots),
     nSeen: c.f64(neighSlots), nIp: c.i32(neighSlots), nMac: c.u8(neighSlots * 8), nState: c.u8(neighSlots),
+    fRefresh: c.u32(flowSlots),
+    journalCtl: c.i32(RING_CTL_WORDS), journalData: c.u8(RING_RECORDS * FLOW_WIRE_BYTES),
+    importsCtl: c.i32(RING_CTL_WORDS), importsData: c.u8(RING_RECORDS * FLOW_WIRE_BYTES),
   };
 }
 
@@ -189,9 +207,10 @@ export function attachState(memory: Memory, offset = 0): StateViews {
   if (h[H_MAGIC] !== MAGIC) throw new Error('state: memory does not hold vipgate state (bad magic)');
   if (h[H_VERSION] !== LAYOUT_VERSION) throw new Error(`state: layout version ${h[H_VERSION]} is not ${LAYOUT_VERSION}`);
   const fs = h[H_FLOW_SLOTS]!, ns = h[H_NEIGH_SLOTS]!;
-  const v = layout(new Carver(memory, offset), fs, ns);
+  const { journalCtl, journalData, importsCtl, importsData, ...v } = layout(new Carver(memory, offset), fs, ns);
   return {
     memory, ...v,
+    journal: new RecordRing(journalCtl, journalData), imports: new RecordRing(importsCtl, importsData),
     flowCapacity: h[H_FLOW_CAP]!, flowSlots: fs, neighbourCapacity: h[H_NEIGH_CAP]!, neighbourSlots: ns, seed: h[H_SEED]!,
   };
 }

@@ -34,9 +34,10 @@ export function attachLive(nic: NicLink, dp: Dataplane, o: { onHold?: () => void
   nic.start(() => {
     const n = nic.rx(budget);
     if (n === 0) return;
-    o.poll?.();
     // The clock goes straight into this process's clock array, once per batch: no boxed double.
+    // Set before poll: the poll hook imports peers' flows (issue 11), stamped with this time.
     clock[NOW] = Date.now();
+    o.poll?.();
     pump.run(n);
     const failed = nic.txRelease(n);
     if (failed !== 0) c[Ctr.tx_errors]! += failed;

@@ -17,7 +17,7 @@
 import { collectDefaultMetrics, Counter, Gauge, Registry } from 'prom-client';
 import { Ctr, Drop, DROP_REASONS, RX_WAIT_FIRST, RING_WAIT_BOUNDS_US } from '../dataplane/counters';
 import { ADMIN_STATES } from '../control/api-types';
-import type { ControlApi } from '../control/api-types';
+import type { ControlApi, ClusterView } from '../control/api-types';
 
 export interface MetricsSource {
   /** The packet path's counters (index by Drop / Ctr from counters.ts). Read, never written. */
@@ -31,6 +31,8 @@ export interface MetricsSource {
     typeCounts(): Array<{ type: string; count: number }>;
     hookStats(): { sent: number; failed: number; dropped: number; queued: number };
   };
+  /** The cluster (issue 11), when the config has a cluster: section. */
+  cluster?: () => ClusterView;
 }
 
 export interface Metrics {
@@ -259,6 +261,39 @@ export function createMetrics(src: MetricsSource, o: MetricsOptions = {}): Metri
     (emit) => { const w = worker(); if (w) emit({}, w.restarts); });
   gauge('vipgate_worker_up', 'Whether a packet worker is forwarding (1) or not (0: starting, waiting out a restart back-off, or stopped): frames wait in the kernel\'s ring meanwhile.', [],
     (emit) => { const w = worker(); if (w) emit({}, w.state === 'running' ? 1 : 0); });
+
+  // ---- cluster (issue 11): only with a cluster: section ----
+  if (src.cluster) {
+    const cl = memo(() => src.cluster!());
+    const nodes = () => cl().nodes ?? [];
+    gauge('vipgate_cluster_node_up', 'Per cluster node: 1 while this node counts it alive (itself included), 0 when unknown or declared dead.', ['node'],
+      (emit) => { for (const n of nodes()) emit({ node: n.name }, n.state === 'alive' || n.state === 'self' ? 1 : 0); });
+    gauge('vipgate_cluster_dead_after_seconds', 'Per peer: the silence after which it is declared dead: dead_after, raised by the heartbeat jitter and loss observed.', ['node'],
+      (emit) => { for (const n of nodes()) if (!n.self) emit({ node: n.name }, n.effectiveDeadAfterMs / 1000); });
+    gauge('vipgate_cluster_synced', '1 once this node has caught up with its peers\' flows (it owns no VIP before).', [], (emit) => emit({}, cl().synced ? 1 : 0));
+    gauge('vipgate_cluster_vip_here', 'Per VIP (and the nat gateway): 1 when this node owns it and answers ARP for it.', ['vip'],
+      (emit) => { for (const v of cl().vips ?? []) emit({ vip: v.vip }, v.here ? 1 : 0); });
+    const NONE = { takeovers: 0, releases: 0, splitBrains: 0, heartbeatsSent: 0, heartbeatsReceived: 0, recordsSent: 0, recordsReceived: 0, journalPending: 0 };
+    const k = () => cl().counters ?? NONE; // { enabled: false } while the cluster part starts
+    counter('vipgate_cluster_ownership_changes_total', 'VIPs this node took over (kind="takeover") or let go of (kind="release").', ['kind'], (emit) => {
+      emit({ kind: 'takeover' }, k().takeovers);
+      emit({ kind: 'release' }, k().releases);
+    });
+    counter('vipgate_cluster_split_brains_total', 'VIPs found claimed by this node and another at once (after a partition heals), resolved by the ownership rule.', [], (emit) => emit({}, k().splitBrains));
+    counter('vipgate_cluster_heartbeats_total', 'Heartbeats sent (one per peer) and accepted.', ['direction'], (emit) => {
+      emit({ direction: 'sent' }, k().heartbeatsSent);
+      emit({ direction: 'received' }, k().heartbeatsReceived);
+    });
+    counter('vipgate_cluster_messages_rejected_total', 'Cluster messages refused, by reason (bad_hmac, replayed, old_incarnation, clock_skew, truncated, malformed, ...): none changed anything.', ['reason'],
+      (emit) => { for (const [r, n] of Object.entries(cl().rejected ?? {})) emit({ reason: r }, n); });
+    counter('vipgate_cluster_replication_records_total', 'Flow records sent to peers (each peer counted) and received from them.', ['direction'], (emit) => {
+      emit({ direction: 'sent' }, k().recordsSent);
+      emit({ direction: 'received' }, k().recordsReceived);
+    });
+    gauge('vipgate_cluster_replication_lag_records', 'Per peer: flow records it says it sent us that have not arrived yet (in flight or lost).', ['node'],
+      (emit) => { for (const n of nodes()) if (!n.self && n.replication.lagRecords !== null) emit({ node: n.name }, n.replication.lagRecords); });
+    gauge('vipgate_cluster_journal_pending_records', 'Flow changes waiting in the journal to be sent to the peers.', [], (emit) => emit({}, k().journalPending));
+  }
 
   if (o.processMetrics ?? true) collectDefaultMetrics({ register: registry });
 

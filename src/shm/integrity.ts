@@ -30,6 +30,8 @@ export interface IntegrityReport {
   neighboursDropped: number;
   /** Gauge slots (flows_active, verified_flows, per-backend) whose value the recount changed. */
   gaugesCorrected: number;
+  /** Replication rings (issue 11: journal, imports) whose control words were impossible: emptied. */
+  ringsReset: number;
 }
 
 export function dropped(r: IntegrityReport): number {
@@ -42,6 +44,7 @@ export function scanRecords(v: StateViews): IntegrityReport {
   const rep: IntegrityReport = {
     flowsChecked: 0, flowsDropped: { impossibleState: 0, badField: 0, unreachable: 0, reverseBroken: 0 },
     reverseRepaired: 0, neighboursDropped: 0, gaugesCorrected: 0,
+    ringsReset: (v.journal.repair() ? 1 : 0) + (v.imports.repair() ? 1 : 0),
   };
   const fb = v.fb, fw = v.fw, fd = v.fd, r = v.rRef, n = v.flowSlots, mask = n - 1;
   const seed = v.seed | 0, rseed = (v.seed ^ REVERSE_SALT) | 0;

@@ -59,6 +59,13 @@ export interface TablesSpec {
   synCheck?: { maxAgeMs: number; onFail: SynFailName } | null;
   /** Echo replies for VIPs: on/off, replies per second and burst (default ICMP_ECHO_DEFAULTS). */
   icmp?: IcmpSpec;
+  /**
+   * Cluster (issue 11): the VIPs (and nat gateway) this node answers ARP for now, its share of
+   * the cluster's; the others' requests are dropped as arp_not_owner. null or absent: every VIP.
+   */
+  arpVips?: number[] | null;
+  /** Cluster (issue 11): journal the flows' changes for the peers, and adopt unknown flows by their pick. */
+  cluster?: boolean;
 }
 
 export interface IcmpSpec { echo: boolean; echoRate: number; echoBurst: number }
@@ -80,11 +87,17 @@ const HASH_SEED = 0x5eed; // tables are tiny and rebuilt by control; a fixed see
  * Int32 words; IMG_MAGIC tells an image from other bytes, IMG_BYTES is the image's whole size.
  */
 const IMG_MAGIC = 0, IMG_BYTES = 1, IMG_VIP_SLOTS = 2, IMG_SVC_SLOTS = 3, IMG_NSVC = 4, IMG_STRIDE = 5, IMG_NB = 6,
-  IMG_MODE = 7, IMG_VIP_COUNT = 8, IMG_SYN_ON_FAIL = 9, IMG_ECHO_ON = 10, IMG_WORDS = 12;
-/** "VGTI" (vipgate tables image), layout 1: change the number when the layout below changes. */
-const IMG_MAGIC_V1 = 0x56475401;
+  IMG_MODE = 7, IMG_VIP_COUNT = 8, IMG_SYN_ON_FAIL = 9, IMG_ECHO_ON = 10, IMG_CLUSTER = 11, IMG_WORDS = 12;
+/**
+ * "VGTI" (vipgate tables image), layout 2: change the number when the layout below changes.
+ * 2: IMG_CLUSTER, the per-VIP ARP flags (vipArp) and the backend-address index (bipKeys/bipVals) of issue 11.
+ */
+const IMG_MAGIC_V1 = 0x56475402;
 
 interface ImageDims { vipSlots: number; svcSlots: number; nSvc: number; stride: number; nB: number }
+
+/** Slots of the backend-address index: a function of nB alone, so an image's header is enough to carve it. */
+function bipSlotsFor(nB: number): number { return nextPow2(Math.max(16, nB * 2)); }
 
 /** The one layout of a Tables image, measured (Carver(null)) or carved over its memory. */
 function carveImage(c: Carver, d: ImageDims) {
@@ -97,6 +110,7 @@ function carveImage(c: Carver, d: ImageDims) {
     svcOrder: c.i32(d.nSvc * d.stride), svcPick: c.i32(d.nSvc * PICK_SIZE), svcPickOn: c.u8(d.nSvc), svcOnDown: c.u8(d.nSvc),
     bIp: c.i32(d.nB), bMac: c.u8(d.nB * 8), bHasMac: c.u8(d.nB), bState: c.u8(d.nB), bWeight: c.i32(d.nB),
     bHealth: c.u8(d.nB), bChecked: c.u8(d.nB),
+    vipArp: c.u8(d.vipSlots), bipKeys: c.i32(bipSlotsFor(d.nB)), bipVals: c.i32(bipSlotsFor(d.nB)),
   };
 }
 type ImageViews = ReturnType<typeof carveImage>;
@@ -173,6 +187,13 @@ export class Tables {
   // and mixing one into the packet path's arithmetic makes V8 box the results (garbage per echo).
   readonly echoOn: number;
   readonly echoBucket: Float64Array;
+  /** 1: cluster on (journal the flows' changes, adopt unknown flows); 0: off. */
+  readonly cluster: number;
+  /** Per VIP index: 1 when this node answers ARP for it (all 1 without a cluster). */
+  readonly vipArp: Uint8Array;
+  /** Backend IPv4 -> slot + 1 (0 = empty), open addressing: a peer's flow names its backend by address. */
+  private readonly bipKeys: Int32Array;
+  private readonly bipVals: Int32Array;
   /**
    * Slots given to a backend that did not have one in the tables this one replaces: the packet
    * path forgets what it knew of the slot's previous backend (Dataplane.publish), control zeroes
@@ -215,6 +236,9 @@ export class Tables {
     this.synCheckOnFail = h[IMG_SYN_ON_FAIL]!;
     this.echoOn = h[IMG_ECHO_ON]!;
     this.echoBucket = v.echoBucket;
+    this.cluster = h[IMG_CLUSTER]!;
+    this.vipArp = v.vipArp;
+    this.bipKeys = v.bipKeys; this.bipVals = v.bipVals;
     this.newSlots = p.newSlots;
     this.image = p.image;
     this.meta = p.meta;
@@ -310,6 +334,18 @@ export class Tables {
   }
 
   backendSlot(name: string): number { return this.backendNames.indexOf(name); }
+
+  /** The backend slot with this IPv4 address (signed or unsigned), or -1 (several: the lowest slot). */
+  backendByIp(ipAny: number): number {
+    const mask = this.bipKeys.length - 1, ip = ipAny | 0;
+    let s = hash1(ip, HASH_SEED) & mask;
+    for (;;) {
+      const v = this.bipVals[s]!;
+      if (v === 0) return -1;
+      if (this.bipKeys[s] === ip) return v - 1;
+      s = (s + 1) & mask;
+    }
+  }
 }
 
 /** A backend slot that may take new flows (Tables.usable, over the views while they are built). */
@@ -394,6 +430,18 @@ function buildParts(spec: TablesSpec, prev: Pick<Tables, 'backendNames' | 'hasMe
     v.bChecked[s] = b.checked === false ? 0 : 1;
     v.bHealth[s] = b.checked === false ? Health.up : Health[b.health ?? 'unknown'];
   }
+  // The backend-address index, in slot order so that a shared address resolves to the lowest slot.
+  const bipMask = v.bipKeys.length - 1;
+  for (let s = 0; s < names.length; s++) {
+    if (names[s] === '') continue;
+    const ip = v.bIp[s]!;
+    let k = hash1(ip, HASH_SEED) & bipMask;
+    while (v.bipVals[k] !== 0 && v.bipKeys[k] !== ip) k = (k + 1) & bipMask;
+    if (v.bipVals[k] === 0) { v.bipKeys[k] = ip; v.bipVals[k] = s + 1; }
+  }
+  h[IMG_CLUSTER] = spec.cluster ? 1 : 0;
+  const arp = spec.arpVips ? new Set(spec.arpVips.map((a) => a | 0)) : null;
+  spec.vips.forEach((ip, i) => { v.vipArp[i] = arp === null || arp.has(ip | 0) ? 1 : 0; });
 
   spec.services.forEach((svc, i) => {
     const vip = svc.vip | 0;

@@ -167,8 +167,8 @@ export const SERVICES: ServiceView[] = [
 ];
 
 export const VIPS: VipView[] = [
-  { vip: '10.0.0.100', source: 'config', services: ['10.0.0.100:80'] },
-  { vip: '10.0.0.101', source: 'api', services: ['10.0.0.101'] },
+  { vip: '10.0.0.100', source: 'config', services: ['10.0.0.100:80'], arp: true },
+  { vip: '10.0.0.101', source: 'api', services: ['10.0.0.101'], arp: true },
 ];
 
 export const NEIGHBOURS: NeighbourView[] = [

@@ -49,7 +49,7 @@ export const SERVICE: ServiceView = {
   failover: { spares: null, preempt: true, holdDownMs: 0, onBackendDown: 'reset', takenOverBy: null, failbackAt: null },
 };
 
-export const VIP: VipView = { vip: '10.0.0.100', source: 'config', services: ['10.0.0.100:80'] };
+export const VIP: VipView = { vip: '10.0.0.100', source: 'config', services: ['10.0.0.100:80'], arp: true };
 export const NEIGHBOUR: NeighbourView = { ip: '10.0.1.21', mac: '02:00:00:00:01:21', ageSeconds: 7 };
 export const COUNTERS: CounterSnapshot = snapshotCounters(new Float64Array(COUNTER_SLOTS).fill(5));
 

@@ -43,7 +43,7 @@ export interface EventLogOptions {
 }
 
 /** Events logged at warn: something stopped working (a syn_check summary when a probe failed). */
-const WARN_TYPES = new Set(['health_down', 'failover', 'no_backend']);
+const WARN_TYPES = new Set(['health_down', 'failover', 'no_backend', 'cluster_peer_dead', 'cluster_split_brain']);
 const isWarn = (type: string, f: Record<string, unknown>): boolean =>
   WARN_TYPES.has(type) || (type === 'syn_check' && typeof f.probes_failed === 'number' && f.probes_failed > 0);
 
@@ -58,6 +58,13 @@ function describe(type: string, f: Record<string, unknown>): string {
     case 'no_backend': return `service ${f.service}: no usable backend (was ${list(f.from)}); new connections are dropped`;
     case 'restored': return `service ${f.service}: served again by ${list(f.to)}`;
     case 'switch': return `service ${f.service}: switched to ${f.to ?? 'priority order'} (${f.by ?? 'api'})`;
+    case 'cluster_peer_alive': return `cluster: ${f.node} is alive`;
+    case 'cluster_peer_dead': return `cluster: ${f.node} declared dead (silent for ${f.silent_ms} ms, over its ${f.dead_after_ms} ms)`;
+    case 'cluster_peer_restarted': return `cluster: ${f.node} restarted (a new incarnation)`;
+    case 'cluster_synced': return `cluster: caught up with the peers' flows (${f.how === 'alone' ? 'no peer alive' : f.how === 'snapshots' ? 'every live peer\'s snapshot imported' : `gave up waiting: ${f.how}`}); this node may own VIPs now`;
+    case 'cluster_takeover': return `cluster: taking over ${list(f.vips)} (from ${list(f.from)}); announcing with gratuitous ARP`;
+    case 'cluster_release': return `cluster: no longer answering for ${list(f.vips)} (now ${list(f.to)})`;
+    case 'cluster_split_brain': return `cluster: ${list(f.vips)} also claimed by another node (a partition healed?); the ownership rule keeps it here: re-announcing`;
     default: return `${type} ${Object.entries(f).map(([k, v]) => `${k}=${typeof v === 'string' ? v : JSON.stringify(v)}`).join(' ')}`;
   }
 }
