@@ -27,7 +27,8 @@ import {
   clusterConfigYaml, clusterSupport, freezeNode, heal, killNode, partition, routeNodesToBackends, setNodeLink, startNode,
   writeClusterKey, nodeName, rejectedTotal, clusterView, peerState, viewOwners, type ClusterNode, type ClusterSettings,
 } from '../scenarios/lab/cluster';
-import { captureCluster, envelopeOf, flipBit, injectFrames, payloadOf, resign, withPayload, MSG_FLOWS, MSG_HEARTBEAT } from '../scenarios/lab/cluster-wire';
+import { captureCluster, flipBit, injectFrames, payloadOf, resign, withPayload, MSG_FLOWS, MSG_HEARTBEAT } from '../scenarios/lab/cluster-wire';
+import { decode } from '../src/control/cluster/wire';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const HEARTBEAT_MS = 100;
@@ -230,8 +231,8 @@ if (!can.ok) {
       t.ok(heartbeats.length >= 3, `recorded ${heartbeats.length} heartbeats from lb-1 to lb-2`);
       t.ok(flows.length >= 1, `recorded ${flows.length} replication messages from lb-1 to lb-2`);
       const recorded = [...heartbeats, ...flows];
-      const e = envelopeOf(payloadOf(heartbeats[0]!));
-      t.equal(e.sender, 0, 'a heartbeat names its sender by rank (lb-1 is 0)');
+      const genuine = recorded.map((f) => decode(payloadOf(f), c.key, 3, 1));
+      t.ok(genuine.every((d) => d.ok && d.env.sender === 0), 'what was recorded is genuine: lb-2 (rank 1) would accept it from lb-1 (rank 0) with the cluster key');
 
       const viewBefore = clusterView(lb2.vg!);
       const rejectedBefore = rejectedTotal(viewBefore);
@@ -247,7 +248,7 @@ if (!can.ok) {
         ];
       });
       // A forged heartbeat in lb-3's name as well: a node that would take everything.
-      const asLb3 = withPayload(heartbeats[0]!, (() => { const p = Buffer.from(payloadOf(heartbeats[0]!)); p[8] = 2; return resign(p, wrongKey); })());
+      const asLb3 = withPayload(heartbeats[0]!, resign(payloadOf(heartbeats[0]!), wrongKey, { sender: 2 }));
       await sleep(300);
       const sent = injectFrames(lab, lb1.ns, recorded) + injectFrames(lab, lb1.ns, forged) + injectFrames(lab, lb1.ns, [asLb3]);
       t.comment(`sent ${recorded.length} replayed and ${forged.length + 1} forged datagrams to lb-2`);

@@ -2,20 +2,15 @@
 // datagrams recorded off the wire as they arrive at a node (udp-tap.ts capture), then sent
 // again byte for byte from the sender's own bridge port (so the switch learns nothing new), or
 // altered first: a bit flipped, cut short, or re-signed with a wrong key as a fresh message.
-// The message layout is issue 11's (cluster-design.md section 2): a 40-byte header (magic "VGCL",
-// version, type, body length, sender index, incarnation, seq, sentAt), the body, and the
-// HMAC-SHA256 of everything before it as the last 32 bytes.
+// The message layout is vipgate's own (src/control/cluster/wire.ts): a 40-byte header, the body,
+// the HMAC-SHA256 of everything before it as the last 32 bytes.
 
-import * as crypto from 'node:crypto';
 import * as path from 'node:path';
 import type { Lab } from './lab';
 import { CLUSTER_PORT } from './cluster';
+import { encode, HEADER_BYTES, HMAC_BYTES, MAGIC, type Envelope, type MsgType } from '../../src/control/cluster/wire';
 
-export const MSG_HEARTBEAT = 1;
-export const MSG_FLOWS = 2;
-const HEADER_BYTES = 40;
-const HMAC_BYTES = 32;
-const MAGIC = 0x5647434c;
+export { MSG_HEARTBEAT, MSG_FLOWS } from '../../src/control/cluster/wire';
 
 const ETH = 14;
 /** Offsets in a frame of the IPv4 header and the UDP payload (IHL honoured). */
@@ -51,15 +46,14 @@ export function withPayload(frame: Buffer, payload: Buffer): Buffer {
   return out;
 }
 
-export interface Envelope { type: number; sender: number; incarnation: number; seq: number; sentAt: number; littleEndian: boolean }
-
-/** The header fields of a cluster message (the byte order is read off the magic). */
-export function envelopeOf(msg: Buffer): Envelope {
+/**
+ * The type and envelope of a cluster message, read without the key (what an attacker on the
+ * segment can read too): the header is in the clear.
+ */
+export function envelopeOf(msg: Buffer): { type: number; env: Envelope } {
   if (msg.length < HEADER_BYTES + HMAC_BYTES) throw new Error(`cluster-wire: ${msg.length} bytes is shorter than a cluster message`);
-  const le = msg.readUInt32BE(0) !== MAGIC;
-  if (le && msg.readUInt32LE(0) !== MAGIC) throw new Error('cluster-wire: no VGCL magic');
-  const f64 = (o: number) => (le ? msg.readDoubleLE(o) : msg.readDoubleBE(o));
-  return { type: msg[5]!, sender: msg[8]!, incarnation: f64(16), seq: f64(24), sentAt: f64(32), littleEndian: le };
+  if (msg.readUInt32BE(0) !== MAGIC) throw new Error('cluster-wire: no VGCL magic');
+  return { type: msg[5]!, env: { sender: msg[8]!, incarnation: msg.readDoubleBE(16), seq: msg.readDoubleBE(24), sentAt: msg.readDoubleBE(32) } };
 }
 
 /** A copy with bit `bit` (counted from the first byte's top bit) flipped. */
@@ -70,16 +64,14 @@ export function flipBit(msg: Buffer, bit: number): Buffer {
 }
 
 /**
- * The message made fresh (seq moved ahead by `ahead`, sentAt now) and signed with `key`: with the
- * cluster's key it would be accepted; with any other it must be refused as forged.
+ * The message made fresh (seq moved ahead by `ahead`, sentAt now), its body unchanged, signed
+ * with `key`: with the cluster's key it would be accepted; with any other it must be refused.
+ * `sender` puts it in another node's name.
  */
-export function resign(msg: Buffer, key: Buffer, ahead = 1000, now = Date.now()): Buffer {
-  const e = envelopeOf(msg);
-  const out = Buffer.from(msg);
-  if (e.littleEndian) { out.writeDoubleLE(e.seq + ahead, 24); out.writeDoubleLE(now, 32); }
-  else { out.writeDoubleBE(e.seq + ahead, 24); out.writeDoubleBE(now, 32); }
-  crypto.createHmac('sha256', key).update(out.subarray(0, out.length - HMAC_BYTES)).digest().copy(out, out.length - HMAC_BYTES);
-  return out;
+export function resign(msg: Buffer, key: Buffer, o: { ahead?: number; now?: number; sender?: number } = {}): Buffer {
+  const { type, env } = envelopeOf(msg);
+  const body = msg.subarray(HEADER_BYTES, msg.length - HMAC_BYTES);
+  return encode(type as MsgType, { ...env, sender: o.sender ?? env.sender, seq: env.seq + (o.ahead ?? 1000), sentAt: o.now ?? Date.now() }, body, key);
 }
 
 export interface Capture {

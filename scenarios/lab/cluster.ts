@@ -20,6 +20,7 @@ import * as crypto from 'node:crypto';
 import type { Lab } from './lab';
 import { startVipgate, VIPGATE_BIN, type VipgateProc } from './vipgate';
 import { continuityConfigYaml, processModel, waitGone } from './continuity';
+import type { ClusterView } from '../../src/control/api-types';
 
 /** The cluster's UDP port (cluster.port's default). */
 export const CLUSTER_PORT = 7411;
@@ -205,35 +206,24 @@ export function nodeOfMac(lab: Lab, mac: string): number {
 
 // ---- what the node says: GET /v1/cluster ----------------------------------------------------------
 
-/** The part of GET /v1/cluster (src/control/api-types.ts ClusterView) the lab reads. */
-export interface ClusterViewLite {
-  enabled: boolean;
-  node?: string;
-  synced?: boolean;
-  nodes?: Array<{ name: string; state: string; effectiveDeadAfterMs: number; owns: string[] }>;
-  vips?: Array<{ vip: string; owner: string | null; here: boolean }>;
-  /** Messages refused, by reason. */
-  rejected?: Record<string, number>;
-}
-
 /** GET /v1/cluster on a node (throws unless 200). */
-export function clusterView(vg: VipgateProc): ClusterViewLite {
+export function clusterView(vg: VipgateProc): ClusterView {
   const r = vg.api('GET', '/v1/cluster');
   if (r.status !== 200) throw new Error(`GET /v1/cluster: ${r.status} ${r.text.slice(0, 200)}`);
-  return r.json as ClusterViewLite;
+  return r.json as ClusterView;
 }
 
 /** Every message the node refused, over all reasons. */
-export function rejectedTotal(view: ClusterViewLite): number {
+export function rejectedTotal(view: ClusterView): number {
   return Object.values(view.rejected ?? {}).reduce((a, b) => a + b, 0);
 }
 
 /** The state (self, unknown, alive, dead) the view gives node `name`, or null when it does not list it. */
-export function peerState(view: ClusterViewLite, name: string): string | null {
+export function peerState(view: ClusterView, name: string): string | null {
   return view.nodes?.find((n) => n.name === name)?.state ?? null;
 }
 
 /** Owner per VIP (and the nat gateway) as the view computes it. */
-export function viewOwners(view: ClusterViewLite): Record<string, string | null> {
+export function viewOwners(view: ClusterView): Record<string, string | null> {
   return Object.fromEntries((view.vips ?? []).map((v) => [v.vip, v.owner]));
 }
