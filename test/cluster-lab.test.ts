@@ -29,6 +29,7 @@ import {
 } from '../scenarios/lab/cluster';
 import { captureCluster, flipBit, injectFrames, payloadOf, resign, withPayload, MSG_FLOWS, MSG_HEARTBEAT } from '../scenarios/lab/cluster-wire';
 import { decode } from '../src/control/cluster/wire';
+import type { EventPage } from '../src/control/api-types';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const HEARTBEAT_MS = 100;
@@ -60,6 +61,22 @@ async function waitOwner(lab: Lab, i: number, ips: Array<[ns: string, ip: string
     }
     await sleep(100);
   }
+}
+
+/**
+ * Runs `event` (a heal) while a client sends an ARP request for ip every 20 ms; returns how long
+ * after the event the last request answered by two nodes was sent (-1: none), and who answered
+ * the last ten requests.
+ */
+async function splitAfter(lab: Lab, ip: string, event: () => void): Promise<{ lastDoubleMs: number; tail: string[][] }> {
+  const probe = arpProbe(lab, lab.ns.clients[0]!, ip, 100, { intervalMs: 20, waitMs: 300 });
+  await sleep(600);
+  const at = Date.now();
+  event();
+  const r = await probe;
+  const doubled = r.sentAt.map((s, k) => [s - at, r.macsPerRequest[k]!.length] as const).filter(([dt, n]) => n >= 2 && dt >= 0);
+  if (!r.sentAt.some((s) => s > at + 500)) throw new Error('the ARP probe stopped before it could watch the heal');
+  return { lastDoubleMs: doubled.length ? Math.max(...doubled.map(([dt]) => dt)) : -1, tail: r.macsPerRequest.slice(-10) };
 }
 
 /** Resolves once every connection still running has moved past where it was in `before`. */
@@ -159,6 +176,9 @@ if (!can.ok) {
         t.same([peerState(v2, 'lb-1'), peerState(v3, 'lb-1')], ['dead', 'dead'], 'lb-2 and lb-3 see lb-1 dead');
         const all2 = Object.fromEntries(Object.keys(viewOwners(v2)).map((ip) => [ip, 'lb-2']));
         t.same([viewOwners(v2), viewOwners(v3)], [all2, all2], 'lb-2 and lb-3 agree: lb-2 owns every VIP and the gateway');
+        const ev = (c.nodes[1]!.vg!.api('GET', '/v1/events?limit=200').json as EventPage).events;
+        t.ok(ev.some((e) => e.type === 'cluster_peer_dead' && e.node === 'lb-1'), 'lb-2 reports lb-1 dead as an event');
+        t.ok(ev.some((e) => e.type === 'cluster_takeover'), `lb-2 reports its takeover as an event: ${JSON.stringify(ev.filter((e) => e.type === 'cluster_takeover').map((e) => e.message))}`);
         t.comment(`connections moved again within ${await allMove(w, before, 'the kill')} ms`);
         before = await w.progress();
         await restartNode(c, 0);
@@ -176,7 +196,14 @@ if (!can.ok) {
         await waitOwner(lab, 1, owned(lab));
         await allMove(w, before, 'the link cut');
         before = await w.progress();
-        setNodeLink(lab, 0, true);
+        // Cut off, lb-1 believed the others dead and took everything: restoring the link is a
+        // partition healing, with two claimants.
+        const link = await splitAfter(lab, lab.addr.vips[0]!, () => setNodeLink(lab, 0, true));
+        // Known weakness (reported): lb-1's kernel flushed its neighbour entries with the carrier,
+        // so its heartbeats wait for its next ARP retry (up to 1 s) and lb-2 keeps answering
+        // until one arrives. Measured and shown; a todo until the runtime primes the entry.
+        t.ok(link.lastDoubleMs <= HEARTBEAT_MS + SPLIT_SLACK_MS, `link restored: the last request answered by two nodes was sent ${link.lastDoubleMs} ms after (bound ${HEARTBEAT_MS} + ${SPLIT_SLACK_MS} ms)`,
+          { todo: 'the returning node\'s heartbeats wait for its kernel to re-resolve the peers\' MACs (ARP retry, up to 1 s) after a carrier loss' });
         await waitOwner(lab, 0, owned(lab));
         await allMove(w, before, 'the link restored');
         before = await w.progress();
@@ -185,7 +212,9 @@ if (!can.ok) {
         await waitOwner(lab, 1, owned(lab));
         await allMove(w, before, 'the freeze');
         before = await w.progress();
-        freezeNode(c.nodes[0]!, false, pids);
+        // Thawed, lb-1 wakes up believing it owns everything (and its peers' silence is as long as its sleep).
+        const thaw = await splitAfter(lab, lab.addr.vips[0]!, () => freezeNode(c.nodes[0]!, false, pids));
+        t.ok(thaw.lastDoubleMs <= HEARTBEAT_MS + SPLIT_SLACK_MS, `thawed: the last request answered by two nodes was sent ${thaw.lastDoubleMs} ms after (bound ${HEARTBEAT_MS} + ${SPLIT_SLACK_MS} ms)`);
         await waitOwner(lab, 0, owned(lab));
         await allMove(w, before, 'the thaw');
       });
@@ -204,17 +233,9 @@ if (!can.ok) {
         await sleep(100);
       }
       t.same(both, [0, 1], 'partitioned: lb-1 and lb-2 both answer (split brain, the data path is not cut)');
-      const probe = arpProbe(lab, lab.ns.clients[0]!, vip, 100, { intervalMs: 20, waitMs: 300 });
-      await sleep(600);
-      const healAt = Date.now();
-      heal(lab);
-      const r = await probe;
-      const doubled = r.sentAt.map((at, k) => [at - healAt, r.macsPerRequest[k]!.length] as const).filter(([dt, n]) => n >= 2 && dt >= 0);
-      const lastDouble = doubled.length ? Math.max(...doubled.map(([dt]) => dt)) : -1;
-      t.ok(doubled.length < r.sentAt.length, 'the probe saw requests after the heal');
-      t.ok(lastDouble <= HEARTBEAT_MS + SPLIT_SLACK_MS,
-        `the last request answered by two nodes was sent ${lastDouble} ms after the heal (bound: one heartbeat, ${HEARTBEAT_MS} ms, + ${SPLIT_SLACK_MS} ms slack)`);
-      const tail = r.macsPerRequest.slice(-10);
+      const { lastDoubleMs, tail } = await splitAfter(lab, vip, () => heal(lab));
+      t.ok(lastDoubleMs <= HEARTBEAT_MS + SPLIT_SLACK_MS,
+        `the last request answered by two nodes was sent ${lastDoubleMs} ms after the heal (bound: one heartbeat, ${HEARTBEAT_MS} ms, + ${SPLIT_SLACK_MS} ms slack)`);
       t.ok(tail.every((m) => m.length === 1 && m[0] === lab.mac.nodes[0]), `at the end lb-1 alone answers (${JSON.stringify(tail)})`);
       await waitOwner(lab, 0, owned(lab));
       lab.addr.vips.forEach((v, k) => t.equal(httpGetIn(lab, lab.ns.clients[0]!, `http://${v}:${CONTINUITY_PORT}/ping`), lab.backendNames[k], `clients reach ${v} again`));
