@@ -34,7 +34,7 @@ import { VIPGATE_BIN } from '../scenarios/lab/vipgate';
 import { startPacedLoad } from '../scenarios/lab/failover';
 import { startContinuityServers, startWorkload, summarize, connTable, CONTINUITY_PORT } from '../scenarios/lab/continuity';
 import {
-  clusterConfigYaml, killNode, routeNodesToBackends, startNode, writeClusterKey, clusterSupport, type ClusterNode, type ClusterSettings,
+  clusterConfigYaml, clusterView, killNode, removeLeftovers, routeNodesToBackends, startNode, writeClusterKey, clusterSupport, type ClusterNode, type ClusterSettings,
 } from '../scenarios/lab/cluster';
 import { ensureKeepalived, startKeepalived, VRRP_DEFAULT, VRRP_FASTEST, type KeepalivedNode, type VrrpTiming } from '../scenarios/lab/keepalived';
 
@@ -49,6 +49,8 @@ interface Round {
   conns: number;
   /** Which node answered ARP for VIP 1 afterwards (lb2 expected). */
   newOwner: string;
+  /** Ownership changes between the steady state and the kill (a false takeover under load); null: not known. */
+  flaps: number | null;
   brokenDetail: string;
 }
 
@@ -64,6 +66,8 @@ const windowMs = (s: System): number => (s === 'keepalived' ? 7000 : 4000);
 interface Plant {
   /** Kill the owner (lb1); returns the time of the kill. */
   killOwner(): Promise<number>;
+  /** Ownership changes so far over all nodes (vipgate: takeovers and releases in GET /v1/cluster); null where not known. */
+  changes(): number | null;
   stop(): Promise<void>;
 }
 
@@ -79,7 +83,8 @@ async function startVipgatePlant(lab: Lab, keyFile: string, s: ClusterSettings):
   }
   return {
     killOwner: () => killNode(nodes[0]!),
-    async stop() { for (const n of nodes) await n.vg?.stop(); routeNodesToBackends(lab, false); },
+    changes: () => nodes.reduce((a, n) => { const k = n.vg ? clusterView(n.vg).counters : undefined; return a + (k ? k.takeovers + k.releases : 0); }, 0),
+    async stop() { for (const n of nodes) await n.vg?.stop(); routeNodesToBackends(lab, false); removeLeftovers(lab); },
   };
 }
 
@@ -98,6 +103,7 @@ async function startKeepalivedPlant(lab: Lab, bin: string, t: VrrpTiming): Promi
   }
   return {
     killOwner: () => nodes[0]!.kill(),
+    changes: () => null,
     async stop() { for (const n of nodes) await n.stop(); },
   };
 }
@@ -121,6 +127,7 @@ async function runRound(lab: Lab, system: System, plantOf: () => Promise<Plant>,
       await sleep(200);
     }
     for (const v of lab.addr.vips) for (const c of lab.ns.clients) httpGetIn(lab, c, `http://${v}:${CONTINUITY_PORT}/ping`);
+    const steady = plant.changes();
     const win = windowMs(system);
     const seconds = (LEAD_MS + win) / 1000 + 2;
     const bytes = 256 * 1024;
@@ -129,6 +136,8 @@ async function runRound(lab: Lab, system: System, plantOf: () => Promise<Plant>,
       const probe = startPacedLoad(lab, lab.ns.clients[1]!, `http://${lab.addr.vips[0]}:${lab.httpPort}/`,
         { rate: 1000 / probeMs, durationMs: LEAD_MS + win, timeoutMs: 900 });
       await sleep(LEAD_MS);
+      const lead = plant.changes();
+      const flaps = steady === null || lead === null ? null : lead - steady;
       const killAt = await plant.killOwner();
       const r = await probe;
       const after = r.records.filter((x) => x.at >= killAt);
@@ -136,11 +145,12 @@ async function runRound(lab: Lab, system: System, plantOf: () => Promise<Plant>,
       const s = summarize(await w.finish(60_000));
       const newOwner = await arpOwner(lab, lab.addr.vips[0]!);
       log(`${system} ${lab.mode}: takeover ${ok.length ? Math.min(...ok).toFixed(1) : '-'} ms, broken ${s.broken.length}/${STREAMS + KEEPALIVES}, VIP 1 now on ${newOwner}` +
+        (flaps ? `, ${flaps} ownership changes before the kill (a false takeover: this round's takeover time means nothing)` : '') +
         (s.broken.length ? `\n${connTable(s.broken)}` : ''));
       return {
         takeoverMs: ok.length ? Math.min(...ok) : null,
         probesFailed: after.filter((x) => !x.ok).length,
-        broken: s.broken.length, conns: STREAMS + KEEPALIVES, newOwner,
+        broken: s.broken.length, conns: STREAMS + KEEPALIVES, newOwner, flaps,
         brokenDetail: connTable(s.broken),
       };
     } finally {
@@ -162,19 +172,22 @@ function table(outs: Outcome[], o: { rounds: number; probeMs: number }): string 
   const lines = [
     `cluster takeover bench: three nodes on one segment, owner lb1 SIGKILLed under load; ${o.rounds} round(s); a fresh connection to VIP 1 every ${o.probeMs} ms;`,
     `${STREAMS} paced downloads + ${KEEPALIVES} keep-alive connections held across the kill. takeover = kill -> first probe answered (ms): median (min..max)`,
-    'mode  system            takeover ms (min..max)        broken conns (median, total/of)   new owner',
+    'mode  system            takeover ms (min..max)        broken conns (median, total/of)   new owner  flaps before kill',
   ];
   for (const x of outs) {
     if (x.why) { lines.push(`${x.mode.padEnd(5)} ${x.system.padEnd(17)} not run: ${x.why}`); continue; }
-    const t = x.rounds.map((r) => r.takeoverMs).filter((v): v is number => v !== null);
-    const none = x.rounds.length - t.length;
+    // A round with a false takeover before the kill measures nothing about the kill: left out of the times.
+    const clean = x.rounds.filter((r) => !r.flaps);
+    const t = clean.map((r) => r.takeoverMs).filter((v): v is number => v !== null);
+    const none = clean.length - t.length;
     const br = x.rounds.map((r) => r.broken);
     const owners = [...new Set(x.rounds.map((r) => r.newOwner))].join(',');
     lines.push(`${x.mode.padEnd(5)} ${x.system.padEnd(17)} ${`${f(median(t))} (${f(Math.min(...t))}..${f(Math.max(...t))})${none ? ` +${none} none` : ''}`.padEnd(29)} ` +
-      `${`${f(median(br))}, ${br.reduce((a, b) => a + b, 0)}/${x.rounds.reduce((a, r) => a + r.conns, 0)}`.padEnd(33)} ${owners}`);
+      `${`${f(median(br))}, ${br.reduce((a, b) => a + b, 0)}/${x.rounds.reduce((a, r) => a + r.conns, 0)}`.padEnd(33)} ${owners.padEnd(10)} ` +
+      (x.rounds.some((r) => r.flaps === null) ? '-' : `${x.rounds.filter((r) => r.flaps! > 0).length} of ${x.rounds.length} rounds`));
   }
   // Side by side: keepalived at its default against vipgate at its default, and each fast setting against the other.
-  const med = (x: Outcome) => median(x.rounds.map((r) => r.takeoverMs).filter((v): v is number => v !== null));
+  const med = (x: Outcome) => median(x.rounds.filter((r) => !r.flaps).map((r) => r.takeoverMs).filter((v): v is number => v !== null));
   const brokenOf = (x: Outcome) => x.rounds.reduce((a, r) => a + r.broken, 0);
   for (const mode of [...new Set(outs.map((x) => x.mode))]) {
     for (const [a, b] of [['keepalived', 'vipgate'], ['keepalived-fast', 'vipgate-fast'], ['keepalived-fast', 'vipgate']] as const) {

@@ -19,8 +19,9 @@ import * as path from 'node:path';
 import * as crypto from 'node:crypto';
 import type { Lab } from './lab';
 import { startVipgate, VIPGATE_BIN, type VipgateProc } from './vipgate';
-import { continuityConfigYaml, processModel, waitGone } from './continuity';
+import { continuityConfigYaml, waitGone } from './continuity';
 import type { ClusterView } from '../../src/control/api-types';
+import { tableName as kernelFilterTable } from '../../src/control/kernel-filter';
 
 /** The cluster's UDP port (cluster.port's default). */
 export const CLUSTER_PORT = 7411;
@@ -126,14 +127,21 @@ export async function startNode(lab: Lab, i: number, yaml: string): Promise<Clus
   return { index: i, name: nodeName(i), ns: lab.ns.nodes[i]!, address: lab.addr.nodes[i]!, mac: lab.mac.nodes[i]!, yaml, vg };
 }
 
-/** PIDs that make up a running vipgate: its supervisor and (when it has one) its packet worker. */
+/**
+ * PIDs that make up a running vipgate: its supervisor and its children (the packet worker), read
+ * from /proc rather than asked of its API, which may be slow to answer on a loaded machine (a
+ * worker left out would keep forwarding after the "kill").
+ */
 export function nodePids(vg: VipgateProc): number[] {
-  try {
-    const m = processModel(vg);
-    return [m.pid, ...(m.worker?.pid ? [m.worker.pid] : [])];
-  } catch {
-    return [vg.pid];
+  const kids: number[] = [];
+  for (const e of fs.readdirSync('/proc')) {
+    if (!/^\d+$/.test(e)) continue;
+    try {
+      const st = fs.readFileSync(`/proc/${e}/stat`, 'utf8');
+      if (Number(st.slice(st.lastIndexOf(')') + 2).split(' ')[1]) === vg.pid) kids.push(Number(e));
+    } catch { /* gone meanwhile */ }
   }
+  return [vg.pid, ...kids];
 }
 
 /**
@@ -151,6 +159,15 @@ export async function killNode(node: ClusterNode): Promise<number> {
   await vg.stop();
   node.vg = null;
   return at;
+}
+
+/**
+ * Remove what SIGKILLed vipgates left in the nodes' kernels: their kernel filter (the nftables
+ * table that makes the host ignore VIP traffic; vipgate's next start replaces it), so that
+ * something else (the benchmark's keepalived) can use the nodes afterwards.
+ */
+export function removeLeftovers(lab: Lab): void {
+  for (const ns of lab.ns.nodes) lab.exec(ns, ['nft', 'delete', 'table', 'netdev', kernelFilterTable('eth0')]);
 }
 
 /** SIGSTOP (frozen) or SIGCONT (thawed) the node's supervisor and worker. */
