@@ -22,7 +22,7 @@
 import t, { type Test } from 'tap';
 import { createLab, arpProbe, canProbeArp, httpGetIn, type Lab } from '../scenarios/lab/lab';
 import { canRunVipgateLab } from '../scenarios/lab/vipgate';
-import { startContinuityServers, startWorkload, summarize, connTable, CONTINUITY_PORT, type ConnReport, type Workload } from '../scenarios/lab/continuity';
+import { allMove, startContinuityServers, startWorkload, summarize, connTable, CONTINUITY_PORT, type Workload } from '../scenarios/lab/continuity';
 import {
   clusterConfigYaml, clusterSupport, freezeNode, heal, killNode, partition, routeNodesToBackends, setNodeLink, startNode,
   writeClusterKey, nodeName, rejectedTotal, clusterView, peerState, viewOwners, type ClusterNode, type ClusterSettings,
@@ -77,23 +77,6 @@ async function splitAfter(lab: Lab, ip: string, event: () => void): Promise<{ la
   const doubled = r.sentAt.map((s, k) => [s - at, r.macsPerRequest[k]!.length] as const).filter(([dt, n]) => n >= 2 && dt >= 0);
   if (!r.sentAt.some((s) => s > at + 500)) throw new Error('the ARP probe stopped before it could watch the heal');
   return { lastDoubleMs: doubled.length ? Math.max(...doubled.map(([dt]) => dt)) : -1, tail: r.macsPerRequest.slice(-10) };
-}
-
-/** Resolves once every connection still running has moved past where it was in `before`. */
-async function allMove(w: Workload, before: ConnReport[], what: string): Promise<number> {
-  const t0 = Date.now();
-  for (;;) {
-    const now = await w.progress();
-    const stuck = now.filter((c, i) => {
-      const b = before[i]!;
-      if (c.errors.length > 0) return false; // reported at the end, with its reason
-      if (c.kind === 'stream') return c.bytes < c.expected && c.bytes <= b.bytes;
-      return c.answers <= b.answers;
-    });
-    if (stuck.length === 0) return Date.now() - t0;
-    if (Date.now() - t0 > RESUME_MS) throw new Error(`after ${what}: ${stuck.length} connections made no progress within ${RESUME_MS} ms:\n${connTable(stuck)}`);
-    await sleep(200);
-  }
 }
 
 /** A workload sized to last about `seconds` (downloads paced to end then), checked at the end: zero broken. */
@@ -179,12 +162,12 @@ if (!can.ok) {
         const ev = (c.nodes[1]!.vg!.api('GET', '/v1/events?limit=200').json as EventPage).events;
         t.ok(ev.some((e) => e.type === 'cluster_peer_dead' && e.node === 'lb-1'), 'lb-2 reports lb-1 dead as an event');
         t.ok(ev.some((e) => e.type === 'cluster_takeover'), `lb-2 reports its takeover as an event: ${JSON.stringify(ev.filter((e) => e.type === 'cluster_takeover').map((e) => e.message))}`);
-        t.comment(`connections moved again within ${await allMove(w, before, 'the kill')} ms`);
+        t.comment(`connections moved again within ${await allMove(w, before, 'the kill', RESUME_MS)} ms`);
         before = await w.progress();
         await restartNode(c, 0);
         const back = await waitOwner(lab, 0, owned(lab));
         t.comment(`lb-1 back: answers alone ${back} ms after it started`);
-        t.comment(`connections moved again within ${await allMove(w, before, 'the return')} ms`);
+        t.comment(`connections moved again within ${await allMove(w, before, 'the return', RESUME_MS)} ms`);
       });
     });
 
@@ -194,7 +177,7 @@ if (!can.ok) {
         setNodeLink(lab, 0, false);
         t.teardown(() => setNodeLink(lab, 0, true));
         await waitOwner(lab, 1, owned(lab));
-        await allMove(w, before, 'the link cut');
+        await allMove(w, before, 'the link cut', RESUME_MS);
         before = await w.progress();
         // Cut off, lb-1 believed the others dead and took everything: restoring the link is a
         // partition healing, with two claimants.
@@ -205,18 +188,18 @@ if (!can.ok) {
         t.ok(link.lastDoubleMs <= HEARTBEAT_MS + SPLIT_SLACK_MS, `link restored: the last request answered by two nodes was sent ${link.lastDoubleMs} ms after (bound ${HEARTBEAT_MS} + ${SPLIT_SLACK_MS} ms)`,
           { todo: 'the returning node\'s heartbeats wait for its kernel to re-resolve the peers\' MACs (ARP retry, up to 1 s) after a carrier loss' });
         await waitOwner(lab, 0, owned(lab));
-        await allMove(w, before, 'the link restored');
+        await allMove(w, before, 'the link restored', RESUME_MS);
         before = await w.progress();
         const pids = freezeNode(c.nodes[0]!, true);
         t.teardown(() => { try { freezeNode(c.nodes[0]!, false, pids); } catch { /* gone */ } });
         await waitOwner(lab, 1, owned(lab));
-        await allMove(w, before, 'the freeze');
+        await allMove(w, before, 'the freeze', RESUME_MS);
         before = await w.progress();
         // Thawed, lb-1 wakes up believing it owns everything (and its peers' silence is as long as its sleep).
         const thaw = await splitAfter(lab, lab.addr.vips[0]!, () => freezeNode(c.nodes[0]!, false, pids));
         t.ok(thaw.lastDoubleMs <= HEARTBEAT_MS + SPLIT_SLACK_MS, `thawed: the last request answered by two nodes was sent ${thaw.lastDoubleMs} ms after (bound ${HEARTBEAT_MS} + ${SPLIT_SLACK_MS} ms)`);
         await waitOwner(lab, 0, owned(lab));
-        await allMove(w, before, 'the thaw');
+        await allMove(w, before, 'the thaw', RESUME_MS);
       });
     });
 
@@ -294,7 +277,7 @@ if (!can.ok) {
         const before = await w.progress();
         await killNode(c.nodes[0]!);
         await waitOwner(lab, 1, owned(lab));
-        await allMove(w, before, 'the kill');
+        await allMove(w, before, 'the kill', RESUME_MS);
         await restartNode(c, 0);
         // Long enough for lb-1 to be alive and synced everywhere: a preempting lb-1 would be back by now.
         await sleep(3000);
@@ -311,7 +294,7 @@ if (!can.ok) {
       const before = await w.progress();
       await killNode(c.nodes[0]!);
       await waitOwner(c.lab, 1, owned(c.lab));
-      t.comment(`connections moved again within ${await allMove(w, before, 'the kill')} ms`);
+      t.comment(`connections moved again within ${await allMove(w, before, 'the kill', RESUME_MS)} ms`);
     });
   });
 }

@@ -17,8 +17,8 @@ import t from 'tap';
 import { createLab, type Lab } from '../scenarios/lab/lab';
 import { canRunVipgateLab, startVipgate, type VipgateProc } from '../scenarios/lab/vipgate';
 import {
-  connTable, continuityConfigYaml, copyBuild, hasUpgradeCommand, killWorker, processModel, startContinuityServers,
-  startWorkload, summarize, upgrade, waitGone, wholeRestart, type ConnReport, type Workload,
+  allMove, connTable, continuityConfigYaml, copyBuild, hasUpgradeCommand, killWorker, processModel, startContinuityServers,
+  startWorkload, summarize, upgrade, waitGone, wholeRestart,
 } from '../scenarios/lab/continuity';
 
 const ROUNDS = Math.max(1, Number(process.env.CONTINUITY_ROUNDS ?? 2) | 0);
@@ -40,23 +40,6 @@ function available(lab: Lab, vg: VipgateProc): Record<Event, string | null> {
     upgrade: !m.worker ? noWorker : hasUpgradeCommand(lab) ? null : 'this build has no `vipgate upgrade` command (issue 9, branch proc)',
     'whole-restart': m.sharedState ? null : 'this build keeps flows in its own heap (GET /v1/status has no sharedState): a restart starts with an empty flow table (issue 9, branches shm, banks and proc)',
   };
-}
-
-/** Resolves once every connection still running has moved past where it was in `before`. */
-async function allMove(w: Workload, before: ConnReport[], what: string): Promise<number> {
-  const t0 = Date.now();
-  for (;;) {
-    const now = await w.progress();
-    const stuck = now.filter((c, i) => {
-      const b = before[i]!;
-      if (c.errors.length > 0) return false; // reported at the end, with its reason
-      if (c.kind === 'stream') return c.bytes < c.expected && c.bytes <= b.bytes;
-      return c.answers <= b.answers;
-    });
-    if (stuck.length === 0) return Date.now() - t0;
-    if (Date.now() - t0 > RESUME_MS) throw new Error(`after ${what}: ${stuck.length} connections made no progress within ${RESUME_MS} ms:\n${connTable(stuck)}`);
-    await sleep(200);
-  }
 }
 
 for (const mode of ['nat', 'dsr'] as const) {
@@ -118,7 +101,7 @@ for (const mode of ['nat', 'dsr'] as const) {
             upgraded.delete(old);
             t.comment(`round ${round}: whole restart, ${old} -> ${vg.pid}`);
           }
-          (resumed[e] ??= []).push(await allMove(w, before, `${e} (round ${round})`));
+          (resumed[e] ??= []).push(await allMove(w, before, `${e} (round ${round})`, RESUME_MS));
         }
       }
       const conns = await w.finish(60_000 + seconds * 1000);

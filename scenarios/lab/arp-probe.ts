@@ -36,7 +36,8 @@ export interface ArpProbeResult {
   sentAt: number[];
 }
 
-interface CapLike {
+/** The part of the libpcap binding (cap) the lab's raw tools use. */
+export interface CapLike {
   open(device: string, filter: string, bufSize: number, buffer: Buffer): string;
   on(ev: 'packet', cb: (nbytes: number) => void): void;
   send(buf: Buffer, len: number): void;

@@ -156,6 +156,27 @@ export function summarize(conns: ConnReport[]): WorkloadSummary {
   };
 }
 
+/**
+ * Resolves with the ms it took once every connection still running has moved past where it was
+ * in `before` (a download got more bytes, a keep-alive another answer); throws, naming the stuck
+ * ones, when some have not within resumeMs. Connections with an error are left to the final summary.
+ */
+export async function allMove(w: Workload, before: ConnReport[], what: string, resumeMs: number): Promise<number> {
+  const t0 = Date.now();
+  for (;;) {
+    const now = await w.progress();
+    const stuck = now.filter((c, i) => {
+      const b = before[i]!;
+      if (c.errors.length > 0) return false;
+      if (c.kind === 'stream') return c.bytes < c.expected && c.bytes <= b.bytes;
+      return c.answers <= b.answers;
+    });
+    if (stuck.length === 0) return Date.now() - t0;
+    if (Date.now() - t0 > resumeMs) throw new Error(`after ${what}: ${stuck.length} connections made no progress within ${resumeMs} ms:\n${connTable(stuck)}`);
+    await sleep(200);
+  }
+}
+
 /** One line per connection: id, kind, target, local, backend, bytes/expected, answers, completed, errors. */
 export function connTable(conns: ConnReport[]): string {
   return conns.map((c) => `#${c.id} ${c.kind.padEnd(9)} ${c.target} from ${c.local ?? '-'} via ${c.backend ?? '-'}: ` +

@@ -12,14 +12,7 @@
 // --type K keeps only datagrams whose 6th payload byte (a cluster message's type) is K.
 
 import { parseArgs } from 'node:util';
-
-interface CapLike {
-  open(device: string, filter: string, bufSize: number, buffer: Buffer): string;
-  on(ev: 'packet', cb: (nbytes: number) => void): void;
-  send(buf: Buffer, len: number): void;
-  close(): void;
-  setMinBytes?: (n: number) => void;
-}
+import type { CapLike } from './arp-probe';
 
 function usage(): never {
   process.stderr.write('usage: udp-tap.js capture --iface IF --port P --count N --timeout-ms T [--src IPV4] [--type 0..255]\n' +
