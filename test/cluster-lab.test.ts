@@ -205,6 +205,9 @@ if (!can.ok) {
 
     await t.test('partition of the heartbeat path, then heal: no VIP answered by two nodes for longer than one heartbeat', async (t) => {
       const vip = lab.addr.vips[0]!;
+      // lb-1 and lb-2 have split before (the link cut): this one must be counted all the same.
+      const splits = (): number => [0, 1].reduce((a, i) => a + (clusterView(c.nodes[i]!.vg!).counters?.splitBrains ?? 0), 0);
+      const splitsBefore = splits();
       partition(lab, [[0], [1, 2]]);
       t.teardown(() => heal(lab));
       // Both sides believe they own: lb-1 keeps the VIP, lb-2 takes it for its side.
@@ -220,6 +223,7 @@ if (!can.ok) {
       t.ok(lastDoubleMs <= HEARTBEAT_MS + SPLIT_SLACK_MS,
         `the last request answered by two nodes was sent ${lastDoubleMs} ms after the heal (bound: one heartbeat, ${HEARTBEAT_MS} ms, + ${SPLIT_SLACK_MS} ms slack)`);
       t.ok(tail.every((m) => m.length === 1 && m[0] === lab.mac.nodes[0]), `at the end lb-1 alone answers (${JSON.stringify(tail)})`);
+      t.ok(splits() > splitsBefore, `the split brain is counted (lb-1 + lb-2: ${splitsBefore} -> ${splits()})`);
       await waitOwner(lab, 0, owned(lab));
       lab.addr.vips.forEach((v, k) => t.equal(httpGetIn(lab, lab.ns.clients[0]!, `http://${v}:${CONTINUITY_PORT}/ping`), lab.backendNames[k], `clients reach ${v} again`));
     });

@@ -200,6 +200,13 @@ t.test('partition and heal: both sides own while cut; within a couple of heartbe
   t.ok(ownsAll(rigs[0]!), 'the rule gives them to lb-a (priority, preempt on)');
   const split = rigs[0]!.node.view().counters!.splitBrains + rigs[1]!.node.view().counters!.splitBrains;
   t.ok(split >= 1, `split brain counted (${split})`);
+  // The same two nodes split again later: a new split brain, counted (and re-announced) again.
+  hub.cut(ADDR[0]!, ADDR[1]!); hub.cut(ADDR[0]!, ADDR[2]!);
+  await until('lb-b owns again (second split brain)', () => ownsAll(rigs[1]!));
+  hub.heal();
+  await until('one owner again', () => VIPS.every((v) => rigs.filter((r) => r.node.owns(v)).length === 1));
+  const again = rigs[0]!.node.view().counters!.splitBrains + rigs[1]!.node.view().counters!.splitBrains;
+  t.ok(again > split, `the second split brain counted too (${split} -> ${again})`);
 });
 
 t.test('forged, replayed, truncated and misaddressed datagrams are refused and move nothing', async (t) => {

@@ -125,7 +125,8 @@ export class ClusterNode {
   /** Backends our checks see DOWN, dotted (sampled with the load, once a second). */
   private downCache: string[] = [];
   private loadPrev: { at: number; frames: number; cpuTicks: number | null } | null = null;
-  private readonly conflictsSeen = new Set<string>();
+  /** The conflicts (VIP and claimants) going on now: each is counted and re-announced once, when it starts. */
+  private conflictsSeen = new Set<string>();
   private stopped = false;
 
   private constructor(private readonly d: ClusterDeps, private readonly transport: Transport) {
@@ -357,15 +358,18 @@ export class ClusterNode {
     // winner then sees no conflict); only the winner re-announces.
     const contested: number[] = [];
     let splits = 0;
+    // Only conflicts still going on are remembered: the same two nodes splitting again later is a new split brain.
+    const current = new Set<string>();
     for (const c of O.conflicts(input)) {
       const key = `${c.ip}:${c.claimants.join(',')}`;
-      if (!c.claimants.includes(this.cfg.self) || this.conflictsSeen.has(key)) continue;
-      this.conflictsSeen.add(key);
+      if (!c.claimants.includes(this.cfg.self)) continue;
+      current.add(key);
+      if (this.conflictsSeen.has(key)) continue;
       splits++;
       if (want.has(c.ip)) contested.push(c.ip);
     }
+    this.conflictsSeen = current;
     this.k.splitBrains += splits;
-    if (this.conflictsSeen.size > 1024) this.conflictsSeen.clear();
     if (!gained.length && !lost.length && !contested.length) return;
     if (gained.length || lost.length) {
       this.owned = want;
