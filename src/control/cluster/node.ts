@@ -218,13 +218,34 @@ export class ClusterNode {
     const owned = [...this.owned].map(formatIpv4);
     const down = this.downCache;
     for (const i of this.otherPeers()) {
-      const body = heartbeatBody({
+      const hb = {
         load: this.load, owned, synced: this.join.synced, down, sent: this.peers[i]!.sent,
         history: { startedAt: this.incarnation, takeovers: this.k.takeovers, peerRestartsSeen: this.peerRestartsSeen },
-      });
+      };
+      let body: Buffer;
+      try {
+        body = heartbeatBody(hb);
+      } catch (e) {
+        // Too big for one datagram (VIPs added through the API past the config check's bound, or
+        // many backends down): the down list is only information, the owned list is not.
+        try {
+          body = heartbeatBody({ ...hb, down: [] });
+        } catch {
+          this.heartbeatTooBig(e as Error);
+          return;
+        }
+      }
       this.sendTo(MSG_HEARTBEAT, body, [i]);
       this.k.heartbeatsSent++;
     }
+  }
+
+  private tooBigLoggedAt = -Infinity;
+  private heartbeatTooBig(e: Error): void {
+    const now = this.clock();
+    if (now - this.tooBigLoggedAt < REJECT_LOG_MS) return;
+    this.tooBigLoggedAt = now;
+    this.d.log.error(`cluster: cannot send heartbeats: ${e.message}; the peers will declare this node dead and take its VIPs: remove VIPs until at most 48 remain`, { event: 'cluster_heartbeat_too_big' });
   }
 
   // ---- receiving ----
