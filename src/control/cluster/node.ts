@@ -232,20 +232,24 @@ export class ClusterNode {
           body = heartbeatBody({ ...hb, down: [] });
         } catch {
           this.heartbeatTooBig(e as Error);
+          this.mute = true;
           return;
         }
       }
+      this.mute = false;
       this.sendTo(MSG_HEARTBEAT, body, [i]);
       this.k.heartbeatsSent++;
     }
   }
 
   private tooBigLoggedAt = -Infinity;
+  /** Heartbeats cannot be sent: the peers will take the VIPs, so this node lets go of them (no split brain). */
+  private mute = false;
   private heartbeatTooBig(e: Error): void {
     const now = this.clock();
     if (now - this.tooBigLoggedAt < REJECT_LOG_MS) return;
     this.tooBigLoggedAt = now;
-    this.d.log.error(`cluster: cannot send heartbeats: ${e.message}; the peers will declare this node dead and take its VIPs: remove VIPs until at most 48 remain`, { event: 'cluster_heartbeat_too_big' });
+    this.d.log.error(`cluster: cannot send heartbeats: ${e.message}; the peers will declare this node dead and take its VIPs, so it lets go of them: remove VIPs until at most 48 remain`, { event: 'cluster_heartbeat_too_big' });
   }
 
   // ---- receiving ----
@@ -369,7 +373,7 @@ export class ClusterNode {
     const owners = O.owners(input);
     this.owners = owners;
     const want = new Set<number>();
-    for (const [ip, n] of owners) if (n === this.cfg.self) want.add(ip);
+    if (!this.mute) for (const [ip, n] of owners) if (n === this.cfg.self) want.add(ip);
     const gained = [...want].filter((ip) => !this.owned.has(ip));
     const lost = [...this.owned].filter((ip) => !want.has(ip));
     // Split brain: a peer claims what the rule gives us (a partition healed). Re-announce at once so
