@@ -50,7 +50,6 @@ import { BankWriter, banksSize } from '../shm/banks';
 import { WorkerManager, launchWorker, workerOwnsSocket, OWN_SOCKET_ENV } from './workers';
 import { WORKER_PACKET_FD, isUpgradeToNew, isUpgradeToOld, type UpgradeToOld } from './ipc';
 import { ClusterNode } from '../control/cluster/node';
-import { loadClusterKey } from '../control/config/cluster';
 import { gratuitousArps } from '../control/arp-tasks';
 
 export interface SupervisorArgs {
@@ -442,7 +441,7 @@ async function startControl(a: SupervisorArgs, settings: RunSettings, log: Logge
   // A cluster node answers ARP only for what the ownership rule gives it, and nothing until it
   // has caught up with its peers' flows: say so in the tables before the worker reads them.
   const cl = config.cluster;
-  const clusterKey = cl ? loadClusterKey(cl) : null;
+  const clusterKey = settings.clusterKey; // read and checked with the config (run-config.ts)
   if (clusterKey?.warning) log.warn(clusterKey.warning, { event: 'cluster_key' });
   if (cl) controller.setOwnership({ arpVips: [], cluster: true });
   if (stateFile) log.info(`state file ${stateFile}: generation ${controller.generation}, ${controller.registrations().length} registered backend(s) restored`, { event: 'state_restore' });

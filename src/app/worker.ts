@@ -71,7 +71,7 @@ export function startWorker(init: WorkerInit): Running {
   try {
     // The previous worker may have died mid-write: check every record before the first write.
     const rep = region.checkRecords();
-    if (dropped(rep) || rep.reverseRepaired) log.warn(`shared state: dropped ${dropped(rep)} record(s) that could not be trusted and relinked ${rep.reverseRepaired} nat reverse entr(ies) (of ${rep.flowsChecked} flows)`, { event: 'state_repaired', ...rep });
+    if (dropped(rep) || rep.reverseRepaired || rep.ringsReset) log.warn(`shared state: dropped ${dropped(rep)} record(s) that could not be trusted and relinked ${rep.reverseRepaired} nat reverse entr(ies) (of ${rep.flowsChecked} flows)${rep.ringsReset ? `; emptied ${rep.ringsReset} replication ring(s) whose head and tail were impossible` : ''}`, { event: 'state_repaired', ...rep });
     region.setWriter(process.pid);
     const reader = new BankReader(region.banks.memory, region.banks.offset, region.state.counters);
     const tables = reader.takeCurrent();

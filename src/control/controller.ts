@@ -186,7 +186,10 @@ export class Controller implements ControlApi {
     try {
       const { spec, step } = toSpec(d, this.o.mac, config.mode,
         { health: (n, port) => health?.status(n, port) ?? 'unknown', services: this.svcStates }, now, { synCheck: config.synCheck, icmp: config.icmp });
-      const tables = new Tables({ ...spec, arpVips: this.ownership.arpVips, cluster: this.ownership.cluster }, prev, (slot) => st.bFlows[slot]! > 0);
+      // Without a cluster the spec is the config's alone (replay and run build the same tables).
+      const own = this.ownership;
+      const full = own.cluster || own.arpVips !== null ? { ...spec, arpVips: own.arpVips, cluster: own.cluster } : spec;
+      const tables = new Tables(full, prev, (slot) => st.bFlows[slot]! > 0);
       // What a packet worker could not read from a bank is refused here, before anything changes.
       const fit = tablesFit(tables);
       if (!fit.ok) throw new Error(fit.why);

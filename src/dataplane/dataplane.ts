@@ -2,7 +2,7 @@
 // verdict. It never allocates, never awaits and never throws on bad input; every frame is counted
 // in frames_in and then exactly once more, in frames_out or under one drop reason.
 //
-//   ARP request for a VIP ........................ reply built in place (TX)
+//   ARP request for a VIP ........................ reply built in place (TX); cluster: owned VIPs only
 //   TCP SYN to a VIP with a service ............... pick backend, create flow, rewrite (TX)
 //     ... whose backend is unverified (SYN check) . copy into a hold slot (HOLD): control probes
 //   TCP segment of a flow whose backend is DOWN ... on_backend_down reset: RST to the client (TX)

@@ -171,8 +171,7 @@ export class FlowTable {
     c[Ctr.flows_created]!++;
     this.v.bFlows[backend]!++;
     this.v.bConns[backend]!++;
-    // Cluster only: the refresh stamp is another cache line per insert, not paid with the cluster off.
-    if (this.journal !== null) { this.v.fRefresh[free] = now >>> 0; this.record(REPL_NEW, free); }
+    if (this.journal !== null) this.record(REPL_NEW, free);
     return free;
   }
 
@@ -250,10 +249,8 @@ export class FlowTable {
       rslot = this.reverseFreeSlot(backIp, cli, ports);
       if (rslot < 0) return UPSERT_FULL;
     }
-    const s = this.insert(cli, vip, ports, backend, backIp, rslot, mac, macAt, st); // the journal is off: not sent back
-    if (s < 0) return UPSERT_FULL;
-    this.v.fRefresh[s] = now >>> 0; // sent (by the peer) just now
-    return UPSERT_OK;
+    // The journal is off: not sent back. Its creation time stands for "last sent" (see sweep).
+    return this.insert(cli, vip, ports, backend, backIp, rslot, mac, macAt, st) >= 0 ? UPSERT_OK : UPSERT_FULL;
   }
 
   // ---- nat reverse index ----
@@ -313,7 +310,10 @@ export class FlowTable {
         const idle = now - fd[(cur << 3) + D_LAST]!;
         if (idle > this.timeoutOf(st)) { this.expire(cur); expired++; }
         else if (refreshMs !== Infinity) {
-          const since = (nowU - v.fRefresh[cur]!) >>> 0;
+          // Last sent: its last REFRESH, or its NEW at creation (D_CREATED, in the record's own
+          // cache line, so an insert never touches fRefresh); a stamp left by an earlier flow in
+          // this slot is older than this one's creation, so the later of the two is right.
+          const since = Math.min((nowU - v.fRefresh[cur]!) >>> 0, now - fd[(cur << 3) + D_CREATED]!);
           if (since >= refreshMs && idle < since) { v.fRefresh[cur] = nowU; this.record(REPL_REFRESH, cur); }
         }
       }

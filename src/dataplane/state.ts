@@ -122,7 +122,8 @@ export interface StateViews {
   nSeen: Float64Array;   // last time the mapping was seen, ms
   nState: Uint8Array;    // 0 = never used, 1 = used (stale entries stay used until overwritten)
   /**
-   * Per flow slot: when the flow was last sent to the peers (insert, or the sweep's REFRESH), as
+   * Per flow slot: when the sweep last sent the flow to the peers (REFRESH; until then its
+   * creation time, D_CREATED, stands for it: see FlowTable.sweep), as
    * ms since the epoch modulo 2^32 (differences in 32-bit arithmetic are right for 49 days): the
    * sweep refreshes a flow active since then at most once per established_timeout / 4 (issue 11).
    */

@@ -279,16 +279,7 @@ export class Tables {
   usable(b: number): boolean { return this.bState[b] === BackendState.up && this.bHealth[b] !== Health.down; }
 
   /** VIP index for an IPv4 address (signed or unsigned 32-bit), or -1. */
-  vipIndex(ipAny: number): number {
-    const mask = this.vipMask, ip = ipAny | 0;
-    let s = hash1(ip, HASH_SEED) & mask;
-    for (;;) {
-      const v = this.vipVals[s]!;
-      if (v === 0) return -1;
-      if (this.vipKeys[s] === ip) return v - 1;
-      s = (s + 1) & mask;
-    }
-  }
+  vipIndex(ipAny: number): number { return find1(this.vipKeys, this.vipVals, this.vipMask, ipAny | 0); }
 
   /** Service index for (vip, port): a port-mode service for that port first, else the VIP's IP-mode service; -1 if none. */
   serviceIndex(vipAny: number, port: number): number {
@@ -336,16 +327,28 @@ export class Tables {
   backendSlot(name: string): number { return this.backendNames.indexOf(name); }
 
   /** The backend slot with this IPv4 address (signed or unsigned), or -1 (several: the lowest slot). */
-  backendByIp(ipAny: number): number {
-    const mask = this.bipKeys.length - 1, ip = ipAny | 0;
-    let s = hash1(ip, HASH_SEED) & mask;
-    for (;;) {
-      const v = this.bipVals[s]!;
-      if (v === 0) return -1;
-      if (this.bipKeys[s] === ip) return v - 1;
-      s = (s + 1) & mask;
-    }
+  backendByIp(ipAny: number): number { return find1(this.bipKeys, this.bipVals, this.bipKeys.length - 1, ipAny | 0); }
+}
+
+/**
+ * The two address indexes (VIPs, backend addresses): open addressing over a power-of-2 number of
+ * slots, key an IPv4 address (signed), value index + 1 (0 = empty). find1 looks up (-1: absent);
+ * put1 adds, keeping the first value put for a key.
+ */
+function find1(keys: Int32Array, vals: Int32Array, mask: number, ip: number): number {
+  let s = hash1(ip, HASH_SEED) & mask;
+  for (;;) {
+    const v = vals[s]!;
+    if (v === 0) return -1;
+    if (keys[s] === ip) return v - 1;
+    s = (s + 1) & mask;
   }
+}
+function put1(keys: Int32Array, vals: Int32Array, ip: number, index: number): void {
+  const mask = keys.length - 1;
+  let s = hash1(ip, HASH_SEED) & mask;
+  while (vals[s] !== 0 && keys[s] !== ip) s = (s + 1) & mask;
+  if (vals[s] === 0) { keys[s] = ip; vals[s] = index + 1; }
 }
 
 /** A backend slot that may take new flows (Tables.usable, over the views while they are built). */
@@ -409,13 +412,7 @@ function buildParts(spec: TablesSpec, prev: Pick<Tables, 'backendNames' | 'hasMe
   v.echoBucket[ECHO_PER_MS] = icmp.echoRate / 1000; v.echoBucket[ECHO_BURST] = icmp.echoBurst;
   macCopy(v.mac, 0, spec.mac, 0);
   h[IMG_VIP_COUNT] = spec.vips.length;
-  const vipMask = d.vipSlots - 1;
-  spec.vips.forEach((ipU, i) => {
-    const ip = ipU | 0;
-    let s = hash1(ip, HASH_SEED) & vipMask;
-    while (v.vipVals[s] !== 0 && v.vipKeys[s] !== ip) s = (s + 1) & vipMask;
-    v.vipKeys[s] = ip; v.vipVals[s] = i + 1;
-  });
+  spec.vips.forEach((ipU, i) => put1(v.vipKeys, v.vipVals, ipU | 0, i));
 
   const svcMask = d.svcSlots - 1;
   v.svcOrder.fill(-1);
@@ -431,14 +428,7 @@ function buildParts(spec: TablesSpec, prev: Pick<Tables, 'backendNames' | 'hasMe
     v.bHealth[s] = b.checked === false ? Health.up : Health[b.health ?? 'unknown'];
   }
   // The backend-address index, in slot order so that a shared address resolves to the lowest slot.
-  const bipMask = v.bipKeys.length - 1;
-  for (let s = 0; s < names.length; s++) {
-    if (names[s] === '') continue;
-    const ip = v.bIp[s]!;
-    let k = hash1(ip, HASH_SEED) & bipMask;
-    while (v.bipVals[k] !== 0 && v.bipKeys[k] !== ip) k = (k + 1) & bipMask;
-    if (v.bipVals[k] === 0) { v.bipKeys[k] = ip; v.bipVals[k] = s + 1; }
-  }
+  for (let s = 0; s < names.length; s++) if (names[s] !== '') put1(v.bipKeys, v.bipVals, v.bIp[s]!, s);
   h[IMG_CLUSTER] = spec.cluster ? 1 : 0;
   const arp = spec.arpVips ? new Set(spec.arpVips.map((a) => a | 0)) : null;
   spec.vips.forEach((ip, i) => { v.vipArp[i] = arp === null || arp.has(ip | 0) ? 1 : 0; });

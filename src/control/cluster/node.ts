@@ -219,13 +219,38 @@ export class ClusterNode {
     const owned = [...this.owned].map(formatIpv4);
     const down = this.downCache;
     for (const i of this.otherPeers()) {
-      const body = heartbeatBody({
+      const hb = {
         load: this.load, owned, synced: this.join.synced, down, sent: this.peers[i]!.sent,
         history: { startedAt: this.incarnation, takeovers: this.k.takeovers, peerRestartsSeen: this.peerRestartsSeen },
-      });
+      };
+      let body: Buffer;
+      try {
+        body = heartbeatBody(hb);
+      } catch (e) {
+        // Too big for one datagram (VIPs added through the API past the config check's bound, or
+        // many backends down): the down list is only information, the owned list is not.
+        try {
+          body = heartbeatBody({ ...hb, down: [] });
+        } catch {
+          this.heartbeatTooBig(e as Error);
+          this.mute = true;
+          return;
+        }
+      }
+      this.mute = false;
       this.sendTo(MSG_HEARTBEAT, body, [i]);
       this.k.heartbeatsSent++;
     }
+  }
+
+  private tooBigLoggedAt = -Infinity;
+  /** Heartbeats cannot be sent: the peers will take the VIPs, so this node lets go of them (no split brain). */
+  private mute = false;
+  private heartbeatTooBig(e: Error): void {
+    const now = this.clock();
+    if (now - this.tooBigLoggedAt < REJECT_LOG_MS) return;
+    this.tooBigLoggedAt = now;
+    this.d.log.error(`cluster: cannot send heartbeats: ${e.message}; the peers will declare this node dead and take its VIPs, so it lets go of them: remove VIPs until at most 48 remain`, { event: 'cluster_heartbeat_too_big' });
   }
 
   // ---- receiving ----
@@ -349,7 +374,7 @@ export class ClusterNode {
     const owners = O.owners(input);
     this.owners = owners;
     const want = new Set<number>();
-    for (const [ip, n] of owners) if (n === this.cfg.self) want.add(ip);
+    if (!this.mute) for (const [ip, n] of owners) if (n === this.cfg.self) want.add(ip);
     const gained = [...want].filter((ip) => !this.owned.has(ip));
     const lost = [...this.owned].filter((ip) => !want.has(ip));
     // Split brain: a peer claims what the rule gives us (a partition healed). Re-announce at once so
