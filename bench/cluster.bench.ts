@@ -51,6 +51,8 @@ interface Round {
   newOwner: string;
   /** Ownership changes between the steady state and the kill (a false takeover under load); null: not known. */
   flaps: number | null;
+  /** At the kill, a client's ARP cache had a VIP on a node other than lb1 (its traffic did not go through the owner). */
+  stale: boolean;
   brokenDetail: string;
 }
 
@@ -108,6 +110,12 @@ async function startKeepalivedPlant(lab: Lab, bin: string, t: VrrpTiming): Promi
   };
 }
 
+/** The MAC namespace ns's kernel has cached for ip (lower case), or null. */
+function neighbourMac(lab: Lab, ns: string, ip: string): string | null {
+  const m = /lladdr ([0-9a-f:]{17})/i.exec(lab.exec(ns, ['ip', 'neigh', 'show', ip]).stdout);
+  return m ? m[1]!.toLowerCase() : null;
+}
+
 /** Which lab node (lb1..) answers ARP for ip, as the client sees it now; 'none' or 'lbX+lbY' otherwise. */
 async function arpOwner(lab: Lab, ip: string): Promise<string> {
   const r = await arpProbe(lab, lab.ns.clients[0]!, ip, 2, { intervalMs: 100, waitMs: 300 });
@@ -138,6 +146,8 @@ async function runRound(lab: Lab, system: System, plantOf: () => Promise<Plant>,
       await sleep(LEAD_MS);
       const lead = plant.changes();
       const flaps = steady === null || lead === null ? null : lead - steady;
+      // What the clients' kernels will send to at the kill: lb1's MAC, or the round says nothing about lb1's death.
+      const stale = lab.ns.clients.some((c) => lab.addr.vips.some((v) => neighbourMac(lab, c, v) !== lab.mac.nodes[0]));
       const killAt = await plant.killOwner();
       const r = await probe;
       const after = r.records.filter((x) => x.at >= killAt);
@@ -146,11 +156,12 @@ async function runRound(lab: Lab, system: System, plantOf: () => Promise<Plant>,
       const newOwner = await arpOwner(lab, lab.addr.vips[0]!);
       log(`${system} ${lab.mode}: takeover ${ok.length ? Math.min(...ok).toFixed(1) : '-'} ms, broken ${s.broken.length}/${STREAMS + KEEPALIVES}, VIP 1 now on ${newOwner}` +
         (flaps ? `, ${flaps} ownership changes before the kill (a false takeover: this round's takeover time means nothing)` : '') +
+        (stale ? ', a client\'s ARP cache had a VIP elsewhere than lb1 at the kill (left out)' : '') +
         (s.broken.length ? `\n${connTable(s.broken)}` : ''));
       return {
         takeoverMs: ok.length ? Math.min(...ok) : null,
         probesFailed: after.filter((x) => !x.ok).length,
-        broken: s.broken.length, conns: STREAMS + KEEPALIVES, newOwner, flaps,
+        broken: s.broken.length, conns: STREAMS + KEEPALIVES, newOwner, flaps, stale,
         brokenDetail: connTable(s.broken),
       };
     } finally {
@@ -172,22 +183,22 @@ function table(outs: Outcome[], o: { rounds: number; probeMs: number }): string 
   const lines = [
     `cluster takeover bench: three nodes on one segment, owner lb1 SIGKILLed under load; ${o.rounds} round(s); a fresh connection to VIP 1 every ${o.probeMs} ms;`,
     `${STREAMS} paced downloads + ${KEEPALIVES} keep-alive connections held across the kill. takeover = kill -> first probe answered (ms): median (min..max)`,
-    'mode  system            takeover ms (min..max)        broken conns (median, total/of)   new owner  flaps before kill',
+    'mode  system            takeover ms (min..max)        broken conns (median, total/of)   new owner  left out (false takeover / stale cache)',
   ];
   for (const x of outs) {
     if (x.why) { lines.push(`${x.mode.padEnd(5)} ${x.system.padEnd(17)} not run: ${x.why}`); continue; }
     // A round with a false takeover before the kill measures nothing about the kill: left out of the times.
-    const clean = x.rounds.filter((r) => !r.flaps);
+    const clean = x.rounds.filter((r) => !r.flaps && !r.stale);
     const t = clean.map((r) => r.takeoverMs).filter((v): v is number => v !== null);
     const none = clean.length - t.length;
     const br = x.rounds.map((r) => r.broken);
     const owners = [...new Set(x.rounds.map((r) => r.newOwner))].join(',');
     lines.push(`${x.mode.padEnd(5)} ${x.system.padEnd(17)} ${`${f(median(t))} (${f(Math.min(...t))}..${f(Math.max(...t))})${none ? ` +${none} none` : ''}`.padEnd(29)} ` +
       `${`${f(median(br))}, ${br.reduce((a, b) => a + b, 0)}/${x.rounds.reduce((a, r) => a + r.conns, 0)}`.padEnd(33)} ${owners.padEnd(10)} ` +
-      (x.rounds.some((r) => r.flaps === null) ? '-' : `${x.rounds.filter((r) => r.flaps! > 0).length} of ${x.rounds.length} rounds`));
+      `${x.rounds.some((r) => r.flaps === null) ? '-' : x.rounds.filter((r) => r.flaps! > 0).length} / ${x.rounds.filter((r) => r.stale).length} of ${x.rounds.length}`);
   }
   // Side by side: keepalived at its default against vipgate at its default, and each fast setting against the other.
-  const med = (x: Outcome) => median(x.rounds.filter((r) => !r.flaps).map((r) => r.takeoverMs).filter((v): v is number => v !== null));
+  const med = (x: Outcome) => median(x.rounds.filter((r) => !r.flaps && !r.stale).map((r) => r.takeoverMs).filter((v): v is number => v !== null));
   const brokenOf = (x: Outcome) => x.rounds.reduce((a, r) => a + r.broken, 0);
   for (const mode of [...new Set(outs.map((x) => x.mode))]) {
     for (const [a, b] of [['keepalived', 'vipgate'], ['keepalived-fast', 'vipgate-fast'], ['keepalived-fast', 'vipgate']] as const) {
