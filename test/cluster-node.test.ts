@@ -244,3 +244,15 @@ t.test('forged, replayed, truncated and misaddressed datagrams are refused and m
   t.equal(rigs[1]!.state.imports.readable(), importsBefore, 'no record imported from any of them');
   t.ok(ownsAll(rigs[0]!) && ownsNone(rigs[1]!), 'nothing moved');
 });
+
+t.test('a node whose address is not this host\'s: refused at start with what to do', async (t) => {
+  const state = createState({ flowCapacity: 64, neighbourCapacity: 16, halfOpenTimeoutMs: 1000, establishedTimeoutMs: 1000, closingTimeoutMs: 1000, neighbourTtlMs: 1000, seed: 1 });
+  const c = cfg(0);
+  // 192.0.2.0/24 (TEST-NET-1) is on no interface here: binding to it fails before anything is sent.
+  c.peers[0] = { name: 'lb-a', address: parseIpv4('192.0.2.77')! | 0, addressText: '192.0.2.77' };
+  await t.rejects(ClusterNode.start({
+    cfg: c, key: KEY, state, journal: state.journal, imports: state.imports,
+    addresses: () => VIPS, natGateway: null, placement: () => new Map(), down: () => [], workerPid: () => null,
+    apply: () => {}, announce: () => 0, emit: () => {}, log: { info() {}, warn() {}, error() {}, debug() {} } as unknown as ClusterDeps['log'],
+  }), { code: 'ECLUSTER_BIND', message: /192\.0\.2\.77 is not an address of this host.*ip addr add/ });
+});

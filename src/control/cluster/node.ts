@@ -21,6 +21,7 @@ import type { ClusterView, ClusterNodeView, ClusterVipView } from '../api-types'
 import type { StateViews } from '../../dataplane/state';
 import type { RecordRing } from '../../shm/ring';
 import { Ctr } from '../../dataplane/counters';
+import { VipgateError } from '../errors';
 import { formatIpv4 } from '../../wire/addr';
 import type { Logger } from '../../obs/log';
 import {
@@ -155,7 +156,7 @@ export class ClusterNode {
         const why = err.code === 'EADDRNOTAVAIL'
           ? `${self.addressText} is not an address of this host; give this node (cluster.node: ${self.name}) that address (ip addr add ${self.addressText}/24 dev ...), or fix its entry in cluster.peers`
           : err.code === 'EADDRINUSE' ? `UDP port ${d.cfg.port} on ${self.addressText} is in use (another vipgate?); stop it or set cluster.port` : err.message;
-        throw Object.assign(new Error(`cluster: cannot bind ${self.addressText}:${d.cfg.port}: ${why}`), { code: 'ECLUSTER_BIND' });
+        throw new VipgateError('ECLUSTER_BIND', `cluster: cannot bind ${self.addressText}:${d.cfg.port}: ${why}`);
       }
     }
     const n = new ClusterNode(d, t);
