@@ -506,6 +506,7 @@ async function startControl(a: SupervisorArgs, settings: RunSettings, log: Logge
           return n;
         },
         emit: (type, fields, at) => events.emit(type, fields, at),
+        peerBack: (addr) => flushNeighbour(addr, log),
         log,
       });
     } catch (e) {
@@ -616,6 +617,23 @@ function readSlots(region: string, log: Logger): string[] | null {
 
 function removeSlots(region: string): void {
   try { fs.unlinkSync(slotsFile(region)); } catch { /* none */ }
+}
+
+/**
+ * Remove the kernel's neighbour entry for `addr` (a cluster peer heard again after it was declared
+ * dead), so that our next heartbeat to it resolves its MAC at once instead of waiting for the
+ * kernel's ARP retry timer. Best effort: `ip` missing or failing is logged once, never fatal.
+ */
+let flushFailed = false;
+function flushNeighbour(addr: string, log: Logger): void {
+  const p = spawn('ip', ['-4', 'neigh', 'flush', 'to', addr], { stdio: 'ignore' });
+  const fail = (why: string) => {
+    if (flushFailed) return;
+    flushFailed = true;
+    log.warn(`cluster: cannot clear the kernel's neighbour entry for ${addr} (ip neigh flush: ${why}); after a link cut, heartbeats may wait up to a second for ARP`, { event: 'cluster_neigh_flush_failed' });
+  };
+  p.on('error', (e) => fail(e.message));
+  p.on('exit', (code) => { if (code !== 0) fail(`exit code ${code}`); });
 }
 
 /** The status file writer: atomically (write, rename); says once when it starts failing and when it recovers. */

@@ -65,6 +65,8 @@ export interface ClusterDeps {
   /** One round of gratuitous ARP for these addresses; returns the frames sent. */
   announce(ips: number[]): number;
   emit(type: string, fields: Record<string, unknown>, at: number): void;
+  /** A peer declared dead is heard again (its address): the supervisor clears the kernel's neighbour entry for it. */
+  peerBack?(address: string): void;
   log: Logger;
   clock?: () => number;
   /** The datagram transport (tests pass a fake); default: a UDP socket bound to this node's address and the cluster port. */
@@ -318,6 +320,11 @@ export class ClusterNode {
       const name = this.cfg.peers[t.peer]!.name;
       if (t.kind === 'alive') {
         this.d.emit('cluster_peer_alive', { node: name }, now);
+        // Back from the dead: if it was our link that was cut, the kernel's neighbour entry for it
+        // may sit INCOMPLETE and only retry ARP on its own timer (up to 1 s; measured in the lab),
+        // holding our heartbeats back while both of us answer for the VIPs. Clear it: the next
+        // heartbeat resolves it at once.
+        if (t.from === 'dead') this.d.peerBack?.(this.cfg.peers[t.peer]!.addressText);
         this.stepJoin({ t: 'alive', peer: t.peer }, now);
       } else if (t.kind === 'dead') {
         this.d.emit('cluster_peer_dead', { node: name, silent_ms: Math.round(t.silentMs ?? 0), dead_after_ms: Math.round(t.timeoutMs) }, now);
