@@ -405,8 +405,15 @@ export class ClusterNode {
     this.k.splitBrains += splits;
     if (!gained.length && !lost.length && !contested.length) return;
     if (gained.length || lost.length) {
+      try {
+        this.d.apply([...want]);
+      } catch (e) {
+        // The tables could not be republished (a bug, or tables grown past a bank): keep what the
+        // packet path answers now and what we claim consistent, and try again at the next tick.
+        this.d.log.error(`cluster: cannot apply the ownership of ${[...want].map(formatIpv4).join(', ') || 'nothing'}: ${(e as Error).message}`, { event: 'cluster_apply_failed' });
+        return;
+      }
       this.owned = want;
-      this.d.apply([...want]);
     }
     const names = (ips: number[]) => ips.map(formatIpv4);
     if (lost.length) {
