@@ -130,6 +130,8 @@ export class ClusterNode {
   private loadPrev: { at: number; frames: number; cpuTicks: number | null } | null = null;
   /** The conflicts (VIP and claimants) going on now: each is counted and re-announced once, when it starts. */
   private conflictsSeen = new Set<string>();
+  /** When an ownership last failed to apply (logged at most once per REJECT_LOG_MS). */
+  private applyErrorAt = -Infinity;
   private stopped = false;
 
   private constructor(private readonly d: ClusterDeps, private readonly transport: Transport) {
@@ -410,7 +412,8 @@ export class ClusterNode {
       } catch (e) {
         // The tables could not be republished (a bug, or tables grown past a bank): keep what the
         // packet path answers now and what we claim consistent, and try again at the next tick.
-        this.d.log.error(`cluster: cannot apply the ownership of ${[...want].map(formatIpv4).join(', ') || 'nothing'}: ${(e as Error).message}`, { event: 'cluster_apply_failed' });
+        if (now - this.applyErrorAt >= REJECT_LOG_MS) this.d.log.error(`cluster: cannot apply the ownership of ${[...want].map(formatIpv4).join(', ') || 'nothing'}: ${(e as Error).message}`, { event: 'cluster_apply_failed' });
+        this.applyErrorAt = now;
         return;
       }
       this.owned = want;
