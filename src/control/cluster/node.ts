@@ -412,8 +412,10 @@ export class ClusterNode {
       } catch (e) {
         // The tables could not be republished (a bug, or tables grown past a bank): keep what the
         // packet path answers now and what we claim consistent, and try again at the next tick.
-        if (now - this.applyErrorAt >= REJECT_LOG_MS) this.d.log.error(`cluster: cannot apply the ownership of ${[...want].map(formatIpv4).join(', ') || 'nothing'}: ${(e as Error).message}`, { event: 'cluster_apply_failed' });
-        this.applyErrorAt = now;
+        if (now - this.applyErrorAt >= REJECT_LOG_MS) {
+          this.applyErrorAt = now;
+          this.d.log.error(`cluster: cannot apply the ownership of ${[...want].map(formatIpv4).join(', ') || 'nothing'}: ${(e as Error).message}`, { event: 'cluster_apply_failed' });
+        }
         return;
       }
       this.owned = want;
