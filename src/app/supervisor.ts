@@ -21,7 +21,7 @@ import { loadRunSettings, describeRunSettings, RunSettings } from '../control/ru
 import { VipgateError } from '../control/errors';
 import { KernelFilter } from '../control/kernel-filter';
 import { acquireInstanceLock } from '../control/instance-lock';
-import { Announcer, BackendResolver } from '../control/arp-tasks';
+import { Announcer, BackendResolver, gratuitousArps } from '../control/arp-tasks';
 import { Controller, Applied, ControlPort, checkTypesUsed } from '../control/controller';
 import { startApiServer, ApiServer } from '../control/api';
 import { ApiError, type ClusterView } from '../control/api-types';
@@ -50,7 +50,6 @@ import { BankWriter, banksSize } from '../shm/banks';
 import { WorkerManager, launchWorker, workerOwnsSocket, OWN_SOCKET_ENV } from './workers';
 import { WORKER_PACKET_FD, isUpgradeToNew, isUpgradeToOld, type UpgradeToOld } from './ipc';
 import { ClusterNode } from '../control/cluster/node';
-import { gratuitousArps } from '../control/arp-tasks';
 
 export interface SupervisorArgs {
   config: string;
@@ -524,7 +523,7 @@ async function startControl(a: SupervisorArgs, settings: RunSettings, log: Logge
   hooks.push((x) => {
     if (x.vipsAdded.length) {
       announcer.announce(mac, x.vipsAdded, config.announce.count, config.announce.intervalMs); // in a cluster: those it owns (the announcer checks)
-      log.info(`announcing ${x.vipsAdded.map(formatIpv4).join(', ')}`, { event: 'vips_added', vips: x.vipsAdded.map(formatIpv4) });
+      log.info(cl ? `added ${x.vipsAdded.map(formatIpv4).join(', ')} (answered and announced by the node the cluster's rule gives them to)` : `announcing ${x.vipsAdded.map(formatIpv4).join(', ')}`, { event: 'vips_added', vips: x.vipsAdded.map(formatIpv4) });
     }
     if (x.vipsRemoved.length) log.info(`no longer answering for ${x.vipsRemoved.map(formatIpv4).join(', ')}`, { event: 'vips_removed', vips: x.vipsRemoved.map(formatIpv4) });
     if (kf && (x.vipsAdded.length || x.vipsRemoved.length || (config.mode === 'nat' && x.backendIpsChanged))) {
