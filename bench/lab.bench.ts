@@ -28,6 +28,7 @@ import { spawnSync } from 'node:child_process';
 import { createLab, httpLoad, percentile, type Lab } from '../scenarios/lab/lab';
 import { canRunVipgateLab, startVipgate, labConfigYaml, type VipgateProc } from '../scenarios/lab/vipgate';
 import { afpacketAvailable } from '../native-bindings/afpacket';
+import { cpuSeconds } from '../src/obs/proc';
 
 type Path = 'generator' | 'kernel' | 'pcap' | 'native';
 interface Traffic { kind: 'syn' | 'ack'; flows: number }
@@ -96,12 +97,6 @@ function measure(lab: Lab, gen: string, to: Target, t: Traffic, seconds: number,
   return { pps: (after - before) / g.seconds, genPps: g.pps };
 }
 
-/** CPU seconds (user + system) a process has used so far. */
-function cpuSeconds(pid: number): number {
-  const f = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
-  const fields = f.slice(f.lastIndexOf(')') + 2).split(' ');
-  return (Number(fields[11]) + Number(fields[12])) / 100; // utime, stime in clock ticks (USER_HZ = 100)
-}
 
 /**
  * vipgate's CPU cost per forwarded frame at a fixed, sustainable rate (ack, 10k flows, already

@@ -21,7 +21,7 @@ import { loadRunSettings, describeRunSettings, RunSettings } from '../control/ru
 import { VipgateError } from '../control/errors';
 import { KernelFilter } from '../control/kernel-filter';
 import { acquireInstanceLock } from '../control/instance-lock';
-import { Announcer, BackendResolver, gratuitousArps } from '../control/arp-tasks';
+import { Announcer, BackendResolver } from '../control/arp-tasks';
 import { Controller, Applied, ControlPort, checkTypesUsed } from '../control/controller';
 import { startApiServer, ApiServer } from '../control/api';
 import { ApiError, type ClusterView } from '../control/api-types';
@@ -30,7 +30,7 @@ import { interfaceInfo, missingCapabilities, InterfaceInfo } from '../link/host'
 import { captureFilter } from '../link/live';
 import { checkNicBinding, openNic, NicLink } from '../../native-bindings/nic';
 import { openAfPacket } from '../../native-bindings/afpacket';
-import { snapshotCounters, Ctr } from '../dataplane/counters';
+import { snapshotCounters } from '../dataplane/counters';
 import { FlowTable } from '../dataplane/flows';
 import { NeighbourTable } from '../dataplane/neighbours';
 import { newClock } from '../dataplane/state';
@@ -499,11 +499,7 @@ async function startControl(a: SupervisorArgs, settings: RunSettings, log: Logge
         down: () => controller.backends().filter((b) => b.health.state === 'down').map((b) => parseIpv4(b.ip)!),
         workerPid: () => workers!.view().pid,
         apply: (ips) => controller.setOwnership({ arpVips: ips, cluster: true }),
-        announce: (ips) => {
-          let n = 0;
-          for (const ip of ips) for (const f of gratuitousArps(mac, ip)) { if (send(f)) { n++; state.counters[Ctr.garp_sent]!++; } else state.counters[Ctr.tx_errors]!++; }
-          return n;
-        },
+        announce: (ips) => announcer.announceOnce(mac, ips),
         emit: (type, fields, at) => events.emit(type, fields, at),
         peerBack: (addr) => flushNeighbour(addr, log),
         log,

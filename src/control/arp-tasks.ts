@@ -31,16 +31,21 @@ export class Announcer {
   private timers: NodeJS.Timeout[] = [];
   constructor(private readonly send: Send, private readonly counters: Float64Array, private readonly owns: (ip: number) => boolean) {}
 
+  /** One round of gratuitous ARP for those of `ips` owned now; returns the frames sent (each counted: garp_sent or tx_errors). */
+  announceOnce(mac: Uint8Array, ips: readonly number[]): number {
+    let sent = 0;
+    for (const ip of ips) {
+      if (!this.owns(ip)) continue;
+      for (const f of gratuitousArps(mac, ip)) {
+        if (this.send(f)) { this.counters[Ctr.garp_sent]!++; sent++; } else this.counters[Ctr.tx_errors]!++;
+      }
+    }
+    return sent;
+  }
+
   /** Announce `ips` now and `count - 1` more times, `intervalMs` apart, re-checking ownership before each send. */
   announce(mac: Uint8Array, ips: number[], count: number, intervalMs: number): void {
-    const once = () => {
-      for (const ip of ips) {
-        if (!this.owns(ip)) continue;
-        for (const f of gratuitousArps(mac, ip)) {
-          if (this.send(f)) this.counters[Ctr.garp_sent]!++; else this.counters[Ctr.tx_errors]!++;
-        }
-      }
-    };
+    const once = () => { this.announceOnce(mac, ips); };
     once();
     for (let i = 1; i < count; i++) this.timers.push(setTimeout(once, i * intervalMs).unref());
   }

@@ -14,7 +14,7 @@
 // The records are written through an Int32Array over the same bytes, in host byte order: the
 // format is little-endian, and so is every host vipgate runs on (checked once, at load).
 
-import { FLOW_WIRE_BYTES, R_OP, R_STATE, R_MAC, R_CLI, R_VIP, R_PORTS, R_BACKIP } from './flow-record';
+import { FLOW_WIRE_BYTES, putFlowRecord } from './flow-record';
 
 if (new Uint8Array(new Uint32Array([1]).buffer)[0] !== 1) throw new Error('ring: the flow record format is little-endian and this host is not');
 
@@ -70,12 +70,7 @@ export class RecordRing {
     const ctl = this.ctl;
     const head = Atomics.load(ctl, C_HEAD);
     if (((head - Atomics.load(ctl, C_TAIL)) | 0) >= this.capacity) { Atomics.add(ctl, C_DROPPED, 1); return false; }
-    const k = head & this.mask, at = k * FLOW_WIRE_BYTES, d = this.data, wi = k * REC_WORDS;
-    d[at + R_OP] = op; d[at + R_STATE] = state;
-    d[at + R_MAC] = macBuf[macAt]!; d[at + R_MAC + 1] = macBuf[macAt + 1]!; d[at + R_MAC + 2] = macBuf[macAt + 2]!;
-    d[at + R_MAC + 3] = macBuf[macAt + 3]!; d[at + R_MAC + 4] = macBuf[macAt + 4]!; d[at + R_MAC + 5] = macBuf[macAt + 5]!;
-    const w = this.w;
-    w[wi + (R_CLI >> 2)] = cli; w[wi + (R_VIP >> 2)] = vip; w[wi + (R_PORTS >> 2)] = ports; w[wi + (R_BACKIP >> 2)] = backIp;
+    putFlowRecord(this.data, this.w, (head & this.mask) * FLOW_WIRE_BYTES, op, state, macBuf, macAt, cli, vip, ports, backIp);
     Atomics.store(ctl, C_HEAD, (head + 1) | 0);
     return true;
   }

@@ -15,7 +15,6 @@
 // apart, and again after 2 s and 5 s for caches that missed the first ones.
 
 import * as dgram from 'node:dgram';
-import * as fs from 'node:fs';
 import type { ClusterConfig, VipPlacement } from '../config/cluster';
 import type { ClusterView, ClusterNodeView, ClusterVipView } from '../api-types';
 import type { StateViews } from '../../dataplane/state';
@@ -23,10 +22,11 @@ import type { RecordRing } from '../../shm/ring';
 import { Ctr } from '../../dataplane/counters';
 import { VipgateError } from '../errors';
 import { formatIpv4 } from '../../wire/addr';
+import { cpuSeconds } from '../../obs/proc';
 import type { Logger } from '../../obs/log';
 import {
   encode, decode, heartbeatBody, snapshotEndBody, ReplayGuard, REJECT_REASONS,
-  MSG_HEARTBEAT, MSG_FLOWS, MSG_SNAPSHOT_REQUEST, MSG_SNAPSHOT_END, type MsgType, type Envelope, type DecodedHeartbeat,
+  MSG_HEARTBEAT, MSG_FLOWS, MSG_SNAPSHOT_REQUEST, MSG_SNAPSHOT_END, type MsgType, type Envelope,
 } from './wire';
 import { JournalSender, SnapshotSender } from './replication';
 import { initialJoin, stepJoin, type JoinState, type JoinEvent, type JoinOptions } from './join';
@@ -127,7 +127,7 @@ export class ClusterNode {
   private load = { flows: 0, capacity: 0, pps: 0, cpu: 0 };
   /** Backends our checks see DOWN, dotted (sampled with the load, once a second). */
   private downCache: string[] = [];
-  private loadPrev: { at: number; frames: number; cpuTicks: number | null } | null = null;
+  private loadPrev: { at: number; frames: number; cpu: number } | null = null;
   /** The conflicts (VIP and claimants) going on now: each is counted and re-announced once, when it starts. */
   private conflictsSeen = new Set<string>();
   /** When an ownership last failed to apply (logged at most once per REJECT_LOG_MS). */
@@ -143,7 +143,7 @@ export class ClusterNode {
     this.join = initialJoin(this.cfg.peers.length, now);
     this.joinOpts = { discoverMs: Math.max(this.cfg.deadAfterMs, 2 * this.cfg.heartbeatMs), snapshotTimeoutMs: 5000, attempts: 3 };
     this.peers = this.cfg.peers.map(() => ({ received: 0, sent: 0, receivedIncarnation: 0, lastRecordsAt: null, snapshot: 'none' as const }));
-    this.journalSender = new JournalSender(d.journal, (body, to) => this.sendFlows(body, to), REPL_MAX_RECORDS_PER_TICK);
+    this.journalSender = new JournalSender(d.journal, (body, n, to) => this.sendFlows(body, n, to), REPL_MAX_RECORDS_PER_TICK);
     this.journalDropped = d.state.counters[Ctr.repl_journal_dropped]!;
     this.sampleLoad(now);
   }
@@ -210,9 +210,8 @@ export class ClusterNode {
     for (const i of to) { const p = this.cfg.peers[i]!; this.transport.send(buf, p.addressText, this.cfg.port); }
   }
 
-  private sendFlows(body: Uint8Array, to: readonly number[]): void {
+  private sendFlows(body: Uint8Array, n: number, to: readonly number[]): void {
     this.sendTo(MSG_FLOWS, body, to);
-    const n = (body[0]! << 8) | body[1]!;
     for (const i of to) this.peers[i]!.sent += n;
     this.k.recordsSent += n * to.length;
   }
@@ -294,8 +293,7 @@ export class ClusterNode {
         break;
       }
       case MSG_SNAPSHOT_REQUEST:
-        this.snapshots.set(p, new SnapshotSender(this.d.state, p, (body, to) => this.sendFlows(body, to), SNAPSHOT_SLOTS_PER_TICK));
-        rt.snapshot = 'sending';
+        this.startSnapshot(p);
         this.d.log.info(`cluster: ${this.cfg.peers[p]!.name} asked for our flows; sending a snapshot`, { event: 'cluster_snapshot_requested', peer: this.cfg.peers[p]!.name });
         break;
       case MSG_SNAPSHOT_END:
@@ -458,6 +456,12 @@ export class ClusterNode {
     }
   }
 
+  /** Send peer `i` every flow of our table (from the start again if one was under way). */
+  private startSnapshot(i: number): void {
+    this.snapshots.set(i, new SnapshotSender(this.d.state, i, (body, n, to) => this.sendFlows(body, n, to), SNAPSHOT_SLOTS_PER_TICK));
+    this.peers[i]!.snapshot = 'sending';
+  }
+
   private replicationTick(): void {
     if (this.stopped) return;
     const alive = this.alivePeers();
@@ -466,7 +470,7 @@ export class ClusterNode {
     if (dropped !== this.journalDropped) {
       // The worker wrote faster than we sent: some changes never left. Send everything again.
       this.journalDropped = dropped;
-      for (const i of alive) if (!this.snapshots.has(i)) this.snapshots.set(i, new SnapshotSender(this.d.state, i, (body, to) => this.sendFlows(body, to), SNAPSHOT_SLOTS_PER_TICK));
+      for (const i of alive) if (!this.snapshots.has(i)) this.startSnapshot(i);
       this.d.log.warn('cluster: the flow journal overflowed (changes faster than replication sends them); sending every flow to the peers again', { event: 'cluster_journal_overflow' });
     }
     for (const [i, s] of this.snapshots) {
@@ -486,15 +490,16 @@ export class ClusterNode {
   private sampleLoad(now: number): void {
     const c = this.d.state.counters;
     const frames = c[Ctr.frames_in]!;
-    const cpuTicks = cpuTicksOf(process.pid) + (this.d.workerPid() ? cpuTicksOf(this.d.workerPid()!) : 0);
+    const worker = this.d.workerPid(), cpu = cpuSeconds(process.pid) + (worker ? cpuSeconds(worker) : 0);
     const prev = this.loadPrev;
     const dt = prev ? (now - prev.at) / 1000 : 0;
     this.load = {
       flows: Math.max(0, c[Ctr.flows_active]!), capacity: this.d.state.flowCapacity,
       pps: prev && dt > 0 ? Math.max(0, Math.round((frames - prev.frames) / dt)) : 0,
-      cpu: prev && dt > 0 && prev.cpuTicks !== null && cpuTicks >= prev.cpuTicks ? Math.round(((cpuTicks - prev.cpuTicks) / CLK_TCK / dt) * 100) / 100 : 0,
+      // A worker that restarted meanwhile counts from zero again: no figure for that second.
+      cpu: prev && dt > 0 && cpu >= prev.cpu ? Math.round(((cpu - prev.cpu) / dt) * 100) / 100 : 0,
     };
-    this.loadPrev = { at: now, frames, cpuTicks };
+    this.loadPrev = { at: now, frames, cpu };
     this.downCache = this.d.down().map(formatIpv4);
   }
 
@@ -540,9 +545,6 @@ export class ClusterNode {
     };
   }
 
-  /** Heartbeat content this node would send now (tests). */
-  lastHeartbeat(peer: number): DecodedHeartbeat | null { return this.membership.peers[peer]?.heartbeat ?? null; }
-
   private isAlive(i: number): boolean { return this.membership.peers[i]!.status === 'alive'; }
 }
 
@@ -555,17 +557,3 @@ const REJECT_HINT: Record<string, string> = {
   unknown_sender: 'a sender index outside cluster.peers: do the nodes have the same peers list?',
   bad_version: 'a vipgate with another cluster protocol version',
 };
-
-/** Clock ticks per second of /proc/PID/stat's utime and stime (USER_HZ: 100 on Linux). */
-const CLK_TCK = 100;
-
-/** utime + stime of a process, in clock ticks (0 when it cannot be read: a process gone). */
-function cpuTicksOf(pid: number): number {
-  try {
-    const s = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const f = s.slice(s.lastIndexOf(')') + 2).split(' ');
-    return Number(f[11]) + Number(f[12]);
-  } catch {
-    return 0;
-  }
-}

@@ -10,15 +10,15 @@
 // (the rest wait in the ring; a ring that fills is counted by the worker, repl_journal_dropped,
 // and answered with a snapshot to every peer so nothing stays lost).
 
-import { FLOW_WIRE_BYTES, REPL_NEW, REPL_ESTABLISHED, REPL_CLOSED, R_OP, R_STATE, R_MAC, R_CLI, R_VIP, R_PORTS, R_BACKIP } from '../../shm/flow-record';
+import { FLOW_WIRE_BYTES, REPL_NEW, REPL_ESTABLISHED, REPL_CLOSED, putFlowRecord } from '../../shm/flow-record';
 import type { RecordRing } from '../../shm/ring';
 import type { StateViews } from '../../dataplane/state';
 import { B_STATE, B_CLIMAC, F_CLI, F_VIP, F_PORTS, F_BACKIP } from '../../dataplane/state';
 import { FS_DEAD, FS_SYN, FS_ESTABLISHED } from '../../dataplane/flows';
 import { MAX_FLOWS_PER_DATAGRAM, flowsBody } from './wire';
 
-/** Sends one MSG_FLOWS body to the given peers (indexes); the node frames, signs and sends it. */
-export type SendFlows = (body: Uint8Array, to: readonly number[]) => void;
+/** Sends one MSG_FLOWS body of `count` records to the given peers (indexes); the node frames, signs and sends it. */
+export type SendFlows = (body: Uint8Array, count: number, to: readonly number[]) => void;
 
 /** The journal's records to the live peers, a datagram per MAX_FLOWS_PER_DATAGRAM records. */
 export class JournalSender {
@@ -41,7 +41,7 @@ export class JournalSender {
       if (n === 0) break;
       taken += n;
       if (to.length === 0) { this.discarded += n; continue; }
-      this.send(flowsBody(this.staging, 0, n, false), to);
+      this.send(flowsBody(this.staging, 0, n, false), n, to);
       this.sent += n;
     }
     return taken;
@@ -56,7 +56,7 @@ export class JournalSender {
 export class SnapshotSender {
   private cursor = 0;
   private readonly staging = new Uint8Array(MAX_FLOWS_PER_DATAGRAM * FLOW_WIRE_BYTES);
-  private readonly dv = new DataView(this.staging.buffer);
+  private readonly staging32 = new Int32Array(this.staging.buffer);
   private n = 0;
   /** Records sent so far. */
   count = 0;
@@ -68,20 +68,14 @@ export class SnapshotSender {
   tick(): boolean {
     if (this.done) return true;
     const v = this.state, fb = v.fb, fw = v.fw, end = Math.min(v.flowSlots, this.cursor + this.slotsPerTick);
-    const out = this.staging, dv = this.dv;
+    const out = this.staging, out32 = this.staging32;
     for (let s = this.cursor; s < end; s++) {
       const b = s << 6;
       const st = fb[b + B_STATE]!;
       if (st <= FS_DEAD) continue;
-      const w = s << 4, at = this.n * FLOW_WIRE_BYTES;
-      out[at + R_OP] = st === FS_SYN ? REPL_NEW : st === FS_ESTABLISHED ? REPL_ESTABLISHED : REPL_CLOSED;
-      out[at + R_STATE] = st;
-      for (let i = 0; i < 6; i++) out[at + R_MAC + i] = fb[b + B_CLIMAC + i]!;
-      const cli = fw[w + F_CLI]!;
-      dv.setInt32(at + R_CLI, cli, true);
-      dv.setInt32(at + R_VIP, fw[w + F_VIP]!, true);
-      dv.setInt32(at + R_PORTS, fw[w + F_PORTS]!, true);
-      dv.setInt32(at + R_BACKIP, fw[w + F_BACKIP]!, true);
+      const w = s << 4, cli = fw[w + F_CLI]!;
+      putFlowRecord(out, out32, this.n * FLOW_WIRE_BYTES, st === FS_SYN ? REPL_NEW : st === FS_ESTABLISHED ? REPL_ESTABLISHED : REPL_CLOSED, st,
+        fb, b + B_CLIMAC, cli, fw[w + F_VIP]!, fw[w + F_PORTS]!, fw[w + F_BACKIP]!);
       // Changed under the read (expired, reused): leave it to the journal.
       if (fb[b + B_STATE] !== st || fw[w + F_CLI] !== cli) continue;
       if (++this.n === MAX_FLOWS_PER_DATAGRAM) this.flush();
@@ -93,7 +87,7 @@ export class SnapshotSender {
 
   private flush(): void {
     if (this.n === 0) return;
-    this.send(flowsBody(this.staging, 0, this.n, true), [this.peer]);
+    this.send(flowsBody(this.staging, 0, this.n, true), this.n, [this.peer]);
     this.count += this.n;
     this.n = 0;
   }
