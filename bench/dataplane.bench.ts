@@ -67,6 +67,8 @@
 
 import { performance, PerformanceObserver } from 'node:perf_hooks';
 import * as v8 from 'node:v8';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
 import { Dataplane, VERDICT_TX } from '../src/dataplane/dataplane';
 import { createState } from '../src/dataplane/state';
 import { Ctr, DROP_REASONS } from '../src/dataplane/counters';
@@ -81,6 +83,7 @@ import { ICMP_ECHO_REQUEST, ICMP_DEST_UNREACH, ICMP_UNREACH_FRAG_NEEDED } from '
 import { Pump, newBatch } from '../src/link/pump';
 import { NOW } from '../src/dataplane/state';
 import { hugePageAllocator } from '../native-bindings/afpacket';
+import { mapFile } from '../native-bindings/shm';
 import { BankWriter, BankReader, banksSize } from '../src/shm/banks';
 
 // ---- options ----
@@ -94,7 +97,19 @@ const REPEATS = Math.max(1, Number(opt('--repeats', QUICK ? '3' : '5')) | 0);
 const ONLY = opt('--case', '');
 const JSON_OUT = flag('--json');
 // --huge: the state memory on transparent huge pages (the native addon's allocator), as vipgate run does.
-const HUGE = flag('--huge') ? hugePageAllocator() : null;
+// --shm DIR: the state memory a file mapped from DIR, as the packet worker's shared region is
+// (src/shm/region.ts): /dev/shm (4 KiB pages on Debian) or a tmpfs mounted with huge=within_size
+// (the README's "Huge pages for the shared state"), to compare the two side by side.
+const SHM_DIR = opt('--shm', '');
+let shmFiles = 0;
+const SHM_ALLOC = SHM_DIR ? (bytes: number): ArrayBuffer => {
+  const file = path.join(SHM_DIR, `vipgate-bench-${process.pid}-${shmFiles++}`);
+  const m = mapFile(file, bytes, { create: true });
+  fs.unlinkSync(file); // the mapping keeps the pages
+  return m.buffer;
+} : null;
+if (flag('--huge') && SHM_DIR) throw new Error('bench: --huge and --shm are two places for the same memory: give one');
+const HUGE = flag('--huge') ? hugePageAllocator() : SHM_ALLOC;
 if (flag('--huge') && !HUGE) throw new Error('bench: --huge needs the native addon (npm run build:native)');
 const gc = (globalThis as { gc?: () => void }).gc;
 // --tables bank: every case runs over tables read back from a table bank (as the packet worker does).
@@ -367,7 +382,7 @@ function runFrames(c: Case, count: number, now: number): number {
 function runBatched(c: Case, count: number, now: number): number {
   const fs = c.fs, w = fs.work32, p = fs.pristine32, bs = c.batch!;
   const pump = bs.pump ??= new Pump(c.dp, newBatch(fs.work, bs.size));
-  pump.touchFirst = bs.touchFirst;
+  pump.touchFrom = bs.touchFirst ? 0 : Infinity;
   const off = pump.batch.off, len = pump.batch.len, size = bs.size;
   const rw = c.restoreWords, n = fs.count, flen = fs.len, slot = fs.slot, slotWords = slot >> 2;
   c.dp.clock[NOW] = now;
@@ -520,9 +535,9 @@ const CASES: Array<[string, () => Case]> = [
   ['icmp-err nat', () => icmpErrCase('nat')],
   // The same traffic through the pump in batches of 256 (the live native link's default), with
   // and without touching every frame's flow-table line first: side by side with the rows above.
-  ...(['4Ki', '64Ki', '1Mi'] as const).flatMap((k) => [true, false].map((touch): [string, () => Case] => {
+  ...(['4Ki', '16Ki', '64Ki', '1Mi'] as const).flatMap((k) => [true, false].map((touch): [string, () => Case] => {
     const name = `est dsr ${k} batch256${touch ? ' touch' : ''}`;
-    return [name, () => withBatch(estCase(name, 'dsr', k === '4Ki' ? 4096 : k === '64Ki' ? 65536 : 1 << 20, 'c2b'), touch)];
+    return [name, () => withBatch(estCase(name, 'dsr', { '4Ki': 4096, '16Ki': 16384, '64Ki': 65536, '1Mi': 1 << 20 }[k], 'c2b'), touch)];
   })),
   ...[true, false].map((touch): [string, () => Case] => {
     const name = `est nat mixed 64Ki batch256${touch ? ' touch' : ''}`;
@@ -571,7 +586,7 @@ const kb = (x: number): string => (Number.isNaN(x) ? 'n/a' : (x / 1024).toFixed(
 async function main(): Promise<void> {
   const results: Result[] = [];
   {
-    console.log(`vipgate packet-path benchmark — node ${process.version}, ${REPEATS} × ≥${SECONDS}s per case, median` + (gc ? '' : ' (no --expose-gc: heap figures n/a)') + (HUGE ? ', state on huge pages' : '') + (ALL_BANK ? ', every case over tables read from a bank' : ''));
+    console.log(`vipgate packet-path benchmark — node ${process.version}, ${REPEATS} × ≥${SECONDS}s per case, median` + (gc ? '' : ' (no --expose-gc: heap figures n/a)') + (SHM_DIR ? `, state in files mapped from ${SHM_DIR}` : HUGE ? ', state on huge pages' : '') + (ALL_BANK ? ', every case over tables read from a bank' : ''));
   }
   for (const [name, make] of CASES) {
     if (ONLY && !name.includes(ONLY)) continue;

@@ -592,22 +592,23 @@ export class Dataplane {
   }
 
   /**
-   * Touch the flow-table memory frame buf[off, off+len) will need, reading only (a software
-   * prefetch): a batch calls this for every frame before processing any, so the batch's cache
+   * Where in the flow table frame buf[off, off+len) will first read (FlowTable.forwardHint or
+   * reverseHint; -1: nowhere worth fetching), reading only the frame: a batch computes this for
+   * every frame, then FlowTable.touchAll loads those lines in one tight loop, so the batch's cache
    * misses on a large flow table overlap instead of each frame waiting on its own (issue 10).
    * Untagged IPv4 TCP only (anything else is left to step()); nothing is checked beyond what the
-   * reads need to stay inside the frame. Returns a meaningless value (so the loads stay).
+   * reads need to stay inside the frame.
    */
-  touch(buf: Uint8Array, off: number, len: number): number {
-    if (len < ETH_HEADER_LEN + IP_MIN_HEADER_LEN + TCP_MIN_HEADER_LEN || u16(buf, off + 12) !== ETHERTYPE_IPV4) return 0;
+  hint(buf: Uint8Array, off: number, len: number): number {
+    if (len < ETH_HEADER_LEN + IP_MIN_HEADER_LEN + TCP_MIN_HEADER_LEN || u16(buf, off + 12) !== ETHERTYPE_IPV4) return -1;
     const l3 = off + ETH_HEADER_LEN;
     const ihl = (buf[l3]! & 0x0f) << 2;
-    if (buf[l3 + IP_PROTO] !== IPPROTO_TCP || ihl < IP_MIN_HEADER_LEN || ETH_HEADER_LEN + ihl + TCP_MIN_HEADER_LEN > len) return 0;
+    if (buf[l3 + IP_PROTO] !== IPPROTO_TCP || ihl < IP_MIN_HEADER_LEN || ETH_HEADER_LEN + ihl + TCP_MIN_HEADER_LEN > len) return -1;
     const l4 = l3 + ihl, t = this.tables;
     const src = s32(buf, l3 + IP_SRC), dst = s32(buf, l3 + IP_DST);
-    if (t.vipIndex(dst) >= 0) return this.flows.touch(src, dst, (u16(buf, l4) << 16) | u16(buf, l4 + 2));
-    if (t.mode === MODE_NAT) return this.flows.touchReverse(src, dst, (u16(buf, l4 + 2) << 16) | u16(buf, l4));
-    return 0;
+    if (t.vipIndex(dst) >= 0) return this.flows.forwardHint(src, dst, (u16(buf, l4) << 16) | u16(buf, l4 + 2));
+    if (t.mode === MODE_NAT) return this.flows.reverseHint(src, dst, (u16(buf, l4 + 2) << 16) | u16(buf, l4));
+    return -1;
   }
 
   /** Expire idle flows, a slice at a time; call from a timer (live) or every so often (replay). */

@@ -102,17 +102,34 @@ export class FlowTable {
   }
 
   /**
-   * Read the first line lookup() would read for this key, and nothing else: a batch touches every
-   * frame's line before processing any, so their cache misses overlap (issue 10). The result means
-   * nothing; it is returned so the load is not optimised away.
+   * Where lookup() will first read for this key, as a hint for touchAll(): the byte index of the
+   * flow record's line (>= 0). Computing it reads nothing from the table.
    */
-  touch(cli: number, vip: number, ports: number): number {
-    return this.fb[(hash3(cli, vip, ports, this.seed) & this.mask) << 6]!;
+  forwardHint(cli: number, vip: number, ports: number): number {
+    return (hash3(cli, vip, ports, this.seed) & this.mask) << 6;
   }
 
-  /** touch() for reverseLookup(): the reverse-index entry (the flow record it names is a second, dependent miss). */
-  touchReverse(backIp: number, cli: number, ports: number): number {
-    return this.v.rRef[hash3(backIp, cli, ports, this.rseed) & this.mask]!;
+  /** forwardHint() for reverseLookup(): -2 - the reverse-index slot (always <= -2). */
+  reverseHint(backIp: number, cli: number, ports: number): number {
+    return -2 - (hash3(backIp, cli, ports, this.rseed) & this.mask);
+  }
+
+  /**
+   * Load the lines hints [0, n) name (-1: none), reading only: a software prefetch for a batch
+   * (issue 10). The loop is kept tiny so the CPU has many of these independent misses in flight
+   * at once instead of one per frame; a reverse hint also loads the flow record its entry names
+   * (a second, dependent miss, which overlaps with the other frames' ones). The result means
+   * nothing; it is returned so the loads are not optimised away.
+   */
+  touchAll(hints: Int32Array, n: number): number {
+    const fb = this.fb, r = this.v.rRef;
+    let x = 0;
+    for (let i = 0; i < n; i++) {
+      const h = hints[i]!;
+      if (h >= 0) x ^= fb[h]!;
+      else if (h < -1) { const ref = r[-2 - h]!; if (ref > 0) x ^= fb[(ref - 1) << 6]!; }
+    }
+    return x;
   }
 
   /** Slot of the live flow with this forward key, or -1. Meeting it expired, expires it. Time: clock[NOW]. */

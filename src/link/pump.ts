@@ -29,6 +29,12 @@ export function newBatch(buf: Uint8Array, capacity: number): Batch {
 
 /** Batches at least this long are touched first (prefetch); below it there is nothing to overlap. */
 const TOUCH_MIN = 4;
+/**
+ * Pump.touchFrom's default: 8Ki flows, whose 64-byte records (512 KiB) are a quarter of this CPU's L2;
+ * the crossover measured with `npm run bench -- --huge --case batch256` lies between 4Ki (0.89x)
+ * and 16Ki (1.28x).
+ */
+export const TOUCH_FROM_FLOWS = 8192;
 
 export class Pump {
   /** Sum of the touched values: kept so V8 cannot drop the reads (it means nothing). */
@@ -37,15 +43,20 @@ export class Pump {
   held = 0;
 
   /**
-   * Touch every frame's flow-table line before processing the batch (a software prefetch, so the
-   * batch's cache misses overlap). Off by default: measured per CPU-second on this 2-core VM
-   * (`npm run bench`, the batch256 cases) it cost ~25 % with 4Ki flows (every frame is parsed
-   * and hashed twice) and gained nothing measurable at 64Ki and 1Mi; the JavaScript between two
-   * loads is too long for many misses to be in flight at once. Kept to re-measure on other CPUs.
+   * From this many active flows on, a batch is touched first: every frame's flow-table line is
+   * computed (Dataplane.hint), then all are loaded in one tight loop (FlowTable.touchAll), then
+   * the batch is processed — a software prefetch, so the batch's cache and TLB misses overlap
+   * instead of each frame waiting on its own. Below it the flows' lines stay in cache and the
+   * second parse is pure cost. Measured on this 2-core VM (`npm run bench`, the batch256 rows,
+   * per CPU-second, side by side): 0.89x with 4Ki flows, 1.3-1.5x with 64Ki and 1Mi on huge
+   * pages. 0: always; Infinity: never.
    */
-  touchFirst = false;
+  touchFrom = TOUCH_FROM_FLOWS;
 
-  constructor(readonly dp: Dataplane, public batch: Batch) {}
+  /** Per frame of a batch: where its flow-table read will go (Dataplane.hint), for touchFrom. */
+  private hints: Int32Array;
+
+  constructor(readonly dp: Dataplane, public batch: Batch) { this.hints = new Int32Array(batch.off.length); }
 
   /**
    * Run the packet path over frames [0, n) of the batch at time dp.clock[NOW]. Returns how
@@ -55,10 +66,10 @@ export class Pump {
    */
   run(n: number): number {
     const dp = this.dp, b = this.batch, buf = b.buf, off = b.off, len = b.len, c = dp.state.counters;
-    if (n >= TOUCH_MIN && this.touchFirst) {
-      let x = 0;
-      for (let i = 0; i < n; i++) { const l = len[i]!; if (l > 0) x ^= dp.touch(buf, off[i]!, l); }
-      this.touched ^= x;
+    if (n >= TOUCH_MIN && c[Ctr.flows_active]! >= this.touchFrom) {
+      const h = this.hints;
+      for (let i = 0; i < n; i++) { const l = len[i]!; h[i] = l > 0 ? dp.hint(buf, off[i]!, l) : -1; }
+      this.touched ^= dp.flows.touchAll(h, n);
     }
     let tx = 0, held = 0, i = 0;
     while (i < n) {
