@@ -88,9 +88,14 @@ static napi_value js_map_file(napi_env env, napi_callback_info info) {
     fd = open(path, O_RDWR | O_CLOEXEC);
     if (fd < 0) return throw_errno(env, "cannot open", path, errno);
   }
-  if (created && ftruncate(fd, (off_t)want) != 0) {
-    int e = errno; close(fd); unlink(path);
-    return throw_errno(env, "cannot size", path, e);
+  if (created) {
+    // Allocate every page now: a tmpfs too small for the region (docker's 64 MiB /dev/shm, say)
+    // fails here with ENOSPC and a message, instead of a SIGBUS the first time the packet path
+    // touches a page past what the file system had room for. Where fallocate is not supported,
+    // the file is only sized (its pages come on first touch).
+    int r = posix_fallocate(fd, 0, (off_t)want);
+    if (r == EOPNOTSUPP || r == EINVAL) r = ftruncate(fd, (off_t)want) != 0 ? errno : 0;
+    if (r != 0) { close(fd); unlink(path); return throw_errno(env, "cannot size", path, r); }
   }
   struct stat st;
   if (fstat(fd, &st) != 0) { int e = errno; close(fd); return throw_errno(env, "cannot stat", path, e); }
@@ -107,6 +112,10 @@ static napi_value js_map_file(napi_env env, napi_callback_info info) {
     int e = errno;
     close(fd); // the mapping keeps the file referenced
     if (p == MAP_FAILED) return throw_errno(env, "cannot map", path, e);
+    // Huge pages where the file system offers them (a tmpfs mounted with huge=advise; huge=always
+    // and within_size need no advice): a large flow table then costs a TLB entry per 2 MiB, not
+    // per 4 KiB. Elsewhere (/dev/shm on Debian) this is a no-op, and an error here changes nothing.
+    (void)madvise(p, size, MADV_HUGEPAGE);
     if (napi_create_external_arraybuffer(env, p, size, unmap_finalize, (void *)(uintptr_t)size, &ab) != napi_ok) {
       munmap(p, size);
       napi_throw_error(env, "ENOMEM", "shm: cannot expose the mapping to JavaScript");

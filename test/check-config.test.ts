@@ -67,14 +67,14 @@ t.test('the summary shows every key that matters', async (t) => {
   fs.writeFileSync(file, [
     'interface: eth1', 'mode: nat', 'vips: [10.0.0.100]', 'nat_gateway: 10.0.1.1',
     'backends: [{ name: web1, ip: 10.0.1.21 }]', 'services: [{ vip: 10.0.0.100, port: 80, active: web1 }]',
-    `api: { listen: 10.0.0.5:9180, token: "${TOKEN}" }`, 'state_file: /var/lib/vipgate/state.json',
+    `api: { listen: 10.0.0.5:9180, token: "${TOKEN}" }`, 'state_file: /var/lib/vipgate/state.json', 'shm_dir: /run/vipgate/shm',
     'announce: { count: 2, interval: 500ms, refresh: 60s }', 'log: { level: warn, format: text }', '',
   ].join('\n'));
   const r = await checkConfig(file);
   t.equal(r.code, 0);
   for (const want of [
     'mode nat', 'interface eth1', 'mac (from the NIC; replay needs mac:)', '10.0.0.100:80 -> web1', 'nat gateway: 10.0.1.1',
-    'api: http://10.0.0.5:9180/v1, bearer token from api.token', 'state file: /var/lib/vipgate/state.json',
+    'api: http://10.0.0.5:9180/v1, bearer token from api.token', 'state file: /var/lib/vipgate/state.json', 'shared state: in /run/vipgate/shm',
     'announce: 2 gratuitous ARPs per VIP, 500ms apart, then every 1m', 'log: level warn, format text',
     'flows: capacity 65536', 'neighbours: capacity 4096',
   ]) t.ok(r.out.includes(want), `shows "${want}"`);

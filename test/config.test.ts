@@ -65,6 +65,7 @@ function expectedExample(file: string, mode: 'dsr' | 'nat'): Config {
     icmp: { echo: true, echoRate: 1000, echoBurst: 50 },
     api: { listen: '127.0.0.1:9180', token: null },
     stateFile: null,
+    shmDir: '/dev/shm',
     log: { level: 'info', format: 'json' },
     health: null,
     spares: [],
@@ -86,6 +87,9 @@ t.test('api, state_file, log and backend weight', async (t) => {
   t.match(reject(SCHEMA_EXAMPLE + 'api: { token: short }\n').message, /at least 16 characters/);
   t.match(reject(SCHEMA_EXAMPLE + 'log: { level: loud }\n').message, /not a log level/);
   t.match(reject(SCHEMA_EXAMPLE + 'state_file: /tmp/\n').message, /file path/);
+  t.equal(parseConfig(SCHEMA_EXAMPLE, 'd.yaml').shmDir, '/dev/shm', 'shm_dir: /dev/shm by default');
+  t.equal(parseConfig(SCHEMA_EXAMPLE + 'shm_dir: /run/vipgate/shm/\n', 's.yaml').shmDir, '/run/vipgate/shm', 'shm_dir: a trailing slash is dropped');
+  t.match(reject(SCHEMA_EXAMPLE + 'shm_dir: run/shm\n').message, /shm_dir must be an absolute directory path on a tmpfs/);
   const w = parseConfig(SCHEMA_EXAMPLE.replace('name: web2,', 'name: web2, weight: 0,'), 'w.yaml');
   t.equal(w.backends[1]!.weight, 0);
   t.match(reject(SCHEMA_EXAMPLE.replace('name: web2,', 'name: web2, weight: 1001,')).message, /weight/);

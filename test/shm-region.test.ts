@@ -9,6 +9,7 @@ import { openRegion, attachRegion, regionPath, regionSize, Region, RegionShape, 
 import { STATE_LAYOUT_VERSION, stateSize } from '../src/dataplane/state';
 import { VipgateError } from '../src/control/errors';
 import { shmAvailable } from '../native-bindings/shm';
+import { shmPages, describePages } from '../src/shm/pages';
 import { Dataplane } from '../src/dataplane/dataplane';
 import { Tables } from '../src/tables/services';
 import { Ctr } from '../src/dataplane/counters';
@@ -227,4 +228,68 @@ t.test('parentDeathSignal: a process that asked for it dies with its parent (SIG
   while (alive(childPid) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
   t.notOk(alive(childPid), 'the child is gone once its parent was killed');
   if (alive(childPid)) process.kill(childPid, 'SIGKILL');
+});
+
+// ---- where the region lives: its pages, and a tmpfs with no room (shm_dir:, src/shm/pages.ts) ----
+
+t.test('shmPages reads the mount holding the directory from mountinfo', async (t) => {
+  const info = [
+    '22 1 0:21 / / rw,relatime shared:1 - ext4 /dev/vda rw',
+    '25 22 0:23 / /dev/shm rw,nosuid,nodev shared:4 - tmpfs tmpfs rw,inode64',
+    '40 22 0:30 / /run/vipgate/shm rw,relatime shared:9 - tmpfs vg-shm rw,size=2097152k,huge=within_size,inode64',
+    '41 22 0:31 / /run/vip\\040gate rw,relatime - tmpfs x rw,huge=never',
+    '', 'garbage line',
+  ].join('\n');
+  t.same(shmPages('/dev/shm', info), { mount: '/dev/shm', fsType: 'tmpfs', huge: '', hugePages: false });
+  t.same(shmPages('/run/vipgate/shm', info), { mount: '/run/vipgate/shm', fsType: 'tmpfs', huge: 'within_size', hugePages: true });
+  t.same(shmPages('/run/vipgate/shm/sub', info)?.mount, '/run/vipgate/shm', 'the longest mount point that holds it');
+  t.same(shmPages('/run/vipgate', info)?.mount, '/', 'a prefix of a mount point is not inside it');
+  t.same(shmPages('/run/vip gate', info), { mount: '/run/vip gate', fsType: 'tmpfs', huge: 'never', hugePages: false }, 'escaped spaces; huge=never is 4 KiB');
+  t.same(shmPages('/var/lib', info)?.fsType, 'ext4');
+  t.match(describePages('/run/vipgate/shm/vipgate-eth0.state', shmPages('/run/vipgate/shm', info)), /^2 MiB pages \(tmpfs at \/run\/vipgate\/shm, huge=within_size\)$/);
+  t.match(describePages('/dev/shm/vipgate-eth0.state', shmPages('/dev/shm', info)), /^4 KiB pages \(tmpfs at \/dev\/shm\)$/);
+  t.match(describePages('/x/y.state', null), /pages unknown/);
+});
+
+const canMount = avail.ok && process.getuid?.() === 0;
+t.test('a region on a tmpfs of its own: huge pages where mounted with huge=, a clear refusal where there is no room', { skip: canMount ? false : 'needs the shm addon and root (it mounts two small tmpfs)' }, async (t) => {
+  const base = fs.mkdtempSync('/tmp/vipgate-shm-test-');
+  const mounted: string[] = [];
+  t.teardown(() => {
+    for (const m of mounted.reverse()) spawnSync('umount', ['-l', m]);
+    fs.rmSync(base, { recursive: true, force: true });
+  });
+  const mount = (name: string, opts: string): string => {
+    const m = path.join(base, name);
+    fs.mkdirSync(m);
+    const r = spawnSync('mount', ['-t', 'tmpfs', '-o', opts, `vipgate-test-${name}`, m], { encoding: 'utf8' });
+    if (r.status !== 0) throw new Error(`mount ${m}: ${r.stderr}`);
+    mounted.push(m);
+    return m;
+  };
+
+  // 8 MiB of tmpfs, a region that needs more: refused at start, nothing left behind (before,
+  // the file was only sized and the first touch past the room was a SIGBUS).
+  const small = mount('small', 'size=8m');
+  const big = shape({ flowCapacity: 65536 });
+  t.ok(regionSize(big, BANKS) > 8 << 20, `the region needs ${regionSize(big, BANKS)} bytes`);
+  const file = regionPath('veth-test', small);
+  refused(t, () => open(file, { shape: big }), 'ESHM_UNAVAILABLE', [/has no room for it/, /df /, /--shm-size|flows\.capacity/], 'no room');
+  t.notOk(fs.existsSync(file), 'no file left behind');
+  refused(t, () => open(path.join(base, 'missing', 'x.state')), 'ESHM_UNAVAILABLE', [/does not exist/, /shm_dir/], 'no such directory');
+
+  // huge=within_size: the mapping is on 2 MiB pages once touched.
+  const huge = mount('huge', 'size=64m,huge=within_size');
+  t.same(shmPages(huge)?.hugePages, true, 'shmPages says 2 MiB pages');
+  t.same(shmPages(small)?.hugePages, false, 'and 4 KiB on the plain tmpfs');
+  const hf = regionPath('veth-test', huge);
+  const r = open(hf, { shape: big });
+  t.teardown(() => r.close());
+  const u = new Uint8Array(r.state.memory);
+  for (let i = 0; i < u.length; i += 4096) u[i] = u[i]!; // fault every page in
+  const smaps = fs.readFileSync('/proc/self/smaps', 'utf8');
+  const at = smaps.indexOf(hf);
+  t.ok(at > 0, 'the region is mapped');
+  const pmd = Number(/ShmemPmdMapped:\s+(\d+) kB/.exec(smaps.slice(at))?.[1] ?? 0);
+  t.ok(pmd >= 2048, `mapped with 2 MiB pages: ShmemPmdMapped ${pmd} kB`);
 });

@@ -46,6 +46,7 @@ import { tcpProbe, httpProbe, Probe } from '../control/health/probes';
 import type { CheckType } from '../control/config/health';
 import { openProber } from '../control/health/syn-probe';
 import { openRegion, attachRegion, regionPath, type Region } from '../shm/region';
+import { shmPages, describePages } from '../shm/pages';
 import { BankWriter, banksSize } from '../shm/banks';
 import { WorkerManager, launchWorker, workerOwnsSocket, OWN_SOCKET_ENV } from './workers';
 import { WORKER_PACKET_FD, isUpgradeToNew, isUpgradeToOld, type UpgradeToOld } from './ipc';
@@ -122,7 +123,7 @@ export async function startSupervisor(a: SupervisorArgs): Promise<Supervisor> {
   if (a.statusFile) checkStatusFile(a.statusFile);
   const macText = config.macText ?? info.macText;
   const filter = captureFilter(macText, info.ipv4.map(formatIpv4));
-  const file = regionPath(iface);
+  const file = regionPath(iface, config.shmDir);
 
   if (a.takeover) {
     const old = await takeoverCheck(iface, file, config, filter, log);
@@ -215,6 +216,14 @@ async function startHost(a: SupervisorArgs, settings: RunSettings, log: Logger, 
     : `shared state: attached ${file} (${region.bytes} bytes, layout ${region.layoutVersion}, created ${new Date(region.createdAt).toISOString()} by vipgate ${region.createdBy}): its flows continue`,
   { event: 'shared_state', file, created: region.created });
   if (region.replaced) log.warn(`shared state: ${file} was replaced: ${region.replaced}`, { event: 'shared_state_replaced' });
+  const pages = shmPages(config.shmDir);
+  if (pages && pages.fsType !== 'tmpfs' && pages.fsType !== 'ramfs') {
+    log.warn(`shared state: ${config.shmDir} is on ${pages.fsType}, not a tmpfs: the kernel writes its pages back to that device; use a tmpfs (/dev/shm, or one mounted for it)`, { event: 'shared_state_pages', fs: pages.fsType });
+  } else if (pages && !pages.hugePages && config.flows.capacity >= 65536) {
+    log.info(`shared state on ${describePages(file, pages)}: with ${config.flows.capacity} flows a lookup also walks the page table; a tmpfs mounted with huge=within_size and shm_dir: pointing at it puts the flow table on 2 MiB pages (README "Huge pages for the shared state")`, { event: 'shared_state_pages', huge: false });
+  } else {
+    log.info(`shared state on ${describePages(file, pages)}`, { event: 'shared_state_pages', huge: pages?.hugePages ?? null });
+  }
   const slots = region.created ? (removeSlots(file), null) : readSlots(file, log);
   let ioWhy = 'the packet socket handed over by the vipgate upgraded from';
   try {
@@ -372,6 +381,8 @@ async function startControl(a: SupervisorArgs, settings: RunSettings, log: Logge
   region: Region, nic: NicLink, lock: ReturnType<typeof acquireInstanceLock>, upgrade: (body: unknown) => Promise<unknown>, slots: string[] | null, spare?: ChildProcess): Promise<Control> {
   const { config, apiListen, token, stateFile } = settings;
   const state = region.state;
+  const pages = shmPages(path.dirname(region.path));
+  const pagesText = describePages(region.path, pages);
   // Health probes of type syn need the raw prober here; the SYN-time check runs in the worker (its own).
   const checkTypes = checkTypesUsed(config);
   const opened = checkTypes.includes('syn') ? openProber() : null;
@@ -434,7 +445,7 @@ async function startControl(a: SupervisorArgs, settings: RunSettings, log: Logge
     config, port, mac, stateFile, version: VERSION, iface, health, events,
     log: (level, msg, fields) => log[level](msg, fields),
     onApplied: (x) => { for (const h of hooks) h(x); },
-    runtime: () => ({ worker: workers!.view(), sharedState: { file: region.path, bytes: region.bytes, layoutVersion: region.layoutVersion, createdAt: new Date(region.createdAt).toISOString(), createdBy: region.createdBy } }),
+    runtime: () => ({ worker: workers!.view(), sharedState: { file: region.path, bytes: region.bytes, pages: pagesText, hugePages: pages?.hugePages ?? false, layoutVersion: region.layoutVersion, createdAt: new Date(region.createdAt).toISOString(), createdBy: region.createdBy } }),
   });
   for (const w of controller.restoreWarnings) log.warn(w, { event: 'state_restore' });
   // A cluster node answers ARP only for what the ownership rule gives it, and nothing until it

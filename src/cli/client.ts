@@ -408,7 +408,7 @@ export function statusText(s: StatusView): string {
     ['drops', dropsText(s.drops)],
     ...(s.worker ? [['worker', workerText(s.worker)] as [string, string]] : []),
     ...(s.worker?.lastExit ? [['last exit', `${s.worker.lastExit.reason} at ${s.worker.lastExit.at}`] as [string, string]] : []),
-    ...(s.sharedState ? [['shared state', `${s.sharedState.file} (${s.sharedState.bytes} bytes, layout ${s.sharedState.layoutVersion}, created ${s.sharedState.createdAt} by ${s.sharedState.createdBy})`] as [string, string]] : []),
+    ...(s.sharedState ? [['shared state', `${s.sharedState.file} (${s.sharedState.bytes} bytes on ${s.sharedState.pages}, layout ${s.sharedState.layoutVersion}, created ${s.sharedState.createdAt} by ${s.sharedState.createdBy})`] as [string, string]] : []),
   ]);
 }
 

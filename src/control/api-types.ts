@@ -194,6 +194,10 @@ export interface WorkerView {
 export interface SharedStateView {
   file: string;
   bytes: number;
+  /** Which pages it is on, and the mount that decides it (src/shm/pages.ts). */
+  pages: string;
+  /** Whether those are 2 MiB pages (a tmpfs mounted with huge=). */
+  hugePages: boolean;
   layoutVersion: number;
   /** When the region was created (ISO 8601): older than this vipgate when flows were carried over. */
   createdAt: string;

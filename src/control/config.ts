@@ -28,6 +28,7 @@ import { formatIpv4, formatMac, parseIpv4, parseMac } from '../wire/addr.js';
 import { VipgateError } from './errors.js';
 import { ICMP_ECHO_DEFAULTS, IcmpSpec, tablesImageBytes } from '../tables/services.js';
 import { TABLE_IMAGE_BYTES } from '../shm/banks.js';
+import { REGION_DIR } from '../shm/region.js';
 import {
   HealthCheck, SparePool, ServiceFailover, SynCheckConfig, EventsConfig, SERVICE_FAILOVER_KEYS,
   parseDefaultHealth, parseBackendHealth, parseSpares, parseServiceFailover, parseSynCheck, parseEvents,
@@ -106,6 +107,11 @@ export interface Config {
   api: ApiConfig;
   /** Where state changed through the API is kept (null: not persisted). */
   stateFile: string | null;
+  /**
+   * The directory of the shared-state file (flows, counters, tables: src/shm/region.ts): a tmpfs.
+   * /dev/shm by default; a tmpfs mounted with huge=within_size puts the flow table on 2 MiB pages.
+   */
+  shmDir: string;
   log: { level: 'debug' | 'info' | 'warn' | 'error'; format: 'json' | 'text' };
   /** The default health check (top-level `health`), applied to registered backends too; null: none. */
   health: HealthCheck | null;
@@ -248,7 +254,7 @@ const BACKEND_NAME_RE = /^[A-Za-z0-9_.-]{1,64}$/;
 // Linux dev_valid_name(): 1..15 bytes (IFNAMSIZ - 1), not "." or "..", no '/', ':' or space.
 const IFNAME_RE = /^[^/:\s]{1,15}$/;
 
-const TOP_KEYS = ['interface', 'mac', 'mode', 'vips', 'backends', 'services', 'flows', 'neighbours', 'nat_gateway', 'announce', 'api', 'state_file', 'log', 'icmp', 'health', 'spares', 'syn_check', 'events', 'io', 'cluster'] as const;
+const TOP_KEYS = ['interface', 'mac', 'mode', 'vips', 'backends', 'services', 'flows', 'neighbours', 'nat_gateway', 'announce', 'api', 'state_file', 'shm_dir', 'log', 'icmp', 'health', 'spares', 'syn_check', 'events', 'io', 'cluster'] as const;
 const ICMP_KEYS = ['echo', 'echo_rate', 'echo_burst'] as const;
 const API_KEYS = ['listen', 'token'] as const;
 const LOG_KEYS = ['level', 'format'] as const;
@@ -379,6 +385,7 @@ export function describeConfig(c: Config, eff: EffectiveSettings = {
     (a.refreshMs > 0 ? `then every ${formatDuration(a.refreshMs)}` : 'no periodic refresh'));
   out.push(`  api: http://${eff.apiListen}/v1, ${eff.tokenFrom === null ? 'no token (loopback only)' : `bearer token from ${eff.tokenFrom}`}`);
   out.push(`  state file: ${eff.stateFile ?? 'none (changes made through the API are lost at restart)'}`);
+  out.push(`  shared state: in ${c.shmDir}${c.shmDir === REGION_DIR ? ' (the default)' : ''}`);
   out.push(`  log: level ${c.log.level}, format ${c.log.format}`);
   out.push(c.icmp.echo ? `  icmp: echo answered, up to ${c.icmp.echoRate}/s, burst ${c.icmp.echoBurst}` : '  icmp: echo requests dropped (icmp.echo: false)');
   const checked = c.backends.filter((b) => b.health).length;
@@ -1209,6 +1216,14 @@ class Checker {
         else stateFile = sf;
       }
     }
+    let shmDir = REGION_DIR;
+    if (f.shm_dir) {
+      const d = this.text(f.shm_dir, 'a directory on a tmpfs like /dev/shm');
+      if (d !== undefined) {
+        if (!d.startsWith('/')) this.fail(f.shm_dir.at, f.shm_dir.path, `shm_dir must be an absolute directory path on a tmpfs, like ${REGION_DIR} or /run/vipgate/shm`);
+        else shmDir = d.length > 1 ? d.replace(/\/+$/, '') : d;
+      }
+    }
     const log: Config['log'] = { level: 'info', format: 'json' };
     if (f.log) {
       const m = this.mapping(f.log, LOG_KEYS, 'a mapping like { level: info, format: json }');
@@ -1279,6 +1294,7 @@ class Checker {
       vipPlacement,
       api,
       stateFile,
+      shmDir,
       log,
       natGateway: natGateway?.ip ?? null,
       natGatewayText: natGateway?.text ?? null,

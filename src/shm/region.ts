@@ -210,8 +210,10 @@ function unavailable(): VipgateError | null {
 
 function mapError(file: string, e: unknown): VipgateError {
   const err = e as Error & { code?: string };
-  const hint = err.code === 'ENOSPC' || err.code === 'ENOMEM' ? ` (${REGION_DIR} is full: see df ${REGION_DIR}; a smaller flow_capacity needs less)`
-    : err.code === 'EACCES' || err.code === 'EPERM' ? ' (run vipgate as the user that made it, or remove it)' : '';
+  const dir = path.dirname(file);
+  const hint = err.code === 'ENOSPC' || err.code === 'ENOMEM' ? ` (${dir} has no room for it: see df ${dir}; give it more (docker: --shm-size), or a smaller flows.capacity needs less)`
+    : err.code === 'EACCES' || err.code === 'EPERM' ? ' (run vipgate as the user that made it, or remove it)'
+    : err.code === 'ENOENT' ? ` (${dir} does not exist: create it, or mount a tmpfs there, or set shm_dir: in the config)` : '';
   // The addon's message names the file already ("shm: cannot open /dev/shm/...: ...").
   const what = /^shm: /.test(err.message) ? err.message.replace(/^shm: /, '') : `${file}: ${err.message}`;
   return new VipgateError('ESHM_UNAVAILABLE', `shared state: ${what}${hint}`, { cause: e });
