@@ -102,11 +102,27 @@ function measure(lab: Lab, gen: string, to: Target, t: Traffic, seconds: number,
  * vipgate's CPU cost per forwarded frame at a fixed, sustainable rate (ack, 10k flows, already
  * primed): CPU time is less disturbed by other load on the machine than throughput is.
  */
+/** vipgate's processes: the supervisor and its children (the packet worker and the spare one). */
+function vipgateTree(pid: number): number[] {
+  const r = spawnSync('pgrep', ['-P', String(pid)], { encoding: 'utf8' });
+  return [pid, ...r.stdout.split('\n').filter(Boolean).map(Number)];
+}
+
+/** Every vipgate process (the worker does the forwarding) and every thread of each on the forwarder's CPU. */
+function pinVipgate(pid: number): void {
+  for (const p of vipgateTree(pid)) spawnSync('taskset', ['-a', '-pc', FWD_CPU, String(p)], { stdio: 'ignore' });
+}
+
+/** CPU seconds used by the supervisor and its children (the worker forwards), all threads. */
+function vipgateCpu(pid: number): number {
+  return vipgateTree(pid).reduce((sum, p) => sum + cpuSeconds(p), 0);
+}
+
 function cpuPerFrame(lab: Lab, gen: string, to: Target, pid: number, rate: number, seconds: number): { pps: number; usPerFrame: number } {
-  const before = sinkRx(lab), c0 = cpuSeconds(pid);
+  const before = sinkRx(lab), c0 = vipgateCpu(pid);
   const g = generate(lab, gen, to, { kind: 'ack', flows: 10_000 }, seconds, 0, 'ack', rate);
   spawnSync('sleep', ['0.1']);
-  const frames = sinkRx(lab) - before, cpu = cpuSeconds(pid) - c0;
+  const frames = sinkRx(lab) - before, cpu = vipgateCpu(pid) - c0;
   return { pps: frames / g.seconds, usPerFrame: frames > 0 ? (cpu * 1e6) / frames : NaN };
 }
 
@@ -187,7 +203,7 @@ async function main(): Promise<void> {
         if (p === 'kernel') kernelOn(lab, vip, backend);
         if (p === 'pcap' || p === 'native') {
           vg = await startVipgate(lab, labConfigYaml(lab, `io: ${p}`).replace('capacity: 262144', 'capacity: 65536'));
-          spawnSync('taskset', ['-a', '-pc', FWD_CPU, String(vg.pid)], { stdio: 'ignore' });
+          pinVipgate(vg.pid);
           await sleep(300);
         }
         try {
@@ -223,7 +239,7 @@ async function main(): Promise<void> {
       }
       // The adaptive polling's cost: the same fixed rate with polling off (spin_us: 0).
       vg = await startVipgate(lab, labConfigYaml(lab, 'io: { backend: native, spin_us: 0 }').replace('capacity: 262144', 'capacity: 65536'));
-      spawnSync('taskset', ['-a', '-pc', FWD_CPU, String(vg.pid)], { stdio: 'ignore' });
+      pinVipgate(vg.pid);
       measure(lab, gen, viaVg, { kind: 'ack', flows: 10_000 }, 1, true);
       cpus.push({ round: r, path: 'native spin 0', ...cpuPerFrame(lab, gen, viaVg, vg.pid, cpuRate, seconds) });
       await vg.stop();

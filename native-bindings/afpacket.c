@@ -665,6 +665,17 @@ static napi_value js_huge_buffer(napi_env env, napi_callback_info info) {
   return ab;
 }
 
+// threadCpuNs() -> this thread's CPU time (ns, CLOCK_THREAD_CPUTIME_ID): for benches that split a
+// gap into the time the thread ran and the time the CPU was taken from it (bench/gap.bench.ts).
+static napi_value js_thread_cpu_ns(napi_env env, napi_callback_info info) {
+  (void)info;
+  struct timespec t;
+  if (clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t) != 0) return throw_errno(env, "afpacket: clock_gettime(CLOCK_THREAD_CPUTIME_ID)", errno);
+  napi_value v;
+  napi_create_double(env, (double)t.tv_sec * 1e9 + (double)t.tv_nsec, &v);
+  return v;
+}
+
 NAPI_MODULE_INIT() {
   napi_property_descriptor d[] = {
     { "open", NULL, js_open, NULL, NULL, NULL, napi_default, NULL },
@@ -681,6 +692,7 @@ NAPI_MODULE_INIT() {
     { "geometry", NULL, js_geometry, NULL, NULL, NULL, napi_default, NULL },
     { "waiting", NULL, js_waiting, NULL, NULL, NULL, napi_default, NULL },
     { "hugeBuffer", NULL, js_huge_buffer, NULL, NULL, NULL, napi_default, NULL },
+    { "threadCpuNs", NULL, js_thread_cpu_ns, NULL, NULL, NULL, napi_default, NULL },
   };
   napi_define_properties(env, exports, sizeof d / sizeof d[0], d);
   return exports;

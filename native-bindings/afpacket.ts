@@ -25,6 +25,7 @@ interface AfPacketAddon {
   geometry(id: number): [number, number, number];
   waiting(id: number): number;
   hugeBuffer(bytes: number): ArrayBuffer;
+  threadCpuNs(): number;
 }
 
 const buildDir = path.resolve(__dirname, '..', '..', 'native-bindings', 'build');
@@ -55,6 +56,12 @@ export function afpacketAvailable(): { ok: true; addon: AfPacketAddon } | { ok: 
 export function hugePageAllocator(): ((bytes: number) => ArrayBuffer) | null {
   const a = afpacketAvailable();
   return a.ok ? (bytes) => a.addon.hugeBuffer(bytes) : null;
+}
+
+/** This thread's CPU time in ns (CLOCK_THREAD_CPUTIME_ID), or null without the addon: for benches. */
+export function threadCpuClock(): (() => number) | null {
+  const a = afpacketAvailable();
+  return a.ok ? () => a.addon.threadCpuNs() : null;
 }
 
 /** Slot per frame in the ring: a 1500-byte-MTU frame with VLAN tags and the ring's header fits. */
