@@ -97,6 +97,7 @@ static const char *errno_code(int e) {
     case EMSGSIZE: return "EMSGSIZE";
     case EBADF: return "EBADF";
     case ENOTSOCK: return "ENOTSOCK";
+    case ESRCH: return "ESRCH";
     default: return "EIO";
   }
 }
@@ -676,6 +677,19 @@ static napi_value js_thread_cpu_ns(napi_env env, napi_callback_info info) {
   return v;
 }
 
+// setFifo(pid, priority) -> make thread `pid` (a process's main thread: its PID) SCHED_FIFO at
+// `priority` 1-99 (io.rt_priority: the packet worker), or SCHED_OTHER again with 0. Node has no
+// call for it. Throws EPERM without CAP_SYS_NICE (or an RLIMIT_RTPRIO that allows it).
+static napi_value js_set_fifo(napi_env env, napi_callback_info info) {
+  ARGS(2);
+  int32_t pid, prio;
+  if (napi_get_value_int32(env, argv[0], &pid) != napi_ok || napi_get_value_int32(env, argv[1], &prio) != napi_ok || pid <= 0 || prio < 0 || prio > 99)
+    return throw_msg(env, "EINVAL", "afpacket: setFifo needs a PID and a priority 0..99");
+  struct sched_param sp = { .sched_priority = prio };
+  if (sched_setscheduler(pid, prio > 0 ? SCHED_FIFO : SCHED_OTHER, &sp) != 0) return throw_errno(env, "afpacket: sched_setscheduler", errno);
+  return NULL;
+}
+
 NAPI_MODULE_INIT() {
   napi_property_descriptor d[] = {
     { "open", NULL, js_open, NULL, NULL, NULL, napi_default, NULL },
@@ -693,6 +707,7 @@ NAPI_MODULE_INIT() {
     { "waiting", NULL, js_waiting, NULL, NULL, NULL, napi_default, NULL },
     { "hugeBuffer", NULL, js_huge_buffer, NULL, NULL, NULL, napi_default, NULL },
     { "threadCpuNs", NULL, js_thread_cpu_ns, NULL, NULL, NULL, napi_default, NULL },
+    { "setFifo", NULL, js_set_fifo, NULL, NULL, NULL, napi_default, NULL },
   };
   napi_define_properties(env, exports, sizeof d / sizeof d[0], d);
   return exports;

@@ -26,6 +26,7 @@ interface AfPacketAddon {
   waiting(id: number): number;
   hugeBuffer(bytes: number): ArrayBuffer;
   threadCpuNs(): number;
+  setFifo(pid: number, priority: number): void;
 }
 
 const buildDir = path.resolve(__dirname, '..', '..', 'native-bindings', 'build');
@@ -62,6 +63,16 @@ export function hugePageAllocator(): ((bytes: number) => ArrayBuffer) | null {
 export function threadCpuClock(): (() => number) | null {
   const a = afpacketAvailable();
   return a.ok ? () => a.addon.threadCpuNs() : null;
+}
+
+/**
+ * Make process `pid`'s main thread SCHED_FIFO at `priority` (1-99; 0: an ordinary task again):
+ * io.rt_priority for the packet worker. Throws (code EPERM without CAP_SYS_NICE; ENOTBUILT without the addon).
+ */
+export function setFifo(pid: number, priority: number): void {
+  const a = afpacketAvailable();
+  if (!a.ok) throw Object.assign(new Error(a.why), { code: 'ENOTBUILT' });
+  a.addon.setFifo(pid, priority);
 }
 
 /** Slot per frame in the ring: a 1500-byte-MTU frame with VLAN tags and the ring's header fits. */

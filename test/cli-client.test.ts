@@ -436,12 +436,12 @@ t.test('status shows the packet worker and the shared state (issue 9)', async (t
   const plain = statusText(status());
   t.notMatch(plain, /worker|shared state/, 'one process (replay, tests): no worker lines');
   const s = statusText(status({
-    worker: { pid: 4711, startedAt: '2026-11-29T22:34:21.030Z', restarts: 1, lastExit: { reason: 'killed by SIGKILL', at: '2026-11-29T22:34:20.474Z' }, state: 'running', nextStartAt: null },
+    worker: { pid: 4711, startedAt: '2026-11-29T22:34:21.030Z', restarts: 1, lastExit: { reason: 'killed by SIGKILL', at: '2026-11-29T22:34:20.474Z' }, state: 'running', nextStartAt: null, scheduling: 'SCHED_FIFO 10' },
     sharedState: { file: '/dev/shm/vipgate-eth1.netns4026531840.state', bytes: 44388352, pages: '4 KiB pages (tmpfs at /dev/shm)', hugePages: false, layoutVersion: 1, createdAt: '2026-11-29T20:00:00.000Z', createdBy: '0.1.0' },
   }));
-  t.match(s, /worker\s+running \(pid 4711, started 2026-11-29T22:34:21\.030Z\), 1 restart\n/);
+  t.match(s, /worker\s+running \(pid 4711, started 2026-11-29T22:34:21\.030Z, SCHED_FIFO 10\), 1 restart\n/);
   t.match(s, /last exit\s+killed by SIGKILL at 2026-11-29T22:34:20\.474Z/);
   t.match(s, /shared state\s+\/dev\/shm\/vipgate-eth1\.netns4026531840\.state \(44388352 bytes on 4 KiB pages \(tmpfs at \/dev\/shm\), layout 1, created 2026-11-29T20:00:00\.000Z by 0\.1\.0\)/);
-  const waiting = statusText(status({ worker: { pid: null, startedAt: null, restarts: 3, lastExit: { reason: 'exit code 3: cannot attach', at: '2026-11-29T22:00:00.000Z' }, state: 'backoff', nextStartAt: '2026-11-29T22:00:00.400Z' }, sharedState: null }));
+  const waiting = statusText(status({ worker: { pid: null, startedAt: null, restarts: 3, lastExit: { reason: 'exit code 3: cannot attach', at: '2026-11-29T22:00:00.000Z' }, state: 'backoff', nextStartAt: '2026-11-29T22:00:00.400Z', scheduling: null }, sharedState: null }));
   t.match(waiting, /worker\s+backoff \(none, next start 2026-11-29T22:00:00\.400Z\), 3 restarts/, 'between two workers: when the next starts');
 });

@@ -71,7 +71,7 @@ function expectedExample(file: string, mode: 'dsr' | 'nat'): Config {
     spares: [],
     synCheck: null,
     events: EVENTS_DEFAULTS,
-    io: { backend: 'auto', batch: 256, spinUs: 200 },
+    io: { backend: 'auto', batch: 256, spinUs: 200, rtPriority: 0 },
     cluster: null,
     vipPlacement: new Map(),
   };
@@ -96,10 +96,14 @@ t.test('api, state_file, log and backend weight', async (t) => {
 });
 
 t.test('io: native | pcap, or a mapping with the native tuning', async (t) => {
-  t.same(parseConfig(SCHEMA_EXAMPLE, 'a.yaml').io, { backend: 'auto', batch: 256, spinUs: 200 }, 'absent: auto (native where it works)');
-  t.same(parseConfig(SCHEMA_EXAMPLE + 'io: pcap\n', 'a.yaml').io, { backend: 'pcap', batch: 256, spinUs: 200 });
-  t.same(parseConfig(SCHEMA_EXAMPLE + 'io: { backend: native, batch: 64, spin_us: 0 }\n', 'a.yaml').io, { backend: 'native', batch: 64, spinUs: 0 });
-  t.same(parseConfig(SCHEMA_EXAMPLE + 'io: { spin_us: 50 }\n', 'a.yaml').io, { backend: 'auto', batch: 256, spinUs: 50 });
+  t.same(parseConfig(SCHEMA_EXAMPLE, 'a.yaml').io, { backend: 'auto', batch: 256, spinUs: 200, rtPriority: 0 }, 'absent: auto (native where it works)');
+  t.same(parseConfig(SCHEMA_EXAMPLE + 'io: pcap\n', 'a.yaml').io, { backend: 'pcap', batch: 256, spinUs: 200, rtPriority: 0 });
+  t.same(parseConfig(SCHEMA_EXAMPLE + 'io: { backend: native, batch: 64, spin_us: 0 }\n', 'a.yaml').io, { backend: 'native', batch: 64, spinUs: 0, rtPriority: 0 });
+  t.same(parseConfig(SCHEMA_EXAMPLE + 'io: { spin_us: 50 }\n', 'a.yaml').io, { backend: 'auto', batch: 256, spinUs: 50, rtPriority: 0 });
+  t.same(parseConfig(SCHEMA_EXAMPLE + 'io: { rt_priority: 10 }\n', 'a.yaml').io, { backend: 'auto', batch: 256, spinUs: 0, rtPriority: 10 }, 'rt_priority: polling off unless given');
+  t.same(parseConfig(SCHEMA_EXAMPLE + 'io: { rt_priority: 10, spin_us: 0 }\n', 'a.yaml').io, { backend: 'auto', batch: 256, spinUs: 0, rtPriority: 10 });
+  t.same(parseConfig(SCHEMA_EXAMPLE + 'io: { rt_priority: 0, spin_us: 50 }\n', 'a.yaml').io, { backend: 'auto', batch: 256, spinUs: 50, rtPriority: 0 }, 'rt_priority 0: off');
+  t.match(describeConfig(parseConfig(SCHEMA_EXAMPLE + 'io: { rt_priority: 10 }\n', 'a.yaml')), 'polling 0 µs); the packet worker real-time (SCHED_FIFO 10)');
   t.match(describeConfig(parseConfig(SCHEMA_EXAMPLE, 'a.yaml')), 'packet I/O: native where it works, else pcap (batches of up to 256, polling 200 µs)');
   t.match(describeConfig(parseConfig(SCHEMA_EXAMPLE + 'io: pcap\n', 'a.yaml')), 'packet I/O: pcap');
 });
@@ -358,6 +362,8 @@ const fixtures: Fixture[] = [
   { d: 'io backend unknown', yaml: cfg({ extra: ['io: dpdk'] }), code: I, line: 6, at: 'dpdk', path: 'io', msg: ['"dpdk" is not a packet I/O backend', 'use native', 'or pcap'] },
   { d: 'io batch zero', yaml: cfg({ extra: ['io: { backend: native, batch: 0 }'] }), code: I, line: 6, path: 'io.batch', msg: ['0 is out of range', 'io.batch (frames per turn of the event loop) must be 1..4096'] },
   { d: 'io spin as a duration', yaml: cfg({ extra: ['io: { spin_us: 200us }'] }), code: I, line: 6, path: 'io.spin_us', msg: ['expected io.spin_us', 'as an integer 0..1000000'] },
+  { d: 'io rt_priority too high', yaml: cfg({ extra: ['io: { rt_priority: 100 }'] }), code: I, line: 6, path: 'io.rt_priority', msg: ['100 is out of range', 'SCHED_FIFO priority'] },
+  { d: 'io rt_priority with polling', yaml: cfg({ extra: ['io: { rt_priority: 10, spin_us: 200 }'] }), code: I, line: 6, path: 'io.spin_us', msg: ['io.spin_us 200 with io.rt_priority', 'throttles it', 'use spin_us: 0'] },
   { d: 'io typo', yaml: cfg({ extra: ['io: { backnd: pcap }'] }), code: I, line: 6, path: 'io.backnd', msg: ['did you mean "backend"?'] },
 
   // --- requireMac --------------------------------------------------------------------------

@@ -58,11 +58,13 @@ t.test('nat: worker SIGKILL and upgrade keep every connection; an incompatible u
   let vg2: VipgateProc | null = null;
   try {
     lab = await createLab({ mode: 'nat', clients: 1, backends: 2 });
-    vg = await startVipgate(lab, labConfigYaml(lab), ['--fresh-state']);
+    // A real-time worker (io.rt_priority): each new worker is made SCHED_FIFO too.
+    vg = await startVipgate(lab, labConfigYaml(lab, 'io: { rt_priority: 5 }'), ['--fresh-state']);
     const v = vg;
     const status = () => v.cliJson<StatusView>(['status']);
     const s0 = await until('the first worker', () => { const s = status(); return s.worker?.state === 'running' ? s : null; });
     t.ok(s0.worker!.pid! > 0, `worker PID ${s0.worker!.pid}`);
+    t.equal(s0.worker!.scheduling, 'SCHED_FIFO 5', 'the worker is real-time (io.rt_priority 5)');
     t.equal(s0.worker!.restarts, 0);
     t.match(s0.sharedState, { file: /^\/dev\/shm\/vipgate-eth0\.netns\d+\.state$/, layoutVersion: Number }, 'status names the region');
     const region = s0.sharedState!.file;
@@ -75,6 +77,7 @@ t.test('nat: worker SIGKILL and upgrade keep every connection; an incompatible u
     process.kill(s0.worker!.pid!, 'SIGKILL');
     const s1 = await until('a new worker', () => { const s = status(); return s.worker?.state === 'running' && s.worker.pid !== s0.worker!.pid ? s : null; });
     t.equal(s1.worker!.restarts, 1, 'restarts 1');
+    t.equal(s1.worker!.scheduling, 'SCHED_FIFO 5', 'the new worker is real-time too');
     t.match(s1.worker!.lastExit, { reason: 'killed by SIGKILL' }, 'with the reason');
     t.equal(s1.pid, s0.pid, 'the supervisor is the same process');
     const again = await held.request();

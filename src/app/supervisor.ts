@@ -238,6 +238,9 @@ async function startHost(a: SupervisorArgs, settings: RunSettings, log: Logger, 
     ? `packet I/O: native (${ioWhy}): batches of up to ${config.io.batch} frames, polling ${config.io.spinUs} µs after the last frame; ` +
       (workerOwnsSocket(nic) ? `each worker opens a socket of its own (${OWN_SOCKET_ENV}=1, a measurement knob): frames that arrive while no worker runs are lost` : 'the ring keeps frames while no worker runs')
     : `packet I/O: pcap (${ioWhy}): one frame per call; the packet worker opens its own capture, so frames that arrive while no worker runs (a crash, an upgrade) are lost`, { event: 'io', io: nic.io });
+  if (config.io.rtPriority > 0) {
+    log.info(`packet worker: real-time (SCHED_FIFO ${config.io.rtPriority}, io.rt_priority): a frame's wake-up preempts control and every ordinary task on its CPU; under a flood it keeps that CPU, so give control another one (README "A real-time packet worker")`, { event: 'worker_priority', rtPriority: config.io.rtPriority });
+  }
 
   // ---- vipgate upgrade (the old side): defined before control starts, which serves it on the API ----
   let control!: Control;
@@ -432,7 +435,7 @@ async function startControl(a: SupervisorArgs, settings: RunSettings, log: Logge
   const health = new HealthManager({ probes: PROBES, events });
   workers = new WorkerManager({
     log, iface, region: region.path, nic, filter,
-    io: { backend: config.io.backend, batch: config.io.batch, spinUs: config.io.spinUs },
+    io: { backend: config.io.backend, batch: config.io.batch, spinUs: config.io.spinUs }, rtPriority: config.io.rtPriority,
     synCheck: config.synCheck ? { timeoutMs: config.synCheck.timeoutMs } : null,
     logOptions: { level: a.logLevel ?? config.log.level, format: a.logFormat ?? config.log.format },
     names: () => [...(published?.backendNames ?? [])],

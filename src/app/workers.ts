@@ -12,6 +12,8 @@ import type { Logger, LogLevel } from '../obs/log';
 import type { WorkerView } from '../control/api-types';
 import { initialRestartState, stepRestart, describeExit, type RestartState, type WorkerEvent, type WorkerExit } from './backoff';
 import { isWorkerMessage, WORKER_PACKET_FD, type SupervisorToWorker, type WorkerToSupervisor } from './ipc';
+import { setFifo } from '../../native-bindings/afpacket';
+import { scheduling } from '../obs/proc';
 
 /**
  * The packet worker's nice value. Where control and the packet path share CPUs (this 2-core lab
@@ -32,6 +34,8 @@ export interface WorkerManagerOptions {
   nic: NicLink;
   filter: string;
   io: { backend: 'native' | 'pcap' | 'auto'; batch: number; spinUs: number };
+  /** io.rt_priority: the worker's SCHED_FIFO priority, 0 for none (nice WORKER_NICE). */
+  rtPriority: number;
   synCheck: { timeoutMs: number } | null;
   logOptions: { level: LogLevel; format: 'json' | 'text' };
   /** Backend names by slot, as published last. */
@@ -144,14 +148,27 @@ export class WorkerManager {
   }
 
   private priorityWarned = false;
+  private realtimeWarned = false;
   private prioritise(child: ChildProcess): void {
     if (child.pid === undefined) return;
     try {
       os.setPriority(child.pid, WORKER_NICE);
     } catch (e) {
-      if (this.priorityWarned) return;
-      this.priorityWarned = true;
-      this.o.log.warn(`cannot give the packet worker priority over control (nice ${WORKER_NICE}): ${(e as Error).message}; it shares the CPU with control as an equal, so a burst of API changes can delay forwarding (give vipgate CAP_SYS_NICE, e.g. AmbientCapabilities=CAP_SYS_NICE in its systemd unit)`, { event: 'worker_priority' });
+      if (!this.priorityWarned) {
+        this.priorityWarned = true;
+        this.o.log.warn(`cannot give the packet worker priority over control (nice ${WORKER_NICE}): ${(e as Error).message}; it shares the CPU with control as an equal, so a burst of API changes can delay forwarding (give vipgate CAP_SYS_NICE, e.g. AmbientCapabilities=CAP_SYS_NICE in its systemd unit)`, { event: 'worker_priority' });
+      }
+    }
+    const rt = this.o.rtPriority;
+    if (rt <= 0) return;
+    // Its main thread only (the PID): the thread that runs the packet loop. V8's helper threads
+    // stay ordinary tasks.
+    try {
+      setFifo(child.pid, rt);
+    } catch (e) {
+      if (this.realtimeWarned) return;
+      this.realtimeWarned = true;
+      this.o.log.warn(`cannot make the packet worker real-time (io.rt_priority ${rt}, SCHED_FIFO): ${(e as Error).message}; it runs as an ordinary task at nice ${WORKER_NICE} instead (give vipgate CAP_SYS_NICE, e.g. AmbientCapabilities=CAP_SYS_NICE in its systemd unit)`, { event: 'worker_priority' });
     }
   }
 
@@ -259,6 +276,7 @@ export class WorkerManager {
       pid: this.child?.pid ?? null, startedAt: iso(s.startedAt), restarts: s.restarts,
       lastExit: s.lastExit ? { reason: describeExit(s.lastExit), at: iso(s.lastExit.at)! } : null,
       state: s.phase, nextStartAt: iso(s.nextStartAt),
+      scheduling: this.child?.pid !== undefined && this.child.exitCode === null && this.child.signalCode === null ? scheduling(this.child.pid) : null,
     };
   }
 }

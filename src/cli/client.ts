@@ -415,7 +415,7 @@ export function statusText(s: StatusView): string {
 function workerText(w: WorkerView): string {
   const pid = w.pid === null ? 'none' : `pid ${w.pid}`;
   const next = w.state === 'backoff' && w.nextStartAt ? `, next start ${w.nextStartAt}` : '';
-  return `${w.state} (${pid}${w.startedAt ? `, started ${w.startedAt}` : ''}${next}), ${w.restarts} restart${w.restarts === 1 ? '' : 's'}`;
+  return `${w.state} (${pid}${w.startedAt ? `, started ${w.startedAt}` : ''}${w.scheduling ? `, ${w.scheduling}` : ''}${next}), ${w.restarts} restart${w.restarts === 1 ? '' : 's'}`;
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -189,6 +189,8 @@ export interface WorkerView {
   state: 'starting' | 'running' | 'backoff' | 'stopping' | 'stopped';
   /** state backoff: when the next worker starts (ISO 8601). */
   nextStartAt: string | null;
+  /** How the running worker is scheduled, read from /proc: "SCHED_FIFO 10" (io.rt_priority), "nice -10"; null between two workers. */
+  scheduling: string | null;
 }
 
 export interface SharedStateView {

@@ -134,6 +134,11 @@ export interface IoConfig {
   batch: number;
   /** Keep polling this long after the last frame before sleeping (native), µs; 0 = sleep at once. */
   spinUs: number;
+  /**
+   * The packet worker's SCHED_FIFO priority (1-99), or 0: an ordinary task at nice -10. Real-time,
+   * a frame's wake-up preempts whatever else runs on the worker's CPU (control, other programs).
+   */
+  rtPriority: number;
 }
 
 /** The runtime API: HOST:PORT to listen on; a bearer token (required off loopback). */
@@ -258,7 +263,7 @@ const TOP_KEYS = ['interface', 'mac', 'mode', 'vips', 'backends', 'services', 'f
 const ICMP_KEYS = ['echo', 'echo_rate', 'echo_burst'] as const;
 const API_KEYS = ['listen', 'token'] as const;
 const LOG_KEYS = ['level', 'format'] as const;
-const IO_KEYS = ['backend', 'batch', 'spin_us'] as const;
+const IO_KEYS = ['backend', 'batch', 'spin_us', 'rt_priority'] as const;
 const ANNOUNCE_KEYS = ['count', 'interval', 'refresh'] as const;
 const BACKEND_KEYS = ['name', 'ip', 'mac', 'weight', 'health'] as const;
 const SERVICE_KEYS = ['vip', 'backend', 'port', 'active', 'standby', ...SERVICE_FAILOVER_KEYS] as const;
@@ -396,7 +401,8 @@ export function describeConfig(c: Config, eff: EffectiveSettings = {
   for (const p of c.spares) out.push(`  spare pool ${p.name}${p.exclusive ? ' (exclusive)' : ''}: ${p.members.join(', ')}`);
   const io = c.io;
   if (c.cluster) out.push(...describeCluster(c.cluster, c.vipPlacement, eff.clusterKey ?? null));
-  out.push(io.backend === 'pcap' ? '  packet I/O: pcap' : `  packet I/O: ${io.backend === 'auto' ? 'native where it works, else pcap' : 'native'} (batches of up to ${io.batch}, polling ${io.spinUs} µs)`);
+  out.push((io.backend === 'pcap' ? '  packet I/O: pcap' : `  packet I/O: ${io.backend === 'auto' ? 'native where it works, else pcap' : 'native'} (batches of up to ${io.batch}, polling ${io.spinUs} µs)`) +
+    (io.rtPriority > 0 ? `; the packet worker real-time (SCHED_FIFO ${io.rtPriority})` : ''));
   return out.join('\n');
 }
 
@@ -1240,8 +1246,8 @@ class Checker {
         }
       }
     }
-    // io: native | pcap, or { backend, batch, spin_us }.
-    const io: IoConfig = { backend: 'auto', batch: DEFAULT_BATCH, spinUs: DEFAULT_SPIN_US };
+    // io: native | pcap, or { backend, batch, spin_us, rt_priority }.
+    const io: IoConfig = { backend: 'auto', batch: DEFAULT_BATCH, spinUs: DEFAULT_SPIN_US, rtPriority: 0 };
     if (f.io) {
       const backend = (e: Entry): void => {
         const b = this.text(e, 'native or pcap');
@@ -1253,6 +1259,15 @@ class Checker {
         if (m?.backend) backend(m.backend);
         if (m?.batch) io.batch = this.integer(m.batch, 1, 4096, 'io.batch (frames per turn of the event loop)') ?? io.batch;
         if (m?.spin_us) io.spinUs = this.integer(m.spin_us, 0, 1_000_000, 'io.spin_us (µs of polling after the last frame; 0 = sleep at once)') ?? io.spinUs;
+        if (m?.rt_priority) {
+          io.rtPriority = this.integer(m.rt_priority, 0, 99, 'io.rt_priority (the packet worker\'s SCHED_FIFO priority, 1-99; 0 = off)') ?? 0;
+          // A real-time task that polls never sleeps while a stream trickles in, and the kernel
+          // throttles one that runs 95 % of a second: 50 ms a second with nothing forwarded.
+          if (io.rtPriority > 0 && !m.spin_us) io.spinUs = 0;
+          else if (io.rtPriority > 0 && io.spinUs > 0) {
+            this.fail(m.spin_us!.at, m.spin_us!.path, `io.spin_us ${io.spinUs} with io.rt_priority: a real-time worker that polls after each frame never sleeps while a stream trickles in, and the kernel then throttles it (50 ms a second with nothing forwarded); use spin_us: 0 (the default with rt_priority)`);
+          }
+        }
       } else {
         backend(f.io);
       }

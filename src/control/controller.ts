@@ -499,7 +499,7 @@ export class Controller implements ControlApi {
       const fixed: Array<[string, unknown, unknown]> = [
         ['interface', this.config.interface, next.interface], ['mac', this.config.macText, next.macText], ['mode', this.config.mode, next.mode],
         ['flows', JSON.stringify(this.config.flows), JSON.stringify(next.flows)], ['neighbours', JSON.stringify(this.config.neighbours), JSON.stringify(next.neighbours)],
-        ['api', JSON.stringify(this.config.api), JSON.stringify(next.api)], ['state_file', this.config.stateFile, next.stateFile], ['shm_dir', this.config.shmDir, next.shmDir],
+        ['api', JSON.stringify(this.config.api), JSON.stringify(next.api)], ['state_file', this.config.stateFile, next.stateFile], ['shm_dir', this.config.shmDir, next.shmDir], ['io', JSON.stringify(this.config.io), JSON.stringify(next.io)],
       ];
       // The probers are opened at start, for the check types the start config uses (run.ts): a
       // type none used then has none now, though this build has it.

@@ -213,7 +213,7 @@ function mapError(file: string, e: unknown): VipgateError {
   const dir = path.dirname(file);
   const hint = err.code === 'ENOSPC' || err.code === 'ENOMEM' ? ` (${dir} has no room for it: see df ${dir}; give it more (docker: --shm-size), or a smaller flows.capacity needs less)`
     : err.code === 'EACCES' || err.code === 'EPERM' ? ' (run vipgate as the user that made it, or remove it)'
-    : err.code === 'ENOENT' ? ` (${dir} does not exist: create it, or mount a tmpfs there, or set shm_dir: in the config)` : '';
+    : err.code === 'ENOENT' && !fs.existsSync(dir) ? ` (${dir} does not exist: create it, or mount a tmpfs there, or set shm_dir: in the config)` : '';
   // The addon's message names the file already ("shm: cannot open /dev/shm/...: ...").
   const what = /^shm: /.test(err.message) ? err.message.replace(/^shm: /, '') : `${file}: ${err.message}`;
   return new VipgateError('ESHM_UNAVAILABLE', `shared state: ${what}${hint}`, { cause: e });
