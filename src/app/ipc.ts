@@ -22,7 +22,8 @@ export interface WorkerInit {
   filter: string;
   /** No socket handed over but io native: open a native socket of its own (VIPGATE_WORKER_OWN_SOCKET, a measurement knob). */
   ownSocket?: boolean;
-  io: { backend: IoChoice; batch: number; spinUs: number };
+  /** rtPriority: io.rt_priority (0: none); the worker runs its step-down governor (rt-governor.ts) when > 0. */
+  io: { backend: IoChoice; batch: number; spinUs: number; rtPriority: number };
   /** The SYN-time check (the worker holds SYNs and probes; results come back as `probe`). */
   synCheck: { timeoutMs: number } | null;
   /** Backend names by slot, for the SYN-time check's reports (tables in the banks carry no names). */

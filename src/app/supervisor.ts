@@ -435,7 +435,7 @@ async function startControl(a: SupervisorArgs, settings: RunSettings, log: Logge
   const health = new HealthManager({ probes: PROBES, events });
   workers = new WorkerManager({
     log, iface, region: region.path, nic, filter,
-    io: { backend: config.io.backend, batch: config.io.batch, spinUs: config.io.spinUs }, rtPriority: config.io.rtPriority,
+    io: { backend: config.io.backend, batch: config.io.batch, spinUs: config.io.spinUs, rtPriority: config.io.rtPriority },
     synCheck: config.synCheck ? { timeoutMs: config.synCheck.timeoutMs } : null,
     logOptions: { level: a.logLevel ?? config.log.level, format: a.logFormat ?? config.log.format },
     names: () => [...(published?.backendNames ?? [])],

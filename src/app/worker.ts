@@ -19,7 +19,10 @@ import { parentDeathSignal } from '../../native-bindings/shm';
 import { dropped } from '../shm/integrity';
 import { BankReader, idlePoller } from '../shm/banks';
 import { Dataplane } from '../dataplane/dataplane';
-import { openAfPacket } from '../../native-bindings/afpacket';
+import { openAfPacket, setFifo, threadCpuClock } from '../../native-bindings/afpacket';
+import { performance } from 'node:perf_hooks';
+import { scheduling } from '../obs/proc';
+import { stepRt, RT_WINDOW_MS, RT_STEP_DOWN_BUSY, RT_STEP_UP_BUSY, type RtState } from './rt-governor';
 import { openNic, type NicLink } from '../../native-bindings/nic';
 import { attachLive, sweepPlan } from '../link/live';
 import { SynHold } from '../dataplane/hold';
@@ -119,12 +122,49 @@ export function startWorker(init: WorkerInit): Running {
       const l = live.syncStats();
       if (l.newLinkErrors > 0) log.warn(`${init.iface}: the packet socket reported ${l.lastLinkError ?? 'an error'}; frames flow again once the interface is up`, { event: 'link_error' });
     }, 1000));
+    const rt = rtGovernor(init.io.rtPriority ?? 0, log);
+    if (rt) timers.push(rt);
     return { region, nic, syn, synProbes, timers, idle, log };
   } catch (e) {
     nic?.close();
     region.close();
     throw e;
   }
+}
+
+/**
+ * io.rt_priority: the supervisor made this worker SCHED_FIFO; step down to an ordinary task while
+ * saturated and back up after (rt-governor.ts says why). Measured on this thread's CPU time per
+ * window. Null when there is nothing to govern: no rt_priority, or the supervisor could not make
+ * the worker real-time (it said so).
+ */
+function rtGovernor(priority: number, log: Logger): NodeJS.Timeout | null {
+  const cpu = threadCpuClock();
+  if (priority <= 0 || !cpu || !scheduling(process.pid)?.startsWith('SCHED_FIFO')) return null;
+  let state: RtState = 'realtime', lastCpu = cpu(), lastWall = performance.now(), changes = 0, loggedAt = -Infinity;
+  const timer = setInterval(() => {
+    const c = cpu(), w = performance.now();
+    const next = stepRt(state, (c - lastCpu) / 1e6 / (w - lastWall));
+    lastCpu = c; lastWall = w;
+    if (next === state) return;
+    try {
+      setFifo(process.pid, next === 'realtime' ? priority : 0);
+    } catch (e) {
+      log.warn(`cannot change the packet worker's scheduling (io.rt_priority ${priority}): ${(e as Error).message}; it stays ${state === 'realtime' ? `SCHED_FIFO ${priority}` : 'an ordinary task'}`, { event: 'worker_priority' });
+      clearInterval(timer);
+      return;
+    }
+    state = next;
+    changes++;
+    // A flood that comes and goes would say this every few seconds: at most once a minute.
+    if (w - loggedAt >= 60_000) {
+      loggedAt = w;
+      log.info(next === 'stepped_down'
+        ? `packet worker saturated (over ${RT_STEP_DOWN_BUSY * 100} % busy): an ordinary task until its load falls, so the kernel does not throttle it as a real-time one (${changes} change(s) so far)`
+        : `packet worker load fell (under ${RT_STEP_UP_BUSY * 100} % busy): real-time again (SCHED_FIFO ${priority}; ${changes} change(s) so far)`, { event: 'worker_rt', state: next, changes });
+    }
+  }, RT_WINDOW_MS);
+  return timer;
 }
 
 /** Stop at a batch boundary (this runs between two turns of the loop): the ring keeps what is unread. */

@@ -33,9 +33,8 @@ export interface WorkerManagerOptions {
   region: string;
   nic: NicLink;
   filter: string;
-  io: { backend: 'native' | 'pcap' | 'auto'; batch: number; spinUs: number };
-  /** io.rt_priority: the worker's SCHED_FIFO priority, 0 for none (nice WORKER_NICE). */
-  rtPriority: number;
+  /** rtPriority: io.rt_priority, the worker's SCHED_FIFO priority, 0 for none (nice WORKER_NICE). */
+  io: { backend: 'native' | 'pcap' | 'auto'; batch: number; spinUs: number; rtPriority: number };
   synCheck: { timeoutMs: number } | null;
   logOptions: { level: LogLevel; format: 'json' | 'text' };
   /** Backend names by slot, as published last. */
@@ -147,6 +146,14 @@ export class WorkerManager {
     }, WORKER_READY_TIMEOUT_MS);
   }
 
+  /** As /proc says; with io.rt_priority and not SCHED_FIFO, why (the governor stepped it down, see rt-governor.ts). */
+  private schedulingText(): string | null {
+    const c = this.child;
+    if (c?.pid === undefined || c.exitCode !== null || c.signalCode !== null) return null;
+    const s = scheduling(c.pid);
+    return s && this.o.io.rtPriority > 0 && !s.startsWith('SCHED_FIFO') ? `${s} (io.rt_priority ${this.o.io.rtPriority}: stepped down while saturated, or not permitted: see the log)` : s;
+  }
+
   private priorityWarned = false;
   private realtimeWarned = false;
   private prioritise(child: ChildProcess): void {
@@ -159,7 +166,7 @@ export class WorkerManager {
         this.o.log.warn(`cannot give the packet worker priority over control (nice ${WORKER_NICE}): ${(e as Error).message}; it shares the CPU with control as an equal, so a burst of API changes can delay forwarding (give vipgate CAP_SYS_NICE, e.g. AmbientCapabilities=CAP_SYS_NICE in its systemd unit)`, { event: 'worker_priority' });
       }
     }
-    const rt = this.o.rtPriority;
+    const rt = this.o.io.rtPriority;
     if (rt <= 0) return;
     // Its main thread only (the PID): the thread that runs the packet loop. V8's helper threads
     // stay ordinary tasks.
@@ -276,7 +283,7 @@ export class WorkerManager {
       pid: this.child?.pid ?? null, startedAt: iso(s.startedAt), restarts: s.restarts,
       lastExit: s.lastExit ? { reason: describeExit(s.lastExit), at: iso(s.lastExit.at)! } : null,
       state: s.phase, nextStartAt: iso(s.nextStartAt),
-      scheduling: this.child?.pid !== undefined && this.child.exitCode === null && this.child.signalCode === null ? scheduling(this.child.pid) : null,
+      scheduling: this.schedulingText(),
     };
   }
 }
