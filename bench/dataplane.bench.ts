@@ -1,7 +1,9 @@
 // Packet-path benchmark: Dataplane.process() in-process over synthetic traffic mixes.
 //
 // Run:   npm run bench                      (= tsc && node --expose-gc dist/bench/dataplane.bench.js)
-//        node --expose-gc dist/bench/dataplane.bench.js [--json] [--case SUBSTR] [--seconds S] [--repeats N] [--quick] [--tables bank]
+//        node --expose-gc dist/bench/dataplane.bench.js [--json] [--case SUBSTR|=NAME] [--seconds S] [--repeats N] [--quick] [--tables bank]
+//        (--case =NAME: that case alone, e.g. in a fresh process each, as a packet worker has one Dataplane and its code
+//        stays monomorphic; in one process many cases share the packet path's compiled code)
 // Prints progress on stderr, then the table and one PASS/FAIL line per goal on stdout; --json adds
 // one line of JSON at the end (`| tail -1`). About 75 s with the defaults (--quick: about 20 s).
 // The numbers move by ±20% between runs on a shared VM: compare medians of the same machine.
@@ -589,7 +591,7 @@ async function main(): Promise<void> {
     console.log(`vipgate packet-path benchmark — node ${process.version}, ${REPEATS} × ≥${SECONDS}s per case, median` + (gc ? '' : ' (no --expose-gc: heap figures n/a)') + (SHM_DIR ? `, state in files mapped from ${SHM_DIR}` : HUGE ? ', state on huge pages' : '') + (ALL_BANK ? ', every case over tables read from a bank' : ''));
   }
   for (const [name, make] of CASES) {
-    if (ONLY && !name.includes(ONLY)) continue;
+    if (ONLY && !(ONLY.startsWith('=') ? name === ONLY.slice(1) : name.includes(ONLY))) continue;
     const r = await bench(ALL_BANK && !name.endsWith(' bank') ? () => overBank(make()) : make);
     results.push(r);
     console.error(`  ${name}: ${M(r.frames_per_s)} frames/s (runs ${r.runs.map(M).join(' ')})`);

@@ -219,8 +219,8 @@ async function startHost(a: SupervisorArgs, settings: RunSettings, log: Logger, 
   const pages = shmPages(config.shmDir);
   if (pages && pages.fsType !== 'tmpfs' && pages.fsType !== 'ramfs') {
     log.warn(`shared state: ${config.shmDir} is on ${pages.fsType}, not a tmpfs: the kernel writes its pages back to that device; use a tmpfs (/dev/shm, or one mounted for it)`, { event: 'shared_state_pages', fs: pages.fsType });
-  } else if (pages && !pages.hugePages && config.flows.capacity >= 65536) {
-    log.info(`shared state on ${describePages(file, pages)}: with ${config.flows.capacity} flows a lookup also walks the page table; a tmpfs mounted with huge=within_size and shm_dir: pointing at it puts the flow table on 2 MiB pages (README "Huge pages for the shared state")`, { event: 'shared_state_pages', huge: false });
+  } else if (pages && !pages.hugePages && config.flows.capacity >= 1 << 20) {
+    log.info(`shared state on ${describePages(file, pages)}: with ${config.flows.capacity} flows, a tmpfs mounted with huge=within_size and shm_dir: pointing at it puts the flow table on 2 MiB pages, fewer page walks per lookup (README "Huge pages for the shared state")`, { event: 'shared_state_pages', huge: false });
   } else {
     log.info(`shared state on ${describePages(file, pages)}`, { event: 'shared_state_pages', huge: pages?.hugePages ?? null });
   }

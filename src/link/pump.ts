@@ -30,11 +30,13 @@ export function newBatch(buf: Uint8Array, capacity: number): Batch {
 /** Batches at least this long are touched first (prefetch); below it there is nothing to overlap. */
 const TOUCH_MIN = 4;
 /**
- * Pump.touchFrom's default: 8Ki flows, whose 64-byte records (512 KiB) are a quarter of this CPU's L2;
- * the crossover measured with `npm run bench -- --huge --case batch256` lies between 4Ki (0.89x)
- * and 16Ki (1.28x).
+ * Pump.touchFrom's default: 32Ki flows, whose 64-byte records (2 MiB) fill this CPU's L2. Below
+ * it the records stay in cache and the second parse is pure cost; above it each lookup misses.
+ * Measured by bench/touch.sh (each case alone in a fresh process, 3 rounds, medians; README "The
+ * pump in batches"): touched/plain 0.75x at 4Ki flows, 1.16x at 16Ki (single runs from 0.6x to
+ * 1.4x), 1.14x at 64Ki, 1.21x at 1Mi.
  */
-export const TOUCH_FROM_FLOWS = 8192;
+export const TOUCH_FROM_FLOWS = 32768;
 
 export class Pump {
   /** Sum of the touched values: kept so V8 cannot drop the reads (it means nothing). */
@@ -47,9 +49,7 @@ export class Pump {
    * computed (Dataplane.hint), then all are loaded in one tight loop (FlowTable.touchAll), then
    * the batch is processed — a software prefetch, so the batch's cache and TLB misses overlap
    * instead of each frame waiting on its own. Below it the flows' lines stay in cache and the
-   * second parse is pure cost. Measured on this 2-core VM (`npm run bench`, the batch256 rows,
-   * per CPU-second, side by side): 0.89x with 4Ki flows, 1.3-1.5x with 64Ki and 1Mi on huge
-   * pages. 0: always; Infinity: never.
+   * second parse is pure cost (TOUCH_FROM_FLOWS says what was measured). 0: always; Infinity: never.
    */
   touchFrom = TOUCH_FROM_FLOWS;
 
