@@ -11,8 +11,8 @@
 // the kernel's), from the lab's nat topology (b1 routes back through the gateway 10.77.1.1,
 // owned by vipgate or, in the kernel case, by the vipgate host's kernel).
 //
-// The generator (bench/gen/vgen.c, built here with cc) is pinned to CPU 0, the forwarder (vipgate)
-// to CPU 1 (taskset). Each case is repeated (--rounds), rounds interleaved; cells are the median
+// The generator (bench/gen/vgen.c, built here with cc) is pinned to CPU 0, vipgate's packet
+// worker to CPU 1 and its supervisor (control) to CPU 0 (taskset). Each case is repeated (--rounds), rounds interleaved; cells are the median
 // (min-max) of the sink's received frames per second. The run is refused (exit 3, figures
 // printed as a smoke run only) when the machine was visibly busy: less than --min-idle of the
 // CPUs idle in the second before, or a round whose generator limit is off the median by > 30 %.
@@ -20,6 +20,7 @@
 //   npm run bench:lab                               3 rounds, 3 s per measurement
 //   node dist/bench/lab.bench.js --rounds 5 --seconds 5 --json
 //   node dist/bench/lab.bench.js --smoke            1 round, 1 s, no refusal (a busy machine is reported, not refused)
+//   node dist/bench/lab.bench.js --rt-priority 10   adds 'native rt': the packet worker SCHED_FIFO 10 (io.rt_priority)
 
 import { parseArgs } from 'node:util';
 import * as fs from 'node:fs';
@@ -30,7 +31,8 @@ import { canRunVipgateLab, startVipgate, labConfigYaml, type VipgateProc } from 
 import { afpacketAvailable } from '../native-bindings/afpacket';
 import { cpuSeconds } from '../src/obs/proc';
 
-type Path = 'generator' | 'kernel' | 'pcap' | 'native';
+type Path = 'generator' | 'kernel' | 'pcap' | 'native' | 'native rt';
+const isVipgate = (p: Path): boolean => p === 'pcap' || p === 'native' || p === 'native rt';
 interface Traffic { kind: 'syn' | 'ack'; flows: number }
 interface Sample { round: number; path: Path; traffic: string; pps: number; genPps: number }
 interface Lat { round: number; path: Path | 'direct'; p50: number; p99: number; failed: number }
@@ -108,9 +110,15 @@ function vipgateTree(pid: number): number[] {
   return [pid, ...r.stdout.split('\n').filter(Boolean).map(Number)];
 }
 
-/** Every vipgate process (the worker does the forwarding) and every thread of each on the forwarder's CPU. */
+/**
+ * The packet workers (the supervisor's children: the one forwarding and the spare), every
+ * thread, on the forwarder's CPU; the supervisor (control) on the other one, beside the
+ * generator, as the README advises for a real-time worker (which would otherwise starve it).
+ */
 function pinVipgate(pid: number): void {
-  for (const p of vipgateTree(pid)) spawnSync('taskset', ['-a', '-pc', FWD_CPU, String(p)], { stdio: 'ignore' });
+  const [sup, ...workers] = vipgateTree(pid);
+  spawnSync('taskset', ['-a', '-pc', GEN_CPU, String(sup)], { stdio: 'ignore' });
+  for (const p of workers) spawnSync('taskset', ['-a', '-pc', FWD_CPU, String(p)], { stdio: 'ignore' });
 }
 
 /** CPU seconds used by the supervisor and its children (the worker forwards), all threads. */
@@ -165,8 +173,11 @@ async function latency(lab: Lab, url: string, n: number): Promise<{ p50: number;
 async function main(): Promise<void> {
   const { values } = parseArgs({ options: {
     rounds: { type: 'string' }, seconds: { type: 'string' }, json: { type: 'boolean' }, smoke: { type: 'boolean' },
-    'min-idle': { type: 'string' }, 'latency-n': { type: 'string' }, 'cpu-rate': { type: 'string' },
+    'min-idle': { type: 'string' }, 'latency-n': { type: 'string' }, 'cpu-rate': { type: 'string' }, 'rt-priority': { type: 'string' },
   } });
+  const rtPriority = Number(values['rt-priority'] ?? 0);
+  if (!Number.isInteger(rtPriority) || rtPriority < 0 || rtPriority > 99) throw new Error(`--rt-priority must be 1..99 (0: off), got ${values['rt-priority']}`);
+  const paths: Path[] = ['generator', 'kernel', 'pcap', 'native', ...(rtPriority > 0 ? ['native rt' as const] : [])];
   const smoke = !!values.smoke;
   const rounds = Number(values.rounds ?? (smoke ? 1 : 3)), seconds = Number(values.seconds ?? (smoke ? 1 : 3));
   const cpuRate = Number(values['cpu-rate'] ?? 50_000);
@@ -198,11 +209,12 @@ async function main(): Promise<void> {
     const viaVg: Target = { dstMac: lab.mac.vipgate, dstIp: vip };
     const direct: Target = { dstMac: lab.mac.backends[0]!, dstIp: backend };
     for (let r = 0; r < rounds; r++) {
-      for (const p of ['generator', 'kernel', 'pcap', 'native'] as Path[]) {
+      for (const p of paths) {
         log(`round ${r + 1}/${rounds}: ${p}`);
         if (p === 'kernel') kernelOn(lab, vip, backend);
-        if (p === 'pcap' || p === 'native') {
-          vg = await startVipgate(lab, labConfigYaml(lab, `io: ${p}`).replace('capacity: 262144', 'capacity: 65536'));
+        if (isVipgate(p)) {
+          const io = p === 'native rt' ? `io: { backend: native, rt_priority: ${rtPriority} }` : `io: ${p}`;
+          vg = await startVipgate(lab, labConfigYaml(lab, io).replace('capacity: 262144', 'capacity: 65536'));
           pinVipgate(vg.pid);
           await sleep(300);
         }
@@ -210,7 +222,7 @@ async function main(): Promise<void> {
           // Warm-up (JIT, ARP, flows), not measured.
           if (vg) measure(lab, gen, viaVg, { kind: 'ack', flows: 10_000 }, 1, true);
           for (const t of TRAFFIC) {
-            const m = measure(lab, gen, p === 'generator' ? direct : viaVg, t, seconds, p === 'pcap' || p === 'native');
+            const m = measure(lab, gen, p === 'generator' ? direct : viaVg, t, seconds, isVipgate(p));
             samples.push({ round: r, path: p, traffic: tname(t), pps: m.pps, genPps: m.genPps });
           }
           if (vg) {
@@ -260,9 +272,8 @@ async function main(): Promise<void> {
 
   const k = (x: number) => `${(x / 1e3).toFixed(0)}`;
   const cell = (xs: number[]) => xs.length ? `${k(median(xs))} (${k(Math.min(...xs))}-${k(Math.max(...xs))})` : 'n/a';
-  const paths: Path[] = ['generator', 'kernel', 'pcap', 'native'];
   const lines: string[] = [];
-  lines.push(`lab bench (issue 10): 64-byte frames c1 -> vg -> b1 on one bridge, ${rounds} round(s) x ${seconds} s, generator on CPU ${GEN_CPU}, vipgate on CPU ${FWD_CPU}; kpps received by the sink, median (min-max)`);
+  lines.push(`lab bench (issue 10): 64-byte frames c1 -> vg -> b1 on one bridge, ${rounds} round(s) x ${seconds} s, generator on CPU ${GEN_CPU}, vipgate's packet worker on CPU ${FWD_CPU} (its supervisor on CPU ${GEN_CPU}); kpps received by the sink, median (min-max)`);
   lines.push(['traffic'.padEnd(16), ...paths.map((p) => p.padStart(18)), 'native/kernel'.padStart(14), 'native/gen'.padStart(11), 'native/pcap'.padStart(12)].join(''));
   const report: Record<string, unknown> = { rounds, seconds, idleBefore: idle, samples, latency: lats, cpu: cpus, api: apis, overload: overloads };
   for (const t of TRAFFIC) {
@@ -275,7 +286,7 @@ async function main(): Promise<void> {
   lines.push(`TCP connect latency at low load (one connection at a time, ${latN} per round), ms, median over rounds`);
   lines.push(['path'.padEnd(10), 'p50'.padStart(8), 'p99'.padStart(8), 'failed'.padStart(8), 'p99/kernel'.padStart(12)].join(''));
   const kp99 = median(lats.filter((l) => l.path === 'kernel').map((l) => l.p99));
-  for (const p of ['direct', 'kernel', 'pcap', 'native'] as const) {
+  for (const p of ['direct', ...paths.filter((x) => x !== 'generator')] as const) {
     const x = lats.filter((l) => l.path === p);
     const p99 = median(x.map((l) => l.p99));
     lines.push([p.padEnd(10), median(x.map((l) => l.p50)).toFixed(3).padStart(8), p99.toFixed(3).padStart(8),
@@ -283,20 +294,20 @@ async function main(): Promise<void> {
   }
   lines.push('');
   lines.push(`vipgate CPU per forwarded frame at a fixed ${k(cpuRate)} kpps (ack, 10k flows), median over rounds`);
-  for (const p of ['pcap', 'native', 'native spin 0'] as const) {
+  for (const p of ['pcap', 'native', 'native spin 0', ...paths.filter((x) => x === 'native rt')] as const) {
     const x = cpus.filter((c) => c.path === p);
     lines.push(`${p.padEnd(14)}${median(x.map((c) => c.usPerFrame)).toFixed(2).padStart(8)} µs/frame at ${k(median(x.map((c) => c.pps)))} kpps received`);
   }
   lines.push('');
   lines.push('fixed overload: ack 10k flows offered at 1.5x what the path forwarded under the flood, kpps, median over rounds');
-  for (const p of ['pcap', 'native'] as const) {
+  for (const p of paths.filter(isVipgate)) {
     const x = overloads.filter((o) => o.path === p);
     const f = median(x.map((o) => o.floodPps)), o = median(x.map((o) => o.pps));
     lines.push(`${p.padEnd(14)}flood ${k(f).padStart(6)}   offered ${k(median(x.map((o) => o.ratePps))).padStart(6)}   forwarded ${k(o).padStart(6)}   overload/flood ${(o / f).toFixed(2)}`);
   }
   lines.push('');
   lines.push('API response time (GET /v1/status) while the generator floods vipgate (ack, 10k flows), ms');
-  for (const p of ['pcap', 'native'] as const) {
+  for (const p of paths.filter(isVipgate)) {
     const x = apis.filter((a) => a.path === p);
     lines.push(`${p.padEnd(14)}p50 ${median(x.map((a) => a.p50Ms)).toFixed(1).padStart(6)}   max ${Math.max(...x.map((a) => a.maxMs)).toFixed(1).padStart(6)}   (${x.reduce((a, b) => a + b.n, 0)} requests)`);
   }
@@ -304,6 +315,11 @@ async function main(): Promise<void> {
     median(samples.filter((s) => s.traffic === 'ack 10k flows' && s.path === 'kernel').map((s) => s.pps));
   lines.push('');
   lines.push(`goal: native >= 1.5x kernel DNAT on 10k flows (ack): ${goal10k.toFixed(2)}x; native p99 connect <= 1.3x kernel: ${(median(lats.filter((l) => l.path === 'native').map((l) => l.p99)) / kp99).toFixed(2)}x`);
+  if (rtPriority > 0) {
+    const rt10k = median(samples.filter((s) => s.traffic === 'ack 10k flows' && s.path === 'native rt').map((s) => s.pps)) /
+      median(samples.filter((s) => s.traffic === 'ack 10k flows' && s.path === 'kernel').map((s) => s.pps));
+    lines.push(`      native rt (io.rt_priority ${rtPriority}): ${rt10k.toFixed(2)}x; p99 connect ${(median(lats.filter((l) => l.path === 'native rt').map((l) => l.p99)) / kp99).toFixed(2)}x`);
+  }
   if (busy.length) {
     lines.push('');
     lines.push(`${smoke ? 'SMOKE RUN on a busy machine' : 'REFUSED'}: ${busy.join('; ')}. These figures are not results; run again on a quiet machine.`);
