@@ -88,7 +88,7 @@ export class WorkerManager {
     else o.spare?.kill('SIGKILL');
   }
 
-  private step(e: WorkerEvent): void { this.s = stepRestart(this.s, e, this.clock()); }
+  private step(e: WorkerEvent, now = this.clock()): void { this.s = stepRestart(this.s, e, now); }
 
   /** Start the first worker; `onFirstReady` runs once, when a worker first forwards. */
   start(onFirstReady: ((m: Extract<WorkerToSupervisor, { t: 'ready' }>) => void) | null): void {
@@ -224,14 +224,17 @@ export class WorkerManager {
     if (this.readyTimer) clearTimeout(this.readyTimer);
     this.o.readerGone();
     const asked = this.s.phase === 'stopping';
-    this.step({ type: 'exit', exit });
+    // One reading of the clock for the step and the delay: two could straddle a millisecond
+    // and say "restart in 99 ms" for the policy's 100.
+    const now = this.clock();
+    this.step({ type: 'exit', exit }, now);
     if (asked) {
       this.o.log.info(`packet worker PID ${child.pid} stopped (${describeExit(exit)})`, { event: 'worker_stopped', pid: child.pid });
       this.exited?.();
       return;
     }
     if (this.s.phase !== 'backoff') return;
-    const delay = Math.max(0, this.s.nextStartAt! - this.clock());
+    const delay = Math.max(0, this.s.nextStartAt! - now);
     this.o.log.error(`packet worker PID ${child.pid} exited unexpectedly (${describeExit(exit)}); ` +
       `restart ${this.s.restarts}${delay ? ` in ${delay} ms (${this.s.streak} exits in a row)` : ' now'}; frames wait in the ring meanwhile`,
     { event: 'worker_exit', pid: child.pid, code: exit.code, signal: exit.signal, reason: exit.reason, restarts: this.s.restarts, delayMs: delay });
