@@ -89,6 +89,7 @@ t.test('api, state_file, log and backend weight', async (t) => {
   t.match(reject(SCHEMA_EXAMPLE + 'state_file: /tmp/\n').message, /file path/);
   t.equal(parseConfig(SCHEMA_EXAMPLE, 'd.yaml').shmDir, '/dev/shm', 'shm_dir: /dev/shm by default');
   t.equal(parseConfig(SCHEMA_EXAMPLE + 'shm_dir: /run/vipgate/shm/\n', 's.yaml').shmDir, '/run/vipgate/shm', 'shm_dir: a trailing slash is dropped');
+  t.equal(parseConfig(SCHEMA_EXAMPLE + 'shm_dir: ///\n', 's.yaml').shmDir, '/', 'shm_dir: only slashes is the root');
   t.match(reject(SCHEMA_EXAMPLE + 'shm_dir: run/shm\n').message, /shm_dir must be an absolute directory path on a tmpfs/);
   const w = parseConfig(SCHEMA_EXAMPLE.replace('name: web2,', 'name: web2, weight: 0,'), 'w.yaml');
   t.equal(w.backends[1]!.weight, 0);

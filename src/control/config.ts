@@ -1227,7 +1227,7 @@ class Checker {
       const d = this.text(f.shm_dir, 'a directory on a tmpfs like /dev/shm');
       if (d !== undefined) {
         if (!d.startsWith('/')) this.fail(f.shm_dir.at, f.shm_dir.path, `shm_dir must be an absolute directory path on a tmpfs, like ${REGION_DIR} or /run/vipgate/shm`);
-        else shmDir = d.length > 1 ? d.replace(/\/+$/, '') : d;
+        else shmDir = d.replace(/\/+$/, '') || '/';
       }
     }
     const log: Config['log'] = { level: 'info', format: 'json' };
