@@ -216,14 +216,6 @@ async function startHost(a: SupervisorArgs, settings: RunSettings, log: Logger, 
     : `shared state: attached ${file} (${region.bytes} bytes, layout ${region.layoutVersion}, created ${new Date(region.createdAt).toISOString()} by vipgate ${region.createdBy}): its flows continue`,
   { event: 'shared_state', file, created: region.created });
   if (region.replaced) log.warn(`shared state: ${file} was replaced: ${region.replaced}`, { event: 'shared_state_replaced' });
-  const pages = shmPages(config.shmDir);
-  if (pages && pages.fsType !== 'tmpfs' && pages.fsType !== 'ramfs') {
-    log.warn(`shared state: ${config.shmDir} is on ${pages.fsType}, not a tmpfs: the kernel writes its pages back to that device; use a tmpfs (/dev/shm, or one mounted for it)`, { event: 'shared_state_pages', fs: pages.fsType });
-  } else if (pages && !pages.hugePages && config.flows.capacity >= 1 << 20) {
-    log.info(`shared state on ${describePages(file, pages)}: with ${config.flows.capacity} flows, a tmpfs mounted with huge=within_size and shm_dir: pointing at it puts the flow table on 2 MiB pages, fewer page walks per lookup (README "Huge pages for the shared state")`, { event: 'shared_state_pages', huge: false });
-  } else {
-    log.info(`shared state on ${describePages(file, pages)}`, { event: 'shared_state_pages', huge: pages?.hugePages ?? null });
-  }
   const slots = region.created ? (removeSlots(file), null) : readSlots(file, log);
   let ioWhy = 'the packet socket handed over by the vipgate upgraded from';
   try {
@@ -384,8 +376,17 @@ async function startControl(a: SupervisorArgs, settings: RunSettings, log: Logge
   region: Region, nic: NicLink, lock: ReturnType<typeof acquireInstanceLock>, upgrade: (body: unknown) => Promise<unknown>, slots: string[] | null, spare?: ChildProcess): Promise<Control> {
   const { config, apiListen, token, stateFile } = settings;
   const state = region.state;
-  const pages = shmPages(path.dirname(region.path));
+  // Which pages the region sits on: read once, said in the log and in every status.
+  const shmDir = path.dirname(region.path);
+  const pages = shmPages(shmDir);
   const pagesText = describePages(region.path, pages);
+  if (pages && pages.fsType !== 'tmpfs' && pages.fsType !== 'ramfs') {
+    log.warn(`shared state: ${shmDir} is on ${pages.fsType}, not a tmpfs: the kernel writes its pages back to that device; use a tmpfs (/dev/shm, or one mounted for it)`, { event: 'shared_state_pages', fs: pages.fsType });
+  } else if (pages && !pages.hugePages && config.flows.capacity >= 1 << 20) {
+    log.info(`shared state on ${pagesText}: with ${config.flows.capacity} flows, a tmpfs mounted with huge=within_size and shm_dir: pointing at it puts the flow table on 2 MiB pages, fewer page walks per lookup (README "Huge pages for the shared state")`, { event: 'shared_state_pages', huge: false });
+  } else {
+    log.info(`shared state on ${pagesText}`, { event: 'shared_state_pages', huge: pages?.hugePages ?? null });
+  }
   // Health probes of type syn need the raw prober here; the SYN-time check runs in the worker (its own).
   const checkTypes = checkTypesUsed(config);
   const opened = checkTypes.includes('syn') ? openProber() : null;
